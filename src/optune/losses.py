@@ -1,0 +1,76 @@
+"""Preference losses as pure tensor functions (no model imports).
+
+Shapes: B = pairs in the batch, T = tokens, V = vocabulary. Every loss returns the per-pair loss
+[B]; the caller takes the mean (or a sum over micro-batches divided by the global batch size).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def sequence_logps(logits: torch.Tensor, labels: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
+    """Sum of the log-probabilities of the response tokens of each sequence.
+
+    logits: [B, T, V] from the causal LM for input ids [B, T].
+    labels: [B, T] the input ids themselves (shifted here: position t predicts token t + 1).
+    loss_mask: [B, T] 1 on response tokens, 0 on prompt and padding.
+    Returns [B] float32.
+    """
+    logits = logits[:, :-1, :].float()
+    targets = labels[:, 1:]
+    mask = loss_mask[:, 1:].to(logits.dtype)
+    # log_softmax over V then gather: the memory peak is one float32 [B, T, V] copy.
+    token_logps = torch.gather(logits.log_softmax(-1), 2, targets.unsqueeze(-1)).squeeze(-1)
+    return (token_logps * mask).sum(-1)
+
+
+def dpo_logits(
+    policy_chosen_logps: torch.Tensor,
+    policy_rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor,
+    ref_rejected_logps: torch.Tensor,
+) -> torch.Tensor:
+    """[B] log-ratio difference (log pi(y_w)/ref(y_w)) - (log pi(y_l)/ref(y_l)), before beta."""
+    return (policy_chosen_logps - ref_chosen_logps) - (policy_rejected_logps - ref_rejected_logps)
+
+
+def dpo_loss(
+    policy_chosen_logps: torch.Tensor,
+    policy_rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor,
+    ref_rejected_logps: torch.Tensor,
+    beta: float,
+) -> torch.Tensor:
+    """Eq. 5: -log sigmoid(beta * h) per pair. All inputs [B] sequence log-probs; returns [B]."""
+    h = dpo_logits(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps)
+    return -F.logsigmoid(beta * h)
+
+
+def pair_weights(chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor, beta2: float) -> torch.Tensor:
+    """wDPO weight sigmoid(beta2 * (r_w - r_l)) per pair, [B] -> [B], detached (a constant)."""
+    return torch.sigmoid(beta2 * (chosen_rewards - rejected_rewards)).detach()
+
+
+def wdpo_loss(
+    policy_chosen_logps: torch.Tensor,
+    policy_rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor,
+    ref_rejected_logps: torch.Tensor,
+    chosen_rewards: torch.Tensor,
+    rejected_rewards: torch.Tensor,
+    beta1: float,
+    beta2: float,
+) -> torch.Tensor:
+    """Eq. 6: w * (-log sigmoid(beta1 * h)) with w = sigmoid(beta2 * (r_w - r_l)); returns [B].
+
+    No gradient flows into w. With beta2 = 0 every w is 0.5, so this is half of `dpo_loss`.
+    """
+    weights = pair_weights(chosen_rewards, rejected_rewards, beta2).to(policy_chosen_logps.dtype)
+    return weights * dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta1)
+
+
+def bradley_terry_loss(chosen_scores: torch.Tensor, rejected_scores: torch.Tensor) -> torch.Tensor:
+    """Eq. 1 (reward-model training): -log sigmoid(r(x, y_w) - r(x, y_l)); [B] scores -> [B] losses."""
+    return -F.logsigmoid(chosen_scores - rejected_scores)
