@@ -1,0 +1,180 @@
+"""`optune study create | serve | results`: the human study from the command line.
+
+Defaults follow the paper's Appendix D: 50 prompts, 8 raters, each pair rated by 4 people.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import sys
+import tempfile
+from pathlib import Path
+
+from optune.errors import UserError
+from optune.study import design, results, sources, storage
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="study_command", metavar="ACTION", required=True)
+    c = sub.add_parser("create", help="make a study file from two or more systems' responses")
+    c.add_argument("out", help="study file to write (SQLite), e.g. study.db")
+    c.add_argument("--system", action="append", required=True, metavar="[NAME=]PATH",
+                   help="a system's responses: AlpacaEval model_outputs JSON or JSONL {prompt, response}; "
+                        "repeat for each system (name defaults to the file's generator, else its stem)")
+    c.add_argument("--compare", action="append", metavar="FIRST:SECOND",
+                   help="a comparison; results are FIRST's win/loss/tie; repeatable (default: the two systems)")
+    c.add_argument("--n-prompts", type=int, default=50, help="prompts drawn at random (default 50)")
+    who = c.add_mutually_exclusive_group()
+    who.add_argument("--raters", type=int, default=8, help="number of raters (default 8)")
+    who.add_argument("--rater-names", help="comma-separated rater names instead of rater01..")
+    c.add_argument("--ratings-per-item", type=int, default=4, help="raters per pair (default 4)")
+    c.add_argument("--seed", type=int, default=0, help="seed for prompts, assignment and A/B order")
+    c.add_argument("--base-url", default="http://127.0.0.1:8000", help="where `serve` will be reachable")
+    c.add_argument("--links-out", help="also write rater<TAB>link lines to this file (mode 600)")
+    c.add_argument("--force", action="store_true", help="overwrite an existing study file (loses its ratings)")
+
+    s = sub.add_parser("serve", help="run the rating web page")
+    s.add_argument("db", help="study file made by `optune study create`")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)")
+    s.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+
+    r = sub.add_parser("results", help="Table 4 (win/loss/tie per comparison), agreement, CSV export")
+    r.add_argument("db", help="study file")
+    r.add_argument("--csv", help="write one row per rating (with the hidden order revealed) to this CSV")
+    r.add_argument("--table-csv", help="write the summary table to this CSV")
+    r.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
+
+
+def main(args: argparse.Namespace) -> int:
+    return {"create": _create, "serve": _serve, "results": _results}[args.study_command](args)
+
+
+def _rater_names(args: argparse.Namespace) -> list[str]:
+    if args.rater_names is not None:
+        names = [n.strip() for n in args.rater_names.split(",")]
+        if any(not n for n in names) or len(set(names)) != len(names):
+            raise UserError("--rater-names: names must be non-empty and distinct")
+        return names
+    if args.raters < 1:
+        raise UserError(f"--raters must be at least 1, got {args.raters}")
+    return [f"rater{i + 1:02d}" for i in range(args.raters)]
+
+
+def _load_systems(specs: list[str]) -> list[sources.SystemOutputs]:
+    systems = [sources.read_system(path, name) for name, path in map(sources.parse_system_arg, specs)]
+    names = [s.name for s in systems]
+    if len(systems) < 2:
+        raise UserError("give at least two --system files")
+    if len(set(names)) != len(names):
+        raise UserError(f"system names must be distinct, got {', '.join(names)} (use --system NAME=PATH)")
+    for s in systems:
+        if s.duplicates:
+            print(f"note: {s.source}: {s.duplicates} repeated prompts, first response kept", file=sys.stderr)
+    return systems
+
+
+def _create(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise UserError(f"{out} exists (it may hold ratings); pass --force to replace it")
+    if not out.parent.is_dir():
+        raise UserError(f"{out.parent}: no such folder")
+    raters = _rater_names(args)
+    systems = _load_systems(args.system)
+    names = [s.name for s in systems]
+    pairs = design.parse_comparisons(args.compare, names)
+    unused = set(names) - {n for pair in pairs for n in pair}
+    if unused:
+        raise UserError(f"system(s) {', '.join(sorted(unused))} are in no --compare")
+    pool = sources.common_prompts(systems)
+    prompts = design.draw_prompts(pool, args.n_prompts, args.seed)
+    items = design.make_items(len(pairs), len(prompts))
+    assignments = design.assign(len(items), len(raters), args.ratings_per_item, args.seed)
+    tokens = [secrets.token_urlsafe(18) for _ in raters]
+    index = {n: i for i, n in enumerate(names)}
+    plan = storage.StudyPlan(
+        systems=[(s.name, s.source) for s in systems],
+        comparisons=[(index[a], index[b]) for a, b in pairs],
+        prompts=prompts,
+        responses={(si, pi): s.responses[p] for si, s in enumerate(systems) for pi, p in enumerate(prompts)},
+        items=items,
+        raters=[(n, storage.token_hash(t)) for n, t in zip(raters, tokens)],
+        assignments=assignments,
+        meta={"seed": str(args.seed), "ratings_per_item": str(args.ratings_per_item),
+              "prompt_pool": str(len(pool))},
+    )
+    storage.write_study(out, plan)
+    links = [(n, f"{args.base_url.rstrip('/')}/r/{t}") for n, t in zip(raters, tokens)]
+    if args.links_out:
+        _write_private(Path(args.links_out), "".join(f"{n}\t{link}\n" for n, link in links))
+    loads = [sum(1 for a in assignments if a.rater == r) for r in range(len(raters))]
+    print(f"{out}: {len(pairs)} comparison(s) x {len(prompts)} prompts (drawn from {len(pool)} answered by all) "
+          f"= {len(items)} pairs; {len(raters)} raters, {args.ratings_per_item} per pair, "
+          f"{min(loads)}-{max(loads)} pairs each")
+    print("Personal links (send each rater only their own; they are not stored and cannot be shown again):")
+    for name, link in links:
+        print(f"  {name}\t{link}")
+    return 0
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write links readable only by the owner, atomically."""
+    if not path.parent.is_dir():
+        raise UserError(f"{path.parent}: no such folder")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from optune.study.app import make_study_server
+
+    if not 0 <= args.port <= 65535:
+        raise UserError(f"--port must be 0-65535, got {args.port}")
+    if args.host not in LOOPBACK:
+        print(f"warning: serving on {args.host}: links carry rater tokens over plain HTTP; "
+              "put the page behind HTTPS if it leaves this machine", file=sys.stderr)
+    try:
+        server = make_study_server(args.db, args.host, args.port)
+    except OSError as err:
+        raise UserError(f"cannot listen on {args.host}:{args.port} ({err.strerror or err})") from None
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"serving study {args.db} at http://{host}:{server.server_port}/ (Ctrl-C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("stopped; every rating given so far is saved", file=sys.stderr)
+    finally:
+        server.server_close()
+    return 0
+
+
+def _results(args: argparse.Namespace) -> int:
+    conn = storage.connect(args.db)
+    try:
+        ratings = storage.rating_rows(conn)
+        table = results.summarise(storage.comparison_rows(conn), ratings)
+        progress = storage.rater_progress(conn)
+    finally:
+        conn.close()
+    if args.csv:
+        results.write_csv(args.csv, results.export_rows(ratings), results.EXPORT_FIELDS)
+    if args.table_csv:
+        results.write_csv(args.table_csv, table, results.TABLE_FIELDS)
+    if args.json:
+        print(json.dumps({"comparisons": table, "raters": [
+            {"rater": n, "rated": d, "assigned": t} for n, d, t in progress]}, indent=2))
+        return 0
+    print(results.format_table(table))
+    print("(Win/Loss/Tie: the first system's result; Ratings: given/assigned; Agree: mean pairwise agreement "
+          "on items with 2+ ratings)")
+    print("Raters: " + ", ".join(f"{n} {d}/{t}" for n, d, t in progress))
+    return 0
+
