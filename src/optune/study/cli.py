@@ -8,13 +8,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import sys
 import tempfile
 from pathlib import Path
 
 from optune.errors import UserError
-from optune.study import design, results, sources, storage
+from optune.study import results, storage
+from optune.study.create import create_study
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -65,57 +65,15 @@ def _rater_names(args: argparse.Namespace) -> list[str]:
     return [f"rater{i + 1:02d}" for i in range(args.raters)]
 
 
-def _load_systems(specs: list[str]) -> list[sources.SystemOutputs]:
-    systems = [sources.read_system(path, name) for name, path in map(sources.parse_system_arg, specs)]
-    names = [s.name for s in systems]
-    if len(systems) < 2:
-        raise UserError("give at least two --system files")
-    if len(set(names)) != len(names):
-        raise UserError(f"system names must be distinct, got {', '.join(names)} (use --system NAME=PATH)")
-    for s in systems:
-        if s.duplicates:
-            print(f"note: {s.source}: {s.duplicates} repeated prompts, first response kept", file=sys.stderr)
-    return systems
-
-
 def _create(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    if out.exists() and not args.force:
-        raise UserError(f"{out} exists (it may hold ratings); pass --force to replace it")
-    if not out.parent.is_dir():
-        raise UserError(f"{out.parent}: no such folder")
-    raters = _rater_names(args)
-    systems = _load_systems(args.system)
-    names = [s.name for s in systems]
-    pairs = design.parse_comparisons(args.compare, names)
-    unused = set(names) - {n for pair in pairs for n in pair}
-    if unused:
-        raise UserError(f"system(s) {', '.join(sorted(unused))} are in no --compare")
-    pool = sources.common_prompts(systems)
-    prompts = design.draw_prompts(pool, args.n_prompts, args.seed)
-    items = design.make_items(len(pairs), len(prompts))
-    assignments = design.assign(len(items), len(raters), args.ratings_per_item, args.seed)
-    tokens = [secrets.token_urlsafe(18) for _ in raters]
-    index = {n: i for i, n in enumerate(names)}
-    plan = storage.StudyPlan(
-        systems=[(s.name, s.source) for s in systems],
-        comparisons=[(index[a], index[b]) for a, b in pairs],
-        prompts=prompts,
-        responses={(si, pi): s.responses[p] for si, s in enumerate(systems) for pi, p in enumerate(prompts)},
-        items=items,
-        raters=[(n, storage.token_hash(t)) for n, t in zip(raters, tokens)],
-        assignments=assignments,
-        meta={"seed": str(args.seed), "ratings_per_item": str(args.ratings_per_item),
-              "prompt_pool": str(len(pool))},
+    created = create_study(
+        args.out, args.system, args.compare, n_prompts=args.n_prompts, raters=_rater_names(args),
+        ratings_per_item=args.ratings_per_item, seed=args.seed, force=args.force,
     )
-    storage.write_study(out, plan)
-    links = [(n, f"{args.base_url.rstrip('/')}/r/{t}") for n, t in zip(raters, tokens)]
+    links = [(n, f"{args.base_url.rstrip('/')}/r/{t}") for n, t in created.tokens]
     if args.links_out:
         _write_private(Path(args.links_out), "".join(f"{n}\t{link}\n" for n, link in links))
-    loads = [sum(1 for a in assignments if a.rater == r) for r in range(len(raters))]
-    print(f"{out}: {len(pairs)} comparison(s) x {len(prompts)} prompts (drawn from {len(pool)} answered by all) "
-          f"= {len(items)} pairs; {len(raters)} raters, {args.ratings_per_item} per pair, "
-          f"{min(loads)}-{max(loads)} pairs each")
+    print(created.summary)
     print("Personal links (send each rater only their own; they are not stored and cannot be shown again):")
     for name, link in links:
         print(f"  {name}\t{link}")
