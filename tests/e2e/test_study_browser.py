@@ -61,6 +61,18 @@ class Server:
             self.proc.wait(timeout=10)
 
 
+def _check_escaped_and_blind(page) -> None:
+    """Model output is text: the <script> is shown, never run; line breaks are kept; no names leak."""
+    shown = page.inner_text("#response-a") + page.inner_text("#response-b")
+    assert PAYLOAD in shown and "<b>bold?</b>" in shown and "\nSecond line" in shown
+    assert page.evaluate("window.__pwned") is None
+    assert page.eval_on_selector("#response-a", "e => getComputedStyle(e).whiteSpace") == "pre-wrap"
+    html = page.content()
+    assert "SYSTEM-SEVEN" not in html and "SYSTEM-TEN" not in html and "rho07" not in html
+    if os.environ.get("OPTUNE_STUDY_SCREENSHOT"):
+        page.screenshot(path=os.environ["OPTUNE_STUDY_SCREENSHOT"], full_page=True)
+
+
 @pytest.fixture
 def browser():
     with sync_api.sync_playwright() as pw:
@@ -90,15 +102,7 @@ def test_rating_page_end_to_end(tmp_path, browser):
         page.click("#start")
         assert page.inner_text("#progress-text") == "Pair 1 of 3"
 
-        # model output is text: the <script> is shown, never run, and line breaks are kept
-        shown = page.inner_text("#response-a") + page.inner_text("#response-b")
-        assert PAYLOAD in shown and "<b>bold?</b>" in shown and "\nSecond line" in shown
-        assert page.evaluate("window.__pwned") is None
-        assert page.eval_on_selector("#response-a", "e => getComputedStyle(e).whiteSpace") == "pre-wrap"
-        html = page.content()
-        assert "SYSTEM-SEVEN" not in html and "SYSTEM-TEN" not in html and "rho07" not in html
-        if os.environ.get("OPTUNE_STUDY_SCREENSHOT"):
-            page.screenshot(path=os.environ["OPTUNE_STUDY_SCREENSHOT"], full_page=True)
+        _check_escaped_and_blind(page)
 
         # a rating by keyboard shortcut, a second by click
         first_assignment = page.get_attribute("input[name=assignment]", "value")

@@ -17,7 +17,7 @@ import re
 import sqlite3
 from pathlib import Path
 
-from flask import Flask, abort, g, redirect, render_template, request, url_for
+from flask import Blueprint, Flask, abort, current_app, g, redirect, render_template, request, url_for
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from optune.study import storage
@@ -54,82 +54,93 @@ SECURITY_HEADERS = {
 _TOKEN_IN_PATH = re.compile(r"/r/[^/\s?]+")
 
 
+bp = Blueprint("study", __name__)
+
+
 def create_app(db_path: str | Path) -> Flask:
     """Build the app for one study file (checked now, so a bad path fails before serving)."""
     storage.connect(db_path).close()
     app = Flask(__name__)
     app.config["STUDY_DB"] = str(db_path)
-
-    def db() -> sqlite3.Connection:
-        if "study_db" not in g:
-            g.study_db = storage.connect(app.config["STUDY_DB"])
-        return g.study_db
-
-    def rater_or_404(token: str) -> storage.Rater:
-        rater = storage.rater_by_token(db(), token) if len(token) <= 128 else None
-        if rater is None:
-            abort(404)
-        return rater
-
-    @app.teardown_appcontext
-    def _close(_exc):
-        conn = g.pop("study_db", None)
-        if conn is not None:
-            conn.close()
-
-    @app.after_request
-    def _headers(response):
-        response.headers.update(SECURITY_HEADERS)
-        return response
-
-    @app.errorhandler(404)
-    def _not_found(_err):
-        return render_template("message.html", title="Link not valid",
-                               message="This link is not valid. Please use the personal link you were given."), 404
-
-    @app.errorhandler(400)
-    def _bad_request(_err):
-        return render_template("message.html", title="Bad request", message="That request was not understood."), 400
-
-    @app.errorhandler(403)
-    def _forbidden(_err):
-        return render_template("message.html", title="Not yours", message="That pair is not assigned to you."), 403
-
-    @app.get("/")
-    def index():
-        return render_template("message.html", title="Human study",
-                               message="Please open the personal link you were given.")
-
-    @app.get("/r/<token>")
-    def guidelines(token: str):
-        rater = rater_or_404(token)
-        done, total = storage.progress(db(), rater.id)
-        return render_template("guidelines.html", token=token, done=done, total=total,
-                               intro=GUIDELINES_INTRO, criteria=CRITERIA)
-
-    @app.get("/r/<token>/item")
-    def item(token: str):
-        rater = rater_or_404(token)
-        done, total = storage.progress(db(), rater.id)
-        current = storage.next_item(db(), rater.id)
-        if current is None:
-            return render_template("done.html", total=total)
-        return render_template("item.html", token=token, item=current, done=done, total=total, criteria=CRITERIA)
-
-    @app.post("/r/<token>/rate")
-    def rate(token: str):
-        rater = rater_or_404(token)
-        choice = request.form.get("choice", "")
-        assignment = request.form.get("assignment", "")
-        if choice not in storage.CHOICES or not assignment.isdigit():
-            abort(400)
-        try:
-            storage.record_rating(db(), rater.id, int(assignment), choice)
-        except LookupError:
-            abort(403)
-        return redirect(url_for("item", token=token), code=303)
-
+    app.register_blueprint(bp)
+    app.teardown_appcontext(_close_db)
+    app.after_request(_add_headers)
+    for code, title, message in [
+        (404, "Link not valid", "This link is not valid. Please use the personal link you were given."),
+        (400, "Bad request", "That request was not understood."),
+        (403, "Not yours", "That pair is not assigned to you."),
+    ]:
+        app.register_error_handler(code, _message_page(code, title, message))
     return app
+
+
+def _db() -> sqlite3.Connection:
+    """One connection per request (the server is threaded; SQLite connections are not shared)."""
+    if "study_db" not in g:
+        g.study_db = storage.connect(current_app.config["STUDY_DB"])
+    return g.study_db
+
+
+def _close_db(_exc) -> None:
+    conn = g.pop("study_db", None)
+    if conn is not None:
+        conn.close()
+
+
+def _add_headers(response):
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def _message_page(code: int, title: str, message: str):
+    def handler(_err):
+        return render_template("message.html", title=title, message=message), code
+    return handler
+
+
+def _rater_or_404(token: str) -> storage.Rater:
+    rater = storage.rater_by_token(_db(), token) if len(token) <= 128 else None
+    if rater is None:
+        abort(404)
+    return rater
+
+
+@bp.get("/")
+def index():
+    return render_template("message.html", title="Human study", message="Please open the personal link you were given.")
+
+
+@bp.get("/r/<token>")
+def guidelines(token: str):
+    rater = _rater_or_404(token)
+    done, total = storage.progress(_db(), rater.id)
+    return render_template("guidelines.html", token=token, done=done, total=total,
+                           intro=GUIDELINES_INTRO, criteria=CRITERIA)
+
+
+@bp.get("/r/<token>/item")
+def item(token: str):
+    rater = _rater_or_404(token)
+    done, total = storage.progress(_db(), rater.id)
+    current = storage.next_item(_db(), rater.id)
+    if current is None:
+        return render_template("done.html", total=total)
+    return render_template("item.html", token=token, item=current, done=done, total=total, criteria=CRITERIA)
+
+
+@bp.post("/r/<token>/rate")
+def rate(token: str):
+    """Store one answer, then redirect (303) to the next pair, so a reload never posts again."""
+    rater = _rater_or_404(token)
+    choice = request.form.get("choice", "")
+    assignment = request.form.get("assignment", "")
+    if choice not in storage.CHOICES or not assignment.isdigit():
+        abort(400)
+    try:
+        storage.record_rating(_db(), rater.id, int(assignment), choice)
+    except LookupError:
+        abort(403)
+    return redirect(url_for("study.item", token=token), code=303)
 
 
 class _RedactingHandler(WSGIRequestHandler):

@@ -117,7 +117,9 @@ def _insert_plan(conn: sqlite3.Connection, plan: StudyPlan) -> None:
     conn.executemany(
         "INSERT INTO responses VALUES (?, ?, ?)", [(s + 1, p + 1, t) for (s, p), t in sorted(plan.responses.items())]
     )
-    conn.executemany("INSERT INTO items VALUES (?, ?, ?)", [(i + 1, c + 1, p + 1) for i, (c, p) in enumerate(plan.items)])
+    conn.executemany(
+        "INSERT INTO items VALUES (?, ?, ?)", [(i + 1, c + 1, p + 1) for i, (c, p) in enumerate(plan.items)]
+    )
     conn.executemany("INSERT INTO raters VALUES (?, ?, ?)", [(i + 1, n, h) for i, (n, h) in enumerate(plan.raters)])
     conn.executemany(
         "INSERT INTO assignments (item, rater, position, first_is_a) VALUES (?, ?, ?, ?)",

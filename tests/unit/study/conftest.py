@@ -15,7 +15,8 @@ def write_outputs(tmp_path, n_prompts: int = 6):
     """Two systems on the same prompts: one AlpacaEval JSON, one JSONL, names kept distinctive."""
     a = tmp_path / "alpha.json"
     a.write_text(json.dumps([
-        {"instruction": f"Question {i}: what is {i} + {i}?", "output": f"Alpha answer {i}\nsecond line", "generator": "ALPHA-7B"}
+        {"instruction": f"Question {i}: what is {i} + {i}?", "output": f"Alpha answer {i}\nsecond line",
+         "generator": "ALPHA-7B"}
         for i in range(n_prompts)
     ]))
     b = tmp_path / "beta.jsonl"

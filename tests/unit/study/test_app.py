@@ -4,6 +4,7 @@ import pytest
 
 from optune.study import storage
 from optune.study.app import create_app
+from optune.study.create import create_study
 
 from .conftest import SCRIPT
 
@@ -27,7 +28,8 @@ def test_guidelines_show_the_four_criteria_and_progress(client):
     page = c.get(f"/r/{tokens['r1']}")
     html = page.get_data(as_text=True)
     assert page.status_code == 200
-    for name in ["Alignment with the user", "Clarity and precision", "Directness and relevance", "Efficiency and brevity"]:
+    for name in ["Alignment with the user", "Clarity and precision", "Directness and relevance",
+                 "Efficiency and brevity"]:
         assert name in html
     assert "Rated so far: 0 of 4" in html
     assert "script-src 'self'" in page.headers["Content-Security-Policy"]
@@ -95,3 +97,14 @@ def test_finishing_shows_thanks(client):
     html = c.get(f"/r/{token}/item").get_data(as_text=True)
     assert "You have rated all 4 pairs" in html
     assert "Rated so far: 4 of 4" in c.get(f"/r/{token}").get_data(as_text=True)
+
+
+def test_an_empty_answer_is_marked_not_blank(tmp_path):
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text('{"prompt": "q", "response": "  "}\n')
+    b.write_text('{"prompt": "q", "response": "fine"}\n')
+    created = create_study(tmp_path / "s.db", [str(a), str(b)], None, n_prompts=1, raters=["r"],
+                           ratings_per_item=1, seed=0)
+    c = create_app(tmp_path / "s.db").test_client()
+    html = c.get(f"/r/{created.tokens[0][1]}/item").get_data(as_text=True)
+    assert "(empty answer)" in html and "fine" in html

@@ -40,7 +40,8 @@ def test_create_input_errors_are_one_line(tmp_path, capsys):
     a, b = write_outputs(tmp_path)
     cases = [
         (["--system", str(a), "--system", str(b), "--n-prompts", "7"], "more than the 6 prompts"),
-        (["--system", str(a), "--system", str(b), "--system", f"C={b}", "--compare", "ALPHA-7B:beta"], "are in no --compare"),
+        (["--system", str(a), "--system", str(b), "--system", f"C={b}", "--compare", "ALPHA-7B:beta"],
+         "are in no --compare"),
         (["--system", str(a), "--system", str(a)], "distinct"),
         (["--system", str(a), "--system", str(tmp_path / "missing.json")], "no such file"),
         (["--system", str(a), "--system", str(b), "--raters", "2", "--ratings-per-item", "3"], "ratings-per-item"),

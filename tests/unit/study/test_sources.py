@@ -15,7 +15,8 @@ def test_alpaca_eval_file_uses_generator_as_name(tmp_path):
 
 def test_jsonl_file_named_by_stem_and_duplicates_keep_first(tmp_path):
     p = tmp_path / "rho07.jsonl"
-    p.write_text('{"prompt": "x", "response": "1"}\n\n{"prompt": "x ", "response": "2"}\n{"prompt": "y", "response": ""}\n')
+    p.write_text('{"prompt": "x", "response": "1"}\n\n{"prompt": "x ", "response": "2"}\n'
+                 '{"prompt": "y", "response": ""}\n')
     s = sources.read_system(p)
     assert s.name == "rho07" and s.responses == {"x": "1", "y": ""} and s.duplicates == 1
 
