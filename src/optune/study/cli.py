@@ -106,11 +106,12 @@ def _serve(args: argparse.Namespace) -> int:
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"serving study {args.db} at http://{host}:{server.server_port}/ (Ctrl-C to stop)", flush=True)
     try:
-        server.serve_forever()
+        server.serve_forever()  # returns on Ctrl-C (werkzeug handles KeyboardInterrupt)
     except KeyboardInterrupt:
-        print("stopped; every rating given so far is saved", file=sys.stderr)
+        pass
     finally:
         server.server_close()
+    print("stopped; every rating given so far is saved", file=sys.stderr)
     return 0
 
 
