@@ -17,5 +17,5 @@ if ! python -c "import playwright" >/dev/null 2>&1; then
     PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 python -m pip install "playwright>=1.40"
 fi
 
-chromium --version
+chromium --version 2>/dev/null  # the Debian launcher may warn about /dev/shm here
 python -c "import importlib.metadata as m; print('playwright', m.version('playwright'))"
