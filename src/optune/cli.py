@@ -16,6 +16,7 @@ from optune.errors import UserError
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("optune.commands.run", "run online preference tuning (OPTune); no arguments = embedded default"),
+    "study": ("optune.study.cli", "blind pairwise human study: create, serve the rating page, results (Table 4)"),
 }
 
 

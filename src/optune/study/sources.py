@@ -1,0 +1,117 @@
+"""Read one system's responses and match systems by prompt text.
+
+Two formats are accepted because that is what the evaluation side writes and what public
+leaderboards publish: AlpacaEval `model_outputs.json` (a JSON list of
+`{"instruction", "output", "generator"}`) and JSONL with `{"prompt", "response"}` per line.
+Either key spelling is accepted in either format. Prompts are matched on their text after
+normalising line endings and outer whitespace, since exporters differ in exactly those.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from optune.errors import UserError
+
+PROMPT_KEYS = ("instruction", "prompt")
+RESPONSE_KEYS = ("output", "response")
+
+
+@dataclass
+class SystemOutputs:
+    """One system's responses, keyed by normalised prompt text, in file order."""
+
+    name: str
+    source: str
+    responses: dict[str, str]
+    duplicates: int = 0
+
+
+def normalise_prompt(text: str) -> str:
+    """The key two files must share for their responses to be compared."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").strip()
+
+
+def _records(path: Path) -> list[object]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: cannot read ({err})") from None
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise UserError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+        return list(data)
+    records = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            raise UserError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
+    return records
+
+
+def _field(record: dict, keys: tuple[str, ...], where: str) -> str:
+    for key in keys:
+        if key in record:
+            value = record[key]
+            if not isinstance(value, str):
+                raise UserError(f"{where}: field {key!r} must be a string")
+            return value
+    raise UserError(f"{where}: needs one of the fields {', '.join(keys)}")
+
+
+def read_system(path: str | Path, name: str | None = None) -> SystemOutputs:
+    """Load one system's responses; the name defaults to the file's single `generator` or its stem.
+
+    A prompt that appears twice keeps its first response (counted in `duplicates`), so a file
+    with repeated prompts still yields one unambiguous item per prompt.
+    """
+    path = Path(path)
+    records = _records(path)
+    responses: dict[str, str] = {}
+    generators: set[str] = set()
+    duplicates = 0
+    for index, record in enumerate(records, start=1):
+        where = f"{path}: record {index}"
+        if not isinstance(record, dict):
+            raise UserError(f"{where}: must be a JSON object")
+        prompt = normalise_prompt(_field(record, PROMPT_KEYS, where))
+        if not prompt:
+            raise UserError(f"{where}: empty prompt")
+        response = _field(record, RESPONSE_KEYS, where)
+        if isinstance(record.get("generator"), str):
+            generators.add(record["generator"])
+        if prompt in responses:
+            duplicates += 1
+            continue
+        responses[prompt] = response
+    if not responses:
+        raise UserError(f"{path}: no responses found")
+    if name is None:
+        name = generators.pop() if len(generators) == 1 else path.stem
+    return SystemOutputs(name=name, source=str(path), responses=responses, duplicates=duplicates)
+
+
+def parse_system_arg(arg: str) -> tuple[str | None, str]:
+    """Split `NAME=PATH` (or a bare `PATH`) as given to `--system`."""
+    if "=" in arg:
+        name, path = arg.split("=", 1)
+        if not name.strip():
+            raise UserError(f"--system {arg!r}: empty name before '='")
+        return name.strip(), path
+    return None, arg
+
+
+def common_prompts(systems: list[SystemOutputs]) -> list[str]:
+    """Prompts every given system answered, in the first system's file order."""
+    first, *rest = systems
+    return [p for p in first.responses if all(p in s.responses for s in rest)]

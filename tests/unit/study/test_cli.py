@@ -1,0 +1,79 @@
+import json
+import stat
+
+from optune.cli import main
+from optune.study import storage
+
+from .conftest import write_outputs
+
+
+def _create(tmp_path, *extra):
+    a, b = write_outputs(tmp_path)
+    return main(["study", "create", str(tmp_path / "s.db"), "--system", str(a), "--system", f"BETA={b}",
+                 "--n-prompts", "4", "--raters", "2", "--ratings-per-item", "2", *extra])
+
+
+def test_create_prints_working_personal_links(tmp_path, capsys):
+    assert _create(tmp_path, "--base-url", "http://example.test:9/", "--links-out", str(tmp_path / "links.tsv")) == 0
+    out = capsys.readouterr().out
+    assert "1 comparison(s) x 4 prompts (drawn from 6 answered by all) = 4 pairs; 2 raters" in out
+    links = [line.split("\t")[1] for line in out.splitlines() if line.startswith("  rater")]
+    assert len(links) == 2 and all(link.startswith("http://example.test:9/r/") for link in links)
+    conn = storage.connect(tmp_path / "s.db")
+    assert [storage.rater_by_token(conn, link.rsplit("/", 1)[1]).name for link in links] == ["rater01", "rater02"]
+    saved = tmp_path / "links.tsv"
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+    assert saved.read_text().splitlines()[0] == f"rater01\t{links[0]}"
+
+
+def test_create_refuses_to_overwrite_a_study(tmp_path, capsys):
+    assert _create(tmp_path) == 0
+    before = (tmp_path / "s.db").read_bytes()
+    assert _create(tmp_path) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("optune study: error:") and "pass --force" in err and "\n" not in err
+    assert (tmp_path / "s.db").read_bytes() == before
+    assert _create(tmp_path, "--force") == 0
+
+
+def test_create_input_errors_are_one_line(tmp_path, capsys):
+    a, b = write_outputs(tmp_path)
+    cases = [
+        (["--system", str(a), "--system", str(b), "--n-prompts", "7"], "more than the 6 prompts"),
+        (["--system", str(a), "--system", str(b), "--system", f"C={b}", "--compare", "ALPHA-7B:beta"],
+         "are in no --compare"),
+        (["--system", str(a), "--system", str(a)], "distinct"),
+        (["--system", str(a), "--system", str(tmp_path / "missing.json")], "no such file"),
+        (["--system", str(a), "--system", str(b), "--raters", "2", "--ratings-per-item", "3"], "ratings-per-item"),
+        (["--system", str(a), "--system", str(b), "--rater-names", "ann,,bob"], "rater-names"),
+    ]
+    for args, message in cases:
+        assert main(["study", "create", str(tmp_path / "x.db"), *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and "\n" not in err, err
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_results_table_json_and_csv(tmp_path, capsys):
+    assert _create(tmp_path) == 0
+    out = capsys.readouterr().out
+    token = out.split("/r/")[1].split()[0]
+    conn = storage.connect(tmp_path / "s.db")
+    rater = storage.rater_by_token(conn, token)
+    item = storage.next_item(conn, rater.id)
+    storage.record_rating(conn, rater.id, item["assignment"], "tie")
+    assert main(["study", "results", str(tmp_path / "s.db"), "--csv", str(tmp_path / "r.csv"),
+                 "--table-csv", str(tmp_path / "t.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "ALPHA-7B vs BETA" in out and "100.00" in out and "1/8" in out and "rater01 1/4" in out
+    assert (tmp_path / "r.csv").read_text().count("\n") == 2
+    assert "tie_pct" in (tmp_path / "t.csv").read_text()
+    assert main(["study", "results", str(tmp_path / "s.db"), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["comparisons"][0]["tie_pct"] == 100.0 and data["comparisons"][0]["ratings"] == 1
+
+
+def test_serve_and_results_reject_a_missing_study(tmp_path, capsys):
+    assert main(["study", "serve", str(tmp_path / "none.db")]) == 2
+    assert "no such study file" in capsys.readouterr().err
+    assert main(["study", "results", str(tmp_path / "none.db")]) == 2
