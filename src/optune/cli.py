@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from optune.errors import UserError
@@ -18,6 +19,19 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("optune.commands.run", "run online preference tuning (OPTune); no arguments = embedded default"),
     "study": ("optune.study.cli", "blind pairwise human study: create, serve the rating page, results (Table 4)"),
 }
+
+
+def _quiet_libraries() -> None:
+    """Our own progress bars and summaries are the output; silence the libraries' per-file bars."""
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,13 +44,14 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] == name:
             importlib.import_module(module).configure(p)
     args = parser.parse_args(argv)
+    _quiet_libraries()
     try:
         return int(importlib.import_module(args._module).main(args) or 0)
     except UserError as err:
         print(f"optune {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"optune {args.command}: interrupted; resume with --resume RUN_DIR", file=sys.stderr)
+        print(f"optune {args.command}: interrupted", file=sys.stderr)
         return 130
 
 

@@ -1,0 +1,294 @@
+"""The OPTune loop (Algorithm 1 of the paper; rho = 1 is Algorithm 2, fully online iterative DPO).
+
+1. Iteration 0: sample two responses for every prompt from pi_0, score them, train pi_0 -> pi_1.
+   It is the same for every variant, so a run may start from another run's finished iteration 0.
+2. Iteration t >= 1: rank prompts by the reward of their current chosen response (lowest first) and pick
+   ceil(rho * |P|) of them ("optune"), the same count at random ("random"), or all ("full").
+3. Regenerate two responses with pi_t for the picked prompts only; every other prompt keeps its stored
+   responses and rewards. Score only the new responses.
+4. Build pairs for all prompts: chosen = higher reward, rejected = lower; pairs with equal rewards carry no
+   preference and are dropped (by default) and counted.
+5. Train pi_t -> pi_{t+1} with DPO (Eq. 5) or wDPO (Eq. 6), pi_t frozen as the reference (or pi_0).
+6. Score one greedy response per held-out prompt from pi_{t+1}: the curve every benchmark compares.
+
+Every step writes its results atomically to the run directory (see optune.store) before the next one
+starts, so a run killed at any moment resumes where it stopped without redoing finished batches.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from optune.config import RunConfig
+from optune.generation import Generator, encode_prompt
+from optune.policy import load_model
+from optune.rewards import RewardBackend, checked_score
+from optune.selection import select_prompts
+from optune.store import RunStore, read_json, read_jsonl, write_json, write_jsonl
+from optune.training import reference_logps, train_iteration
+
+
+@dataclass
+class Context:
+    """Everything an iteration needs; built once by `optune.commands.run`."""
+
+    cfg: RunConfig
+    store: RunStore
+    model: object
+    tokenizer: object
+    generator: Generator
+    reward: RewardBackend
+    prompts: list[dict]
+    heldout: list[dict]
+    initial_model_path: str
+    tracker: object = None
+    times: dict = field(default_factory=dict)
+
+
+def _bar(desc: str, total: int):
+    return tqdm(total=total, desc=desc, unit="it", leave=False, dynamic_ncols=True)
+
+
+class Timer:
+    """Adds elapsed seconds to ctx.times[key]."""
+
+    def __init__(self, times: dict, key: str):
+        self.times, self.key = times, key
+
+    def __enter__(self):
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc):
+        self.times[self.key] = self.times.get(self.key, 0.0) + time.perf_counter() - self.start
+
+
+def chosen_reward(entry: dict) -> float:
+    return max(r["reward"] for r in entry["responses"])
+
+
+def select(ctx: Context, t: int, state: dict[str, dict]) -> list[int]:
+    """Indices of prompts to (re)generate at iteration t, stored so a resumed run picks the same ones."""
+    path = ctx.store.iter_dir(t) / "selection.json"
+    if path.is_file():
+        ids = set(read_json(path)["prompt_ids"])
+        return [i for i, p in enumerate(ctx.prompts) if p["id"] in ids]
+    if t == 0:
+        picked = list(range(len(ctx.prompts)))
+    else:
+        sel = ctx.cfg.selection
+        rewards = [chosen_reward(state[p["id"]]) for p in ctx.prompts]
+        picked = select_prompts(rewards, sel.rho, sel.strategy, seed=ctx.cfg.seed * 7919 + t).tolist()
+    write_json(path, {"iteration": t, "prompt_ids": [ctx.prompts[i]["id"] for i in picked]})
+    return picked
+
+
+def generate_and_score(ctx: Context, t: int, picked: list[int]) -> list[dict]:
+    """Two fresh responses for each picked prompt, scored; one atomic file per batch (resumable)."""
+    cfg = ctx.cfg
+    per_batch = max(1, cfg.generation.batch_size // 2)
+
+    def generate(indices: list[int]) -> list[dict]:
+        seed = cfg.seed * 1_000_003 + t * 10_007 + indices[0]
+        out = ctx.generator.generate(ctx.model, [ctx.prompts[i]["ids"] for i in indices], n=2, seed=seed)
+        return [{"prompt_id": ctx.prompts[i]["id"], "samples": [vars(s) for s in samples]}
+                for i, samples in zip(indices, out)]
+
+    it = ctx.store.iter_dir(t)
+    with Timer(ctx.times, "generation"), _bar(f"iter {t} generate", len(picked)) as bar:
+        rows = ctx.store.batched(it / "gen", picked, per_batch, generate, bar)
+    by_id = {p["id"]: p for p in ctx.prompts}
+
+    def score(batch: list[dict]) -> list[dict]:
+        records = [by_id[r["prompt_id"]] for r in batch for _ in r["samples"]]
+        texts = [s["text"] for r in batch for s in r["samples"]]
+        scores = checked_score(ctx.reward, records, texts)
+        return [{"prompt_id": r["prompt_id"], "rewards": scores[2 * k:2 * k + 2]} for k, r in enumerate(batch)]
+
+    with Timer(ctx.times, "rewarding"), _bar(f"iter {t} score", len(rows)) as bar:
+        scores = ctx.store.batched(it / "score", rows, max(1, cfg.reward.batch_size // 2), score, bar)
+    for row, sc in zip(rows, scores):
+        for sample, reward in zip(row["samples"], sc["rewards"]):
+            sample.update(reward=reward, generated_at=t)
+    return rows
+
+
+def merge(ctx: Context, t: int, state: dict[str, dict], fresh: list[dict]) -> dict[str, dict]:
+    """Replace the picked prompts' responses; keep everyone else's. Written as iter_t/responses.jsonl."""
+    new_state = dict(state)
+    for row in fresh:
+        new_state[row["prompt_id"]] = {"prompt_id": row["prompt_id"], "responses": row["samples"]}
+    write_jsonl(ctx.store.iter_dir(t) / "responses.jsonl", [new_state[p["id"]] for p in ctx.prompts])
+    return new_state
+
+
+def build_pairs(ctx: Context, t: int, state: dict[str, dict]) -> tuple[list[dict], int]:
+    """Chosen/rejected pairs for every prompt; ties dropped (and counted) unless loss.drop_ties is false."""
+    pairs, ties, rows = [], 0, []
+    for p in ctx.prompts:
+        a, b = state[p["id"]]["responses"]
+        tie = a["reward"] == b["reward"]
+        chosen, rejected = (a, b) if a["reward"] >= b["reward"] else (b, a)
+        rows.append({"prompt_id": p["id"], "chosen_reward": chosen["reward"], "rejected_reward": rejected["reward"],
+                     "chosen_generated_at": chosen["generated_at"], "tie": tie,
+                     "trained": not (tie and ctx.cfg.loss.drop_ties)})
+        ties += tie
+        if rows[-1]["trained"]:
+            pairs.append({"prompt_id": p["id"], "prompt_ids": p["ids"], "chosen_ids": chosen["ids"],
+                          "rejected_ids": rejected["ids"], "chosen_reward": chosen["reward"],
+                          "rejected_reward": rejected["reward"]})
+    if ctx.cfg.loss.type == "wdpo":
+        from optune.losses import pair_weights
+
+        w = pair_weights(torch.tensor([r["chosen_reward"] for r in rows]),
+                         torch.tensor([r["rejected_reward"] for r in rows]), ctx.cfg.loss.beta2)
+        for row, weight in zip(rows, w.tolist()):
+            row["weight"] = weight
+    write_jsonl(ctx.store.iter_dir(t) / "pairs.jsonl", rows)
+    return pairs, ties
+
+
+def reference(ctx: Context, t: int, pairs: list[dict]) -> tuple[list, list]:
+    """Reference log-probs, computed once per iteration before any update (so pi_t needs no second copy)."""
+    path = ctx.store.iter_dir(t) / "ref_logps.json"
+    if path.is_file():
+        saved = read_json(path)
+        if saved["prompt_ids"] == [p["prompt_id"] for p in pairs]:
+            return saved["chosen"], saved["rejected"]
+    ref_model = ctx.model
+    if ctx.cfg.loss.reference == "initial" and t > 0:
+        ref_model = load_model(ctx.initial_model_path, ctx.cfg.policy.dtype)
+    tc = ctx.cfg.train
+    with _bar(f"iter {t} reference", len(pairs)) as bar:
+        chosen, rejected = reference_logps(ref_model, pairs, ctx.tokenizer.pad_token_id,
+                                           tc.batch_size * 2, tc.bf16, bar)
+    del ref_model
+    write_json(path, {"prompt_ids": [p["prompt_id"] for p in pairs], "chosen": chosen, "rejected": rejected})
+    return chosen, rejected
+
+
+def train(ctx: Context, t: int, pairs: list[dict]) -> dict:
+    """pi_t -> pi_{t+1}; the checkpoint (with its metrics) is written as one atomic directory."""
+    ckpt = ctx.store.checkpoint(t)
+    if (ckpt / "train_metrics.json").is_file():
+        ctx.model = load_model(str(ckpt), ctx.cfg.policy.dtype)
+        return read_json(ckpt / "train_metrics.json")
+    with Timer(ctx.times, "training"):
+        ref = reference(ctx, t, pairs)
+        log_rows: list[dict] = []
+        with _bar(f"iter {t} train", len(pairs) * ctx.cfg.train.epochs) as bar:
+            metrics = train_iteration(ctx.model, pairs, ref, ctx.tokenizer.pad_token_id, ctx.cfg.train,
+                                      ctx.cfg.loss, seed=ctx.cfg.seed + t, progress=bar, log=log_rows.append)
+
+        def save(tmp):
+            ctx.model.save_pretrained(tmp, safe_serialization=True)
+            ctx.tokenizer.save_pretrained(tmp)
+            write_json(tmp / "train_metrics.json", metrics)
+            write_jsonl(tmp / "train_log.jsonl", log_rows)
+
+        from optune.store import atomic_save_dir
+
+        atomic_save_dir(ckpt, save)
+    return metrics
+
+
+def evaluate_heldout(ctx: Context, t: int, name: str) -> float | None:
+    """Mean reward of one greedy response per held-out prompt from the current policy."""
+    if not (ctx.cfg.eval.heldout and ctx.heldout):
+        return None
+    it = ctx.store.iter_dir(t)
+
+    def work(records: list[dict]) -> list[dict]:
+        out = ctx.generator.generate(ctx.model, [r["ids"] for r in records], n=1,
+                                     greedy=ctx.cfg.generation.eval_greedy, seed=ctx.cfg.seed)
+        texts = [s[0].text for s in out]
+        scores = checked_score(ctx.reward, records, texts)
+        return [{"prompt_id": r["id"], "prompt": r["prompt"], "response": s[0].text, "eos": s[0].eos,
+                 "reward": sc} for r, s, sc in zip(records, out, scores)]
+
+    with Timer(ctx.times, "eval"), _bar(f"iter {t} held-out", len(ctx.heldout)) as bar:
+        rows = ctx.store.batched(it / name, ctx.heldout, ctx.cfg.generation.batch_size, work, bar)
+    write_jsonl(it / f"{name}.jsonl", rows)
+    return sum(r["reward"] for r in rows) / len(rows)
+
+
+def _mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values) if values else float("nan")
+
+
+def iteration_metrics(ctx: Context, t: int, state: dict, pairs: list[dict], ties: int, n_picked: int,
+                      train_metrics: dict) -> dict:
+    chosen = [chosen_reward(state[p["id"]]) for p in ctx.prompts]
+    rejected = [min(r["reward"] for r in state[p["id"]]["responses"]) for p in ctx.prompts]
+    eos = [r["eos"] for p in ctx.prompts for r in state[p["id"]]["responses"]]
+    metrics = {"iteration": t, **{k: v for k, v in train_metrics.items()},
+               "objective/scores": _mean(chosen), "objective/scores_margin": _mean(c - r for c, r in zip(chosen, rejected)),
+               "objective/scores_all": _mean(chosen + rejected), "val/contain_eos_token": _mean(eos),
+               "pairs/trained": len(pairs), "pairs/dropped_ties": ties if ctx.cfg.loss.drop_ties else 0,
+               "pairs/ties": ties, "selection/n_regenerated": n_picked,
+               "selection/frac_regenerated": n_picked / len(ctx.prompts)}
+    return metrics
+
+
+def run_iteration(ctx: Context, t: int, state: dict[str, dict]) -> tuple[dict, dict]:
+    ctx.times = read_json(ctx.store.iter_dir(t) / "times.json") if (ctx.store.iter_dir(t) / "times.json").is_file() \
+        else {}
+    with Timer(ctx.times, "bookkeeping"):
+        picked = select(ctx, t, state)
+    fresh = generate_and_score(ctx, t, picked)
+    with Timer(ctx.times, "bookkeeping"):
+        state = merge(ctx, t, state, fresh)
+        pairs, ties = build_pairs(ctx, t, state)
+        write_json(ctx.store.iter_dir(t) / "times.json", ctx.times)
+    start = evaluate_heldout(ctx, t, "heldout_start") if t == 0 else None
+    train_metrics = train(ctx, t, pairs)
+    write_json(ctx.store.iter_dir(t) / "times.json", ctx.times)
+    heldout = evaluate_heldout(ctx, t, "heldout")
+    metrics = iteration_metrics(ctx, t, state, pairs, ties, len(picked), train_metrics)
+    if heldout is not None:
+        metrics["eval/heldout_reward"] = heldout
+    if start is not None:
+        metrics["eval/heldout_reward_start"] = start
+    times = {k: ctx.times.get(k, 0.0) for k in ("generation", "rewarding", "training", "bookkeeping", "eval")}
+    work = times["generation"] + times["rewarding"] + times["training"] + times["bookkeeping"]
+    for key, value in times.items():
+        metrics[f"time/{key}_s"] = value
+        metrics[f"time/{key}_frac"] = value / work if key != "eval" and work else None
+    metrics["time/iteration_s"] = work
+    previous = read_json(ctx.store.iter_dir(t - 1) / "metrics.json")["time/elapsed_s"] if t else 0.0
+    metrics["time/elapsed_s"] = previous + work
+    metrics = {k: v for k, v in metrics.items() if v is not None}
+    ctx.store.write_metrics(t, metrics)
+    return state, metrics
+
+
+def summary_line(m: dict) -> str:
+    heldout = f" heldout {m['eval/heldout_reward']:.4f}" if "eval/heldout_reward" in m else ""
+    return (f"iter {m['iteration']}: regenerated {m['selection/n_regenerated']} ({m['selection/frac_regenerated']:.0%})"
+            f" | reward chosen {m['objective/scores']:.4f} | pairs {m['pairs/trained']} (ties dropped "
+            f"{m['pairs/dropped_ties']}) | loss {m['loss']:.4f} acc {m['rewards/accuracies']:.2f}{heldout}"
+            f" | gen {m['time/generation_s']:.0f}s reward {m['time/rewarding_s']:.1f}s train "
+            f"{m['time/training_s']:.0f}s ({m['time/iteration_s']:.0f}s)")
+
+
+def run(ctx: Context, log=print) -> list[dict]:
+    """Run (or resume) every unfinished iteration; returns all iterations' metrics."""
+    state: dict[str, dict] = {}
+    results = []
+    for t in range(ctx.cfg.iterations):
+        if ctx.store.finished(t):
+            state = {r["prompt_id"]: r for r in read_jsonl(ctx.store.iter_dir(t) / "responses.jsonl")}
+            results.append(read_json(ctx.store.iter_dir(t) / "metrics.json"))
+            continue
+        state, metrics = run_iteration(ctx, t, state)
+        results.append(metrics)
+        log(summary_line(metrics))
+        if ctx.tracker is not None:
+            ctx.tracker.log(metrics, step=t)
+        gc.collect()
+    return results

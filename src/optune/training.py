@@ -1,0 +1,143 @@
+"""One iteration of preference training: reference log-probs, then DPO/wDPO updates pi_t -> pi_{t+1}.
+
+A pair is a dict with "prompt_ids", "chosen_ids", "rejected_ids" (token ids) and "chosen_reward",
+"rejected_reward". The loss of each optimizer step is the sum of per-pair losses divided by the number of
+pairs in that step, so batch_size x grad_accum splits the same step in any way with the same gradient.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import torch
+
+from optune.config import LossConfig, TrainConfig
+from optune.losses import dpo_logits, dpo_loss, pair_weights, sequence_logps, wdpo_loss
+
+
+def collate(pairs: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
+    """Chosen then rejected sequences, right-padded: input_ids, attention_mask, loss_mask all [2B, T]."""
+    seqs = [(p["prompt_ids"], p["chosen_ids"]) for p in pairs] + [(p["prompt_ids"], p["rejected_ids"]) for p in pairs]
+    width = max(len(a) + len(b) for a, b in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(seqs), width), dtype=torch.long)
+    loss_mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, (prompt, response) in enumerate(seqs):
+        n = len(prompt) + len(response)
+        ids[i, :n] = torch.tensor(prompt + response, dtype=torch.long)
+        attn[i, :n] = 1
+        loss_mask[i, len(prompt):n] = 1
+    return {"input_ids": ids, "attention_mask": attn, "loss_mask": loss_mask}
+
+
+def _autocast(model, bf16: bool):
+    device = next(model.parameters()).device.type
+    return torch.autocast(device, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+
+def pair_logps(model, pairs: list[dict], pad_id: int, bf16: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sequence log-probs [B] of the chosen and rejected responses (response tokens only)."""
+    batch = {k: v.to(next(model.parameters()).device) for k, v in collate(pairs, pad_id).items()}
+    with _autocast(model, bf16):
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+    logps = sequence_logps(logits, batch["input_ids"], batch["loss_mask"])
+    return logps[: len(pairs)], logps[len(pairs):]
+
+
+@torch.no_grad()
+def reference_logps(model, pairs: list[dict], pad_id: int, batch_size: int, bf16: bool, progress=None):
+    """Log-probs of every pair under the frozen reference, as two lists of floats."""
+    was_training = model.training
+    model.eval()
+    chosen, rejected = [], []
+    for start in range(0, len(pairs), batch_size):
+        c, r = pair_logps(model, pairs[start:start + batch_size], pad_id, bf16)
+        chosen += c.tolist()
+        rejected += r.tolist()
+        if progress is not None:
+            progress.update(len(pairs[start:start + batch_size]))
+    model.train(was_training)
+    return chosen, rejected
+
+
+def per_pair_loss(policy_c, policy_r, ref_c, ref_r, rewards_c, rewards_r, cfg: LossConfig) -> torch.Tensor:
+    if cfg.type == "dpo":
+        return dpo_loss(policy_c, policy_r, ref_c, ref_r, cfg.beta1)
+    return wdpo_loss(policy_c, policy_r, ref_c, ref_r, rewards_c, rewards_r, cfg.beta1, cfg.beta2)
+
+
+def make_optimizer(model, cfg: TrainConfig, total_steps: int):
+    from transformers import get_scheduler
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "rmsprop":
+        optimizer = torch.optim.RMSprop(params, lr=cfg.lr)
+    else:
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    warmup = math.ceil(cfg.warmup_ratio * total_steps)
+    name = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}[cfg.lr_schedule]
+    return optimizer, get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
+
+
+def step_plan(n_pairs: int, cfg: TrainConfig, seed: int) -> list[list[list[int]]]:
+    """Optimizer steps -> micro-batches -> pair indices, over all epochs, in a seeded order."""
+    per_step = cfg.batch_size * cfg.grad_accum
+    steps = []
+    for epoch in range(cfg.epochs):
+        order = torch.randperm(n_pairs, generator=torch.Generator().manual_seed(seed * 1000 + epoch)).tolist()
+        for start in range(0, n_pairs, per_step):
+            chunk = order[start:start + per_step]
+            steps.append([chunk[i:i + cfg.batch_size] for i in range(0, len(chunk), cfg.batch_size)])
+    return steps
+
+
+def train_iteration(model, pairs: list[dict], ref: tuple[list, list], pad_id: int, cfg: TrainConfig,
+                    loss_cfg: LossConfig, seed: int, progress=None, log=None) -> dict:
+    """Train in place on `pairs`; returns the iteration's mean metrics (TRL names)."""
+    plan = step_plan(len(pairs), cfg, seed)
+    optimizer, scheduler = make_optimizer(model, cfg, len(plan))
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    model.train()
+    ref_c_all, ref_r_all = (torch.tensor(x, dtype=torch.float32) for x in ref)
+    rew_c_all = torch.tensor([p["chosen_reward"] for p in pairs], dtype=torch.float32)
+    rew_r_all = torch.tensor([p["rejected_reward"] for p in pairs], dtype=torch.float32)
+    totals: dict[str, float] = {}
+    for step, micro_batches in enumerate(plan):
+        n_step = sum(len(mb) for mb in micro_batches)
+        stats = {"loss": 0.0, "rewards/chosen": 0.0, "rewards/rejected": 0.0, "rewards/accuracies": 0.0,
+                 "weights/mean": 0.0, "logps/chosen": 0.0, "logps/rejected": 0.0}
+        for mb in micro_batches:
+            idx = torch.tensor(mb)
+            pol_c, pol_r = pair_logps(model, [pairs[i] for i in mb], pad_id, cfg.bf16)
+            losses = per_pair_loss(pol_c, pol_r, ref_c_all[idx], ref_r_all[idx], rew_c_all[idx], rew_r_all[idx],
+                                   loss_cfg)
+            (losses.sum() / n_step).backward()
+            with torch.no_grad():
+                chosen = loss_cfg.beta1 * (pol_c - ref_c_all[idx])
+                rejected = loss_cfg.beta1 * (pol_r - ref_r_all[idx])
+                w = pair_weights(rew_c_all[idx], rew_r_all[idx], loss_cfg.beta2) if loss_cfg.type == "wdpo" \
+                    else torch.ones(len(mb))
+                for key, value in (("loss", losses), ("rewards/chosen", chosen), ("rewards/rejected", rejected),
+                                   ("rewards/accuracies", (chosen > rejected).float()), ("weights/mean", w),
+                                   ("logps/chosen", pol_c), ("logps/rejected", pol_r)):
+                    stats[key] += float(value.sum()) / n_step
+        if cfg.max_grad_norm is not None:
+            stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm))
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        stats["rewards/margins"] = stats["rewards/chosen"] - stats["rewards/rejected"]
+        stats["lr"] = scheduler.get_last_lr()[0]
+        if log is not None:
+            log({"step": step, **stats})
+        for key, value in stats.items():
+            totals[key] = totals.get(key, 0.0) + value / len(plan)
+        if progress is not None:
+            progress.update(n_step)
+            progress.set_postfix(loss=f"{stats['loss']:.4f}", acc=f"{stats['rewards/accuracies']:.2f}")
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_disable()
+    totals["train/steps"] = len(plan)
+    return totals
