@@ -98,7 +98,7 @@ class LossConfig:
 @dataclass
 class TrainConfig:
     optimizer: str = "rmsprop"
-    """"rmsprop" (the paper) or "adamw"."""
+    """"rmsprop" (the paper), "adamw" or "sgd"."""
     lr: float = 3e-6
     """Peak learning rate (paper: 5e-7 for 7B)."""
     lr_schedule: str = "linear"
@@ -138,20 +138,28 @@ class RunConfig:
     report_to: list[str] = field(default_factory=list)
     """Extra trackers via accelerate (e.g. ["tensorboard"], ["wandb"]); metrics.jsonl is always written."""
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    """Starting policy."""
     data: DataConfig = field(default_factory=DataConfig)
+    """Prompt sets."""
     generation: GenerationConfig = field(default_factory=GenerationConfig)
+    """Sampling of responses."""
     reward: RewardConfig = field(default_factory=RewardConfig)
+    """How responses are scored."""
     selection: SelectionConfig = field(default_factory=SelectionConfig)
+    """Which prompts are regenerated (OPTune's selection)."""
     loss: LossConfig = field(default_factory=LossConfig)
+    """DPO / wDPO loss and reference."""
     train: TrainConfig = field(default_factory=TrainConfig)
+    """Optimiser and batching of each iteration's training."""
     eval: EvalConfig = field(default_factory=EvalConfig)
+    """Held-out evaluation after each iteration."""
 
 
 CHOICES = {
     "selection.strategy": ("optune", "random", "full"),
     "loss.type": ("wdpo", "dpo"),
     "loss.reference": ("previous", "initial"),
-    "train.optimizer": ("rmsprop", "adamw"),
+    "train.optimizer": ("rmsprop", "adamw", "sgd"),
     "train.lr_schedule": ("linear", "cosine", "constant"),
     "policy.dtype": ("float32", "bfloat16"),
 }

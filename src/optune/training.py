@@ -13,7 +13,7 @@ import math
 import torch
 
 from optune.config import LossConfig, TrainConfig
-from optune.losses import dpo_logits, dpo_loss, pair_weights, sequence_logps, wdpo_loss
+from optune.losses import dpo_loss, pair_weights, sequence_logps, wdpo_loss
 
 
 def collate(pairs: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
@@ -73,8 +73,10 @@ def make_optimizer(model, cfg: TrainConfig, total_steps: int):
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "rmsprop":
         optimizer = torch.optim.RMSprop(params, lr=cfg.lr)
-    else:
+    elif cfg.optimizer == "adamw":
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    else:
+        optimizer = torch.optim.SGD(params, lr=cfg.lr)
     warmup = math.ceil(cfg.warmup_ratio * total_steps)
     name = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}[cfg.lr_schedule]
     return optimizer, get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)

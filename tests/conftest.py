@@ -1,0 +1,22 @@
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """Tests build their own tiny models; the user's converted-model cache is left alone."""
+    os.environ.setdefault("OPTUNE_CACHE", str(tmp_path_factory.mktemp("optune-cache")))
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
+    yield
+
+
+@pytest.fixture(scope="session")
+def tiny_policy(tmp_path_factory) -> str:
+    from optune.tiny import build_tiny_policy
+
+    return str(build_tiny_policy(tmp_path_factory.mktemp("tiny") / "policy"))

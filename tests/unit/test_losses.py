@@ -1,0 +1,72 @@
+import math
+
+import pytest
+import torch
+
+from optune.losses import bradley_terry_loss, dpo_loss, pair_weights, sequence_logps, wdpo_loss
+
+
+def t(*xs):
+    return torch.tensor(xs, dtype=torch.float32)
+
+
+def test_dpo_loss_hand_worked():
+    # h = (-1 - -1.5) - (-2 - -1.5) = 1.0; beta * h = 0.5; loss = log(1 + e^-0.5)
+    loss = dpo_loss(t(-1.0), t(-2.0), t(-1.5), t(-1.5), beta=0.5)
+    assert loss.shape == (1,)
+    assert loss.item() == pytest.approx(math.log(1 + math.exp(-0.5)), rel=1e-6)
+    assert loss.item() == pytest.approx(0.474077, abs=1e-6)
+
+
+def test_dpo_loss_at_reference_is_log2():
+    loss = dpo_loss(t(-3.0, -7.0), t(-4.0, -1.0), t(-3.0, -7.0), t(-4.0, -1.0), beta=0.1)
+    assert torch.allclose(loss, torch.full((2,), math.log(2)))
+
+
+def test_wdpo_loss_hand_worked():
+    # w = sigmoid(2 * (0.9 - 0.4)) = sigmoid(1) = 0.7310586; loss = w * 0.4740770
+    loss = wdpo_loss(t(-1.0), t(-2.0), t(-1.5), t(-1.5), t(0.9), t(0.4), beta1=0.5, beta2=2.0)
+    assert loss.item() == pytest.approx(0.7310586 * 0.4740770, rel=1e-5)
+
+
+def test_wdpo_with_beta2_zero_is_half_dpo():
+    g = torch.Generator().manual_seed(0)
+    pc, pr, rc, rr = (torch.randn(16, generator=g) * 5 for _ in range(4))
+    rw, rl = torch.rand(16, generator=g), torch.rand(16, generator=g)
+    assert torch.allclose(wdpo_loss(pc, pr, rc, rr, rw, rl, 0.3, 0.0), 0.5 * dpo_loss(pc, pr, rc, rr, 0.3))
+
+
+def test_wdpo_weight_carries_no_gradient():
+    rw = torch.tensor([0.8], requires_grad=True)
+    pc = torch.tensor([-1.0], requires_grad=True)
+    loss = wdpo_loss(pc, t(-2.0), t(-1.5), t(-1.5), rw, t(0.1), 0.5, 3.0)
+    loss.sum().backward()
+    assert rw.grad is None or torch.all(rw.grad == 0)
+    assert pc.grad is not None and pc.grad.item() != 0
+
+
+def test_pair_weights_range():
+    w = pair_weights(t(1.0, 0.5, 0.2), t(0.0, 0.5, 0.1), beta2=10.0)
+    assert w[1].item() == pytest.approx(0.5)
+    assert torch.all((w >= 0.5) & (w < 1))
+
+
+def test_bradley_terry_hand_worked():
+    loss = bradley_terry_loss(t(2.0, 0.0), t(1.0, 0.0))
+    assert loss[0].item() == pytest.approx(math.log(1 + math.exp(-1.0)), rel=1e-6)
+    assert loss[1].item() == pytest.approx(math.log(2), rel=1e-6)
+
+
+def test_sequence_logps_counts_response_tokens_only():
+    # vocab 3, uniform logits except where we make the target certain
+    logits = torch.zeros(1, 4, 3)
+    labels = torch.tensor([[0, 1, 2, 0]])
+    mask = torch.tensor([[0, 0, 1, 1]])  # tokens 2 and 3 are the response
+    # position 1 predicts token 2, position 2 predicts token 3: both uniform -> 2 * log(1/3)
+    out = sequence_logps(logits, labels, mask)
+    assert out.item() == pytest.approx(2 * math.log(1 / 3), rel=1e-6)
+    logits[0, 1, 2] = 100.0  # token 2 now certain
+    assert sequence_logps(logits, labels, mask).item() == pytest.approx(math.log(1 / 3), rel=1e-4)
+    # prompt-position logits do not matter
+    logits[0, 0, :] = torch.tensor([5.0, -5.0, 0.0])
+    assert sequence_logps(logits, labels, mask).item() == pytest.approx(math.log(1 / 3), rel=1e-4)
