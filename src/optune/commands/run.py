@@ -106,24 +106,26 @@ def prepare(cfg: RunConfig, store: RunStore | None):
     checked_score(reward, prompts[:2], ["", "A short answer."][: len(prompts[:2])])
     initial = resolve_policy(cfg.policy.model)
     tokenizer = load_tokenizer(initial)
-    if store is None:
+    generator = make_generator(cfg.generation, tokenizer)
+    created = store is None
+    if created:
         out = Path(cfg.output_dir) if cfg.output_dir else default_output_dir(cfg)
         cfg = dataclasses.replace(cfg, output_dir=str(out))
         store = RunStore.create(out, yaml.safe_dump(to_dict(cfg), sort_keys=False), versions())
-        if cfg.init_from:
-            try:
-                adopt_iteration0(cfg, store)
-            except UserError:
-                shutil.rmtree(out)
-                raise
+    try:
+        if created and cfg.init_from:
+            adopt_iteration0(cfg, store)
+        tracker = make_tracker(cfg.report_to, str(store.root), to_dict(cfg))
+    except UserError:
+        if created:
+            shutil.rmtree(store.root)  # nothing half-made: the run never started
+        raise
     t = first_unfinished(store, cfg.iterations)
     model = load_model(str(store.checkpoint(t - 1)) if t > 0 else initial, cfg.policy.dtype)
     for record in prompts + heldout:
         record["ids"] = encode_prompt(tokenizer, record, cfg.policy.max_prompt_tokens)
-    return loop.Context(cfg=cfg, store=store, model=model, tokenizer=tokenizer,
-                        generator=make_generator(cfg.generation, tokenizer), reward=reward, prompts=prompts,
-                        heldout=heldout, initial_model_path=initial,
-                        tracker=make_tracker(cfg.report_to, str(store.root), to_dict(cfg)))
+    return loop.Context(cfg=cfg, store=store, model=model, tokenizer=tokenizer, generator=generator, reward=reward,
+                        prompts=prompts, heldout=heldout, initial_model_path=initial, tracker=tracker)
 
 
 def main(args: argparse.Namespace) -> int:
