@@ -189,8 +189,11 @@ def end_with(response: str, phrase: str) -> float:
 
 
 def parse_json_answer(response: str) -> object | None:
-    """The JSON value the whole response holds, bare or as one ``` fence (e.g. ```json); else None."""
-    text = normalize(response).strip()
+    """The JSON value the whole response holds, bare or as one ``` fence (e.g. ```json); else None.
+
+    The text is not normalised: straightening curly quotes inside strings would break valid JSON.
+    """
+    text = response.strip()
     fenced = FENCE_RE.match(text)
     if fenced:
         text = fenced.group(1).strip()
