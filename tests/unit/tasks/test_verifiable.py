@@ -34,17 +34,29 @@ def test_reward_two_constraints_hand_worked():
     record = {"id": "r", "constraints": [MAX50, {"kind": "no_commas"}]}
     # 60 words, no comma: one satisfied, the failed word count is close: (1 + 0.5 * e^-0.2) / 2
     assert verifiable.reward(record, words(60)) == pytest.approx((1 + 0.5 * math.exp(-0.2)) / 2)
-    # 60 words with commas: both fail, mean closeness (e^-0.2 + 0) / 2: (0 + 0.5 * e^-0.2 / 2) / 2
-    assert verifiable.reward(record, words(60, ", ")) == pytest.approx(0.25 * math.exp(-0.2) / 2)
-    # 10 words with commas: (1 + 0.5 * 0) / 2
-    assert verifiable.reward(record, words(10, ", ")) == pytest.approx(0.5)
+    # 60 words, 59 commas: both fail, mean closeness (e^-0.2 + e^-59) / 2, reward (0 + 0.5 * mean) / 2
+    mean = (math.exp(-0.2) + math.exp(-59)) / 2
+    assert verifiable.reward(record, words(60, ", ")) == pytest.approx(0.5 * mean / 2)
+    # 10 words, 9 commas: (1 + 0.5 * e^-9) / 2; one comma fewer scores higher
+    assert verifiable.reward(record, words(10, ", ")) == pytest.approx((1 + 0.5 * math.exp(-9)) / 2)
+    assert verifiable.reward(record, words(9, ", ")) > verifiable.reward(record, words(10, ", "))
 
 
-def test_reward_non_numeric_failure_has_no_smooth_term():
+def test_reward_mixes_graded_and_binary_failures():
     record = {"id": "r", "constraints": [{"kind": "lowercase"}, {"kind": "title"}, {"kind": "no_commas"}]}
     assert verifiable.reward(record, "<<tides>>\nthe moon pulls the sea.") == 1.0
-    assert verifiable.reward(record, "<<Tides>>\nThe moon pulls the sea.") == pytest.approx(2 / 3)
-    assert verifiable.reward(record, "The moon, the sea.") == 0.0
+    # 2 capitals among 23 letters: (2 + 0.5 * e^(-2/23)) / 3
+    assert verifiable.reward(record, "<<Tides>>\nThe moon pulls the sea.") == pytest.approx(
+        (2 + 0.5 * math.exp(-2 / 23)) / 3)
+    # all three fail: lowercase e^(-1/13), title 0, one comma e^-1
+    mean = (math.exp(-1 / 13) + 0.0 + math.exp(-1)) / 3
+    assert verifiable.reward(record, "The moon, the sea.") == pytest.approx(0.5 * mean / 3)
+
+
+def test_binary_failures_have_no_smooth_term():
+    record = {"id": "r", "constraints": [{"kind": "start_with", "phrase": "In short"}, {"kind": "title"}]}
+    assert verifiable.reward(record, "Hello there.") == 0.0
+    assert verifiable.reward(record, "In short <<t>>") == 1.0
 
 
 def test_empty_or_blank_response_scores_zero_even_if_vacuously_satisfied():

@@ -9,11 +9,13 @@ Reward of a response to a record with n constraints, k of them satisfied:
 
     reward = (k + 0.5 * mean closeness of the failed constraints) / n     (no failure: k / n = 1)
 
-A failed numeric constraint (word count, bullets, numbered items, paragraphs, sentences) has
-closeness exp(-relative distance) in (0, 1); a failed non-numeric one has 0. Consequences:
-the reward lies in [0, 1]; it is 1 only when every constraint holds; satisfying more constraints
-always scores higher than satisfying fewer (the smooth term is below 0.5 / n); and among responses
-that fail, the nearer miss wins (60 words beat 200 for "at most 50 words"). An empty or
+A failed graded constraint (one that counts: words, bullets, numbered items, paragraphs,
+sentences, included or excluded words, commas, letters in the wrong case) has closeness
+exp(-relative distance) in (0, 1); a failed all-or-nothing one (start phrase, end phrase, title,
+JSON) has 0 (see `constraints`). Consequences: the reward lies in [0, 1]; it is 1 only when every
+constraint holds; satisfying more constraints always scores higher than satisfying fewer (the
+smooth term is below 0.5 / n); and among responses that fail, the nearer miss wins (60 words beat
+200 for "at most 50 words"), so two responses rarely tie. An empty or
 whitespace-only response scores 0: it answers nothing, whatever it vacuously satisfies.
 """
 

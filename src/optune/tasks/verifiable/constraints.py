@@ -1,9 +1,12 @@
 """Checkers for verifiable constraints: each one is a pure function `(response, **params) -> float`.
 
-A checker returns 1.0 when the response satisfies the constraint. On failure, numeric kinds (word
-count, bullet count, numbered items, paragraphs, sentences) return a closeness in (0, 1):
-`exp(-relative distance)`, so "60 words for at most 50" scores higher than "200 words"; every other
-kind returns 0.0. The closeness lets `reward` separate two failing responses (fewer reward ties).
+A checker returns 1.0 when the response satisfies the constraint. On failure, the graded kinds
+(everything that counts something: words, bullets, numbered items, paragraphs, sentences, included
+or excluded words, commas, letters in the wrong case) return a closeness in (0, 1),
+`exp(-relative distance)`, so "60 words for at most 50" scores higher than "200 words" and "one
+comma" higher than "five". The four all-or-nothing kinds (start phrase, end phrase, title, JSON)
+return 0.0. The closeness lets `reward` separate two failing responses: on the starting policy it
+cut the rate of tied pairs from 0.50 (all non-length kinds 0.0 on failure) to about 0.3.
 
 Text conventions, chosen once so every checker agrees:
 - Text is NFKC-normalised first ("café" typed with a combining accent equals the composed form,
@@ -55,7 +58,8 @@ def tokenize(text: str) -> list[str]:
 def closeness(value: int, low: float, high: float) -> float:
     """1.0 inside [low, high]; outside, exp(-distance / violated bound), which lies in (0, 1).
 
-    Relative distance makes "2 over a limit of 3" count as far as "20 over a limit of 30".
+    Relative distance makes "2 over a limit of 3" count as far as "20 over a limit of 30". A bound
+    of 0 ("no commas") counts as 1: each extra occurrence multiplies the closeness by 1/e.
     """
     if low <= value <= high:
         return 1.0
@@ -140,15 +144,19 @@ def max_sentences(response: str, count: int) -> float:
 
 
 def include_words(response: str, words: list[str]) -> float:
-    """Every listed word occurs as a whole word, ignoring case ("known" is not in "well-known")."""
+    """Every listed word occurs as a whole word, ignoring case ("known" is not in "well-known").
+
+    Graded by the fraction found: exp(-missing / listed).
+    """
     present = set(tokenize(response))
-    return float(all(_as_word(w) in present for w in words))
+    wanted = {_as_word(w) for w in words}
+    return closeness(len(wanted & present), len(wanted), len(wanted))
 
 
 def exclude_words(response: str, words: list[str]) -> float:
-    """None of the listed words occurs as a whole word, ignoring case."""
-    present = set(tokenize(response))
-    return float(not any(_as_word(w) in present for w in words))
+    """None of the listed words occurs as a whole word, ignoring case; graded by occurrences."""
+    banned = {_as_word(w) for w in words}
+    return closeness(sum(t in banned for t in tokenize(response)), 0, 0)
 
 
 def _as_word(word: str) -> str:
@@ -159,16 +167,26 @@ def _cased_letters(response: str) -> list[str]:
     return [c for c in normalize(response) if c.isupper() or c.islower()]
 
 
-def lowercase(response: str) -> float:
-    """At least one letter and no capital letter anywhere (accented capitals included)."""
+def _case_score(response: str, wrong_case) -> float:
+    """1.0 if there are letters and none is in the wrong case, else exp(-wrong / letters).
+
+    No letters at all scores 0.0: nothing was written in the asked-for case.
+    """
     letters = _cased_letters(response)
-    return float(bool(letters) and not any(c.isupper() for c in letters))
+    if not letters:
+        return 0.0
+    wrong = sum(1 for c in letters if wrong_case(c))
+    return 1.0 if wrong == 0 else math.exp(-wrong / len(letters))
+
+
+def lowercase(response: str) -> float:
+    """No capital letter anywhere (accented capitals included); graded by the share of capitals."""
+    return _case_score(response, str.isupper)
 
 
 def uppercase(response: str) -> float:
-    """At least one letter and no lowercase letter anywhere."""
-    letters = _cased_letters(response)
-    return float(bool(letters) and not any(c.islower() for c in letters))
+    """No lowercase letter anywhere; graded by the share of lowercase letters."""
+    return _case_score(response, str.islower)
 
 
 def _phrase_form(text: str) -> str:
@@ -210,8 +228,8 @@ def json_keys(response: str, keys: list[str]) -> float:
 
 
 def no_commas(response: str) -> float:
-    """No comma of any script (ASCII, fullwidth, ideographic, Arabic, low-9 quote)."""
-    return float(not any(c in COMMAS for c in response))
+    """No comma of any script (ASCII, fullwidth, ideographic, Arabic, low-9 quote); graded by count."""
+    return closeness(sum(1 for c in response if c in COMMAS), 0, 0)
 
 
 def title(response: str) -> float:
@@ -236,4 +254,5 @@ CHECKERS = {
     "no_commas": (no_commas, ()),
     "title": (title, ()),
 }
-NUMERIC_KINDS = ("word_count", "bullets", "numbered", "paragraphs", "max_sentences")
+BINARY_KINDS = ("start_with", "end_with", "json_keys", "title")  # 0.0 on any failure
+GRADED_KINDS = tuple(k for k in CHECKERS if k not in BINARY_KINDS)
