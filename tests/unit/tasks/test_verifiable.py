@@ -114,7 +114,13 @@ def test_reward_many_and_length_mismatch():
         ({"id": "a", "constraints": [{"kind": "bullets", "count": 2, "extra": 1}]}, "takes parameters"),
         ({"id": "a", "constraints": [{"kind": "word_count"}]}, "min_words, max_words or both"),
         ({"id": "a", "constraints": ["lowercase"]}, "must be an object"),
-        ({"id": "a", "constraints": [{"kind": "bullets", "count": "two"}]}, "bad parameters"),
+        ({"id": "a", "constraints": [{"kind": "bullets", "count": "two"}]}, "bad value for 'count'"),
+        ({"id": "a", "constraints": [{"kind": "bullets", "count": True}]}, "bad value for 'count'"),
+        ({"id": "a", "constraints": [{"kind": "include_words", "words": "sun"}]}, "bad value for 'words'"),
+        ({"id": "a", "constraints": [{"kind": "json_keys", "keys": []}]}, "bad value for 'keys'"),
+        ({"id": "a", "constraints": [{"kind": "start_with", "phrase": " "}]}, "bad value for 'phrase'"),
+        ({"id": "a", "constraints": [{"kind": "word_count", "max_words": -1}]}, "bad value for 'max_words'"),
+        ({"id": "a", "constraints": [{"kind": "word_count", "min_words": 9, "max_words": 5}]}, "above max_words"),
     ],
 )
 def test_bad_records_raise_user_error(record, message):

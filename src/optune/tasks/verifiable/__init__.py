@@ -28,7 +28,28 @@ from optune.errors import UserError
 from optune.tasks.verifiable.constraints import CHECKERS
 
 SPLITS = ("train", "heldout")
+# Weight of the closeness of failed constraints; below 1, so it never outweighs one satisfied constraint.
 SMOOTH_WEIGHT = 0.5
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _strings(value: object) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, str) and v.strip() for v in value)
+
+
+# What each parameter must hold, checked before any checker runs (a bare string for "words" would
+# otherwise be read letter by letter).
+PARAM_TYPES = {
+    "count": _count,
+    "min_words": _count,
+    "max_words": lambda v: v is None or _count(v),
+    "words": _strings,
+    "keys": _strings,
+    "phrase": lambda v: isinstance(v, str) and bool(v.strip()),
+}
 
 __all__ = ["SPLITS", "check", "load", "reward", "reward_many", "validate_constraint"]
 
@@ -57,17 +78,18 @@ def validate_constraint(constraint: object) -> None:
         )
     if kind == "word_count" and not given:
         raise UserError("constraint 'word_count' needs min_words, max_words or both")
+    for name in sorted(given):
+        if not PARAM_TYPES[name](constraint[name]):
+            raise UserError(f"constraint {kind!r}: bad value for {name!r}: {constraint[name]!r}")
+    if (constraint.get("max_words") or 0) and constraint.get("min_words", 0) > constraint["max_words"]:
+        raise UserError(f"constraint 'word_count': min_words is above max_words in {constraint!r}")
 
 
 def check(constraint: dict, response: str) -> float:
     """Score of one constraint: 1.0 if satisfied, else the checker's partial score in [0, 1)."""
     validate_constraint(constraint)
     checker = CHECKERS[constraint["kind"]][0]
-    params = {k: v for k, v in constraint.items() if k != "kind"}
-    try:
-        return checker(response, **params)
-    except (TypeError, ValueError) as err:
-        raise UserError(f"bad parameters for constraint {constraint!r}: {err}") from err
+    return checker(response, **{k: v for k, v in constraint.items() if k != "kind"})
 
 
 def reward(record: dict, response: str) -> float:
