@@ -90,7 +90,8 @@ def test_reward_bounds_and_ordering_properties_on_every_record():
 
 
 def test_fully_satisfied_beats_any_failure_with_three_constraints():
-    record = {"id": "r", "constraints": [MAX50, {"kind": "bullets", "count": 2}, {"kind": "max_sentences", "count": 3}]}
+    bullets, sentences = {"kind": "bullets", "count": 2}, {"kind": "max_sentences", "count": 3}
+    record = {"id": "r", "constraints": [MAX50, bullets, sentences]}
     best = verifiable.reward(record, "- one idea.\n- two ideas.")
     near_misses = ["- one idea.\n- two ideas.\n- three.", words(51), "- a. b. c. d.\n- e."]
     assert best == 1.0

@@ -5,8 +5,8 @@ A checker returns 1.0 when the response satisfies the constraint. On failure, th
 or excluded words, commas, letters in the wrong case) return a closeness in (0, 1),
 `exp(-relative distance)`, so "60 words for at most 50" scores higher than "200 words" and "one
 comma" higher than "five". The four all-or-nothing kinds (start phrase, end phrase, title, JSON)
-return 0.0. The closeness lets `reward` separate two failing responses: on the starting policy it
-cut the rate of tied pairs from 0.50 (all non-length kinds 0.0 on failure) to about 0.3.
+return 0.0. The closeness lets `reward` separate two failing responses: on 128 pairs sampled from
+the starting policy, the tie rate is 0.34. Grading only length and layout gave 0.56 on the same pairs.
 
 Text conventions, chosen once so every checker agrees:
 - Text is NFKC-normalised first ("café" typed with a combining accent equals the composed form,
