@@ -1,0 +1,119 @@
+"""Built-in verifiable instruction-following task: prompts with checkable constraints, and their reward.
+
+Why it exists: the embedded default run needs prompts and a reward that work on a fresh machine with
+no network, no GPU and no reward network, and whose gains a person can check by eye. Each prompt is
+an everyday request carrying one to three constraints ("answer in at most 40 words", "use no
+commas"); the constraints are stored in the record as data, so the reward never parses prompt text.
+
+Reward of a response to a record with n constraints, k of them satisfied:
+
+    reward = (k + 0.5 * mean closeness of the failed constraints) / n     (no failure: k / n = 1)
+
+A failed graded constraint (one that counts: words, bullets, numbered items, paragraphs,
+sentences, included or excluded words, commas, letters in the wrong case) has closeness
+exp(-relative distance) in (0, 1); a failed all-or-nothing one (start phrase, end phrase, title,
+JSON) has 0 (see `constraints`). Consequences: the reward lies in [0, 1]; it is 1 only when every
+constraint holds; satisfying more constraints always scores higher than satisfying fewer (the
+smooth term is below 0.5 / n); and among responses that fail, the nearer miss wins (60 words beat
+200 for "at most 50 words"), so two responses rarely tie. An empty or
+whitespace-only response scores 0: it answers nothing, whatever it vacuously satisfies.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+from optune.errors import UserError
+from optune.tasks.verifiable.constraints import CHECKERS
+
+SPLITS = ("train", "heldout")
+# Weight of the closeness of failed constraints; below 1, so it never outweighs one satisfied constraint.
+SMOOTH_WEIGHT = 0.5
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _strings(value: object) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, str) and v.strip() for v in value)
+
+
+# What each parameter must hold, checked before any checker runs (a bare string for "words" would
+# otherwise be read letter by letter).
+PARAM_TYPES = {
+    "count": _count,
+    "min_words": _count,
+    "max_words": lambda v: v is None or _count(v),
+    "words": _strings,
+    "keys": _strings,
+    "phrase": lambda v: isinstance(v, str) and bool(v.strip()),
+}
+
+__all__ = ["SPLITS", "check", "load", "reward", "reward_many", "validate_constraint"]
+
+
+def load(split: str) -> list[dict]:
+    """The prompt records of a split: dicts with `id`, `prompt`, `topic`, `request` and `constraints`."""
+    if split not in SPLITS:
+        raise UserError(f"unknown verifiable split {split!r}; choose one of: {', '.join(SPLITS)}")
+    text = resources.files(__name__).joinpath("data", f"{split}.jsonl").read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def validate_constraint(constraint: object) -> None:
+    """Raise UserError unless `constraint` is {"kind": known kind, **exactly its parameters}."""
+    if not isinstance(constraint, dict) or "kind" not in constraint:
+        raise UserError(f"a constraint must be an object with a 'kind', got {constraint!r}")
+    kind = constraint["kind"]
+    if kind not in CHECKERS:
+        raise UserError(f"unknown constraint kind {kind!r}; known kinds: {', '.join(sorted(CHECKERS))}")
+    allowed = set(CHECKERS[kind][1])
+    given = set(constraint) - {"kind"}
+    required = allowed - {"min_words", "max_words"} if kind == "word_count" else allowed
+    if not given <= allowed or not required <= given:
+        raise UserError(
+            f"constraint {kind!r} takes parameters {sorted(allowed)}, got {sorted(given)}"
+        )
+    if kind == "word_count" and not given:
+        raise UserError("constraint 'word_count' needs min_words, max_words or both")
+    for name in sorted(given):
+        if not PARAM_TYPES[name](constraint[name]):
+            raise UserError(f"constraint {kind!r}: bad value for {name!r}: {constraint[name]!r}")
+    if (constraint.get("max_words") or 0) and constraint.get("min_words", 0) > constraint["max_words"]:
+        raise UserError(f"constraint 'word_count': min_words is above max_words in {constraint!r}")
+
+
+def check(constraint: dict, response: str) -> float:
+    """Score of one constraint: 1.0 if satisfied, else the checker's partial score in [0, 1)."""
+    validate_constraint(constraint)
+    checker = CHECKERS[constraint["kind"]][0]
+    return checker(response, **{k: v for k, v in constraint.items() if k != "kind"})
+
+
+def reward(record: dict, response: str) -> float:
+    """Reward in [0, 1] of `response` to `record` (formula in the module docstring)."""
+    constraints = record.get("constraints") if isinstance(record, dict) else None
+    if not isinstance(constraints, list) or not constraints:
+        raise UserError(f"record {_record_id(record)} has no list of constraints")
+    if not isinstance(response, str):
+        raise UserError(f"response to record {_record_id(record)} is not text")
+    scores = [check(c, response) for c in constraints]
+    if not response.strip():
+        return 0.0
+    failed = [s for s in scores if s < 1.0]  # numeric kinds: closeness; other kinds: 0.0
+    satisfied = len(scores) - len(failed)
+    smooth = SMOOTH_WEIGHT * sum(failed) / len(failed) if failed else 0.0
+    return (satisfied + smooth) / len(scores)
+
+
+def reward_many(records: list[dict], responses: list[str]) -> list[float]:
+    """Rewards of responses[i] to records[i]; the two lists must have the same length."""
+    if len(records) != len(responses):
+        raise UserError(f"{len(records)} records but {len(responses)} responses")
+    return [reward(rec, resp) for rec, resp in zip(records, responses)]
+
+
+def _record_id(record: object) -> str:
+    return repr(record.get("id")) if isinstance(record, dict) else repr(record)
