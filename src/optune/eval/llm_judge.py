@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -59,6 +60,10 @@ class LLMJudgeConfig:
     def public(self) -> dict:
         """The settings as recorded in outputs: the env var's name only, never its value."""
         return asdict(self)
+
+
+class _Stopped(Exception):
+    """A request not started because another one already failed for good."""
 
 
 class _Retryable(Exception):
@@ -153,25 +158,35 @@ class LLMJudge:
         return [self._judgment(rec, replies[(i, 0)], replies[(i, 1)]) for i, rec in enumerate(records)]
 
     def _run(self, tasks: list[tuple], progress: Callable[[int, int], None] | None) -> dict:
+        """Ask all tasks in a bounded pool; after the first permanent failure no new request starts."""
         replies: dict[tuple[int, int], str] = {}
+        stop = threading.Event()
+
+        def guarded(q: str, x: str, y: str) -> str:
+            if stop.is_set():
+                raise _Stopped()
+            try:
+                return self.ask(q, x, y)
+            except BaseException:
+                stop.set()
+                raise
+
         with ThreadPoolExecutor(max_workers=self.config.concurrency) as pool:
-            futures = {pool.submit(self.ask, q, x, y): (i, o) for i, o, q, x, y in tasks}
+            futures = {pool.submit(guarded, q, x, y): (i, o) for i, o, q, x, y in tasks}
             pending = set(futures)
             while pending:
                 done, pending = wait(pending, return_when=FIRST_EXCEPTION)
                 for fut in done:
                     if fut.exception() is None:
                         replies[futures[fut]] = fut.result()
-                failed = [f for f in done if f.exception() is not None]
-                if failed:
-                    for fut in pending:
-                        fut.cancel()
-                    wait(pending)
-                    n_done = len(replies) + sum(1 for f in pending if not f.cancelled() and f.exception() is None)
-                    raise JudgeError(f"{failed[0].exception()}; {n_done} of {len(tasks)} judge requests are "
-                                     f"done and cached in {self.cache.path}; rerun to resume") from None
-                if progress:
+                if progress and not stop.is_set():
                     progress(len(replies), len(tasks))
+            errors = [f.exception() for f in futures if f.exception() and not isinstance(f.exception(), _Stopped)]
+        if errors and not isinstance(errors[0], JudgeError):
+            raise errors[0]  # a bug, not an endpoint failure: keep its traceback
+        if errors:
+            raise JudgeError(f"{errors[0]}; {len(replies)} of {len(tasks)} judge requests are done and cached in "
+                             f"{self.cache.path}; rerun to resume") from None
         return replies
 
     @staticmethod

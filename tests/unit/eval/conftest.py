@@ -41,8 +41,8 @@ def build_tiny_model(path: Path, seed: int = 0) -> Path:
                                         pad_token="<pad>")
     tokenizer.chat_template = CHAT_TEMPLATE
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
                          bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=True)
     model = LlamaForCausalLM(config)
     model.generation_config.eos_token_id = 2
