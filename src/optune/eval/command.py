@@ -102,13 +102,13 @@ def _system(args, side: str, records: list[dict], out: Path) -> tuple[list[str],
     outputs = args.outputs if side == "a" else args.baseline_outputs
     if outputs:
         return read_outputs(outputs, records), {"outputs": str(Path(outputs).resolve())}
-    from optune.eval.generate import GenerationSettings, TransformersGenerator
+    from optune.eval.generate import GenerationSettings, CheckpointGenerator
 
     settings = GenerationSettings(args.max_new_tokens, args.temperature, args.top_p, args.seed, args.batch_size)
     settings.validate()
     source = {"model": str(Path(model).resolve()), "generation": settings.public()}
     responses = generated_outputs(out / f"responses_{side}.json", source, records,
-                                  lambda: TransformersGenerator(model, settings, args.device))
+                                  lambda: CheckpointGenerator(model, settings, args.device))
     return responses, source
 
 

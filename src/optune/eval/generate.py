@@ -39,7 +39,7 @@ def _prompt_texts(tokenizer, prompts: list[str]) -> list[str]:
     return list(prompts)
 
 
-class TransformersGenerator:
+class CheckpointGenerator:
     """Callable `generate(prompts) -> responses` over a local HF checkpoint on the CPU (or given device)."""
 
     def __init__(self, path: str | Path, settings: GenerationSettings, device: str = "cpu"):

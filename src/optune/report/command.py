@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from pathlib import Path
 
 from optune.errors import UserError
@@ -34,7 +35,8 @@ def build_report(run_dirs: list[str], out: Path, names: list[str] | None = None)
         "Share of reward gain, bottom vs top half": plots.gain_share(runs, out / "gain_share.png"),
     }
     for run in runs:
-        images[f"Reward histograms: {run.name}"] = plots.reward_histograms(run, out / f"histograms_{run.name}.png")
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", run.name)
+        images[f"Reward histograms: {run.name}"] = plots.reward_histograms(run, out / f"histograms_{safe}.png")
     report = out / "report.md"
     tmp = out / ".report.md.tmp"
     tmp.write_text(markdown(runs, images, out), encoding="utf-8")

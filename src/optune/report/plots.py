@@ -63,7 +63,7 @@ def time_per_iteration(runs: list[Run], path: Path) -> Path | None:
     """Stacked bars per iteration (the paper's Table 1 split); runs side by side."""
     if not any(v is not None for run in runs for key, _ in TIME_PARTS for v in run.series(key)):
         return None
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(runs) * max(len(r.metrics) for r in runs)), 4.2))
+    fig, ax = plt.subplots(figsize=(max(7, 1.4 * len(runs) * max(len(r.metrics) for r in runs)), 4.2))
     width = 0.8 / len(runs)
     for r, run in enumerate(runs):
         xs = [t + (r - (len(runs) - 1) / 2) * width for t in run.iterations]
@@ -75,13 +75,15 @@ def time_per_iteration(runs: list[Run], path: Path) -> Path | None:
             bottom = [b + v for b, v in zip(bottom, vals)]
         if len(runs) > 1:
             for x, b in zip(xs, bottom):
-                ax.text(x, b, run.name, ha="center", va="bottom", fontsize=7, rotation=90)
+                ax.annotate(run.name, (x, b), xytext=(0, 2), textcoords="offset points", ha="center",
+                            va="bottom", fontsize=7)
     ax.set_xlabel("iteration")
     ax.set_ylabel("seconds")
     ax.set_title("Time per iteration by stage")
     ax.set_xticks(sorted({t for run in runs for t in run.iterations}))
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.08)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(fig, path)
 
 
@@ -108,18 +110,24 @@ def gain_share(runs: list[Run], path: Path) -> Path | None:
             if s["share_bottom"] is not None]
     if not bars:
         return None
-    fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(bars)), 4.2))
-    labels = [b[0] for b in bars]
-    bottom = [100 * b[1]["share_bottom"] for b in bars]
-    top = [100 * b[1]["share_top"] for b in bars]
-    ax.bar(labels, bottom, color="C3", label="bottom 50% of prompts at t-1")
-    ax.bar(labels, top, bottom=bottom, color="C0", label="top 50% of prompts at t-1")
-    for x, (b, t) in enumerate(zip(bottom, top)):
-        ax.text(x, b / 2, f"{b:.1f}%", ha="center", va="center", color="white", fontsize=8)
-        ax.text(x, b + t / 2, f"{t:.1f}%", ha="center", va="center", color="white", fontsize=8)
+    fig, ax = plt.subplots(figsize=(max(8, 1.4 * len(bars) + 2.5), 4.2))
+    xs = list(range(len(bars)))
+    # Side by side, not stacked: when one half lost reward its share is negative and a stack misleads.
+    for offset, key, color, label in ((-0.2, "share_bottom", "C3", "bottom 50% of prompts at t-1"),
+                                      (0.2, "share_top", "C0", "top 50% of prompts at t-1")):
+        vals = [100 * b[1][key] for b in bars]
+        ax.bar([x + offset for x in xs], vals, 0.38, color=color, label=label)
+        for x, v in zip(xs, vals):
+            ax.annotate(f"{v:.1f}%", (x + offset, v), xytext=(0, 2 if v >= 0 else -2), textcoords="offset points",
+                        ha="center", va="bottom" if v >= 0 else "top", fontsize=8)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(xs, [b[0] for b in bars])
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(min(lo, 0) * 1.1, hi * 1.12)
     ax.set_ylabel("share of chosen-reward gain (%)")
-    ax.set_title("Where the reward gain came from")
-    ax.legend(fontsize=8, loc="upper right")
+    ax.set_title("Where the reward gain came from (paper Fig. 2)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(fig, path)
 
 
