@@ -20,7 +20,7 @@ from optune.eval.readers import FORMATS, read_prompts
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--prompts", required=True, help="prompt set file (formats: %s)" % ", ".join(FORMATS))
+    parser.add_argument("--prompts", required=True, help=f"prompt set file (formats: {', '.join(FORMATS)})")
     parser.add_argument("--format", default="auto", help="prompt file format (default: detect)")
     parser.add_argument("--limit", type=int, help="evaluate only the first N prompts")
     parser.add_argument("--out", required=True, help="output folder (rerun with the same folder to resume)")
@@ -102,7 +102,7 @@ def _system(args, side: str, records: list[dict], out: Path) -> tuple[list[str],
     outputs = args.outputs if side == "a" else args.baseline_outputs
     if outputs:
         return read_outputs(outputs, records), {"outputs": str(Path(outputs).resolve())}
-    from optune.eval.generate import GenerationSettings, CheckpointGenerator
+    from optune.eval.generate import CheckpointGenerator, GenerationSettings
 
     settings = GenerationSettings(args.max_new_tokens, args.temperature, args.top_p, args.seed, args.batch_size)
     settings.validate()
@@ -118,8 +118,13 @@ def _progress(done: int, total: int) -> None:
 
 def main(args) -> int:
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out must be a folder, and {out} is a file")
+    if args.limit is not None and args.limit < 1:
+        raise UserError("--limit must be >= 1")
     records = read_prompts(args.prompts, args.format, args.limit)
     judge, judge_info = _build_judge(args, out)  # checks judge settings before any generation
+    out.mkdir(parents=True, exist_ok=True)
     answers_a, source_a = _system(args, "a", records, out)
     answers_b, source_b = _system(args, "b", records, out)
     if args.export_alpaca_eval:

@@ -18,7 +18,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def build_report(run_dirs: list[str], out: Path, names: list[str] | None = None) -> Path:
     """Load the runs, draw every chart their data allow, write report.md; returns its path."""
-    from optune.report import plots
+    try:
+        from optune.report import plots
+    except ImportError as err:
+        raise UserError(f"optune report needs matplotlib ({err}): pip install 'optune[report]'") from None
     from optune.report.runs import load_run
     from optune.report.summary import markdown
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from optune.report.runs import Run, chosen_rewards, gain_splits, heldout_curve  # noqa: E402
+from optune.report.runs import Run, chosen_rewards, gain_splits, heldout_curve
 
 TIME_PARTS = (("time/generation_s", "generation"), ("time/rewarding_s", "rewarding"),
               ("time/training_s", "training"), ("time/eval_s", "held-out eval"))

@@ -21,8 +21,9 @@ def _total(run: Run, key: str) -> float | None:
 
 
 def _overview_rows(runs: list[Run]) -> list[str]:
-    rows = ["| run | iterations | held-out reward: start → end | training chosen reward: first → last | "
-            "responses regenerated | wall clock (min) |", "|---|---|---|---|---|---|"]
+    header = ("| run | iterations | held-out reward: start → end | training chosen reward: first → last | "
+              "responses regenerated | wall clock (min) |")
+    rows = [header, "|---|---|---|---|---|---|"]
     for run in runs:
         held = [v for v in run.series("eval/heldout_reward") if v is not None]
         start = run.metrics[0].get("eval/heldout_reward_start")

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 from pathlib import Path
 
 import pytest
+
+pytest.importorskip("matplotlib", reason="optune report needs matplotlib: pip install 'optune[report]'")
 
 from optune.cli import main as cli_main
 from optune.report.runs import chosen_rewards, gain_split, gain_splits, heldout_curve, load_run
@@ -25,7 +28,7 @@ def write_run(root: Path, rho: float, n_prompts: int = 40, iterations: int = 3, 
     heldout = 0.1
     for t in range(iterations):
         ranked = sorted(rewards, key=lambda k: max(rewards[k]))
-        regen = ranked if t == 0 else ranked[: int(round(rho * n_prompts + 0.4999))]
+        regen = ranked if t == 0 else ranked[: math.ceil(rho * n_prompts)]
         for k in regen:
             rewards[k] = [rng.gauss(0.4 * t, 1), rng.gauss(0.4 * t, 1)]
         rows = [{"prompt_id": k, "responses": [{"text": "a", "reward": r[0], "eos": True, "generated_at": t},
