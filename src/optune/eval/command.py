@@ -96,7 +96,7 @@ def _build_judge(args, out: Path):
 
 
 def _system(args, side: str, records: list[dict], out: Path) -> tuple[list[str], dict]:
-    from optune.eval.systems import generated_outputs, read_outputs
+    from optune.eval.systems import generated_outputs, read_outputs, weights_fingerprint
 
     model = args.model if side == "a" else args.baseline_model
     outputs = args.outputs if side == "a" else args.baseline_outputs
@@ -106,7 +106,8 @@ def _system(args, side: str, records: list[dict], out: Path) -> tuple[list[str],
 
     settings = GenerationSettings(args.max_new_tokens, args.temperature, args.top_p, args.seed, args.batch_size)
     settings.validate()
-    source = {"model": str(Path(model).resolve()), "generation": settings.public()}
+    source = {"model": str(Path(model).resolve()), "weights": weights_fingerprint(Path(model)),
+              "generation": settings.public()}
     responses = generated_outputs(out / f"responses_{side}.json", source, records,
                                   lambda: CheckpointGenerator(model, settings, args.device))
     return responses, source

@@ -7,6 +7,7 @@ reused when a rerun asks for the same thing, so resuming a judge run does not re
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +36,14 @@ def read_outputs(path: str | Path, records: list[dict]) -> list[str]:
         raise UserError(f"{path}: no output for {len(missing)} of {len(keys)} prompts "
                         f"(first: {str(missing[0])[:60]!r})")
     return [by_key[k] for k in keys]
+
+
+def weights_fingerprint(model_dir: Path) -> str:
+    """Names, sizes and modification times of the weight files: a retrained checkpoint at the same
+    path gets new responses instead of the stale saved ones."""
+    files = sorted(p for p in model_dir.glob("*") if p.suffix in (".safetensors", ".bin", ".pt", ".json"))
+    stats = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    return hashlib.sha256(json.dumps(stats).encode()).hexdigest()[:16]
 
 
 def generated_outputs(out_path: Path, source: dict, records: list[dict],

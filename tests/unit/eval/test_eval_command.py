@@ -96,3 +96,30 @@ def test_alpaca_eval_export_format():
                                ["A", "B"], "optune-rho0.5")
     assert rows == [{"instruction": "Q", "output": "A", "generator": "optune-rho0.5", "dataset": "koala"},
                     {"instruction": "R", "output": "B", "generator": "optune-rho0.5", "dataset": "optune"}]
+
+
+DATA = Path(__file__).resolve().parents[4] / "shared" / "data" / "alpaca_eval"
+if not DATA.is_dir():
+    DATA = Path("/work/shared/data/alpaca_eval")
+
+
+def test_eval_on_real_alpaca_eval_outputs(tmp_path, monkeypatch):
+    """GPT-4 Turbo against text-davinci-003 on the 805 AlpacaEval prompts, judged by answer length.
+
+    A toy judge on real data: it checks matching of stored outputs by instruction and the counts,
+    which are recomputed here from the two files directly.
+    """
+    gpt4, davinci = DATA / "gpt4_1106_preview/model_outputs.json", DATA / "text_davinci_003/model_outputs.json"
+    if not (gpt4.is_file() and davinci.is_file()):
+        pytest.skip(f"shared data absent: {DATA}")
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    out = tmp_path / "out"
+    argv = ["eval", "--prompts", str(davinci), "--outputs", str(gpt4), "--baseline-outputs", str(davinci),
+            "--out", str(out), "--judge", "reward", "--reward", "test_eval_command:words", "--reward-margin", "5"]
+    assert cli_main(argv) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    by_ins = {r["instruction"]: r["output"] for r in json.loads(gpt4.read_text())}
+    gaps = [len(by_ins[r["instruction"]].split()) - len(r["output"].split()) for r in json.loads(davinci.read_text())]
+    assert summary["n"] == 805
+    assert (summary["n_win"], summary["n_lose"]) == (sum(g > 5 for g in gaps), sum(g < -5 for g in gaps))
+    assert summary["ci95"][0] < summary["win_score"] < summary["ci95"][1]
