@@ -22,8 +22,9 @@ def _total(run: Run, key: str) -> float | None:
 
 def _overview_rows(runs: list[Run]) -> list[str]:
     header = ("| run | iterations | held-out reward: start → end | training chosen reward: first → last | "
-              "responses regenerated | wall clock (min) |")
-    rows = [header, "|---|---|---|---|---|---|"]
+              "prompts regenerated (sum) | wall clock (min) | time vs first run |")
+    rows = [header, "|---|---|---|---|---|---|---|"]
+    first_elapsed = runs[0].series("time/elapsed_s")[-1]
     for run in runs:
         held = [v for v in run.series("eval/heldout_reward") if v is not None]
         start = run.metrics[0].get("eval/heldout_reward_start")
@@ -33,7 +34,8 @@ def _overview_rows(runs: list[Run]) -> list[str]:
         rows.append(f"| {run.name} | {len(run.metrics)} | {_fmt(start)} → {_fmt(held[-1] if held else None)} | "
                     f"{_fmt(scores[0] if scores else None)} → {_fmt(scores[-1] if scores else None)} | "
                     f"{_fmt(int(regen) if regen is not None else None)} | "
-                    f"{_fmt(elapsed / 60 if elapsed is not None else None, 2)} |")
+                    f"{_fmt(elapsed / 60 if elapsed is not None else None, 2)} | "
+                    f"{f'{elapsed / first_elapsed:.2f}x' if elapsed and first_elapsed else '–'} |")
     return rows
 
 

@@ -105,6 +105,10 @@ def test_report_several_runs_on_one_chart(tmp_path):
     assert cli_main(["report", *map(str, dirs), "--out", str(out), "--names", "optune-0.5,full"]) == 0
     md = (out / "report.md").read_text()
     assert "| optune-0.5 |" in md and "| full |" in md
+    # rho=0.5 regenerates 40 + 20 + 20 prompts, full 120; generation time scales with it
+    assert "| optune-0.5 | 3 |" in md and " | 80 | " in md and " | 120 | " in md
+    elapsed = [load_run(d).metrics[-1]["time/elapsed_s"] for d in dirs]
+    assert f"| {elapsed[1] / elapsed[0]:.2f}x |" in md
     assert (out / "histograms_full.png").is_file() and (out / "heldout_vs_time.png").is_file()
 
 
@@ -114,7 +118,7 @@ def test_report_tolerates_missing_optional_keys(tmp_path):
     (run_dir / "metrics.jsonl").open("a").write('{"iteration": 2, "lo')  # torn last line
     assert cli_main(["report", str(run_dir)]) == 0
     md = (run_dir / "report" / "report.md").read_text()
-    assert "Reward per iteration: not drawn" in md and "| bare | 2 |" in md
+    assert "Reward per iteration: not drawn" in md and "| bare | 2 |" in md and "– → –" in md
 
 
 @pytest.mark.parametrize("setup,args,message", [
