@@ -1,0 +1,41 @@
+"""Export a system's outputs in AlpacaEval's `model_outputs.json` format.
+
+Why: the AlpacaEval 2 length-controlled win rate (the paper's Table 2) is computed by the
+`alpaca_eval` tool, which reads exactly this list of {instruction, output, generator, dataset}.
+Writing it lets a user run that tool wherever a judge API is reachable, without our code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+
+def write_json_atomic(path: str | Path, value) -> None:
+    """Write JSON to a temp file in the same folder, then rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(value, fh, ensure_ascii=False, indent=2)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def alpaca_eval_outputs(records: list[dict], outputs: list[str], generator: str) -> list[dict]:
+    """AlpacaEval rows; `dataset` is kept from AlpacaEval-read records, else "optune"."""
+    if len(records) != len(outputs):
+        raise ValueError("one output per record is needed")
+    return [{"instruction": rec["prompt"], "output": out, "generator": generator,
+             "dataset": rec.get("dataset", "optune")} for rec, out in zip(records, outputs)]
+
+
+def export_alpaca_eval(path: str | Path, records: list[dict], outputs: list[str], generator: str) -> Path:
+    write_json_atomic(path, alpaca_eval_outputs(records, outputs, generator))
+    return Path(path)

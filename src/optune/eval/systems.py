@@ -1,0 +1,62 @@
+"""The two systems an evaluation compares: responses generated from a checkpoint, or stored outputs.
+
+Generated responses are saved next to the results with the settings that produced them and
+reused when a rerun asks for the same thing, so resuming a judge run does not resample answers
+(which would also defeat the judge cache).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from optune.errors import UserError
+from optune.eval.export import write_json_atomic
+from optune.eval.readers import read_json_list, read_jsonl
+
+
+def read_outputs(path: str | Path, records: list[dict]) -> list[str]:
+    """Stored answers for `records`: AlpacaEval json (matched by instruction) or JSONL (matched by id).
+
+    JSONL rows need "id" or "prompt_id", and "response" or "output".
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"outputs file not found: {path}")
+    if path.read_text(encoding="utf-8").lstrip().startswith("["):
+        by_key = {r.get("instruction"): r.get("output") for r in read_json_list(path)}
+        keys = [rec["prompt"] for rec in records]
+    else:
+        by_key = {str(r.get("id", r.get("prompt_id"))): r.get("response", r.get("output")) for r in read_jsonl(path)}
+        keys = [rec["id"] for rec in records]
+    missing = [k for k in keys if not isinstance(by_key.get(k), str)]
+    if missing:
+        raise UserError(f"{path}: no output for {len(missing)} of {len(keys)} prompts "
+                        f"(first: {str(missing[0])[:60]!r})")
+    return [by_key[k] for k in keys]
+
+
+def weights_fingerprint(model_dir: Path) -> str:
+    """Names, sizes and modification times of the weight files: a retrained checkpoint at the same
+    path gets new responses instead of the stale saved ones."""
+    files = sorted(p for p in model_dir.glob("*") if p.suffix in (".safetensors", ".bin", ".pt", ".json"))
+    stats = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    return hashlib.sha256(json.dumps(stats).encode()).hexdigest()[:16]
+
+
+def generated_outputs(out_path: Path, source: dict, records: list[dict],
+                      make_generator: Callable[[], Callable[[list[str]], list[str]]]) -> list[str]:
+    """Responses from `make_generator()`, cached in `out_path` under `source` (model + settings)."""
+    ids = [r["id"] for r in records]
+    if out_path.is_file():
+        saved = json.loads(out_path.read_text(encoding="utf-8"))
+        if saved.get("source") == source and [r["id"] for r in saved.get("rows", [])] == ids:
+            return [r["response"] for r in saved["rows"]]
+    responses = make_generator()([r["prompt"] for r in records])
+    if len(responses) != len(records):
+        raise UserError(f"generator returned {len(responses)} responses for {len(records)} prompts")
+    rows = [{"id": r["id"], "prompt": r["prompt"], "response": resp} for r, resp in zip(records, responses)]
+    write_json_atomic(out_path, {"source": source, "rows": rows})
+    return responses

@@ -1,0 +1,60 @@
+"""`optune report RUN_DIR [RUN_DIR ...]`: charts (PNG) and report.md, in --out or RUN_DIR/report."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from pathlib import Path
+
+from optune.errors import UserError
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories written by optune run")
+    parser.add_argument("--out", help="output folder (default: RUN_DIR/report for one run; required for several)")
+    parser.add_argument("--names", help="comma-separated display names, one per run (default: folder names)")
+
+
+def build_report(run_dirs: list[str], out: Path, names: list[str] | None = None) -> Path:
+    """Load the runs, draw every chart their data allow, write report.md; returns its path."""
+    try:
+        from optune.report import plots
+    except ImportError as err:
+        raise UserError(f"optune report needs matplotlib ({err}): pip install 'optune[report]'") from None
+    from optune.report.runs import load_run
+    from optune.report.summary import markdown
+
+    if names is not None and len(names) != len(run_dirs):
+        raise UserError(f"--names has {len(names)} names for {len(run_dirs)} runs")
+    runs = [load_run(d, names[i] if names else None) for i, d in enumerate(run_dirs)]
+    if len({r.name for r in runs}) != len(runs):
+        raise UserError("two runs have the same name; pass --names")
+    out.mkdir(parents=True, exist_ok=True)
+    images = {
+        "Reward per iteration": plots.reward_per_iteration(runs, out / "reward_per_iteration.png"),
+        "Time per iteration by stage": plots.time_per_iteration(runs, out / "time_per_iteration.png"),
+        "Held-out reward vs wall-clock time": plots.heldout_vs_time(runs, out / "heldout_vs_time.png"),
+        "Share of reward gain, bottom vs top half": plots.gain_share(runs, out / "gain_share.png"),
+    }
+    for run in runs:
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", run.name)
+        images[f"Reward histograms: {run.name}"] = plots.reward_histograms(run, out / f"histograms_{safe}.png")
+    report = out / "report.md"
+    tmp = out / ".report.md.tmp"
+    tmp.write_text(markdown(runs, images, out), encoding="utf-8")
+    os.replace(tmp, report)
+    return report
+
+
+def main(args) -> int:
+    if args.out:
+        out = Path(args.out)
+    elif len(args.run_dirs) == 1:
+        out = Path(args.run_dirs[0]) / "report"
+    else:
+        raise UserError("several runs need --out")
+    names = [n.strip() for n in args.names.split(",")] if args.names else None
+    report = build_report(args.run_dirs, out, names)
+    print(f"report written to {report}")
+    return 0

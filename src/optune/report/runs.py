@@ -1,0 +1,135 @@
+"""Reading run directories written by `optune run`, and the numbers the report derives from them.
+
+Readers are tolerant: a missing optional metric gives None (and the plot that needs it is
+skipped), a run still in progress is read up to its last finished iteration, and a torn last
+JSONL line is ignored. Only a folder with no metrics at all is an error.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from optune.errors import UserError
+
+_ITER_DIR = re.compile(r"^iter_(\d+)$")
+
+
+def _jsonl_rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").split("\n"):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # torn last line of a run that is still writing
+    return rows
+
+
+@dataclass
+class Run:
+    name: str
+    path: Path
+    metrics: list[dict]
+    responses: dict[int, list[dict]] = field(default_factory=dict)  # iteration -> rows of responses.jsonl
+    heldout: dict[int, list[dict]] = field(default_factory=dict)    # iteration -> rows of heldout.jsonl
+    heldout_start: list[dict] = field(default_factory=list)
+
+    def series(self, key: str) -> list[float | None]:
+        """One value per finished iteration (None where the metric is missing or not finite)."""
+        out = []
+        for m in self.metrics:
+            v = m.get(key)
+            out.append(float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None)
+        return out
+
+    @property
+    def iterations(self) -> list[int]:
+        return [int(m.get("iteration", i)) for i, m in enumerate(self.metrics)]
+
+
+def load_run(path: str | Path, name: str | None = None) -> Run:
+    path = Path(path)
+    if not path.is_dir():
+        raise UserError(f"run directory not found: {path}")
+    metrics = sorted(_jsonl_rows(path / "metrics.jsonl"), key=lambda m: m.get("iteration", 0))
+    if not metrics:
+        raise UserError(f"{path}: no finished iteration (metrics.jsonl missing or empty)")
+    run = Run(name=name or path.resolve().name, path=path, metrics=metrics)
+    for sub in sorted(path.iterdir()):
+        match = _ITER_DIR.match(sub.name)
+        if not (match and sub.is_dir()):
+            continue
+        t = int(match.group(1))
+        run.responses[t] = _jsonl_rows(sub / "responses.jsonl")
+        run.heldout[t] = _jsonl_rows(sub / "heldout.jsonl")
+        if t == 0:
+            run.heldout_start = _jsonl_rows(sub / "heldout_start.jsonl")
+    return run
+
+
+def chosen_rewards(rows: list[dict]) -> dict[str, float]:
+    """prompt_id -> reward of the chosen (higher-reward) response; rows without rewards are skipped."""
+    out = {}
+    for row in rows:
+        rewards = [r.get("reward") for r in row.get("responses", []) if isinstance(r, dict)]
+        rewards = [float(r) for r in rewards if isinstance(r, (int, float)) and math.isfinite(r)]
+        if rewards and "prompt_id" in row:
+            out[str(row["prompt_id"])] = max(rewards)
+    return out
+
+
+def gain_split(previous: dict[str, float], current: dict[str, float]) -> dict | None:
+    """Reward gain of the bottom vs top half of prompts, ranked by chosen reward at iteration t-1.
+
+    The paper's Fig. 2: prompts are split at the median of the previous iteration's chosen reward
+    (ties broken by id, so the split is reproducible); gain = change of chosen reward. Shares are
+    given only when the total gain is positive, as a share of a loss has no clear meaning.
+    """
+    common = sorted(set(previous) & set(current), key=lambda k: (previous[k], k))
+    if len(common) < 2:
+        return None
+    half = len(common) // 2
+    bottom = sum(current[k] - previous[k] for k in common[:half])
+    top = sum(current[k] - previous[k] for k in common[half:])
+    total = bottom + top
+    return {"n_prompts": len(common), "gain_bottom": bottom, "gain_top": top, "gain_total": total,
+            "share_bottom": bottom / total if total > 0 else None,
+            "share_top": top / total if total > 0 else None}
+
+
+def gain_splits(run: Run) -> dict[int, dict]:
+    """gain_split for every iteration t >= 1 that has responses for t-1 and t."""
+    out = {}
+    for t in sorted(run.responses):
+        if t - 1 in run.responses:
+            split = gain_split(chosen_rewards(run.responses[t - 1]), chosen_rewards(run.responses[t]))
+            if split:
+                out[t] = split
+    return out
+
+
+def heldout_curve(run: Run) -> tuple[list[float], list[float]]:
+    """(wall-clock seconds without evaluation time, held-out reward) from the start policy onwards.
+
+    Evaluation time is taken out of the clock so that runs with different evaluation settings are
+    compared on the cost of tuning alone.
+    """
+    xs, ys = [], []
+    start = run.metrics[0].get("eval/heldout_reward_start")
+    if isinstance(start, (int, float)):
+        xs.append(0.0)
+        ys.append(float(start))
+    eval_total = 0.0
+    for m in run.metrics:
+        eval_total += float(m.get("time/eval_s") or 0.0)
+        elapsed, reward = m.get("time/elapsed_s"), m.get("eval/heldout_reward")
+        if isinstance(elapsed, (int, float)) and isinstance(reward, (int, float)):
+            xs.append(max(0.0, float(elapsed) - eval_total))
+            ys.append(float(reward))
+    return xs, ys

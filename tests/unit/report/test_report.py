@@ -1,0 +1,141 @@
+"""`optune report` on synthetic run directories written in the `optune run` format."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("matplotlib", reason="optune report needs matplotlib: pip install 'optune[report]'")
+
+from optune.cli import main as cli_main
+from optune.report.runs import chosen_rewards, gain_split, gain_splits, heldout_curve, load_run
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def write_run(root: Path, rho: float, n_prompts: int = 40, iterations: int = 3, seed: int = 0) -> Path:
+    """A plausible run: rewards rise, the lowest ceil(rho * n) prompts are regenerated each iteration."""
+    rng = random.Random(seed)
+    rewards = {f"p{i}": [rng.gauss(0, 1), rng.gauss(0, 1)] for i in range(n_prompts)}
+    elapsed, metrics = 0.0, []
+    heldout = 0.1
+    for t in range(iterations):
+        ranked = sorted(rewards, key=lambda k: max(rewards[k]))
+        regen = ranked if t == 0 else ranked[: math.ceil(rho * n_prompts)]
+        for k in regen:
+            rewards[k] = [rng.gauss(0.4 * t, 1), rng.gauss(0.4 * t, 1)]
+        rows = [{"prompt_id": k, "responses": [{"text": "a", "reward": r[0], "eos": True, "generated_at": t},
+                                               {"text": "b", "reward": r[1], "eos": True, "generated_at": t}]}
+                for k, r in rewards.items()]
+        _write_jsonl(root / f"iter_{t:03d}" / "responses.jsonl", rows)
+        gen, rew, train, ev = 30.0 * len(regen) / n_prompts, 0.5, 12.0, 4.0
+        elapsed += gen + rew + train + ev
+        heldout += 0.2 + 0.05 * rng.random()
+        chosen = [max(r) for r in rewards.values()]
+        m = {"iteration": t, "loss": 0.69 - 0.05 * t, "objective/scores": sum(chosen) / len(chosen),
+             "eval/heldout_reward": heldout, "time/generation_s": gen, "time/rewarding_s": rew,
+             "time/training_s": train, "time/eval_s": ev, "time/iteration_s": gen + rew + train + ev,
+             "time/elapsed_s": elapsed, "selection/n_regenerated": len(regen),
+             "selection/frac_regenerated": len(regen) / n_prompts}
+        if t == 0:
+            m["eval/heldout_reward_start"] = 0.1
+            _write_jsonl(root / "iter_000" / "heldout_start.jsonl",
+                         [{"prompt_id": "h0", "prompt": "q", "response": "r", "reward": 0.1}])
+        metrics.append(m)
+    _write_jsonl(root / "metrics.jsonl", metrics)
+    (root / "config.yaml").write_text(f"selection:\n  rho: {rho}\n")
+    return root
+
+
+def test_gain_split_hand_worked():
+    prev = {"a": 0.0, "b": 1.0, "c": 2.0, "d": 3.0}
+    cur = {"a": 2.0, "b": 2.0, "c": 2.5, "d": 3.0}
+    s = gain_split(prev, cur)
+    # bottom half {a, b}: gains 2 + 1 = 3; top half {c, d}: 0.5 + 0 = 0.5; share 3 / 3.5
+    assert s["gain_bottom"] == pytest.approx(3.0) and s["gain_top"] == pytest.approx(0.5)
+    assert s["share_bottom"] == pytest.approx(6 / 7) and s["share_top"] == pytest.approx(1 / 7)
+    # a loss overall: gains reported, shares not
+    assert gain_split(cur, prev)["share_bottom"] is None
+    # ties in the ranking are broken by id: the split is reproducible
+    tie = gain_split({"x": 1.0, "y": 1.0}, {"x": 3.0, "y": 1.0})
+    assert tie["gain_bottom"] == pytest.approx(2.0) and tie["gain_top"] == 0.0
+
+
+def test_chosen_rewards_skips_rows_without_rewards():
+    rows = [{"prompt_id": "a", "responses": [{"reward": 0.2}, {"reward": 0.7}]},
+            {"prompt_id": "b", "responses": [{"reward": None}, {"text": "x"}]}]
+    assert chosen_rewards(rows) == {"a": 0.7}
+
+
+def test_heldout_curve_excludes_eval_time(tmp_path):
+    run = load_run(write_run(tmp_path / "r", rho=1.0))
+    xs, ys = heldout_curve(run)
+    assert xs[0] == 0.0 and ys[0] == pytest.approx(0.1)
+    # elapsed after iteration 0 = 30 + 0.5 + 12 + 4; minus 4 s of evaluation
+    assert xs[1] == pytest.approx(42.5)
+    assert len(xs) == 4 and xs == sorted(xs)
+
+
+def test_report_one_run(tmp_path, capsys):
+    run_dir = write_run(tmp_path / "rho0.5", rho=0.5)
+    assert cli_main(["report", str(run_dir)]) == 0
+    out = run_dir / "report"
+    for name in ("reward_per_iteration.png", "time_per_iteration.png", "heldout_vs_time.png", "gain_share.png",
+                 "histograms_rho0.5.png"):
+        assert (out / name).stat().st_size > 5000, name
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = (out / "report.md").read_text()
+    assert "![Reward per iteration](reward_per_iteration.png)" in md
+    splits = gain_splits(load_run(run_dir))
+    assert sorted(splits) == [1, 2]
+    assert f"| rho0.5 | 1 | 40 | {splits[1]['gain_bottom']:.3f} |" in md
+    assert "report written to" in capsys.readouterr().out
+
+
+def test_report_several_runs_on_one_chart(tmp_path):
+    dirs = [write_run(tmp_path / f"r{i}", rho=rho, seed=i) for i, rho in enumerate((0.5, 1.0))]
+    out = tmp_path / "cmp"
+    assert cli_main(["report", *map(str, dirs), "--out", str(out), "--names", "optune-0.5,full"]) == 0
+    md = (out / "report.md").read_text()
+    assert "| optune-0.5 |" in md and "| full |" in md
+    # rho=0.5 regenerates 40 + 20 + 20 prompts, full 120; generation time scales with it
+    assert "| optune-0.5 | 3 |" in md and " | 80 | " in md and " | 120 | " in md
+    elapsed = [load_run(d).metrics[-1]["time/elapsed_s"] for d in dirs]
+    assert f"| {elapsed[1] / elapsed[0]:.2f}x |" in md
+    assert (out / "histograms_full.png").is_file() and (out / "heldout_vs_time.png").is_file()
+
+
+def test_report_tolerates_missing_optional_keys(tmp_path):
+    run_dir = tmp_path / "bare"
+    _write_jsonl(run_dir / "metrics.jsonl", [{"iteration": 0, "loss": 0.7}, {"iteration": 1, "loss": 0.6}])
+    (run_dir / "metrics.jsonl").open("a").write('{"iteration": 2, "lo')  # torn last line
+    assert cli_main(["report", str(run_dir)]) == 0
+    md = (run_dir / "report" / "report.md").read_text()
+    assert "Reward per iteration: not drawn" in md and "| bare | 2 |" in md and "– → –" in md
+
+
+@pytest.mark.parametrize("setup,args,message", [
+    (lambda p: None, [], "run directory not found"),
+    (lambda p: p.mkdir(), [], "no finished iteration"),
+])
+def test_report_bad_input_is_one_line(tmp_path, capsys, setup, args, message):
+    setup(tmp_path / "x")
+    assert cli_main(["report", str(tmp_path / "x"), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("optune report: error:") and message in err
+
+
+def test_report_several_runs_need_out_and_distinct_names(tmp_path, capsys):
+    a = write_run(tmp_path / "a" / "run", rho=0.5)
+    b = write_run(tmp_path / "b" / "run", rho=1.0)
+    assert cli_main(["report", str(a), str(b)]) == 2
+    assert "several runs need --out" in capsys.readouterr().err
+    assert cli_main(["report", str(a), str(b), "--out", str(tmp_path / "o")]) == 2
+    assert "same name" in capsys.readouterr().err
