@@ -59,6 +59,20 @@ class GenerationConfig:
     """Sequences generated per forward batch (each prompt contributes its 2 samples)."""
     eval_greedy: bool = True
     """Held-out responses by greedy decoding (less noise in the curve) instead of sampling."""
+    sampler_logprobs: bool = False
+    """Use the sampler's own log-probs of this iteration's new responses as their DPO reference log-probs
+    (vllm backend, reference pi_t) instead of a forward pass; they match a float32 forward pass, so keep
+    train.bf16 false with it (bf16 autocast log-probs differ from them by rounding)."""
+    tensor_parallel_size: int = 1
+    """vllm: GPUs one engine spans. Data parallelism is one engine per `accelerate launch` process."""
+    vllm_dtype: str = "policy"
+    """vllm: weight dtype of the engine: "policy" (policy.dtype, so sampler log-probs match training),
+    "auto" (vLLM's choice: half precision for float32 checkpoints), "float32", "bfloat16" or "float16"."""
+    vllm_memory_fraction: float = 0.3
+    """vllm: fraction of GPU memory (on CPU: of RAM) the engine reserves; 0.3 works on CPU, 0.92 fails there."""
+    vllm_enforce_eager: bool = True
+    """vllm: skip graph capture/compilation (saves about a minute per engine start; the engine restarts
+    every iteration); set false on GPUs for long generations."""
 
 
 @dataclass
@@ -162,6 +176,7 @@ CHOICES = {
     "train.optimizer": ("rmsprop", "adamw", "sgd"),
     "train.lr_schedule": ("linear", "cosine", "constant"),
     "policy.dtype": ("float32", "bfloat16"),
+    "generation.vllm_dtype": ("policy", "auto", "float32", "bfloat16", "float16"),
 }
 
 
@@ -288,7 +303,8 @@ def validate(cfg: RunConfig) -> None:
     if not (isinstance(rho, float) and math.isfinite(rho) and 0 < rho <= 1):
         raise UserError(f"selection.rho must be in (0, 1]; got {rho}")
     positive = ("iterations", "generation.max_new_tokens", "generation.batch_size", "train.batch_size",
-                "train.grad_accum", "train.epochs", "reward.batch_size", "policy.max_prompt_tokens")
+                "train.grad_accum", "train.epochs", "reward.batch_size", "policy.max_prompt_tokens",
+                "generation.tensor_parallel_size")
     for key in positive:
         if _get(cfg, key) < 1:
             raise UserError(f"{key} must be at least 1; got {_get(cfg, key)}")
@@ -301,6 +317,10 @@ def validate(cfg: RunConfig) -> None:
         raise UserError("train.lr and loss.beta1 must be positive and loss.beta2 non-negative")
     if not 0 < cfg.generation.top_p <= 1 or cfg.generation.temperature <= 0:
         raise UserError("generation.top_p must be in (0, 1] and generation.temperature positive")
+    if not 0 < cfg.generation.vllm_memory_fraction <= 1:
+        raise UserError(f"generation.vllm_memory_fraction must be in (0, 1]; got {cfg.generation.vllm_memory_fraction}")
+    if cfg.generation.sampler_logprobs and cfg.generation.backend != "vllm":
+        raise UserError("generation.sampler_logprobs needs generation.backend vllm (the backend that returns them)")
     if cfg.reward.backend == "hf" and not cfg.reward.model:
         raise UserError("reward.backend hf needs reward.model (path of the reward model)")
     if cfg.reward.backend == "callable" and not cfg.reward.function:

@@ -1,8 +1,10 @@
 """Generation backends: sample n responses per prompt from the current policy.
 
-A backend is anything with `generate(model, prompt_ids, n, greedy, seed) -> list[list[Sample]]`, chosen by
-name from `BACKENDS`. The transformers backend uses the in-memory policy, so no checkpoint round trip is
-needed between training and sampling.
+A backend is anything with `generate(model, prompt_ids, n, greedy, seed, path) -> list[list[Sample]]`, chosen
+by name from `BACKENDS`; `path` is the checkpoint on disk holding the same weights as `model`. The
+transformers backend uses the in-memory policy, so no checkpoint round trip is needed between training and
+sampling; the vllm backend (optune.generation_vllm) loads `path`. A backend that holds memory of its own
+also has `release()`, which the loop calls before training.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Protocol
 
 import torch
 
-from optune.config import GenerationConfig
+from optune.config import GenerationConfig, PolicyConfig
 from optune.errors import UserError
 
 
@@ -24,10 +26,14 @@ class Sample:
     """Response token ids as generated, ending with EOS when `eos` is true (trained on exactly these)."""
     eos: bool
     """Whether the response ended with EOS (False: cut at max_new_tokens)."""
+    logp: float | None = None
+    """Sum of the response tokens' log-probs under the sampling policy itself (temperature 1, no top-p), where
+    the backend provides it (vllm); usable as the DPO reference log-prob when that policy is the reference."""
 
 
 class Generator(Protocol):
-    def generate(self, model, prompt_ids: list[list[int]], n: int, greedy: bool, seed: int) -> list[list[Sample]]:
+    def generate(self, model, prompt_ids: list[list[int]], n: int, greedy: bool, seed: int,
+                 path: str | None = None) -> list[list[Sample]]:
         ...
 
 
@@ -71,7 +77,7 @@ class TransformersGenerator:
 
     @torch.inference_mode()
     def generate(self, model, prompt_ids: list[list[int]], n: int, greedy: bool = False,
-                 seed: int = 0) -> list[list[Sample]]:
+                 seed: int = 0, path: str | None = None) -> list[list[Sample]]:
         stop = eos_ids(model, self.tokenizer)
         batch = [ids for ids in prompt_ids for _ in range(n)]
         input_ids, mask = left_pad(batch, self.tokenizer.pad_token_id)
@@ -95,10 +101,20 @@ class TransformersGenerator:
         return [samples[i * n:(i + 1) * n] for i in range(len(prompt_ids))]
 
 
-BACKENDS = {"transformers": TransformersGenerator}
+def _vllm(cfg: GenerationConfig, tokenizer, policy: PolicyConfig) -> Generator:
+    from optune.generation_vllm import VLLMGenerator  # vLLM is optional: imported only when chosen
+
+    return VLLMGenerator(cfg, tokenizer, policy)
 
 
-def make_generator(cfg: GenerationConfig, tokenizer) -> Generator:
+# name -> factory(generation config, tokenizer, policy config)
+BACKENDS = {
+    "transformers": lambda cfg, tokenizer, policy: TransformersGenerator(cfg, tokenizer),
+    "vllm": _vllm,
+}
+
+
+def make_generator(cfg: GenerationConfig, tokenizer, policy: PolicyConfig | None = None) -> Generator:
     if cfg.backend not in BACKENDS:
         raise UserError(f"unknown generation backend {cfg.backend!r}; choose one of {', '.join(BACKENDS)}")
-    return BACKENDS[cfg.backend](cfg, tokenizer)
+    return BACKENDS[cfg.backend](cfg, tokenizer, policy or PolicyConfig())

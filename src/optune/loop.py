@@ -87,6 +87,28 @@ def select(ctx: Context, t: int, state: dict[str, dict]) -> list[int]:
     return picked
 
 
+def sample_row(sample) -> dict:
+    """A Sample as stored in gen/batch files; `logp` only where the backend gave one (vllm)."""
+    return {k: v for k, v in vars(sample).items() if not (k == "logp" and v is None)}
+
+
+def policy_path(ctx: Context, t: int, trained: bool = False) -> str:
+    """The checkpoint on disk that holds the in-memory policy: pi_t at iteration t, or pi_{t+1} once trained.
+
+    Backends that load weights themselves (vllm) sample from it; the loop writes pi_{t+1} before using it.
+    """
+    if trained:
+        return str(ctx.store.checkpoint(t))
+    return str(ctx.store.checkpoint(t - 1)) if t > 0 else ctx.initial_model_path
+
+
+def release_generator(ctx: Context) -> None:
+    """Free the generation backend's own memory (the vllm engine) before training needs it."""
+    release = getattr(ctx.generator, "release", None)
+    if release is not None:
+        release()
+
+
 def generate_and_score(ctx: Context, t: int, picked: list[int]) -> list[dict]:
     """Two fresh responses for each picked prompt, scored; one atomic file per batch (resumable)."""
     cfg = ctx.cfg
@@ -94,8 +116,9 @@ def generate_and_score(ctx: Context, t: int, picked: list[int]) -> list[dict]:
 
     def generate(indices: list[int]) -> list[dict]:
         seed = cfg.seed * 1_000_003 + t * 10_007 + indices[0]
-        out = ctx.generator.generate(ctx.model, [ctx.prompts[i]["ids"] for i in indices], n=2, seed=seed)
-        return [{"prompt_id": ctx.prompts[i]["id"], "samples": [vars(s) for s in samples]}
+        out = ctx.generator.generate(ctx.model, [ctx.prompts[i]["ids"] for i in indices], n=2, seed=seed,
+                                     path=policy_path(ctx, t))
+        return [{"prompt_id": ctx.prompts[i]["id"], "samples": [sample_row(s) for s in samples]}
                 for i, samples in zip(indices, out)]
 
     it = ctx.store.iter_dir(t)
@@ -141,6 +164,8 @@ def build_pairs(ctx: Context, t: int, state: dict[str, dict]) -> tuple[list[dict
             pairs.append({"prompt_id": p["id"], "prompt_ids": p["ids"], "chosen_ids": chosen["ids"],
                           "rejected_ids": rejected["ids"], "chosen_reward": chosen["reward"],
                           "rejected_reward": rejected["reward"]})
+            if chosen["generated_at"] == rejected["generated_at"] == t:
+                pairs[-1].update(chosen_logp=chosen.get("logp"), rejected_logp=rejected.get("logp"))
     if ctx.cfg.loss.type == "wdpo":
         from optune.losses import pair_weights
 
@@ -159,16 +184,38 @@ def reference(ctx: Context, t: int, pairs: list[dict]) -> tuple[list, list]:
         saved = read_json(path)
         if saved["prompt_ids"] == [p["prompt_id"] for p in pairs]:
             return saved["chosen"], saved["rejected"]
+    sampled = sampler_reference(ctx, t, pairs)
+    todo = [p for p, ref in zip(pairs, sampled) if ref is None]
     ref_model = ctx.model
-    if ctx.cfg.loss.reference == "initial" and t > 0:
+    if ctx.cfg.loss.reference == "initial" and t > 0 and todo:
         ref_model = load_model(ctx.initial_model_path, ctx.cfg.policy.dtype)
     tc = ctx.cfg.train
-    with _bar(f"iter {t} reference", len(pairs)) as bar:
-        chosen, rejected = reference_logps(ref_model, pairs, ctx.tokenizer.pad_token_id,
+    with _bar(f"iter {t} reference", len(todo)) as bar:
+        chosen, rejected = reference_logps(ref_model, todo, ctx.tokenizer.pad_token_id,
                                            tc.batch_size * 2, tc.bf16, bar)
     del ref_model
-    write_json(path, {"prompt_ids": [p["prompt_id"] for p in pairs], "chosen": chosen, "rejected": rejected})
+    computed = iter(zip(chosen, rejected))
+    refs = [ref if ref is not None else next(computed) for ref in sampled]
+    chosen, rejected = [c for c, _ in refs], [r for _, r in refs]
+    write_json(path, {"prompt_ids": [p["prompt_id"] for p in pairs], "chosen": chosen, "rejected": rejected,
+                      "from_sampler": sum(ref is not None for ref in sampled)})
     return chosen, rejected
+
+
+def sampler_reference(ctx: Context, t: int, pairs: list[dict]) -> list[tuple[float, float] | None]:
+    """Per pair, the sampler's own (chosen, rejected) log-probs where they are this iteration's reference.
+
+    They are log pi_t of responses sampled from pi_t at this iteration, so they are the reference when
+    generation.sampler_logprobs is on and the reference is pi_t (loss.reference "previous", or iteration 0
+    where pi_t = pi_0). Responses kept from earlier iterations were sampled from an older policy and get a
+    forward pass under pi_t like every pair of the transformers backend.
+    """
+    usable = ctx.cfg.generation.sampler_logprobs and (ctx.cfg.loss.reference == "previous" or t == 0)
+    out = []
+    for p in pairs:
+        c, r = p.get("chosen_logp"), p.get("rejected_logp")
+        out.append((c, r) if usable and c is not None and r is not None else None)
+    return out
 
 
 def train(ctx: Context, t: int, pairs: list[dict]) -> dict:
@@ -177,6 +224,7 @@ def train(ctx: Context, t: int, pairs: list[dict]) -> dict:
     if (ckpt / "train_metrics.json").is_file():
         ctx.model = load_model(str(ckpt), ctx.cfg.policy.dtype)
         return read_json(ckpt / "train_metrics.json")
+    release_generator(ctx)
     with Timer(ctx.times, "training"):
         ref = reference(ctx, t, pairs)
         log_rows: list[dict] = []
@@ -204,7 +252,8 @@ def evaluate_heldout(ctx: Context, t: int, name: str) -> float | None:
 
     def work(records: list[dict]) -> list[dict]:
         out = ctx.generator.generate(ctx.model, [r["ids"] for r in records], n=1,
-                                     greedy=ctx.cfg.generation.eval_greedy, seed=ctx.cfg.seed)
+                                     greedy=ctx.cfg.generation.eval_greedy, seed=ctx.cfg.seed,
+                                     path=policy_path(ctx, t, trained=name != "heldout_start"))
         texts = [s[0].text for s in out]
         scores = checked_score(ctx.reward, records, texts)
         return [{"prompt_id": r["id"], "prompt": r["prompt"], "response": s[0].text, "eos": s[0].eos,
@@ -291,4 +340,5 @@ def run(ctx: Context, log=print) -> list[dict]:
         if ctx.tracker is not None:
             ctx.tracker.log(metrics, step=t)
         gc.collect()
+    release_generator(ctx)
     return results

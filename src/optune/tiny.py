@@ -34,15 +34,19 @@ def build_tokenizer():
     return tokenizer
 
 
-def build_tiny_policy(out_dir: Path, seed: int = 0, hidden: int = 32, layers: int = 2) -> Path:
-    """Save a random Llama-architecture policy (about 30k parameters) and its tokenizer to out_dir."""
+def build_tiny_policy(out_dir: Path, seed: int = 0, hidden: int = 32, layers: int = 2, heads: int = 4,
+                      kv_heads: int = 2) -> Path:
+    """Save a random Llama-architecture policy (about 30k parameters) and its tokenizer to out_dir.
+
+    vLLM's CPU attention needs head_dim (hidden / heads) 64: use hidden=128, heads=2, kv_heads=1 for it.
+    """
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tokenizer = build_tokenizer()
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024, tie_word_embeddings=True,
+        num_attention_heads=heads, num_key_value_heads=kv_heads, max_position_embeddings=1024, tie_word_embeddings=True,
         bos_token_id=1, eos_token_id=2, pad_token_id=0,
     )
     torch.manual_seed(seed)

@@ -64,3 +64,14 @@ def test_shipped_yaml_files_load():
         if path.name.startswith("reward"):
             continue
         load_config(str(path))
+
+
+def test_sampler_logprobs_needs_vllm():
+    import pytest
+
+    from optune.config import load_config
+    from optune.errors import UserError
+
+    with pytest.raises(UserError, match="sampler_logprobs needs generation.backend vllm"):
+        load_config(None, ["generation.sampler_logprobs=true"])
+    assert load_config(None, ["generation.sampler_logprobs=true", "generation.backend=vllm"]).generation.sampler_logprobs

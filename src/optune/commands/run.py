@@ -106,7 +106,7 @@ def prepare(cfg: RunConfig, store: RunStore | None):
     checked_score(reward, prompts[:2], ["", "A short answer."][: len(prompts[:2])])
     initial = resolve_policy(cfg.policy.model)
     tokenizer = load_tokenizer(initial)
-    generator = make_generator(cfg.generation, tokenizer)
+    generator = make_generator(cfg.generation, tokenizer, cfg.policy)
     created = store is None
     if created:
         out = Path(cfg.output_dir) if cfg.output_dir else default_output_dir(cfg)
