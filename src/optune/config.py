@@ -134,6 +134,18 @@ class TrainConfig:
 
 
 @dataclass
+class LoraConfig:
+    r: int = 0
+    """LoRA rank; 0 = off (full fine-tuning). With LoRA the reference is the model with its adapter disabled."""
+    alpha: float = 16.0
+    """LoRA scaling numerator (the update is alpha / r * B A)."""
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    """Names of the linear layers that get adapters (Llama names; e.g. add gate_proj, up_proj, down_proj)."""
+    dropout: float = 0.0
+    """Dropout on the adapter input; 0 keeps the first step's policy log-probs equal to the reference's."""
+
+
+@dataclass
 class EvalConfig:
     heldout: bool = True
     """Score one response per held-out prompt after every iteration (and for the starting policy)."""
@@ -165,6 +177,8 @@ class RunConfig:
     """DPO / wDPO loss and reference."""
     train: TrainConfig = field(default_factory=TrainConfig)
     """Optimiser and batching of each iteration's training."""
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    """Low-rank adapters instead of full fine-tuning (merged after every iteration; see optune.lora)."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """Held-out evaluation after each iteration."""
 
@@ -321,6 +335,11 @@ def validate(cfg: RunConfig) -> None:
         raise UserError(f"generation.vllm_memory_fraction must be in (0, 1]; got {cfg.generation.vllm_memory_fraction}")
     if cfg.generation.sampler_logprobs and cfg.generation.backend != "vllm":
         raise UserError("generation.sampler_logprobs needs generation.backend vllm (the backend that returns them)")
+    if cfg.lora.r < 0 or (cfg.lora.r > 0 and (cfg.lora.alpha <= 0 or not cfg.lora.target_modules)):
+        raise UserError("lora.r must be >= 0 (0: off); with lora.r > 0, lora.alpha must be positive and "
+                        "lora.target_modules non-empty")
+    if not 0 <= cfg.lora.dropout < 1:
+        raise UserError(f"lora.dropout must be in [0, 1); got {cfg.lora.dropout}")
     if cfg.reward.backend == "hf" and not cfg.reward.model:
         raise UserError("reward.backend hf needs reward.model (path of the reward model)")
     if cfg.reward.backend == "callable" and not cfg.reward.function:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from optune import lora
 from optune.config import RunConfig
 from optune.generation import Generator, encode_prompt
 from optune.policy import load_model
@@ -177,7 +178,7 @@ def build_pairs(ctx: Context, t: int, state: dict[str, dict]) -> tuple[list[dict
     return pairs, ties
 
 
-def reference(ctx: Context, t: int, pairs: list[dict]) -> tuple[list, list]:
+def reference(ctx: Context, t: int, pairs: list[dict], model) -> tuple[list, list]:
     """Reference log-probs, computed once per iteration before any update (so pi_t needs no second copy)."""
     path = ctx.store.iter_dir(t) / "ref_logps.json"
     if path.is_file():
@@ -186,11 +187,11 @@ def reference(ctx: Context, t: int, pairs: list[dict]) -> tuple[list, list]:
             return saved["chosen"], saved["rejected"]
     sampled = sampler_reference(ctx, t, pairs)
     todo = [p for p, ref in zip(pairs, sampled) if ref is None]
-    ref_model = ctx.model
+    ref_model = model
     if ctx.cfg.loss.reference == "initial" and t > 0 and todo:
         ref_model = load_model(ctx.initial_model_path, ctx.cfg.policy.dtype)
     tc = ctx.cfg.train
-    with _bar(f"iter {t} reference", len(todo)) as bar:
+    with _bar(f"iter {t} reference", len(todo)) as bar, lora.adapter_disabled(ref_model):
         chosen, rejected = reference_logps(ref_model, todo, ctx.tokenizer.pad_token_id,
                                            tc.batch_size * 2, tc.bf16, bar)
     del ref_model
@@ -226,14 +227,15 @@ def train(ctx: Context, t: int, pairs: list[dict]) -> dict:
         return read_json(ckpt / "train_metrics.json")
     release_generator(ctx)
     with Timer(ctx.times, "training"):
-        ref = reference(ctx, t, pairs)
+        model = lora.attach(ctx.model, ctx.cfg.lora)  # pi_t itself without LoRA
+        ref = reference(ctx, t, pairs, model)
         log_rows: list[dict] = []
         with _bar(f"iter {t} train", len(pairs) * ctx.cfg.train.epochs) as bar:
-            metrics = train_iteration(ctx.model, pairs, ref, ctx.tokenizer.pad_token_id, ctx.cfg.train,
+            metrics = train_iteration(model, pairs, ref, ctx.tokenizer.pad_token_id, ctx.cfg.train,
                                       ctx.cfg.loss, seed=ctx.cfg.seed + t, progress=bar, log=log_rows.append)
 
         def save(tmp):
-            ctx.model.save_pretrained(tmp, safe_serialization=True)
+            ctx.model = lora.save_merged(model, tmp)
             ctx.tokenizer.save_pretrained(tmp)
             write_json(tmp / "train_metrics.json", metrics)
             write_jsonl(tmp / "train_log.jsonl", log_rows)
