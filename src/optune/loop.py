@@ -25,6 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from optune import lora
+from optune.distributed import Dist, batched
 from optune.config import RunConfig
 from optune.generation import Generator, encode_prompt
 from optune.policy import load_model
@@ -49,10 +50,14 @@ class Context:
     initial_model_path: str
     tracker: object = None
     times: dict = field(default_factory=dict)
+    dist: Dist = field(default_factory=Dist)
+    """Processes under `accelerate launch` (inactive in a plain run); see optune.distributed."""
 
 
 def _bar(desc: str, total: int):
-    return tqdm(total=total, desc=desc, unit="it", leave=False, dynamic_ncols=True)
+    from optune.store import is_writer
+
+    return tqdm(total=total, desc=desc, unit="it", leave=False, dynamic_ncols=True, disable=not is_writer())
 
 
 class Timer:
@@ -124,7 +129,7 @@ def generate_and_score(ctx: Context, t: int, picked: list[int]) -> list[dict]:
 
     it = ctx.store.iter_dir(t)
     with Timer(ctx.times, "generation"), _bar(f"iter {t} generate", len(picked)) as bar:
-        rows = ctx.store.batched(it / "gen", picked, per_batch, generate, bar)
+        rows = batched(ctx.dist, ctx.store, it / "gen", picked, per_batch, generate, bar)
     by_id = {p["id"]: p for p in ctx.prompts}
 
     def score(batch: list[dict]) -> list[dict]:
@@ -134,7 +139,7 @@ def generate_and_score(ctx: Context, t: int, picked: list[int]) -> list[dict]:
         return [{"prompt_id": r["prompt_id"], "rewards": scores[2 * k:2 * k + 2]} for k, r in enumerate(batch)]
 
     with Timer(ctx.times, "rewarding"), _bar(f"iter {t} score", len(rows)) as bar:
-        scores = ctx.store.batched(it / "score", rows, max(1, cfg.reward.batch_size // 2), score, bar)
+        scores = batched(ctx.dist, ctx.store, it / "score", rows, max(1, cfg.reward.batch_size // 2), score, bar)
     for row, sc in zip(rows, scores):
         for sample, reward in zip(row["samples"], sc["rewards"]):
             sample.update(reward=reward, generated_at=t)
@@ -192,9 +197,11 @@ def reference(ctx: Context, t: int, pairs: list[dict], model) -> tuple[list, lis
         ref_model = load_model(ctx.initial_model_path, ctx.cfg.policy.dtype)
     tc = ctx.cfg.train
     with _bar(f"iter {t} reference", len(todo)) as bar, lora.adapter_disabled(ref_model):
-        chosen, rejected = reference_logps(ref_model, todo, ctx.tokenizer.pad_token_id,
-                                           tc.batch_size * 2, tc.bf16, bar)
+        mine = reference_logps(ref_model, ctx.dist.split(todo), ctx.tokenizer.pad_token_id,
+                               tc.batch_size * 2, tc.bf16, bar)
     del ref_model
+    shares = ctx.dist.gather(mine)  # each process scored a contiguous share of the pairs
+    chosen, rejected = [x for c, _ in shares for x in c], [x for _, r in shares for x in r]
     computed = iter(zip(chosen, rejected))
     refs = [ref if ref is not None else next(computed) for ref in sampled]
     chosen, rejected = [c for c, _ in refs], [r for _, r in refs]
@@ -232,17 +239,22 @@ def train(ctx: Context, t: int, pairs: list[dict]) -> dict:
         log_rows: list[dict] = []
         with _bar(f"iter {t} train", len(pairs) * ctx.cfg.train.epochs) as bar:
             metrics = train_iteration(model, pairs, ref, ctx.tokenizer.pad_token_id, ctx.cfg.train,
-                                      ctx.cfg.loss, seed=ctx.cfg.seed + t, progress=bar, log=log_rows.append)
+                                      ctx.cfg.loss, seed=ctx.cfg.seed + t, progress=bar, log=log_rows.append,
+                                      dist=ctx.dist)
+        state_dict = ctx.dist.full_state_dict()  # unsharded weights (FSDP/ZeRO-3); every process takes part
 
         def save(tmp):
-            ctx.model = lora.save_merged(model, tmp)
+            ctx.model = lora.save_merged(model, tmp, state_dict)
             ctx.tokenizer.save_pretrained(tmp)
             write_json(tmp / "train_metrics.json", metrics)
             write_jsonl(tmp / "train_log.jsonl", log_rows)
 
         from optune.store import atomic_save_dir
 
-        atomic_save_dir(ckpt, save)
+        atomic_save_dir(ckpt, save)  # main process only
+        if ctx.dist.active:  # every process continues from the saved pi_{t+1}, whatever wrapped it
+            ctx.dist.barrier()
+            ctx.model = load_model(str(ckpt), ctx.cfg.policy.dtype)
     return metrics
 
 
@@ -262,7 +274,7 @@ def evaluate_heldout(ctx: Context, t: int, name: str) -> float | None:
                  "reward": sc} for r, s, sc in zip(records, out, scores)]
 
     with Timer(ctx.times, "eval"), _bar(f"iter {t} held-out", len(ctx.heldout)) as bar:
-        rows = ctx.store.batched(it / name, ctx.heldout, ctx.cfg.generation.batch_size, work, bar)
+        rows = batched(ctx.dist, ctx.store, it / name, ctx.heldout, ctx.cfg.generation.batch_size, work, bar)
     write_jsonl(it / f"{name}.jsonl", rows)
     return sum(r["reward"] for r in rows) / len(rows)
 
@@ -338,7 +350,8 @@ def run(ctx: Context, log=print) -> list[dict]:
             continue
         state, metrics = run_iteration(ctx, t, state)
         results.append(metrics)
-        log(summary_line(metrics))
+        if ctx.dist.is_main:
+            log(summary_line(metrics))
         if ctx.tracker is not None:
             ctx.tracker.log(metrics, step=t)
         gc.collect()

@@ -59,10 +59,13 @@ def adapter_disabled(model):
     return model.disable_adapter() if is_adapted(model) else contextlib.nullcontext()
 
 
-def save_merged(model, out_dir: Path):
-    """Save the adapter to out_dir/adapter, merge it, save the merged model to out_dir; return the merged model."""
+def save_merged(model, out_dir: Path, state_dict: dict | None = None):
+    """Save the adapter to out_dir/adapter, merge it, save the merged model to out_dir; return the merged model.
+
+    state_dict: the full weights where the model is sharded across processes (FSDP/ZeRO-3), else None.
+    """
     if not is_adapted(model):
-        model.save_pretrained(out_dir, safe_serialization=True)
+        model.save_pretrained(out_dir, safe_serialization=True, state_dict=state_dict)
         return model
     model.save_pretrained(out_dir / ADAPTER_DIR, safe_serialization=True)
     merged = model.merge_and_unload()

@@ -28,10 +28,23 @@ from pathlib import Path
 from optune.errors import UserError
 
 MARKER = ".optune-run"
+_WRITER = True
+
+
+def set_writer(is_writer: bool) -> None:
+    """In a multi-process run only the main process writes: the others' writes become no-ops (optune.distributed)."""
+    global _WRITER
+    _WRITER = is_writer
+
+
+def is_writer() -> bool:
+    return _WRITER
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write to a temp file in the same directory, fsync, then rename over the target."""
+    if not _WRITER:
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -64,6 +77,8 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def atomic_save_dir(target: Path, save: Callable[[Path], None]) -> None:
     """Fill a temp directory with `save(tmp)` and rename it to target; a partial directory never appears."""
+    if not _WRITER:
+        return
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
@@ -77,6 +92,8 @@ def atomic_save_dir(target: Path, save: Callable[[Path], None]) -> None:
 
 def clean_temporaries(root: Path) -> None:
     """Remove leftovers of writes interrupted by a kill (hidden temp files and directories)."""
+    if not _WRITER:
+        return
     for path in root.rglob(".*"):
         if path.name == MARKER or not path.exists():
             continue

@@ -82,9 +82,12 @@ def make_optimizer(model, cfg: TrainConfig, total_steps: int):
     return optimizer, get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
 
 
-def step_plan(n_pairs: int, cfg: TrainConfig, seed: int) -> list[list[list[int]]]:
-    """Optimizer steps -> micro-batches -> pair indices, over all epochs, in a seeded order."""
-    per_step = cfg.batch_size * cfg.grad_accum
+def step_plan(n_pairs: int, cfg: TrainConfig, seed: int, world: int = 1) -> list[list[list[int]]]:
+    """Optimizer steps -> micro-batches -> pair indices, over all epochs, in a seeded order.
+
+    A step holds batch_size x grad_accum x world pairs: `world` processes each take a share (rank_share).
+    """
+    per_step = cfg.batch_size * cfg.grad_accum * world
     steps = []
     for epoch in range(cfg.epochs):
         order = torch.randperm(n_pairs, generator=torch.Generator().manual_seed(seed * 1000 + epoch)).tolist()
@@ -94,39 +97,75 @@ def step_plan(n_pairs: int, cfg: TrainConfig, seed: int) -> list[list[list[int]]
     return steps
 
 
+def rank_share(step: list[list[int]], batch_size: int, world: int, rank: int) -> tuple[list[list[int]], int]:
+    """This process's micro-batches of a step, and how many every process runs (the most any process has).
+
+    Processes with fewer micro-batches run empty ones (a zero-weighted forward/backward), because DDP and FSDP
+    need every process in every gradient all-reduce.
+    """
+    chunk = [i for mb in step for i in mb]
+    size = -(-len(chunk) // world)
+    shares = [chunk[r * size:(r + 1) * size] for r in range(world)]
+    counts = [-(-len(share) // batch_size) for share in shares]
+    mine = shares[rank]
+    return [mine[i:i + batch_size] for i in range(0, len(mine), batch_size)], max(counts)
+
+
+STAT_KEYS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "weights/mean", "logps/chosen",
+             "logps/rejected")
+
+
+def micro_batch(model, pairs: list[dict], mb: list[int], tensors: tuple, scale: float, pad_id: int,
+                cfg: TrainConfig, loss_cfg: LossConfig, dist) -> list[float]:
+    """Forward/backward of one micro-batch with loss = scale x sum of per-pair losses; summed stats x scale."""
+    ref_c_all, ref_r_all, rew_c_all, rew_r_all = tensors
+    idx = torch.tensor(mb)
+    pol_c, pol_r = pair_logps(model, [pairs[i] for i in mb], pad_id, cfg.bf16)
+    losses = per_pair_loss(pol_c, pol_r, ref_c_all[idx], ref_r_all[idx], rew_c_all[idx], rew_r_all[idx], loss_cfg)
+    dist.backward(losses.sum() * scale)
+    with torch.no_grad():
+        chosen = loss_cfg.beta1 * (pol_c - ref_c_all[idx])
+        rejected = loss_cfg.beta1 * (pol_r - ref_r_all[idx])
+        w = pair_weights(rew_c_all[idx], rew_r_all[idx], loss_cfg.beta2) if loss_cfg.type == "wdpo" \
+            else torch.ones(len(mb))
+        values = (losses, chosen, rejected, (chosen > rejected).float(), w, pol_c, pol_r)
+        return [float(v.sum()) * scale for v in values]
+
+
 def train_iteration(model, pairs: list[dict], ref: tuple[list, list], pad_id: int, cfg: TrainConfig,
-                    loss_cfg: LossConfig, seed: int, progress=None, log=None) -> dict:
-    """Train in place on `pairs`; returns the iteration's mean metrics (TRL names)."""
-    plan = step_plan(len(pairs), cfg, seed)
+                    loss_cfg: LossConfig, seed: int, progress=None, log=None, dist=None) -> dict:
+    """Train in place on `pairs`; returns the iteration's mean metrics (TRL names).
+
+    With an active `dist` (optune.distributed) each step's pairs are split over processes; the loss is
+    multiplied by the world size because DDP/FSDP average the processes' gradients.
+    """
+    from optune.distributed import Dist
+
+    dist = dist or Dist()
+    plan = step_plan(len(pairs), cfg, seed, dist.world)
     optimizer, scheduler = make_optimizer(model, cfg, len(plan))
     if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        dist.unwrap(model).gradient_checkpointing_enable()
+    model, optimizer = dist.prepare(model, optimizer)
     model.train()
-    ref_c_all, ref_r_all = (torch.tensor(x, dtype=torch.float32) for x in ref)
-    rew_c_all = torch.tensor([p["chosen_reward"] for p in pairs], dtype=torch.float32)
-    rew_r_all = torch.tensor([p["rejected_reward"] for p in pairs], dtype=torch.float32)
+    tensors = tuple(torch.tensor(x, dtype=torch.float32) for x in ref) + tuple(
+        torch.tensor([p[k] for p in pairs], dtype=torch.float32) for k in ("chosen_reward", "rejected_reward"))
     totals: dict[str, float] = {}
     for step, micro_batches in enumerate(plan):
         n_step = sum(len(mb) for mb in micro_batches)
-        stats = {"loss": 0.0, "rewards/chosen": 0.0, "rewards/rejected": 0.0, "rewards/accuracies": 0.0,
-                 "weights/mean": 0.0, "logps/chosen": 0.0, "logps/rejected": 0.0}
-        for mb in micro_batches:
-            idx = torch.tensor(mb)
-            pol_c, pol_r = pair_logps(model, [pairs[i] for i in mb], pad_id, cfg.bf16)
-            losses = per_pair_loss(pol_c, pol_r, ref_c_all[idx], ref_r_all[idx], rew_c_all[idx], rew_r_all[idx],
-                                   loss_cfg)
-            (losses.sum() / n_step).backward()
-            with torch.no_grad():
-                chosen = loss_cfg.beta1 * (pol_c - ref_c_all[idx])
-                rejected = loss_cfg.beta1 * (pol_r - ref_r_all[idx])
-                w = pair_weights(rew_c_all[idx], rew_r_all[idx], loss_cfg.beta2) if loss_cfg.type == "wdpo" \
-                    else torch.ones(len(mb))
-                for key, value in (("loss", losses), ("rewards/chosen", chosen), ("rewards/rejected", rejected),
-                                   ("rewards/accuracies", (chosen > rejected).float()), ("weights/mean", w),
-                                   ("logps/chosen", pol_c), ("logps/rejected", pol_r)):
-                    stats[key] += float(value.sum()) / n_step
+        mine, n_micro = rank_share(micro_batches, cfg.batch_size, dist.world, dist.rank)
+        sums = [0.0] * len(STAT_KEYS)
+        for j in range(n_micro):
+            mb, scale = (mine[j], dist.world / n_step) if j < len(mine) else (micro_batches[0][:1], 0.0)
+            with dist.no_sync(model, sync=j == n_micro - 1):
+                part = micro_batch(model, pairs, mb, tensors, scale, pad_id, cfg, loss_cfg, dist)
+            sums = [a + b / dist.world for a, b in zip(sums, part)]
+        stats = dict(zip(STAT_KEYS, dist.sum(sums)))
         if cfg.max_grad_norm is not None:
-            stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm))
+            clip = dist.accelerator.clip_grad_norm_ if dist.active else torch.nn.utils.clip_grad_norm_
+            norm = clip(model.parameters(), cfg.max_grad_norm)  # None under DeepSpeed (its config clips)
+            if norm is not None:
+                stats["grad_norm"] = float(norm)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
@@ -140,6 +179,6 @@ def train_iteration(model, pairs: list[dict], ref: tuple[list, list], pad_id: in
             progress.update(n_step)
             progress.set_postfix(loss=f"{stats['loss']:.4f}", acc=f"{stats['rewards/accuracies']:.2f}")
     if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_disable()
+        dist.unwrap(model).gradient_checkpointing_disable()
     totals["train/steps"] = len(plan)
     return totals

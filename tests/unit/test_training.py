@@ -66,3 +66,14 @@ def test_training_lowers_the_loss(tiny_policy):
     assert log[-1]["rewards/accuracies"] == 1.0
     assert metrics["train/steps"] == 16
     assert abs(log[0]["rewards/margins"]) < 1e-5  # policy == reference at the first step
+
+
+def test_rank_share_splits_a_step_and_pads_to_equal_micro_batch_counts():
+    from optune.training import rank_share
+
+    step = [[0, 1], [2, 3], [4]]  # 5 pairs, micro-batch 2
+    assert rank_share(step, 2, 1, 0) == ([[0, 1], [2, 3], [4]], 3)
+    assert rank_share(step, 2, 2, 0) == ([[0, 1], [2]], 2)
+    assert rank_share(step, 2, 2, 1) == ([[3, 4]], 2)  # runs one empty (zero-weighted) micro-batch
+    shares = [rank_share(step, 2, 3, r)[0] for r in range(3)]
+    assert sorted(i for s in shares for mb in s for i in mb) == [0, 1, 2, 3, 4]

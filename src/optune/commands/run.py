@@ -88,15 +88,17 @@ def first_unfinished(store: RunStore, iterations: int) -> int:
     return t
 
 
-def prepare(cfg: RunConfig, store: RunStore | None):
+def prepare(cfg: RunConfig, store: RunStore | None, dist=None):
     """Load and check everything (prompts, reward, policy) before a new run directory is created."""
     from optune import loop
+    from optune.distributed import Dist
     from optune.generation import encode_prompt, make_generator
     from optune.policy import load_model, load_tokenizer
     from optune.prompts import load_prompts
     from optune.rewards import checked_score, make_reward
     from optune.tracking import make_tracker
 
+    dist = dist or Dist()
     prompts = load_prompts(cfg.data.train, cfg.data.max_prompts)
     use_heldout = cfg.eval.heldout and cfg.data.heldout
     heldout = load_prompts(cfg.data.heldout, cfg.data.max_heldout) if use_heldout else []
@@ -104,28 +106,34 @@ def prepare(cfg: RunConfig, store: RunStore | None):
         raise UserError(f"init_from {cfg.init_from} does not exist")
     reward = make_reward(cfg.reward)
     checked_score(reward, prompts[:2], ["", "A short answer."][: len(prompts[:2])])
-    initial = resolve_policy(cfg.policy.model)
+    initial = resolve_policy(cfg.policy.model) if dist.is_main else None
+    dist.barrier()  # the main process converts/builds a cached model once; the others then find it
+    initial = initial or resolve_policy(cfg.policy.model)
     tokenizer = load_tokenizer(initial)
     generator = make_generator(cfg.generation, tokenizer, cfg.policy)
     created = store is None
     if created:
         out = Path(cfg.output_dir) if cfg.output_dir else default_output_dir(cfg)
+        out = Path(dist.broadcast(str(out)))  # one run directory, named by the main process
         cfg = dataclasses.replace(cfg, output_dir=str(out))
-        store = RunStore.create(out, yaml.safe_dump(to_dict(cfg), sort_keys=False), versions())
+        store = RunStore.create(out, yaml.safe_dump(to_dict(cfg), sort_keys=False),
+                                {**versions(), "processes": dist.world}) \
+            if dist.is_main else RunStore(out)
     try:
         if created and cfg.init_from:
             adopt_iteration0(cfg, store)
-        tracker = make_tracker(cfg.report_to, str(store.root), to_dict(cfg))
+        tracker = make_tracker(cfg.report_to, str(store.root), to_dict(cfg)) if dist.is_main else None
     except UserError:
-        if created:
+        if created and dist.is_main:
             shutil.rmtree(store.root)  # nothing half-made: the run never started
         raise
+    dist.barrier()  # the other processes read what the main process wrote
     t = first_unfinished(store, cfg.iterations)
     model = load_model(str(store.checkpoint(t - 1)) if t > 0 else initial, cfg.policy.dtype)
     for record in prompts + heldout:
         record["ids"] = encode_prompt(tokenizer, record, cfg.policy.max_prompt_tokens)
     return loop.Context(cfg=cfg, store=store, model=model, tokenizer=tokenizer, generator=generator, reward=reward,
-                        prompts=prompts, heldout=heldout, initial_model_path=initial, tracker=tracker)
+                        prompts=prompts, heldout=heldout, initial_model_path=initial, tracker=tracker, dist=dist)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -139,16 +147,18 @@ def main(args: argparse.Namespace) -> int:
         cfg = load_config(str(store.root / "config.yaml"))
     else:
         store, cfg = None, load_config(args.config, args.overrides)
-    from optune import loop
+    from optune import distributed, loop
 
-    ctx = prepare(cfg, store)
-    print(f"optune run: {ctx.store.root} | {len(ctx.prompts)} prompts, {len(ctx.heldout)} held-out | "
+    dist = distributed.init()
+    ctx = prepare(cfg, store, dist)
+    say = print if dist.is_main else (lambda *a, **k: None)
+    say(f"optune run: {ctx.store.root} | {len(ctx.prompts)} prompts, {len(ctx.heldout)} held-out | "
           f"{cfg.selection.strategy} rho={cfg.selection.rho:g} {cfg.loss.type} | {cfg.iterations} iterations", flush=True)
     results = loop.run(ctx)
     if ctx.tracker is not None:
         ctx.tracker.close()
     first, last = results[0], results[-1]
     if "eval/heldout_reward_start" in first and "eval/heldout_reward" in last:
-        print(f"held-out reward: {first['eval/heldout_reward_start']:.4f} -> {last['eval/heldout_reward']:.4f}")
-    print(f"done: {ctx.store.root} ({last['time/elapsed_s']:.0f}s of generation, scoring and training)")
+        say(f"held-out reward: {first['eval/heldout_reward_start']:.4f} -> {last['eval/heldout_reward']:.4f}")
+    say(f"done: {ctx.store.root} ({last['time/elapsed_s']:.0f}s of generation, scoring and training)")
     return 0

@@ -1,0 +1,130 @@
+"""Several processes through accelerate: `accelerate launch [--config_file configs/accelerate/X.yaml] -m optune run`.
+
+No home-made distributed layer: accelerate builds the process group and wraps the model (DDP, FSDP or
+DeepSpeed, whichever its config file names). optune only decides who does what:
+- generation, scoring and held-out evaluation: batches are dealt round-robin to processes, and the
+  results gathered to every process (`batched`), so each process sees the whole iteration;
+- reference log-probs: each process computes a contiguous slice of the pairs (`split` + `gather`);
+- training: every optimizer step's pairs are split over processes; the per-process loss is scaled by the
+  world size because DDP/FSDP average gradients, so the step's gradient is the same mean over the same pairs
+  as in one process (see optune.training);
+- only the main process writes the run directory (optune.store.set_writer); the others read what it wrote
+  after a barrier, and reload each new checkpoint from disk.
+
+One process (plain `optune run`) gets an inactive `Dist` and takes exactly the single-process code paths.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from optune.store import RunStore, read_jsonl, set_writer, write_jsonl
+
+
+class Dist:
+    """Rank, world size and the few collectives optune needs; inactive (world 1) without accelerate."""
+
+    def __init__(self, accelerator=None):
+        self.accelerator = accelerator
+        self.rank = accelerator.process_index if accelerator is not None else 0
+        self.world = accelerator.num_processes if accelerator is not None else 1
+        self.wrapped = None
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def gather(self, obj) -> list:
+        """Every process's `obj`, in rank order, on every process."""
+        if not self.active:
+            return [obj]
+        from accelerate.utils import gather_object
+
+        return gather_object([obj])
+
+    def broadcast(self, obj):
+        """The main process's `obj` on every process."""
+        return self.gather(obj)[0]
+
+    def barrier(self) -> None:
+        if self.active:
+            self.accelerator.wait_for_everyone()
+
+    def split(self, items: list) -> list:
+        """This process's contiguous share of items (shares in rank order concatenate back to items)."""
+        size = -(-len(items) // self.world)
+        return items[self.rank * size:(self.rank + 1) * size]
+
+    def prepare(self, model, optimizer):
+        """Wrap for the configured strategy (DDP/FSDP/DeepSpeed); remembered for `full_state_dict`."""
+        if not self.active:
+            return model, optimizer
+        self.accelerator.free_memory()  # drop the previous iteration's wrappers
+        model, optimizer = self.accelerator.prepare(model, optimizer)
+        self.wrapped = model
+        return model, optimizer
+
+    def no_sync(self, model, sync: bool):
+        """Skip the gradient all-reduce on micro-batches before the last one of an optimizer step."""
+        return contextlib.nullcontext() if sync or not self.active else self.accelerator.no_sync(model)
+
+    def backward(self, loss) -> None:
+        self.accelerator.backward(loss) if self.active else loss.backward()
+
+    def sum(self, values: list[float]) -> list[float]:
+        if not self.active:
+            return values
+        import torch
+
+        return self.accelerator.reduce(torch.tensor(values, dtype=torch.float64), reduction="sum").tolist()
+
+    def full_state_dict(self):
+        """Unsharded weights of the last wrapped model (a collective: every process must call it)."""
+        if not self.active or self.wrapped is None:
+            return None
+        return self.accelerator.get_state_dict(self.wrapped)
+
+    def unwrap(self, model):
+        return self.accelerator.unwrap_model(model) if self.active else model
+
+
+def init() -> Dist:
+    """An active Dist under `accelerate launch`/torchrun with several processes; otherwise inactive."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return Dist()
+    from accelerate import Accelerator
+
+    accelerator = Accelerator()
+    dist = Dist(accelerator)
+    set_writer(dist.is_main)
+    return dist
+
+
+def batched(dist: Dist, store: RunStore, folder: Path, items: list, batch_size: int,
+            work: Callable[[list], list[dict]], progress=None) -> list[dict]:
+    """`RunStore.batched` with the unfinished batches dealt round-robin to processes."""
+    if not dist.active:
+        return store.batched(folder, items, batch_size, work, progress)
+    starts = list(range(0, len(items), batch_size))
+    paths = [folder / f"batch_{k:05d}.jsonl" for k in range(len(starts))]
+    todo = [k for k, path in enumerate(paths) if not path.is_file()]
+    mine = {k: work(items[starts[k]:starts[k] + batch_size]) for k in todo[dist.rank::dist.world]}
+    done: dict[int, list[dict]] = {}
+    for part in dist.gather(mine):
+        done.update(part)
+    for k in sorted(done):
+        write_jsonl(paths[k], done[k])  # main process only
+    rows: list[dict] = []
+    for k, start in enumerate(starts):
+        rows.extend(done[k] if k in done else read_jsonl(paths[k]))
+        if progress is not None:
+            progress.update(len(items[start:start + batch_size]))
+    dist.barrier()
+    return rows
