@@ -12,6 +12,7 @@ import ast
 import dataclasses
 import inspect
 import math
+import re
 import typing
 from dataclasses import dataclass, field
 from functools import cache
@@ -31,6 +32,8 @@ class PolicyConfig:
     """Parameter dtype of the policy: float32 or bfloat16 (use train.bf16 for mixed precision)."""
     max_prompt_tokens: int = 256
     """Prompts longer than this (after the chat template) keep their last tokens."""
+    device: str = "auto"
+    """Where the policy lives: "auto" (this process's GPU if CUDA is available, else the CPU), "cpu", "cuda:0"."""
 
 
 @dataclass
@@ -331,6 +334,8 @@ def validate(cfg: RunConfig) -> None:
         raise UserError("train.lr and loss.beta1 must be positive and loss.beta2 non-negative")
     if not 0 < cfg.generation.top_p <= 1 or cfg.generation.temperature <= 0:
         raise UserError("generation.top_p must be in (0, 1] and generation.temperature positive")
+    if not re.fullmatch(r"auto|cpu|mps|(cuda|xpu)(:\d+)?", cfg.policy.device):
+        raise UserError(f"policy.device must be auto, cpu, cuda or cuda:N; got {cfg.policy.device!r}")
     if not 0 < cfg.generation.vllm_memory_fraction <= 1:
         raise UserError(f"generation.vllm_memory_fraction must be in (0, 1]; got {cfg.generation.vllm_memory_fraction}")
     if cfg.generation.sampler_logprobs and cfg.generation.backend != "vllm":

@@ -21,7 +21,9 @@ sampling is reproducible per engine, not per batch; on GPUs every request gets i
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import os
 
 from optune.config import GenerationConfig, PolicyConfig
 from optune.errors import UserError
@@ -49,6 +51,37 @@ def _stop_ids(path: str, tokenizer) -> list[int]:
     return sorted({i for i in found + [tokenizer.eos_token_id] if i is not None})
 
 
+_LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK",
+                       "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID")
+
+
+@contextlib.contextmanager
+def _own_gpu(tensor_parallel_size: int):
+    """Under `accelerate launch` every process starts its own engine (data parallelism) on its own GPU.
+
+    vLLM's engine runs in a child process that picks GPUs from CUDA_VISIBLE_DEVICES when it starts, so the
+    variable is narrowed to this process's GPU while the engine starts (the parent's CUDA context is
+    already made and unaffected). An engine spanning several GPUs only fits a single-process run.
+    """
+    world, local = int(os.environ.get("WORLD_SIZE", "1")), os.environ.get("LOCAL_RANK")
+    if world <= 1 or local is None:
+        yield
+        return
+    if tensor_parallel_size > 1:
+        raise UserError("generation.tensor_parallel_size > 1 needs a single-process run; under accelerate launch "
+                        "each process runs its own one-GPU engine")
+    saved = dict(os.environ)
+    devices = os.environ.get("CUDA_VISIBLE_DEVICES")
+    os.environ["CUDA_VISIBLE_DEVICES"] = devices.split(",")[int(local)] if devices else str(local)
+    for key in _LAUNCHER_VARIABLES:  # the engine is a world of its own, not a member of the training group
+        os.environ.pop(key, None)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 class VLLMGenerator:
     """`generate(model, prompt_ids, n, greedy, seed, path)` with vLLM's offline `LLM` engine."""
 
@@ -73,7 +106,14 @@ class VLLMGenerator:
 
         self.on_cpu = current_platform.is_cpu()
         cfg = self.cfg
-        self.engine = vllm.LLM(
+        with _own_gpu(cfg.tensor_parallel_size):
+            self.engine = self._start(vllm, path, seed)
+        self.path, self.stop = path, _stop_ids(path, self.tokenizer)
+        return self.engine
+
+    def _start(self, vllm, path: str, seed: int):
+        cfg = self.cfg
+        return vllm.LLM(
             model=path, tokenizer=path, dtype=self.dtype, seed=seed,
             tensor_parallel_size=cfg.tensor_parallel_size, gpu_memory_utilization=cfg.vllm_memory_fraction,
             enforce_eager=cfg.vllm_enforce_eager, max_model_len=self.max_model_len,
@@ -82,8 +122,6 @@ class VLLMGenerator:
             # one engine process per policy: the worker runs inside it unless the engine spans several GPUs
             distributed_executor_backend="uni" if cfg.tensor_parallel_size == 1 else None,
         )
-        self.path, self.stop = path, _stop_ids(path, self.tokenizer)
-        return self.engine
 
     def generate(self, model, prompt_ids: list[list[int]], n: int, greedy: bool = False, seed: int = 0,
                  path: str | None = None) -> list[list[Sample]]:

@@ -194,7 +194,7 @@ def reference(ctx: Context, t: int, pairs: list[dict], model) -> tuple[list, lis
     todo = [p for p, ref in zip(pairs, sampled) if ref is None]
     ref_model = model
     if ctx.cfg.loss.reference == "initial" and t > 0 and todo:
-        ref_model = load_model(ctx.initial_model_path, ctx.cfg.policy.dtype)
+        ref_model = load_model(ctx.initial_model_path, ctx.cfg.policy.dtype, ctx.cfg.policy.device)
     tc = ctx.cfg.train
     with _bar(f"iter {t} reference", len(todo)) as bar, lora.adapter_disabled(ref_model):
         mine = reference_logps(ref_model, ctx.dist.split(todo), ctx.tokenizer.pad_token_id,
@@ -230,7 +230,7 @@ def train(ctx: Context, t: int, pairs: list[dict]) -> dict:
     """pi_t -> pi_{t+1}; the checkpoint (with its metrics) is written as one atomic directory."""
     ckpt = ctx.store.checkpoint(t)
     if (ckpt / "train_metrics.json").is_file():
-        ctx.model = load_model(str(ckpt), ctx.cfg.policy.dtype)
+        ctx.model = load_model(str(ckpt), ctx.cfg.policy.dtype, ctx.cfg.policy.device)
         return read_json(ckpt / "train_metrics.json")
     release_generator(ctx)
     with Timer(ctx.times, "training"):
@@ -254,7 +254,7 @@ def train(ctx: Context, t: int, pairs: list[dict]) -> dict:
         atomic_save_dir(ckpt, save)  # main process only
         if ctx.dist.active:  # every process continues from the saved pi_{t+1}, whatever wrapped it
             ctx.dist.barrier()
-            ctx.model = load_model(str(ckpt), ctx.cfg.policy.dtype)
+            ctx.model = load_model(str(ckpt), ctx.cfg.policy.dtype, ctx.cfg.policy.device)
     return metrics
 
 

@@ -101,12 +101,26 @@ def load_tokenizer(path: str):
     return tokenizer
 
 
-def load_model(path: str, dtype: str = "float32"):
-    """A causal LM in train-ready float32 (or bfloat16) on CPU; the caller moves it to a device."""
+def resolve_device(spec: str = "auto") -> str:
+    """"auto": this process's GPU (LOCAL_RANK under accelerate launch) when CUDA is there, else the CPU."""
+    import torch
+
+    if spec != "auto":
+        if spec.startswith("cuda") and not torch.cuda.is_available():
+            raise UserError(f"policy.device {spec}: CUDA is not available here (use auto or cpu)")
+        return spec
+    if torch.cuda.is_available():
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    return "cpu"
+
+
+def load_model(path: str, dtype: str = "float32", device: str = "cpu"):
+    """A causal LM in train-ready float32 (or bfloat16) on `device` (see resolve_device)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     try:
-        return AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
     except OSError as err:
         raise UserError(f"cannot load model {path}: {str(err).splitlines()[0]}") from None
+    return model.to(resolve_device(device)) if device != "cpu" else model

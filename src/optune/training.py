@@ -119,7 +119,7 @@ def micro_batch(model, pairs: list[dict], mb: list[int], tensors: tuple, scale: 
                 cfg: TrainConfig, loss_cfg: LossConfig, dist) -> list[float]:
     """Forward/backward of one micro-batch with loss = scale x sum of per-pair losses; summed stats x scale."""
     ref_c_all, ref_r_all, rew_c_all, rew_r_all = tensors
-    idx = torch.tensor(mb)
+    idx = torch.tensor(mb, device=ref_c_all.device)
     pol_c, pol_r = pair_logps(model, [pairs[i] for i in mb], pad_id, cfg.bf16)
     losses = per_pair_loss(pol_c, pol_r, ref_c_all[idx], ref_r_all[idx], rew_c_all[idx], rew_r_all[idx], loss_cfg)
     dist.backward(losses.sum() * scale)
@@ -127,7 +127,7 @@ def micro_batch(model, pairs: list[dict], mb: list[int], tensors: tuple, scale: 
         chosen = loss_cfg.beta1 * (pol_c - ref_c_all[idx])
         rejected = loss_cfg.beta1 * (pol_r - ref_r_all[idx])
         w = pair_weights(rew_c_all[idx], rew_r_all[idx], loss_cfg.beta2) if loss_cfg.type == "wdpo" \
-            else torch.ones(len(mb))
+            else torch.ones(len(mb), device=idx.device)
         values = (losses, chosen, rejected, (chosen > rejected).float(), w, pol_c, pol_r)
         return [float(v.sum()) * scale for v in values]
 
@@ -148,8 +148,10 @@ def train_iteration(model, pairs: list[dict], ref: tuple[list, list], pad_id: in
         dist.unwrap(model).gradient_checkpointing_enable()
     model, optimizer = dist.prepare(model, optimizer)
     model.train()
-    tensors = tuple(torch.tensor(x, dtype=torch.float32) for x in ref) + tuple(
-        torch.tensor([p[k] for p in pairs], dtype=torch.float32) for k in ("chosen_reward", "rejected_reward"))
+    device = next(model.parameters()).device
+    tensors = tuple(torch.tensor(x, dtype=torch.float32, device=device) for x in ref) + tuple(
+        torch.tensor([p[k] for p in pairs], dtype=torch.float32, device=device)
+        for k in ("chosen_reward", "rejected_reward"))
     totals: dict[str, float] = {}
     for step, micro_batches in enumerate(plan):
         n_step = sum(len(mb) for mb in micro_batches)

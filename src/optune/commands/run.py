@@ -129,7 +129,7 @@ def prepare(cfg: RunConfig, store: RunStore | None, dist=None):
         raise
     dist.barrier()  # the other processes read what the main process wrote
     t = first_unfinished(store, cfg.iterations)
-    model = load_model(str(store.checkpoint(t - 1)) if t > 0 else initial, cfg.policy.dtype)
+    model = load_model(str(store.checkpoint(t - 1)) if t > 0 else initial, cfg.policy.dtype, cfg.policy.device)
     for record in prompts + heldout:
         record["ids"] = encode_prompt(tokenizer, record, cfg.policy.max_prompt_tokens)
     return loop.Context(cfg=cfg, store=store, model=model, tokenizer=tokenizer, generator=generator, reward=reward,
