@@ -54,6 +54,8 @@ class GenerationConfig:
     """Generation backend name (see optune.generation.BACKENDS)."""
     max_new_tokens: int = 64
     """Response length limit in tokens (paper: 512)."""
+    min_new_tokens: int = 0
+    """Responses are at least this long (EOS suppressed before); benchmarks set it to max_new_tokens."""
     temperature: float = 1.0
     """Sampling temperature for training responses (paper: 1.0)."""
     top_p: float = 0.9
@@ -328,6 +330,8 @@ def validate(cfg: RunConfig) -> None:
     for key in ("data.max_prompts", "data.max_heldout"):
         if _get(cfg, key) is not None and _get(cfg, key) < 1:
             raise UserError(f"{key} must be at least 1 or null; got {_get(cfg, key)}")
+    if not 0 <= cfg.generation.min_new_tokens <= cfg.generation.max_new_tokens:
+        raise UserError("generation.min_new_tokens must be in [0, generation.max_new_tokens]")
     if not 0 <= cfg.train.warmup_ratio < 1:
         raise UserError(f"train.warmup_ratio must be in [0, 1); got {cfg.train.warmup_ratio}")
     if cfg.train.lr <= 0 or cfg.loss.beta1 <= 0 or cfg.loss.beta2 < 0:

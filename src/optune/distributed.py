@@ -21,6 +21,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from optune.errors import UserError
 from optune.store import RunStore, read_jsonl, set_writer, write_jsonl
 
 
@@ -105,6 +106,16 @@ def init() -> Dist:
     dist = Dist(accelerator)
     set_writer(dist.is_main)
     return dist
+
+
+def check(dist: Dist, cfg) -> None:
+    """Settings a strategy cannot honour, as one clear error before any work."""
+    if not dist.active:
+        return
+    kind = dist.accelerator.distributed_type.name
+    if kind == "DEEPSPEED" and cfg.train.grad_accum != 1:
+        raise UserError("DeepSpeed accumulates gradients itself: run with train.grad_accum=1 (raise "
+                        "train.batch_size instead)")
 
 
 def batched(dist: Dist, store: RunStore, folder: Path, items: list, batch_size: int,

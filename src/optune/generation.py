@@ -88,6 +88,7 @@ class TransformersGenerator:
         sampling = {} if greedy else {"do_sample": True, "top_p": self.cfg.top_p, "temperature": self.cfg.temperature}
         out = model.generate(
             input_ids=input_ids.to(device), attention_mask=mask.to(device), max_new_tokens=self.cfg.max_new_tokens,
+            min_new_tokens=self.cfg.min_new_tokens or None,
             pad_token_id=self.tokenizer.pad_token_id, eos_token_id=stop, do_sample=not greedy,
             top_k=None, **{k: v for k, v in sampling.items() if k != "do_sample"},
         )

@@ -45,3 +45,11 @@ def test_prompt_truncation_keeps_the_end(tiny_policy):
 def test_unknown_backend(tiny_policy):
     with pytest.raises(UserError, match="unknown generation backend"):
         make_generator(GenerationConfig(backend="nope"), None)
+
+
+def test_min_new_tokens_forces_the_length(tiny_policy):
+    tok, model = load_tokenizer(tiny_policy), load_model(tiny_policy)
+    prompts = [encode_prompt(tok, {"prompt": "hi"}, 64)]
+    gen = TransformersGenerator(GenerationConfig(max_new_tokens=6, min_new_tokens=6), tok)
+    out = gen.generate(model, prompts, n=4, seed=1)
+    assert all(len(s.ids) == 6 and tok.eos_token_id not in s.ids for s in out[0])

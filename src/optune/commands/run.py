@@ -150,6 +150,7 @@ def main(args: argparse.Namespace) -> int:
     from optune import distributed, loop
 
     dist = distributed.init()
+    distributed.check(dist, cfg)
     ctx = prepare(cfg, store, dist)
     say = print if dist.is_main else (lambda *a, **k: None)
     say(f"optune run: {ctx.store.root} | {len(ctx.prompts)} prompts, {len(ctx.heldout)} held-out | "

@@ -1,0 +1,63 @@
+"""Who does what across processes, checked without starting any (the 2-process run is tests/e2e/test_distributed.py)."""
+
+import json
+
+from optune import store as store_module
+from optune.distributed import Dist, batched
+from optune.store import RunStore, write_json
+
+
+class TwoRanks(Dist):
+    """Rank `rank` of 2; gather returns this rank's object and what the other rank computed."""
+
+    def __init__(self, rank, other):
+        super().__init__()
+        self.rank, self.world, self.other = rank, 2, other
+
+    def gather(self, obj):
+        return [obj, self.other] if self.rank == 0 else [self.other, obj]
+
+    def barrier(self):
+        pass
+
+
+def test_inactive_dist_is_one_process():
+    d = Dist()
+    assert not d.active and d.is_main and d.gather(5) == [5] and d.broadcast("x") == "x"
+    assert d.split([1, 2, 3]) == [1, 2, 3] and d.sum([1.0, 2.0]) == [1.0, 2.0]
+
+
+def test_split_shares_concatenate_back():
+    items = list(range(7))
+    shares = [TwoRanks(r, None).split(items) for r in (0, 1)]
+    assert shares == [[0, 1, 2, 3], [4, 5, 6]]
+
+
+def test_batches_dealt_round_robin_and_written_once(tmp_path):
+    items = list(range(10))  # batches of 3: [0,1,2] [3,4,5] [6,7,8] [9]
+    calls = []
+
+    def work(batch):
+        calls.append(batch)
+        return [{"x": i * 10} for i in batch]
+
+    other = {1: [{"x": i * 10} for i in (3, 4, 5)], 3: [{"x": 90}]}  # what rank 1 computed
+    rows = batched(TwoRanks(0, other), RunStore(tmp_path), tmp_path / "gen", items, 3, work)
+    assert calls == [[0, 1, 2], [6, 7, 8]]  # rank 0 computed batches 0 and 2 only
+    assert [r["x"] for r in rows] == [i * 10 for i in items]
+    assert sorted(p.name for p in (tmp_path / "gen").iterdir()) == [f"batch_0000{k}.jsonl" for k in range(4)]
+    # a resumed run finds the files and computes nothing
+    calls.clear()
+    again = batched(TwoRanks(1, {}), RunStore(tmp_path), tmp_path / "gen", items, 3, work)
+    assert calls == [] and again == rows
+
+
+def test_only_the_main_process_writes(tmp_path):
+    try:
+        store_module.set_writer(False)
+        write_json(tmp_path / "a.json", {"a": 1})
+        assert not (tmp_path / "a.json").exists()
+    finally:
+        store_module.set_writer(True)
+    write_json(tmp_path / "a.json", {"a": 1})
+    assert json.loads((tmp_path / "a.json").read_text()) == {"a": 1}
