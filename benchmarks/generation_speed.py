@@ -82,16 +82,19 @@ def main() -> int:
 
     model_path = resolve_model_path(args.model or EMBEDDED)
     prompts = prompt_ids(load_tokenizer(model_path), args.prompts)
-    rows = [time_backend(b, model_path, prompts, args.tokens, args.batch) for b in ("transformers", "vllm")]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     result = {"model": args.model or EMBEDDED, "prompts": args.prompts, "tokens": args.tokens, "batch": args.batch,
-              "threads": os.environ.get("OMP_NUM_THREADS"), "cpus": os.cpu_count(), "generation": rows}
+              "threads": os.environ.get("OMP_NUM_THREADS"), "cpus": os.cpu_count(), "generation": []}
+    jobs = [("generation", lambda b: time_backend(b, model_path, prompts, args.tokens, args.batch))]
     if args.iteration:
-        out_dir = Path(args.out).parent
-        result["iteration"] = [one_iteration(b, model_path, args.prompts, args.tokens, out_dir)
-                               for b in ("transformers", "vllm")]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps(result, indent=1))
+        result["iteration"] = []
+        jobs.append(("iteration", lambda b: one_iteration(b, model_path, args.prompts, args.tokens, out.parent)))
+    for key, job in jobs:
+        for backend in ("transformers", "vllm"):
+            result[key].append(job(backend))
+            out.write_text(json.dumps(result, indent=1) + "\n")  # after each measurement: nothing lost
+            print(json.dumps(result[key][-1]), flush=True)
     return 0
 
 
