@@ -197,9 +197,17 @@ def _coerce(value, tp, key: str):
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        try:  # YAML 1.1 reads "1e-5" (no dot) as a string
+            return float(value) if isinstance(value, str) else _fail(value, tp, key)
+        except ValueError:
+            pass
     elif tp is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
+    _fail(value, tp, key)
+
+
+def _fail(value, tp, key: str):
     raise UserError(f"config key {key}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
 
 

@@ -21,6 +21,7 @@ def test_every_field_has_a_docstring():
 def test_overrides_are_typed():
     cfg = load_config(None, ["selection.rho=1", "loss.type=dpo", "data.max_prompts=null", "report_to=[tensorboard]"])
     assert cfg.selection.rho == 1.0 and isinstance(cfg.selection.rho, float)
+    assert load_config(None, ["train.lr=1e-5"]).train.lr == 1e-5
     assert cfg.loss.type == "dpo" and cfg.data.max_prompts is None and cfg.report_to == ["tensorboard"]
 
 
