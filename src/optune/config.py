@@ -287,8 +287,20 @@ def _get(cfg: RunConfig, dotted: str):
     return node
 
 
+def _floats(obj, prefix: str = ""):
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from _floats(value, f"{prefix}{f.name}.")
+        elif isinstance(value, float):
+            yield prefix + f.name, value
+
+
 def validate(cfg: RunConfig) -> None:
     """Range and name checks that need no model: every failure is one clear line."""
+    for key, value in _floats(cfg):
+        if not math.isfinite(value):
+            raise UserError(f"{key} must be a finite number; got {value}")
     for key, allowed in CHOICES.items():
         if _get(cfg, key) not in allowed:
             raise UserError(f"{key} must be one of {', '.join(allowed)}; got {_get(cfg, key)!r}")

@@ -42,7 +42,7 @@ def test_unknown_key_lists_valid_ones():
 @pytest.mark.parametrize("override,match", [
     ("selection.rho=0", "rho"), ("selection.rho=1.5", "rho"), ("selection.strategy=best", "strategy"),
     ("loss.type=ipo", "loss.type"), ("train.batch_size=abc", "expected int"), ("iterations=0", "iterations"),
-    ("train.lr=-1", "lr"), ("loss", "key.sub=value"),
+    ("train.lr=-1", "lr"), ("train.lr=nan", "finite"), ("loss.beta2=.inf", "finite"), ("loss", "key.sub=value"),
 ])
 def test_bad_values(override, match):
     with pytest.raises(UserError, match=match):
