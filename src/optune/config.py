@@ -113,8 +113,9 @@ class TrainConfig:
     """Passes over the iteration's pairs."""
     max_grad_norm: float | None = 10.0
     """Gradient clipping (null: none)."""
-    bf16: bool = True
-    """bfloat16 autocast for forward/backward (AMX on these CPUs makes it faster); weights stay float32."""
+    bf16: bool = False
+    """bfloat16 autocast for forward/backward; weights stay float32. On GPUs it is faster; on the 2-core CPU
+    here it was 1.6x slower for SmolLM2-135M (docs/benchmarks.md)."""
     gradient_checkpointing: bool = False
     """Trade compute for activation memory."""
 

@@ -4,7 +4,8 @@ import torch
 
 from optune.config import LossConfig, TrainConfig
 from optune.policy import load_model
-from optune.training import collate, reference_logps, step_plan, train_iteration
+from optune.losses import sequence_logps
+from optune.training import collate, response_logps, reference_logps, step_plan, train_iteration
 
 
 def make_pairs(n=8, seed=0):
@@ -66,3 +67,13 @@ def test_training_lowers_the_loss(tiny_policy):
     assert log[-1]["rewards/accuracies"] == 1.0
     assert metrics["train/steps"] == 16
     assert abs(log[0]["rewards/margins"]) < 1e-5  # policy == reference at the first step
+
+
+def test_response_only_logits_match_full_logits(tiny_policy):
+    model = load_model(tiny_policy)
+    batch = collate(make_pairs(4), pad_id=0)
+    with torch.no_grad():
+        full = sequence_logps(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
+                              batch["input_ids"], batch["loss_mask"])
+        fast = response_logps(model, batch["input_ids"], batch["attention_mask"], batch["loss_mask"])
+    assert torch.allclose(full, fast, atol=1e-5)
