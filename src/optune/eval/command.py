@@ -15,7 +15,7 @@ from pathlib import Path
 from optune.errors import UserError
 from optune.eval.export import export_alpaca_eval, write_json_atomic
 from optune.eval.pairwise import combine_orders, summarize
-from optune.eval.readers import FORMATS, read_prompts
+from optune.prompts import FORMATS, read_prompts
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
