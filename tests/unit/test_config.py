@@ -65,3 +65,10 @@ def test_shipped_yaml_files_load():
         if path.name.startswith("reward"):
             continue
         load_config(str(path))
+
+
+def test_default_yaml_mirrors_the_dataclasses():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
+    assert load_config(str(path)) == RunConfig()
