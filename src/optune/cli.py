@@ -16,6 +16,7 @@ from optune.errors import UserError
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("optune.commands.run", "run online preference tuning (OPTune); no arguments = embedded default"),
+    "reward": ("optune.reward_cli", "train (Bradley-Terry) or evaluate a reward model on preference pairs"),
 }
 
 
