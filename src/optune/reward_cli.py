@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 
 from optune.errors import UserError
@@ -45,7 +46,7 @@ def _train(args: argparse.Namespace) -> int:
         cfg = config_for_resume(args.resume)
     else:
         cfg = load_reward_config(args.config, args.overrides)
-    result = train_reward_model(cfg, resume=bool(args.resume))
+    result = train_reward_model(cfg, resume=bool(args.resume), log=lambda msg: print(msg, file=sys.stderr))
     print(json.dumps(result, indent=2))
     return 0
 

@@ -79,8 +79,11 @@ def _coerce(name: str, value: Any) -> Any:
     if name == "gguf_file":
         return str(value)
     expected = type(default) if default is not None else int
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
+    if expected is float and isinstance(value, (int, str)) and not isinstance(value, bool):
+        try:  # YAML 1.1 reads "2e-5" (no dot) as a string
+            value = float(value)
+        except ValueError:
+            pass
     if not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
         raise UserError(f"config {name}: expected {expected.__name__}, got {value!r}")
     return value

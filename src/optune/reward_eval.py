@@ -50,8 +50,8 @@ def evaluate_reward_model(model_dir: str, sources: list[str], batch_size: int = 
     """Score every held-out pair with the checkpoint (normalised when it has stats) and summarise."""
     from optune.reward_training import encode_pairs, pair_scores
 
+    data = read_preferences(sources)  # before the model: bad data fails fast
     model, tokenizer, stats = load_reward_model(model_dir)
-    data = read_preferences(sources)
     pairs = data.pairs[:max_pairs] if max_pairs else data.pairs
     max_length = int(getattr(model.config, "optune_max_length", None) or tokenizer.model_max_length or 512)
     encoded = encode_pairs(tokenizer, pairs, min(max_length, 4096))

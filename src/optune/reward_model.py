@@ -25,9 +25,9 @@ from optune.errors import UserError
 STATS_FILE = "reward_stats.json"
 PLAIN_CHAT_TEMPLATE = (
     "{% for m in messages %}"
-    "{% if m['role'] == 'user' %}\n\nHuman: {{ m['content'] }}"
-    "{% elif m['role'] == 'assistant' %}\n\nAssistant: {{ m['content'] }}"
-    "{% else %}\n\n{{ m['role'] | capitalize }}: {{ m['content'] }}{% endif %}"
+    "{% if m['role'] == 'user' %}{{ '\\n\\nHuman: ' + m['content'] }}"
+    "{% elif m['role'] == 'assistant' %}{{ '\\n\\nAssistant: ' + m['content'] }}"
+    "{% else %}{{ '\\n\\n' + (m['role'] | capitalize) + ': ' + m['content'] }}{% endif %}"
     "{% endfor %}"
 )
 """Used when the backbone has no chat template: the HH-RLHF transcript layout, one turn per block."""
@@ -89,8 +89,12 @@ def load_backbone(backbone: str, gguf_file: str | None = None):
     """Load tokenizer and a fresh one-output head on `backbone` for training (float32, CPU)."""
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
+    from transformers.utils import logging as hf_logging
+
     path, gguf = resolve_backbone(backbone, gguf_file)
     kwargs = {"gguf_file": gguf} if gguf else {}
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the "classifier weights newly initialised" report is expected here
     try:
         config = AutoConfig.from_pretrained(path, **kwargs)
         check_single_output(config, f"backbone {backbone}")
@@ -98,6 +102,8 @@ def load_backbone(backbone: str, gguf_file: str | None = None):
         model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32, **kwargs)
     except (OSError, ValueError) as err:
         raise UserError(f"cannot load backbone {backbone}: {str(err).splitlines()[0]}") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
     prepare_tokenizer(tokenizer, model)
     return model, tokenizer
 
@@ -140,9 +146,15 @@ def render(tokenizer, prompt: str, response: str, history: list[dict] | None = N
 
 
 def encode(tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
-    """Token ids per text, left-truncated. The plain template adds no special tokens, so the
-    tokenizer's own ([CLS]/[SEP], BOS) are added; a model's chat template already has its own."""
-    add_special = tokenizer.chat_template == PLAIN_CHAT_TEMPLATE
+    """Token ids per text, left-truncated (the answer and latest turns survive).
+
+    The tokenizer's special tokens ([CLS]/[SEP], BOS) are added unless the chat template already
+    wrote its own start token, so neither the plain nor a model's own template doubles them.
+    """
+    if not texts:
+        return []
+    starts = [t for t in (tokenizer.bos_token, tokenizer.cls_token) if t]
+    add_special = not (any(texts[0].startswith(t) for t in starts))
     enc = tokenizer(texts, add_special_tokens=add_special, truncation=True, max_length=max_length)
     return enc["input_ids"]
 

@@ -132,7 +132,8 @@ def config_for_resume(output_dir: str) -> RewardConfig:
     return cfg
 
 
-def _load_data(cfg: RewardConfig, tokenizer, log: Callable[[str], None]):
+def _read_data(cfg: RewardConfig, log: Callable[[str], None]):
+    """Read (and so check) the preference files before the model is loaded: bad input fails fast."""
     if not cfg.train_files:
         raise UserError("config train_files is empty: give at least one preference file")
     train = read_preferences(cfg.train_files)
@@ -140,9 +141,7 @@ def _load_data(cfg: RewardConfig, tokenizer, log: Callable[[str], None]):
     heldout = read_preferences(cfg.eval_files) if cfg.eval_files else None
     if heldout:
         log(f"held-out: {heldout.summary()}")
-    enc_train = encode_pairs(tokenizer, train.pairs, cfg.max_length)
-    enc_eval = encode_pairs(tokenizer, heldout.pairs, cfg.max_length) if heldout else []
-    return enc_train, enc_eval
+    return train.pairs, heldout.pairs if heldout else []
 
 
 def _schedule(optimizer, warmup: int, total: int):
@@ -165,9 +164,11 @@ def train_reward_model(
     `on_step(step)` runs after each optimizer step (tests use it to simulate an interruption).
     """
     prepare_output(cfg, resume)
+    train_pairs, eval_pairs = _read_data(cfg, log)
     torch.manual_seed(cfg.seed)
     model, tokenizer = load_backbone(cfg.backbone, cfg.gguf_file)
-    enc_train, enc_eval = _load_data(cfg, tokenizer, log)
+    enc_train = encode_pairs(tokenizer, train_pairs, cfg.max_length)
+    enc_eval = encode_pairs(tokenizer, eval_pairs, cfg.max_length)
     steps_per_epoch = math.ceil(len(enc_train) / cfg.batch_size)
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
