@@ -11,7 +11,7 @@ import math
 
 from optune.errors import UserError
 from optune.preferences import read_preferences
-from optune.reward_model import load_reward_model
+from optune.reward_model import load_reward_model, model_max_length
 
 DEFAULT_EDGES = (0.0, 0.25, 0.5, 1.0, 2.0)
 """Lower edges of the |margin| buckets; the last bucket is open-ended."""
@@ -53,8 +53,7 @@ def evaluate_reward_model(model_dir: str, sources: list[str], batch_size: int = 
     data = read_preferences(sources)  # before the model: bad data fails fast
     model, tokenizer, stats = load_reward_model(model_dir)
     pairs = data.pairs[:max_pairs] if max_pairs else data.pairs
-    max_length = int(getattr(model.config, "optune_max_length", None) or tokenizer.model_max_length or 512)
-    encoded = encode_pairs(tokenizer, pairs, min(max_length, 4096))
+    encoded = encode_pairs(tokenizer, pairs, model_max_length(model, tokenizer))
     chosen, rejected = pair_scores(model, tokenizer, encoded, batch_size)
     if stats:
         chosen, rejected = stats.normalise(chosen), stats.normalise(rejected)

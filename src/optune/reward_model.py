@@ -211,20 +211,21 @@ def score_texts(
         raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
     histories = histories or [[] for _ in prompts]
     texts = [render(tokenizer, p, r, h) for p, r, h in zip(prompts, responses, histories)]
-    limit = max_length or _model_max_length(model, tokenizer)
+    limit = max_length or model_max_length(model, tokenizer)
     scores = score_sequences(model, tokenizer, encode(tokenizer, texts, limit), batch_size)
     if stats is None:
         stats = read_stats(getattr(model.config, "_name_or_path", "") or "")
     return stats.normalise(scores) if stats else scores
 
 
-def _model_max_length(model, tokenizer) -> int:
-    """The trained length if recorded in the config, else the position limit of the backbone."""
+def model_max_length(model, tokenizer) -> int:
+    """The trained length if recorded in the config, else the backbone's position limit (or 512)."""
     trained = getattr(model.config, "optune_max_length", None)
     if trained:
         return int(trained)
     limits = [getattr(model.config, "max_position_embeddings", None), tokenizer.model_max_length]
-    return int(min(x for x in limits if x and x < 10**8) if any(x and x < 10**8 for x in limits) else 512)
+    limits = [int(x) for x in limits if x and x < 10**8]  # tokenizers use 1e30 for "no limit"
+    return min(limits) if limits else 512
 
 
 def mean_std(values: list[float]) -> RewardStats:
