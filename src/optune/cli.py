@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("optune.eval.command", "pairwise evaluation (LLM or reward judge, Win Score) against a baseline"),
     "bench": ("optune.eval.bench", "lm-evaluation-harness benchmarks of a checkpoint (paper Table 5 settings)"),
     "report": ("optune.report.command", "PNG plots and a Markdown summary of one or more run directories"),
+    "reward": ("optune.reward_cli", "train (Bradley-Terry) or evaluate a reward model on preference pairs"),
 }
 
 
