@@ -148,7 +148,20 @@ def record_to_pair(record: Any) -> PreferencePair:
         if not c_ctx or c_ctx[-1]["role"] != "user":
             raise _BadRecord("no 'prompt' and no user turn before the answers")
         prompt, history = c_ctx[-1]["content"], c_ctx[:-1]
-    return {"prompt": prompt, "history": history, "chosen": c_text, "rejected": r_text}
+    pair = {"prompt": prompt, "history": history, "chosen": c_text, "rejected": r_text}
+    return {**pair, **_rewards(record)}
+
+
+# Reward fields kept when a source has them (ours, and UltraFeedback-binarized's names); offline wDPO uses them.
+_REWARD_KEYS = (("chosen_reward", "rejected_reward"), ("score_chosen", "score_rejected"))
+
+
+def _rewards(record: dict) -> dict:
+    for c_key, r_key in _REWARD_KEYS:
+        c, r = record.get(c_key), record.get(r_key)
+        if isinstance(c, (int, float)) and isinstance(r, (int, float)):
+            return {"chosen_reward": float(c), "rejected_reward": float(r)}
+    return {}
 
 
 def pairs_from_records(records: Iterable[tuple[str, Any]], source: str) -> PreferenceData:

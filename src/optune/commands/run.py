@@ -88,7 +88,7 @@ def first_unfinished(store: RunStore, iterations: int) -> int:
     return t
 
 
-def prepare(cfg: RunConfig, store: RunStore | None):
+def prepare(cfg: RunConfig, store: RunStore | None, prompts: list[dict] | None = None):
     """Load and check everything (prompts, reward, policy) before a new run directory is created."""
     from optune import loop
     from optune.generation import encode_prompt, make_generator
@@ -97,7 +97,8 @@ def prepare(cfg: RunConfig, store: RunStore | None):
     from optune.rewards import checked_score, make_reward
     from optune.tracking import make_tracker
 
-    prompts = load_prompts(cfg.data.train, cfg.data.max_prompts)
+    if prompts is None:
+        prompts = load_prompts(cfg.data.train, cfg.data.max_prompts)
     use_heldout = cfg.eval.heldout and cfg.data.heldout
     heldout = load_prompts(cfg.data.heldout, cfg.data.max_heldout) if use_heldout else []
     if cfg.init_from and not Path(cfg.init_from).is_dir():
@@ -144,11 +145,15 @@ def main(args: argparse.Namespace) -> int:
     ctx = prepare(cfg, store)
     print(f"optune run: {ctx.store.root} | {len(ctx.prompts)} prompts, {len(ctx.heldout)} held-out | "
           f"{cfg.selection.strategy} rho={cfg.selection.rho:g} {cfg.loss.type} | {cfg.iterations} iterations", flush=True)
-    results = loop.run(ctx)
+    finish(ctx, loop.run(ctx))
+    return 0
+
+
+def finish(ctx, results: list[dict]) -> None:
+    """Close trackers and print the before/after summary."""
     if ctx.tracker is not None:
         ctx.tracker.close()
     first, last = results[0], results[-1]
     if "eval/heldout_reward_start" in first and "eval/heldout_reward" in last:
         print(f"held-out reward: {first['eval/heldout_reward_start']:.4f} -> {last['eval/heldout_reward']:.4f}")
     print(f"done: {ctx.store.root} ({last['time/elapsed_s']:.0f}s of generation, scoring and training)")
-    return 0
