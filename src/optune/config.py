@@ -99,8 +99,9 @@ class LossConfig:
 class TrainConfig:
     optimizer: str = "rmsprop"
     """"rmsprop" (the paper), "adamw" or "sgd"."""
-    lr: float = 3e-6
-    """Peak learning rate (paper: 5e-7 for 7B)."""
+    lr: float = 1e-5
+    """Peak learning rate (paper: 5e-7 for 7B with 48k prompts; the embedded default makes about 10 steps per
+    iteration, so it needs a larger one: see docs/benchmarks.md)."""
     lr_schedule: str = "linear"
     """After warmup: "linear" decay to 0 within each iteration, "cosine" or "constant"."""
     warmup_ratio: float = 0.1
