@@ -157,7 +157,8 @@ def detect_format(path: Path) -> str:
             if fmt == "prompt" and str(first.get("id", "")).startswith("koala"):
                 return "koala"
             return fmt
-    raise UserError(f"{path}: cannot tell the prompt format (first record keys: {sorted(first)}); pass --format")
+    raise UserError(f"{path}: no prompt text: records need a 'prompt' field or one of the known formats "
+                    f"(first record keys: {sorted(first)})")
 
 
 def read_prompts(path: str | Path, fmt: str = "auto", limit: int | None = None) -> list[dict]:

@@ -64,7 +64,7 @@ def test_formats_detected_and_read(tmp_path):
 @pytest.mark.parametrize("content,match", [
     ('{"prompt": "a"}\nnot json\n', "bad.jsonl:2: not valid JSON"),
     ('{"prompt": ""}\n', "no prompt text"),
-    ('{"other": 1}\n', "cannot tell the prompt format"),
+    ('{"other": 1}\n', "no prompt text"),
     ('{"id": "x", "prompt": "a"}\n{"id": "x", "prompt": "b"}\n', "duplicate prompt id"),
 ])
 def test_bad_files_give_one_clear_error(tmp_path, content, match):
