@@ -17,10 +17,12 @@ from optune.errors import UserError
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("optune.commands.run", "run online preference tuning (OPTune); no arguments = embedded default"),
+    "dpo": ("optune.commands.dpo", "offline DPO / wDPO on a fixed preference set (the paper's offline baseline)"),
     "study": ("optune.study.cli", "blind pairwise human study: create, serve the rating page, results (Table 4)"),
     "eval": ("optune.eval.command", "pairwise evaluation (LLM or reward judge, Win Score) against a baseline"),
     "bench": ("optune.eval.bench", "lm-evaluation-harness benchmarks of a checkpoint (paper Table 5 settings)"),
     "report": ("optune.report.command", "PNG plots and a Markdown summary of one or more run directories"),
+    "reward": ("optune.reward_cli", "train (Bradley-Terry) or evaluate a reward model on preference pairs"),
 }
 
 

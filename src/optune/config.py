@@ -118,8 +118,9 @@ class LossConfig:
 class TrainConfig:
     optimizer: str = "rmsprop"
     """"rmsprop" (the paper), "adamw" or "sgd"."""
-    lr: float = 3e-6
-    """Peak learning rate (paper: 5e-7 for 7B)."""
+    lr: float = 1e-5
+    """Peak learning rate (paper: 5e-7 for 7B with 48k prompts; the embedded default makes about 10 steps per
+    iteration, so it needs a larger one: see docs/benchmarks.md)."""
     lr_schedule: str = "linear"
     """After warmup: "linear" decay to 0 within each iteration, "cosine" or "constant"."""
     warmup_ratio: float = 0.1
@@ -132,8 +133,9 @@ class TrainConfig:
     """Passes over the iteration's pairs."""
     max_grad_norm: float | None = 10.0
     """Gradient clipping (null: none)."""
-    bf16: bool = True
-    """bfloat16 autocast for forward/backward (AMX on these CPUs makes it faster); weights stay float32."""
+    bf16: bool = False
+    """bfloat16 autocast for forward/backward; weights stay float32. On GPUs it is faster; on the 2-core CPU
+    here it was 1.6x slower for SmolLM2-135M (docs/benchmarks.md)."""
     gradient_checkpointing: bool = False
     """Trade compute for activation memory."""
 
@@ -231,9 +233,17 @@ def _coerce(value, tp, key: str):
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        try:  # YAML 1.1 reads "1e-5" (no dot) as a string
+            return float(value) if isinstance(value, str) else _fail(value, tp, key)
+        except ValueError:
+            pass
     elif tp is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
+    _fail(value, tp, key)
+
+
+def _fail(value, tp, key: str):
     raise UserError(f"config key {key}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
 
 
@@ -313,8 +323,20 @@ def _get(cfg: RunConfig, dotted: str):
     return node
 
 
+def _floats(obj, prefix: str = ""):
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from _floats(value, f"{prefix}{f.name}.")
+        elif isinstance(value, float):
+            yield prefix + f.name, value
+
+
 def validate(cfg: RunConfig) -> None:
     """Range and name checks that need no model: every failure is one clear line."""
+    for key, value in _floats(cfg):
+        if not math.isfinite(value):
+            raise UserError(f"{key} must be a finite number; got {value}")
     for key, allowed in CHOICES.items():
         if _get(cfg, key) not in allowed:
             raise UserError(f"{key} must be one of {', '.join(allowed)}; got {_get(cfg, key)!r}")

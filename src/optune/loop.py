@@ -155,13 +155,17 @@ def merge(ctx: Context, t: int, state: dict[str, dict], fresh: list[dict]) -> di
     return new_state
 
 
-def build_pairs(ctx: Context, t: int, state: dict[str, dict]) -> tuple[list[dict], int]:
-    """Chosen/rejected pairs for every prompt; ties dropped (and counted) unless loss.drop_ties is false."""
+def build_pairs(ctx: Context, t: int, state: dict[str, dict], labelled: bool = False) -> tuple[list[dict], int]:
+    """Chosen/rejected pairs for every prompt; ties dropped (and counted) unless loss.drop_ties is false.
+
+    Online, chosen is the higher reward. `labelled` (offline data): the first response is the chosen one
+    whatever the rewards say, and equal rewards are no reason to drop a human label.
+    """
     pairs, ties, rows = [], 0, []
     for p in ctx.prompts:
         a, b = state[p["id"]]["responses"]
-        tie = a["reward"] == b["reward"]
-        chosen, rejected = (a, b) if a["reward"] >= b["reward"] else (b, a)
+        tie = a["reward"] == b["reward"] and not labelled
+        chosen, rejected = (a, b) if labelled or a["reward"] >= b["reward"] else (b, a)
         rows.append({"prompt_id": p["id"], "chosen_reward": chosen["reward"], "rejected_reward": rejected["reward"],
                      "chosen_generated_at": chosen["generated_at"], "tie": tie,
                      "trained": not (tie and ctx.cfg.loss.drop_ties)})
@@ -298,15 +302,16 @@ def iteration_metrics(ctx: Context, t: int, state: dict, pairs: list[dict], ties
     return metrics
 
 
-def run_iteration(ctx: Context, t: int, state: dict[str, dict]) -> tuple[dict, dict]:
+def run_iteration(ctx: Context, t: int, state: dict[str, dict], offline=None) -> tuple[dict, dict]:
+    """One iteration; `offline` (optune dpo) is a callable giving the fixed scored pairs instead of sampling."""
     ctx.times = read_json(ctx.store.iter_dir(t) / "times.json") if (ctx.store.iter_dir(t) / "times.json").is_file() \
         else {}
     with Timer(ctx.times, "bookkeeping"):
-        picked = select(ctx, t, state)
-    fresh = generate_and_score(ctx, t, picked)
+        picked = select(ctx, t, state) if offline is None else []
+    fresh = generate_and_score(ctx, t, picked) if offline is None else offline(ctx, t)
     with Timer(ctx.times, "bookkeeping"):
         state = merge(ctx, t, state, fresh)
-        pairs, ties = build_pairs(ctx, t, state)
+        pairs, ties = build_pairs(ctx, t, state, labelled=offline is not None)
         write_json(ctx.store.iter_dir(t) / "times.json", ctx.times)
     start = evaluate_heldout(ctx, t, "heldout_start") if t == 0 else None
     train_metrics = train(ctx, t, pairs)
@@ -339,7 +344,7 @@ def summary_line(m: dict) -> str:
             f"{m['time/training_s']:.0f}s ({m['time/iteration_s']:.0f}s)")
 
 
-def run(ctx: Context, log=print) -> list[dict]:
+def run(ctx: Context, log=print, offline=None) -> list[dict]:
     """Run (or resume) every unfinished iteration; returns all iterations' metrics."""
     state: dict[str, dict] = {}
     results = []
@@ -348,7 +353,7 @@ def run(ctx: Context, log=print) -> list[dict]:
             state = {r["prompt_id"]: r for r in read_jsonl(ctx.store.iter_dir(t) / "responses.jsonl")}
             results.append(read_json(ctx.store.iter_dir(t) / "metrics.json"))
             continue
-        state, metrics = run_iteration(ctx, t, state)
+        state, metrics = run_iteration(ctx, t, state, offline)
         results.append(metrics)
         if ctx.dist.is_main:
             log(summary_line(metrics))

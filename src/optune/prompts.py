@@ -1,79 +1,192 @@
-"""Prompt sets: records {"id", "prompt", ...} from the built-in task or from a JSON/JSONL file.
+"""Prompt sets: records {"id", "prompt", ...} from the built-in task or from files in the public formats.
 
-Every check happens here, before any model is loaded: a missing file, an empty set, a record without
-prompt text or duplicate ids is one clear error.
+Every public set stores its prompts differently (see shared/data/SOURCES.md); reading them here once
+means the loop, the judges and the exporter only ever see one record shape. JSONL files are split on
+"\n" only: some prompts contain U+2028 or other characters that `str.splitlines` would treat as line
+breaks, which would cut a record in two. Every check happens here, before any model is loaded.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from optune.errors import UserError
 
-BUILTIN = {"verifiable:train": ("verifiable", "train"), "verifiable:heldout": ("verifiable", "heldout")}
+BUILTIN = ("verifiable:train", "verifiable:heldout")
 
 
-def _read_file(path: Path) -> list:
+def _text(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"prompt file {path} does not exist") from None
+        return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise UserError(f"cannot read prompt file {path}: {err}") from None
-    if path.suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise UserError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
-        if not isinstance(data, list):
-            raise UserError(f"{path}: expected a JSON list of records")
-        return data
-    rows = []
-    for lineno, line in enumerate(text.splitlines(), 1):
+
+
+FORMATS = ("lima", "alpaca_eval", "fastchat", "koala", "self_instruct", "wizardlm", "dolly", "prompt")
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    records = []
+    for lineno, line in enumerate(_text(path).split("\n"), start=1):
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            value = json.loads(line)
         except json.JSONDecodeError as err:
             raise UserError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
-    return rows
+        if not isinstance(value, dict):
+            raise UserError(f"{path}:{lineno}: expected a JSON object per line")
+        records.append(value)
+    return records
 
 
-def _normalise(raw, where: str, index: int) -> dict:
-    """Accept {"prompt"} or Alpaca/Dolly-style {"instruction", "input"}; ids default to the position."""
-    if not isinstance(raw, dict):
-        raise UserError(f"{where}: record {index} is not a JSON object")
-    record = dict(raw)
-    text = record.get("prompt")
-    if text is None and "instruction" in record:
-        text = record["instruction"]
-        if record.get("input"):
-            text = f"{text}\n\n{record['input']}"
-    if not isinstance(text, str) or not text.strip():
-        raise UserError(f"{where}: record {index} has no prompt text (a non-empty 'prompt' field)")
-    record["prompt"] = text
-    record["id"] = str(record.get("id", f"{index}"))
-    return record
+def read_json_list(path: Path) -> list[dict]:
+    try:
+        value = json.loads(_text(path))
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise UserError(f"{path}: expected a JSON list of objects")
+    return value
 
 
-def load_prompts(source: str, limit: int | None = None) -> list[dict]:
-    """Load, validate and truncate a prompt set. `source` is a built-in name or a file path."""
+def _field(path: Path, index: int, record: dict, key: str) -> str:
+    value = record.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise UserError(f"{path}: record {index + 1} has no prompt text (a non-empty {key!r} field)")
+    return value
+
+
+def _join(instruction: str, extra: str | None) -> str:
+    """Instruction plus its input, joined the way AlpacaEval merged self-instruct tasks."""
+    extra = (extra or "").strip()
+    return f"{instruction}\n\n{extra}" if extra else instruction
+
+
+def _read_lima(path: Path) -> list[dict]:
+    rows = read_jsonl(path)
+    return [{"id": f"lima_{i}", "prompt": _field(path, i, r, "conversations")} for i, r in enumerate(rows)]
+
+
+def _read_alpaca_eval(path: Path) -> list[dict]:
+    rows = read_json_list(path)
+    out = []
+    for i, r in enumerate(rows):
+        rec = {"id": f"alpaca_eval_{i}", "prompt": _field(path, i, r, "instruction")}
+        for key in ("dataset", "output", "generator"):
+            if key in r:
+                rec[key] = r[key]
+        out.append(rec)
+    return out
+
+
+def _read_fastchat(path: Path) -> list[dict]:
+    out = []
+    for i, r in enumerate(read_jsonl(path)):
+        turns = r.get("turns")
+        if not isinstance(turns, list) or not turns or not isinstance(turns[0], str):
+            raise UserError(f"{path}: record {i + 1} has no 'turns' list of strings")
+        out.append({"id": str(r.get("question_id", i)), "prompt": turns[0], "category": r.get("category")})
+    return out
+
+
+def _read_koala(path: Path) -> list[dict]:
+    return [{"id": str(r.get("id", f"koala_{i}")), "prompt": _field(path, i, r, "prompt")}
+            for i, r in enumerate(read_jsonl(path))]
+
+
+def _read_self_instruct(path: Path) -> list[dict]:
+    out = []
+    for i, r in enumerate(read_jsonl(path)):
+        instances = r.get("instances") or [{}]
+        first = instances[0].get("input", "") if isinstance(instances[0], dict) else ""
+        out.append({"id": str(r.get("id", i)), "prompt": _join(_field(path, i, r, "instruction"), first)})
+    return out
+
+
+def _read_wizardlm(path: Path) -> list[dict]:
+    return [{"id": f"wizardlm_{r.get('idx', i)}", "prompt": _field(path, i, r, "Instruction"),
+             "skill": r.get("Skill")} for i, r in enumerate(read_jsonl(path))]
+
+
+def _read_dolly(path: Path) -> list[dict]:
+    return [{"id": f"dolly_{i}", "prompt": _join(_field(path, i, r, "instruction"), r.get("input")),
+             "category": r.get("category")} for i, r in enumerate(read_json_list(path))]
+
+
+def _read_prompt(path: Path) -> list[dict]:
+    rows = read_jsonl(path)
+    return [{**r, "id": str(r.get("id", i)), "prompt": _field(path, i, r, "prompt")} for i, r in enumerate(rows)]
+
+
+_READERS: dict[str, Callable[[Path], list[dict]]] = {
+    "lima": _read_lima, "alpaca_eval": _read_alpaca_eval, "fastchat": _read_fastchat,
+    "koala": _read_koala, "self_instruct": _read_self_instruct, "wizardlm": _read_wizardlm,
+    "dolly": _read_dolly, "prompt": _read_prompt,
+}
+
+# Key that identifies each format in the first record, checked in this order.
+_SIGNATURES = (
+    ("conversations", "lima"), ("turns", "fastchat"), ("instances", "self_instruct"),
+    ("Instruction", "wizardlm"), ("prompt", "prompt"),
+)
+
+
+def detect_format(path: Path) -> str:
+    """Guess the format from the first record, so users need not name it for the known sets."""
+    text = _text(path).lstrip()
+    if not text or text == "[]":
+        raise UserError(f"prompt set {path} is empty")
+    if text.startswith("["):
+        first = (read_json_list(path) or [{}])[0]
+        if "category" in first and "instruction" in first and "generator" not in first:
+            return "dolly"
+        if "instruction" in first:
+            return "alpaca_eval"
+        raise UserError(f"{path}: cannot tell the prompt format; pass --format")
+    try:
+        first = json.loads(text.split("\n", 1)[0]) if text else {}
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}: first line is not valid JSON ({err.msg})") from None
+    if not isinstance(first, dict):
+        raise UserError(f"{path}: expected one JSON object per line")
+    for key, fmt in _SIGNATURES:
+        if key in first:
+            if fmt == "prompt" and str(first.get("id", "")).startswith("koala"):
+                return "koala"
+            return fmt
+    raise UserError(f"{path}: no prompt text: records need a 'prompt' field or one of the known formats "
+                    f"(first record keys: {sorted(first)})")
+
+
+def read_prompts(path: str | Path, fmt: str = "auto", limit: int | None = None) -> list[dict]:
+    """Read a prompt set in any of FORMATS ("auto" detects it); ids are unique strings."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"prompt file {path} does not exist")
+    if fmt == "auto":
+        fmt = detect_format(path)
+    if fmt not in _READERS:
+        raise UserError(f"unknown prompt format {fmt!r}; choose one of {', '.join(FORMATS)} or auto")
+    records = _READERS[fmt](path)
+    if not records:
+        raise UserError(f"prompt set {path} is empty")
+    ids = [r["id"] for r in records]
+    if len(set(ids)) != len(ids):
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        raise UserError(f"prompt set {path} has duplicate prompt id {dupes[0]!r}")
+    return records[:limit] if limit else records
+
+
+def load_prompts(source: str, limit: int | None = None, fmt: str = "auto") -> list[dict]:
+    """A built-in set ("verifiable:train", "verifiable:heldout") or a file in any of FORMATS."""
     if source in BUILTIN:
         from optune.tasks import verifiable
 
-        records = verifiable.load(BUILTIN[source][1])
-        where = source
-    elif ":" in source and not Path(source).exists() and source.split(":", 1)[0].isalpha() and "/" not in source:
+        records = verifiable.load(source.split(":", 1)[1])
+        return records[:limit] if limit else records
+    if ":" in source and not Path(source).exists() and "/" not in source:
         raise UserError(f"unknown built-in prompt set {source!r}; built-ins: {', '.join(BUILTIN)}")
-    else:
-        where = source
-        records = [_normalise(r, where, i) for i, r in enumerate(_read_file(Path(source)))]
-    if not records:
-        raise UserError(f"prompt set {where} is empty")
-    seen: set[str] = set()
-    for r in records:
-        if r["id"] in seen:
-            raise UserError(f"prompt set {where} has duplicate prompt id {r['id']!r}")
-        seen.add(r["id"])
-    return records[:limit] if limit else records
+    return read_prompts(source, fmt, limit)

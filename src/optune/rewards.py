@@ -75,8 +75,6 @@ class HFReward:
     def __init__(self, cfg: RewardConfig):
         from optune import reward_model
 
-        if not Path(cfg.model).exists():
-            raise UserError(f"reward.model {cfg.model} does not exist")
         self.cfg = cfg
         self.model, self.tokenizer, self.stats = reward_model.load_reward_model(cfg.model)
         self._score_texts = reward_model.score_texts

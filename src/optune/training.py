@@ -36,12 +36,31 @@ def _autocast(model, bf16: bool):
     return torch.autocast(device, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
 
+def response_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, loss_mask: torch.Tensor):
+    """[B] summed log-probs of the response tokens, computing vocabulary logits only where they are needed.
+
+    The output projection and log-softmax over the vocabulary are a large share of a small model's cost;
+    prompt positions never need them. Models whose logits are post-processed (soft-capping, scaling) take
+    the plain path through `sequence_logps`.
+    """
+    decoder, head = getattr(model, "get_decoder", lambda: None)(), model.get_output_embeddings()
+    post = any(getattr(model.config, k, None) for k in ("final_logit_softcapping", "logit_scale"))
+    if decoder is None or head is None or post:
+        logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+        return sequence_logps(logits, input_ids, loss_mask)
+    hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+    predicts = loss_mask[:, 1:].bool()  # position t predicts token t + 1
+    logits = head(hidden[:, :-1][predicts]).float()  # [N response tokens, V]
+    token_logps = logits.log_softmax(-1).gather(1, input_ids[:, 1:][predicts].unsqueeze(1)).squeeze(1)
+    rows = predicts.nonzero()[:, 0]
+    return torch.zeros(len(input_ids), dtype=token_logps.dtype, device=token_logps.device).index_add(0, rows, token_logps)
+
+
 def pair_logps(model, pairs: list[dict], pad_id: int, bf16: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Sequence log-probs [B] of the chosen and rejected responses (response tokens only)."""
     batch = {k: v.to(next(model.parameters()).device) for k, v in collate(pairs, pad_id).items()}
     with _autocast(model, bf16):
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
-    logps = sequence_logps(logits, batch["input_ids"], batch["loss_mask"])
+        logps = response_logps(model, batch["input_ids"], batch["attention_mask"], batch["loss_mask"])
     return logps[: len(pairs)], logps[len(pairs):]
 
 

@@ -21,6 +21,7 @@ def test_every_field_has_a_docstring():
 def test_overrides_are_typed():
     cfg = load_config(None, ["selection.rho=1", "loss.type=dpo", "data.max_prompts=null", "report_to=[tensorboard]"])
     assert cfg.selection.rho == 1.0 and isinstance(cfg.selection.rho, float)
+    assert load_config(None, ["train.lr=1e-5"]).train.lr == 1e-5
     assert cfg.loss.type == "dpo" and cfg.data.max_prompts is None and cfg.report_to == ["tensorboard"]
 
 
@@ -41,7 +42,7 @@ def test_unknown_key_lists_valid_ones():
 @pytest.mark.parametrize("override,match", [
     ("selection.rho=0", "rho"), ("selection.rho=1.5", "rho"), ("selection.strategy=best", "strategy"),
     ("loss.type=ipo", "loss.type"), ("train.batch_size=abc", "expected int"), ("iterations=0", "iterations"),
-    ("train.lr=-1", "lr"), ("loss", "key.sub=value"),
+    ("train.lr=-1", "lr"), ("train.lr=nan", "finite"), ("loss.beta2=.inf", "finite"), ("loss", "key.sub=value"),
 ])
 def test_bad_values(override, match):
     with pytest.raises(UserError, match=match):
@@ -75,3 +76,10 @@ def test_sampler_logprobs_needs_vllm():
     with pytest.raises(UserError, match="sampler_logprobs needs generation.backend vllm"):
         load_config(None, ["generation.sampler_logprobs=true"])
     assert load_config(None, ["generation.sampler_logprobs=true", "generation.backend=vllm"]).generation.sampler_logprobs
+
+
+def test_default_yaml_mirrors_the_dataclasses():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
+    assert load_config(str(path)) == RunConfig()

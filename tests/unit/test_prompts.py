@@ -15,7 +15,8 @@ def test_jsonl_and_alpaca_json(tmp_path):
     p = write(tmp_path / "a.jsonl", [{"id": "x", "prompt": "hi"}, {"prompt": "there"}])
     assert [(r["id"], r["prompt"]) for r in load_prompts(p)] == [("x", "hi"), ("1", "there")]
     j = tmp_path / "d.json"
-    j.write_text(json.dumps([{"instruction": "Sum", "input": "1 2"}, {"instruction": "Go", "input": ""}]))
+    j.write_text(json.dumps([{"instruction": "Sum", "input": "1 2", "category": "qa"},
+                             {"instruction": "Go", "input": "", "category": "qa"}]))
     assert [r["prompt"] for r in load_prompts(str(j))] == ["Sum\n\n1 2", "Go"]
 
 
@@ -26,10 +27,10 @@ def test_limit(tmp_path):
 
 @pytest.mark.parametrize("rows,match", [
     ([], "empty"),
-    ([{"id": "a"}], "no prompt text"),
+    ([{"id": "a", "prompt": ""}], "no prompt text"),
     ([{"prompt": "  "}], "no prompt text"),
     ([{"id": "a", "prompt": "x"}, {"id": "a", "prompt": "y"}], "duplicate prompt id 'a'"),
-    (["just a string"], "not a JSON object"),
+    (["just a string"], "one JSON object per line"),
 ])
 def test_bad_records(tmp_path, rows, match):
     with pytest.raises(UserError, match=match):
@@ -43,9 +44,9 @@ def test_missing_and_malformed_files(tmp_path):
     bad.write_text('{"prompt": "ok"}\n{broken\n')
     with pytest.raises(UserError, match=r"bad.jsonl:2: not valid JSON"):
         load_prompts(str(bad))
-    (tmp_path / "dir.jsonl").mkdir()
+    (tmp_path / "latin1.jsonl").write_bytes(b'{"prompt": "caf\xe9"}\n')
     with pytest.raises(UserError, match="cannot read"):
-        load_prompts(str(tmp_path / "dir.jsonl"))
+        load_prompts(str(tmp_path / "latin1.jsonl"))
 
 
 def test_unknown_builtin():

@@ -4,7 +4,8 @@ import torch
 
 from optune.config import LossConfig, TrainConfig
 from optune.policy import load_model
-from optune.training import collate, reference_logps, step_plan, train_iteration
+from optune.losses import sequence_logps
+from optune.training import collate, response_logps, reference_logps, step_plan, train_iteration
 
 
 def make_pairs(n=8, seed=0):
@@ -77,3 +78,13 @@ def test_rank_share_splits_a_step_and_pads_to_equal_micro_batch_counts():
     assert rank_share(step, 2, 2, 1) == ([[3, 4]], 2)  # runs one empty (zero-weighted) micro-batch
     shares = [rank_share(step, 2, 3, r)[0] for r in range(3)]
     assert sorted(i for s in shares for mb in s for i in mb) == [0, 1, 2, 3, 4]
+
+
+def test_response_only_logits_match_full_logits(tiny_policy):
+    model = load_model(tiny_policy)
+    batch = collate(make_pairs(4), pad_id=0)
+    with torch.no_grad():
+        full = sequence_logps(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
+                              batch["input_ids"], batch["loss_mask"])
+        fast = response_logps(model, batch["input_ids"], batch["attention_mask"], batch["loss_mask"])
+    assert torch.allclose(full, fast, atol=1e-5)

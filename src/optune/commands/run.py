@@ -88,7 +88,7 @@ def first_unfinished(store: RunStore, iterations: int) -> int:
     return t
 
 
-def prepare(cfg: RunConfig, store: RunStore | None, dist=None):
+def prepare(cfg: RunConfig, store: RunStore | None, prompts: list[dict] | None = None, dist=None):
     """Load and check everything (prompts, reward, policy) before a new run directory is created."""
     from optune import loop
     from optune.distributed import Dist
@@ -99,7 +99,8 @@ def prepare(cfg: RunConfig, store: RunStore | None, dist=None):
     from optune.tracking import make_tracker
 
     dist = dist or Dist()
-    prompts = load_prompts(cfg.data.train, cfg.data.max_prompts)
+    if prompts is None:
+        prompts = load_prompts(cfg.data.train, cfg.data.max_prompts)
     use_heldout = cfg.eval.heldout and cfg.data.heldout
     heldout = load_prompts(cfg.data.heldout, cfg.data.max_heldout) if use_heldout else []
     if cfg.init_from and not Path(cfg.init_from).is_dir():
@@ -151,15 +152,20 @@ def main(args: argparse.Namespace) -> int:
 
     dist = distributed.init()
     distributed.check(dist, cfg)
-    ctx = prepare(cfg, store, dist)
+    ctx = prepare(cfg, store, dist=dist)
     say = print if dist.is_main else (lambda *a, **k: None)
     say(f"optune run: {ctx.store.root} | {len(ctx.prompts)} prompts, {len(ctx.heldout)} held-out | "
           f"{cfg.selection.strategy} rho={cfg.selection.rho:g} {cfg.loss.type} | {cfg.iterations} iterations", flush=True)
-    results = loop.run(ctx)
+    finish(ctx, loop.run(ctx))
+    return 0
+
+
+def finish(ctx, results: list[dict]) -> None:
+    """Close trackers and print the before/after summary (main process only)."""
+    say = print if ctx.dist.is_main else (lambda *a, **k: None)
     if ctx.tracker is not None:
         ctx.tracker.close()
     first, last = results[0], results[-1]
     if "eval/heldout_reward_start" in first and "eval/heldout_reward" in last:
         say(f"held-out reward: {first['eval/heldout_reward_start']:.4f} -> {last['eval/heldout_reward']:.4f}")
     say(f"done: {ctx.store.root} ({last['time/elapsed_s']:.0f}s of generation, scoring and training)")
-    return 0

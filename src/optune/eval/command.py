@@ -8,7 +8,6 @@ AlpacaEval's model_outputs.json. The judge API key is read from the named enviro
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 from optune.errors import UserError
 from optune.eval.export import export_alpaca_eval, write_json_atomic
 from optune.eval.pairwise import combine_orders, summarize
-from optune.eval.readers import FORMATS, read_prompts
+from optune.prompts import FORMATS, read_prompts
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -50,28 +49,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
     j.add_argument("--judge-constrained", choices=("none", "structured_outputs", "guided_regex"), default="none",
                    help="force the score line by constrained decoding (vLLM servers)")
     j.add_argument("--judge-cache", help="judge cache file (default: OUT/judge_cache.jsonl)")
-    j.add_argument("--reward", help="reward judge: MODULE:FUNCTION with fn(records, responses) -> list[float]")
+    j.add_argument("--reward", help="reward judge: verifiable, hf:PATH (reward model) or MODULE:FUNCTION called as "
+                   "fn(prompts, responses) -> list[float]")
     j.add_argument("--reward-margin", type=float, default=0.0, help="reward gap counted as a tie")
     parser.add_argument("--export-alpaca-eval", action="store_true",
                         help="also write OUT/model_outputs.json for the alpaca_eval tool")
 
 
-class _CallableBackend:
-    """Adapts a plain function to the reward-backend interface `score(records, responses)`."""
+def reward_backend(spec: str):
+    """--reward: "verifiable", "hf:PATH" (a reward model) or "MODULE:FUNCTION" / "FILE.py:FUNCTION"."""
+    from optune.config import RewardConfig
+    from optune.rewards import make_reward
 
-    def __init__(self, fn):
-        self.score = fn
-
-
-def _load_callable(spec: str):
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise UserError(f"--reward must look like MODULE:FUNCTION, got {spec!r}")
-    try:
-        fn = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as err:
-        raise UserError(f"cannot load reward function {spec!r}: {err}") from None
-    return fn
+    if spec == "verifiable":
+        return make_reward(RewardConfig(backend="verifiable"))
+    if spec.startswith("hf:"):
+        return make_reward(RewardConfig(backend="hf", model=spec[3:]))
+    return make_reward(RewardConfig(backend="callable", function=spec))
 
 
 def _build_judge(args, out: Path):
@@ -79,8 +73,8 @@ def _build_judge(args, out: Path):
         from optune.eval.reward_judge import RewardJudge
 
         if not args.reward:
-            raise UserError("--judge reward needs --reward MODULE:FUNCTION")
-        return RewardJudge(_CallableBackend(_load_callable(args.reward)), args.reward_margin), {
+            raise UserError("--judge reward needs --reward (verifiable, hf:PATH or MODULE:FUNCTION)")
+        return RewardJudge(reward_backend(args.reward), args.reward_margin), {
             "kind": "reward", "reward": args.reward, "margin": args.reward_margin}
     from optune.eval.judge_cache import JudgmentCache
     from optune.eval.llm_judge import LLMJudge, LLMJudgeConfig

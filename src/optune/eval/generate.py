@@ -31,48 +31,33 @@ class GenerationSettings:
         return asdict(self)
 
 
-def _prompt_texts(tokenizer, prompts: list[str]) -> list[str]:
-    """Apply the chat template when the tokenizer has one, as the policy was tuned with it."""
-    if getattr(tokenizer, "chat_template", None):
-        return [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
-                                              add_generation_prompt=True) for p in prompts]
-    return list(prompts)
-
-
 class CheckpointGenerator:
-    """Callable `generate(prompts) -> responses` over a local HF checkpoint on the CPU (or given device)."""
+    """Callable `generate(prompts) -> responses` over a local HF checkpoint, through the loop's own backend."""
 
     def __init__(self, path: str | Path, settings: GenerationSettings, device: str = "cpu"):
         settings.validate()
         path = Path(path)
         if not (path / "config.json").is_file():
             raise UserError(f"not a model checkpoint (no config.json): {path}")
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from optune.config import GenerationConfig
+        from optune.generation import TransformersGenerator
+        from optune.policy import load_model, load_tokenizer
 
         self.settings = settings
-        self.device = device
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.tokenizer.padding_side = "left"
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(path).to(device).eval()
-        self._torch = torch
+        self.tokenizer = load_tokenizer(str(path))
+        self.model = load_model(str(path)).to(device).eval()
+        self.backend = TransformersGenerator(
+            GenerationConfig(max_new_tokens=settings.max_new_tokens, temperature=settings.temperature or 1.0,
+                             top_p=settings.top_p), self.tokenizer)
 
     def __call__(self, prompts: list[str]) -> list[str]:
+        from optune.generation import encode_prompt
+
         s = self.settings
-        self._torch.manual_seed(s.seed)
-        texts = _prompt_texts(self.tokenizer, prompts)
+        ids = [encode_prompt(self.tokenizer, {"prompt": p}, self.model.config.max_position_embeddings) for p in prompts]
         out: list[str] = []
-        for start in range(0, len(texts), s.batch_size):
-            batch = self.tokenizer(texts[start:start + s.batch_size], return_tensors="pt", padding=True,
-                                   add_special_tokens=not getattr(self.tokenizer, "chat_template", None))
-            batch = {k: v.to(self.device) for k, v in batch.items()}
-            sampling = {"do_sample": True, "temperature": s.temperature, "top_p": s.top_p} if s.temperature > 0 \
-                else {"do_sample": False}
-            with self._torch.no_grad():
-                generated = self.model.generate(**batch, max_new_tokens=s.max_new_tokens,
-                                                pad_token_id=self.tokenizer.pad_token_id, **sampling)
-            new_tokens = generated[:, batch["input_ids"].shape[1]:]
-            out.extend(t.strip() for t in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+        for start in range(0, len(ids), s.batch_size):
+            samples = self.backend.generate(self.model, ids[start:start + s.batch_size], n=1,
+                                            greedy=s.temperature == 0, seed=s.seed + start)
+            out.extend(sample[0].text for sample in samples)
         return out

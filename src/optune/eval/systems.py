@@ -14,7 +14,7 @@ from pathlib import Path
 
 from optune.errors import UserError
 from optune.eval.export import write_json_atomic
-from optune.eval.readers import read_json_list, read_jsonl
+from optune.prompts import read_json_list, read_jsonl
 
 
 def read_outputs(path: str | Path, records: list[dict]) -> list[str]:

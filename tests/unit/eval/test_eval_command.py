@@ -15,7 +15,7 @@ from optune.eval.systems import read_outputs
 RECORDS = [{"id": f"p{i}", "prompt": f"Say something about {w}."} for i, w in enumerate(["cats", "rain", "tea"])]
 
 
-def words(records, responses):
+def words(prompts, responses):
     """Reward backend used by the CLI test: the number of words (importable as MODULE:FUNCTION)."""
     return [float(len(r.split())) for r in responses]
 
@@ -58,8 +58,8 @@ def test_eval_reward_judge_between_two_checkpoints(tiny_model_dir, tiny_model_di
 
 @pytest.mark.parametrize("extra,message", [
     (["--judge", "llm"], "--judge llm needs --judge-base-url and --judge-model"),
-    (["--judge", "reward"], "--judge reward needs --reward MODULE:FUNCTION"),
-    (["--judge", "reward", "--reward", "no_such_module_x:f"], "cannot load reward function"),
+    (["--judge", "reward"], "--judge reward needs --reward"),
+    (["--judge", "reward", "--reward", "no_such_module_x:f"], "cannot import"),
     (["--judge", "llm", "--judge-base-url", "localhost:1", "--judge-model", "m"], "must start with http"),
 ])
 def test_bad_judge_settings_fail_before_generation(tmp_path, capsys, extra, message):

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from optune.errors import UserError
-from optune.eval.readers import detect_format, read_prompts
+from optune.prompts import detect_format, read_prompts
 
 DATA = Path(__file__).resolve().parents[4] / "shared" / "data"
 if not DATA.is_dir():
@@ -63,9 +63,9 @@ def test_formats_detected_and_read(tmp_path):
 
 @pytest.mark.parametrize("content,match", [
     ('{"prompt": "a"}\nnot json\n', "bad.jsonl:2: not valid JSON"),
-    ('{"prompt": ""}\n', "no text field 'prompt'"),
-    ('{"other": 1}\n', "cannot tell the prompt format"),
-    ('{"id": "x", "prompt": "a"}\n{"id": "x", "prompt": "b"}\n', "not unique"),
+    ('{"prompt": ""}\n', "no prompt text"),
+    ('{"other": 1}\n', "no prompt text"),
+    ('{"id": "x", "prompt": "a"}\n{"id": "x", "prompt": "b"}\n', "duplicate prompt id"),
 ])
 def test_bad_files_give_one_clear_error(tmp_path, content, match):
     p = tmp_path / "bad.jsonl"
@@ -75,7 +75,7 @@ def test_bad_files_give_one_clear_error(tmp_path, content, match):
 
 
 def test_missing_file_and_unknown_format(tmp_path):
-    with pytest.raises(UserError, match="not found"):
+    with pytest.raises(UserError, match="does not exist"):
         read_prompts(tmp_path / "nope.jsonl")
     p = _jsonl(tmp_path / "a.jsonl", [{"prompt": "x"}])
     with pytest.raises(UserError, match="unknown prompt format"):

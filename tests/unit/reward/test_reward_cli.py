@@ -1,0 +1,66 @@
+"""`optune reward ...` end to end on tiny inputs: bad input is one line and exit 2."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import make_bert
+
+from optune.cli import main
+
+
+def _run(capsys, argv):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_then_eval(tiny_bert, pair_files, tmp_path, capsys):
+    train, heldout = pair_files
+    out = tmp_path / "rm"
+    code, stdout, _ = _run(capsys, [
+        "reward", "train", f"backbone={tiny_bert}", f"train_files=[{train}]", f"eval_files=[{heldout}]",
+        f"output_dir={out}", "max_steps=3", "max_length=32", "stats_max_pairs=8",
+    ])
+    assert code == 0 and json.loads(stdout)["steps"] == 3
+    report = tmp_path / "eval.json"
+    code, stdout, _ = _run(capsys, ["reward", "eval", "--model", str(out), "--data", str(heldout),
+                                    "--output", str(report)])
+    assert code == 0 and "accuracy" in stdout
+    assert json.loads(report.read_text())["pairs"] == 16
+
+
+def test_bad_inputs_are_one_line_errors(pair_files, tmp_path, capsys):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    one_sided = tmp_path / "one.jsonl"
+    one_sided.write_text('{"prompt": "p", "rejected": "r"}\n')
+    two = make_bert(tmp_path / "two", num_labels=2)
+    capsys.readouterr()  # drop the fixture's own save progress output
+    cases = [
+        (["reward", "train", f"train_files=[{pair_files[0]}]", f"backbone={two}", f"output_dir={tmp_path / 'o'}"],
+         "2 outputs"),
+        (["reward", "eval", "--model", str(two), "--data", str(pair_files[1])], "2 outputs"),
+        (["reward", "eval", "--model", str(two), "--data", str(empty)], "no usable preference pairs"),
+        (["reward", "eval", "--model", str(tmp_path / "none"), "--data", str(pair_files[1])], "not found"),
+        (["reward", "train", "--resume", str(tmp_path), "lr=1"], "--resume takes the config"),
+        (["reward", "train", "bogus=1"], "unknown config key"),
+    ]
+    for argv, message in cases:
+        code, _, err = _run(capsys, argv)
+        assert code == 2, argv
+        last = err.strip().splitlines()[-1]
+        assert last.startswith("optune reward: error:") and message in last and "Traceback" not in err, err
+
+
+def test_empty_and_one_sided_data_files(tiny_bert, tmp_path, capsys):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    one_sided = tmp_path / "one.jsonl"
+    one_sided.write_text('{"prompt": "p", "rejected": "r"}\n')
+    for path, message in [(empty, "no usable preference pairs"), (one_sided, "one.jsonl:1: record has 'rejected' but no 'chosen'")]:
+        code, _, err = _run(capsys, ["reward", "train", f"backbone={tiny_bert}", f"train_files=[{path}]",
+                                     f"output_dir={tmp_path / 'o'}"])
+        last = err.strip().splitlines()[-1]
+        assert code == 2 and last.startswith("optune reward: error:") and message in last, err
+        assert "Traceback" not in err

@@ -1,0 +1,48 @@
+"""Reward config: YAML, key=value overrides, and one clear error per bad value."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from optune.errors import UserError
+from optune.reward_config import load_reward_config
+
+REPO = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+
+
+def test_shipped_config_loads_and_overrides_win():
+    cfg = load_reward_config(os.path.join(REPO, "configs", "reward-hh.yaml"), ["lr=2e-5", "epochs=2", "max_steps=10"])
+    assert cfg.backbone == "minilm" and cfg.lr == 2e-5 and cfg.epochs == 2.0 and cfg.max_steps == 10
+    assert any("helpful-base" in f for f in cfg.eval_files)
+
+
+def test_list_override_and_string_promoted_to_list():
+    cfg = load_reward_config(None, ["train_files=[a.jsonl, b.jsonl]", "eval_files=c.jsonl"])
+    assert cfg.train_files == ["a.jsonl", "b.jsonl"] and cfg.eval_files == ["c.jsonl"]
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("nonsense=1", "unknown config key 'nonsense'"),
+        ("batch_size=abc", "config batch_size: expected int"),
+        ("batch_size=0", "config batch_size: must be positive"),
+        ("batch_size=true", "config batch_size: expected int"),
+        ("warmup_ratio=1.5", "warmup_ratio: must be in"),
+        ("lr", "expected key=value"),
+    ],
+)
+def test_bad_values_are_user_errors(override, message):
+    with pytest.raises(UserError, match=message):
+        load_reward_config(None, [override])
+
+
+def test_bad_yaml_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("- just\n- a list\n")
+    with pytest.raises(UserError, match="expected a mapping"):
+        load_reward_config(str(path))
+    with pytest.raises(UserError, match="config file not found"):
+        load_reward_config(str(tmp_path / "missing.yaml"))

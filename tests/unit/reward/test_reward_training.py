@@ -1,0 +1,92 @@
+"""Bradley-Terry training on a tiny random BERT: the loss goes down, resume reproduces, export works."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+
+from optune.errors import UserError
+from optune.reward_config import RewardConfig
+from optune.reward_model import load_reward_model, score_texts
+from optune.reward_training import RESUME_FILE, config_for_resume, epoch_batches, train_reward_model
+
+
+def _cfg(tiny_bert, pair_files, out, **kw) -> RewardConfig:
+    train, heldout = pair_files
+    base = dict(backbone=str(tiny_bert), train_files=[str(train)], eval_files=[str(heldout)], output_dir=str(out),
+                max_length=32, batch_size=8, lr=3e-3, warmup_ratio=0.0, eval_every=5, save_every=2, stats_max_pairs=16)
+    base.update(kw)
+    return RewardConfig(**base)
+
+
+def _log(tmp):
+    return [json.loads(line) for line in open(os.path.join(tmp, "train_log.jsonl"))]
+
+
+def test_training_lowers_loss_and_exports_a_loadable_model(tiny_bert, pair_files, tmp_path):
+    out = tmp_path / "rm"
+    result = train_reward_model(_cfg(tiny_bert, pair_files, out, epochs=4.0), log=lambda s: None)
+    log = _log(out)
+    assert log[0]["step"] == 5 and log[-1]["step"] == 24  # 48 pairs / 8 = 6 steps per epoch
+    assert log[-1]["eval/loss"] < log[0]["eval/loss"] < 0.75
+    assert log[-1]["eval/accuracy"] == 1.0 and result["eval/accuracy"] == 1.0
+    assert not (out / RESUME_FILE).exists()
+    model, tok, stats = load_reward_model(str(out))
+    assert stats is not None and stats.std > 0
+    good, bad = score_texts(model, tok, ["please help me"] * 2, ["good great helpful answer", "bad awful useless answer"])
+    assert good > bad
+    with pytest.raises(UserError, match="already holds a trained reward model"):
+        train_reward_model(_cfg(tiny_bert, pair_files, out), log=lambda s: None)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(tiny_bert, pair_files, tmp_path):
+    kw = dict(max_steps=7, eval_every=100, save_every=3)
+    full = tmp_path / "full"
+    train_reward_model(_cfg(tiny_bert, pair_files, full, **kw), log=lambda s: None)
+
+    cut = tmp_path / "cut"
+
+    def stop_at_5(step):
+        if step == 5:
+            raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        train_reward_model(_cfg(tiny_bert, pair_files, cut, **kw), log=lambda s: None, on_step=stop_at_5)
+    assert (cut / RESUME_FILE).exists()
+    assert torch.load(cut / RESUME_FILE, weights_only=False)["state"]["step"] == 3
+    with pytest.raises(UserError, match="unfinished run; resume it"):
+        train_reward_model(_cfg(tiny_bert, pair_files, cut, **kw), log=lambda s: None)
+    messages = []
+    train_reward_model(config_for_resume(str(cut)), resume=True, log=messages.append)
+    assert "resumed at step 3 of 7" in messages
+    a, _, _ = load_reward_model(str(full))
+    b, _, _ = load_reward_model(str(cut))
+    for (name, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.allclose(pa, pb, atol=1e-6), name
+    assert json.loads((cut / "reward_stats.json").read_text())["mean"] == pytest.approx(
+        json.loads((full / "reward_stats.json").read_text())["mean"], abs=1e-6)
+
+
+def test_resume_without_checkpoint_is_an_error(tiny_bert, pair_files, tmp_path):
+    with pytest.raises(UserError, match="no resume.pt to resume from"):
+        train_reward_model(_cfg(tiny_bert, pair_files, tmp_path / "x"), resume=True)
+
+
+def test_epoch_batches_cover_every_pair_once_and_are_deterministic():
+    encoded = [([0] * (i % 11 + 1), [0] * (i % 5 + 1)) for i in range(50)]
+    batches = epoch_batches(encoded, 8, seed=3, epoch=1)
+    assert sorted(i for b in batches for i in b) == list(range(50))
+    assert batches == epoch_batches(encoded, 8, seed=3, epoch=1)
+    assert batches != epoch_batches(encoded, 8, seed=3, epoch=2)
+
+
+def test_empty_train_files_is_an_error(tiny_bert, pair_files, tmp_path):
+    with pytest.raises(UserError, match="train_files is empty"):
+        train_reward_model(_cfg(tiny_bert, pair_files, tmp_path / "x", train_files=[]), log=lambda s: None)
