@@ -19,10 +19,12 @@ import time
 from pathlib import Path
 
 # SmolLM2-135M-Instruct's architecture (its config.json)
-SMOLLM2_135M = dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-                    num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192, rope_theta=100000.0,
-                    rms_norm_eps=1e-5, tie_word_embeddings=True, hidden_act="silu", bos_token_id=1, eos_token_id=2,
-                    pad_token_id=0)
+SMOLLM2_135M = {
+    "vocab_size": 49152, "hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
+    "num_attention_heads": 9, "num_key_value_heads": 3, "max_position_embeddings": 8192, "rope_theta": 100000.0,
+    "rms_norm_eps": 1e-5, "tie_word_embeddings": True, "hidden_act": "silu", "bos_token_id": 1, "eos_token_id": 2,
+    "pad_token_id": 0,
+}
 
 
 def padded_tokenizer(vocab_size: int):
@@ -55,7 +57,7 @@ def build_model(out: Path, layers: int | None) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    arch = dict(SMOLLM2_135M, **({"num_hidden_layers": layers} if layers else {}))
+    arch = {**SMOLLM2_135M, **({"num_hidden_layers": layers} if layers else {})}
     torch.manual_seed(0)
     model = LlamaForCausalLM(LlamaConfig(**arch))
     model.generation_config.eos_token_id = 2

@@ -103,7 +103,8 @@ class TransformersGenerator:
 
 
 def _vllm(cfg: GenerationConfig, tokenizer, policy: PolicyConfig) -> Generator:
-    from optune.generation_vllm import VLLMGenerator  # vLLM is optional: imported only when chosen
+    # vLLM is optional: imported only when chosen
+    from optune.generation_vllm import VLLMGenerator
 
     return VLLMGenerator(cfg, tokenizer, policy)
 

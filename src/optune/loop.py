@@ -25,9 +25,9 @@ import torch
 from tqdm.auto import tqdm
 
 from optune import lora
-from optune.distributed import Dist, batched
 from optune.config import RunConfig
-from optune.generation import Generator, encode_prompt
+from optune.distributed import Dist, batched
+from optune.generation import Generator
 from optune.policy import load_model
 from optune.rewards import RewardBackend, checked_score
 from optune.selection import select_prompts

@@ -107,7 +107,7 @@ class RunStore:
         self.root = Path(root)
 
     @classmethod
-    def open_existing(cls, root: str) -> "RunStore":
+    def open_existing(cls, root: str) -> RunStore:
         path = Path(root)
         if not path.is_dir():
             raise UserError(f"cannot resume {root}: no such directory")
@@ -118,7 +118,7 @@ class RunStore:
         return store
 
     @classmethod
-    def create(cls, root: Path, config_yaml: str, versions: dict) -> "RunStore":
+    def create(cls, root: Path, config_yaml: str, versions: dict) -> RunStore:
         if root.exists() and any(root.iterdir()):
             raise UserError(f"output directory {root} already exists and is not empty; use --resume {root}")
         root.mkdir(parents=True, exist_ok=True)

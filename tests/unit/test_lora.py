@@ -7,12 +7,12 @@ import torch
 
 pytest.importorskip("peft")
 
-from optune import lora  # noqa: E402
-from optune.config import LoraConfig, LossConfig, TrainConfig  # noqa: E402
-from optune.errors import UserError  # noqa: E402
-from optune.policy import load_model  # noqa: E402
-from optune.training import reference_logps, train_iteration  # noqa: E402
-from tests.unit.test_training import make_pairs  # noqa: E402
+from optune import lora
+from optune.config import LoraConfig, LossConfig, TrainConfig
+from optune.errors import UserError
+from optune.policy import load_model
+from optune.training import reference_logps, train_iteration
+from tests.unit.test_training import make_pairs
 
 CFG = LoraConfig(r=2, alpha=4.0, target_modules=["q_proj", "v_proj"])
 TRAIN = TrainConfig(optimizer="adamw", lr=5e-2, warmup_ratio=0.0, lr_schedule="constant", batch_size=4,
@@ -32,7 +32,7 @@ def trained(tiny_policy):
 
 
 def test_reference_is_the_model_with_adapter_disabled(tiny_policy):
-    model, before, pairs, ref, log = trained(tiny_policy)
+    model, _, pairs, ref, log = trained(tiny_policy)
     assert abs(log[0]["rewards/margins"]) < 1e-6  # fresh adapter: the policy starts exactly at the reference
     with lora.adapter_disabled(model):
         again = reference_logps(model, pairs, 0, 8, False)
