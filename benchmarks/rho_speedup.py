@@ -1,6 +1,8 @@
 """The embedded default at rho = 1 and rho = 0.5: time split per iteration and end-to-end speedup.
 
-Both runs share one iteration 0 (as in the paper): the rho = 1 run does it, the rho = 0.5 run starts from it.
+Both runs share one iteration 0 (as in the paper): the rho = 0.5 run (the embedded default) does it, the
+rho = 1 run starts from it. A run already finished under --out is reused, so the default run can be timed
+on its own first (`optune run output_dir=OUT/rho0.5`).
 Usage (from the repo root; pin threads so both runs see the same machine):
     OMP_NUM_THREADS=2 python benchmarks/rho_speedup.py --out runs/bench-rho [key.sub=value ...]
 """
@@ -40,8 +42,8 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="extra key.sub=value for both runs")
     args = parser.parse_args()
     out = Path(args.out)
-    full = run(out / "rho1", ["selection.rho=1.0", *args.overrides])
-    half = run(out / "rho0.5", ["selection.rho=0.5", f"init_from={out / 'rho1'}", *args.overrides])
+    half = run(out / "rho0.5", ["selection.rho=0.5", *args.overrides])
+    full = run(out / "rho1", ["selection.rho=1.0", f"init_from={out / 'rho0.5'}", *args.overrides])
     table("rho = 1.0 (Algorithm 2, every prompt regenerated)", full)
     table("rho = 0.5 (OPTune)", half)
     total_full, total_half = full[-1]["time/elapsed_s"], half[-1]["time/elapsed_s"]
