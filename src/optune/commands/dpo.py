@@ -7,9 +7,8 @@ import dataclasses
 import time
 
 from optune.commands import run as run_command
-from optune.config import describe, load_config
+from optune.config import describe
 from optune.errors import UserError
-from optune.store import RunStore
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -25,13 +24,8 @@ def main(args: argparse.Namespace) -> int:
     if args.help_config:
         print("\n".join(describe()))
         return 0
-    if args.resume:
-        if args.config or args.overrides:
-            raise UserError("--resume takes the run's own config; drop --config and overrides")
-        store = RunStore.open_existing(args.resume)
-        cfg = load_config(str(store.root / "config.yaml"))
-    else:
-        store, cfg = None, load_config(args.config, args.overrides)
+    store, cfg = run_command.run_config(args)
+    if store is None:
         if cfg.init_from:
             raise UserError("init_from is for online runs; optune dpo starts from policy.model")
         if cfg.output_dir is None:

@@ -138,17 +138,21 @@ def prepare(cfg: RunConfig, store: RunStore | None, prompts: list[dict] | None =
                         prompts=prompts, heldout=heldout, initial_model_path=initial, tracker=tracker, dist=dist)
 
 
-def main(args: argparse.Namespace) -> int:
-    if args.help_config:
-        print("\n".join(describe()))
-        return 0
+def run_config(args: argparse.Namespace) -> tuple[RunStore | None, RunConfig]:
+    """The store and config of a resumed run (its own config), or no store and the config asked for."""
     if args.resume:
         if args.config or args.overrides:
             raise UserError("--resume takes the run's own config; drop --config and overrides")
         store = RunStore.open_existing(args.resume)
-        cfg = load_config(str(store.root / "config.yaml"))
-    else:
-        store, cfg = None, load_config(args.config, args.overrides)
+        return store, load_config(str(store.root / "config.yaml"))
+    return None, load_config(args.config, args.overrides)
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.help_config:
+        print("\n".join(describe()))
+        return 0
+    store, cfg = run_config(args)
     from optune import distributed, loop
 
     dist = distributed.init()
