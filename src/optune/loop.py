@@ -31,7 +31,8 @@ from optune.generation import Generator
 from optune.policy import load_model
 from optune.rewards import RewardBackend, checked_score
 from optune.selection import select_prompts
-from optune.store import RunStore, read_json, read_jsonl, write_json, write_jsonl
+from optune.losses import pair_weights
+from optune.store import RunStore, atomic_save_dir, is_writer, read_json, read_jsonl, write_json, write_jsonl
 from optune.training import reference_logps, train_iteration
 
 
@@ -55,8 +56,6 @@ class Context:
 
 
 def _bar(desc: str, total: int):
-    from optune.store import is_writer
-
     return tqdm(total=total, desc=desc, unit="it", leave=False, dynamic_ncols=True, disable=not is_writer())
 
 
@@ -177,8 +176,6 @@ def build_pairs(ctx: Context, t: int, state: dict[str, dict], labelled: bool = F
             if chosen["generated_at"] == rejected["generated_at"] == t:
                 pairs[-1].update(chosen_logp=chosen.get("logp"), rejected_logp=rejected.get("logp"))
     if ctx.cfg.loss.type == "wdpo":
-        from optune.losses import pair_weights
-
         w = pair_weights(torch.tensor([r["chosen_reward"] for r in rows]),
                          torch.tensor([r["rejected_reward"] for r in rows]), ctx.cfg.loss.beta2)
         for row, weight in zip(rows, w.tolist()):
@@ -253,8 +250,6 @@ def train(ctx: Context, t: int, pairs: list[dict]) -> dict:
             write_json(tmp / "train_metrics.json", metrics)
             write_jsonl(tmp / "train_log.jsonl", log_rows)
 
-        from optune.store import atomic_save_dir
-
         atomic_save_dir(ckpt, save)  # main process only
         if ctx.dist.active:  # every process continues from the saved pi_{t+1}, whatever wrapped it
             ctx.dist.barrier()
@@ -293,8 +288,8 @@ def iteration_metrics(ctx: Context, t: int, state: dict, pairs: list[dict], ties
     chosen = [chosen_reward(state[p["id"]]) for p in ctx.prompts]
     rejected = [min(r["reward"] for r in state[p["id"]]["responses"]) for p in ctx.prompts]
     eos = [r["eos"] for p in ctx.prompts for r in state[p["id"]]["responses"]]
-    metrics = {"iteration": t, **{k: v for k, v in train_metrics.items()},
-               "objective/scores": _mean(chosen), "objective/scores_margin": _mean(c - r for c, r in zip(chosen, rejected)),
+    metrics = {"iteration": t, **train_metrics, "objective/scores": _mean(chosen),
+               "objective/scores_margin": _mean(c - r for c, r in zip(chosen, rejected)),
                "objective/scores_all": _mean(chosen + rejected), "val/contain_eos_token": _mean(eos),
                "pairs/trained": len(pairs), "pairs/dropped_ties": ties if ctx.cfg.loss.drop_ties else 0,
                "pairs/ties": ties, "selection/n_regenerated": n_picked,
