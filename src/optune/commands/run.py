@@ -53,7 +53,8 @@ def default_output_dir(cfg: RunConfig) -> Path:
     return Path("runs") / f"{stamp}-{cfg.selection.strategy}-rho{cfg.selection.rho:g}-{cfg.loss.type}"
 
 
-SHARED_ITERATION0 = ("policy", "data", "generation", "reward", "seed")
+# iteration 0 samples, scores and trains pi_0 -> pi_1, so everything but selection must match to share it
+SHARED_ITERATION0 = ("policy", "data", "generation", "reward", "seed", "loss", "train", "lora")
 
 
 def adopt_iteration0(cfg: RunConfig, store: RunStore) -> None:
