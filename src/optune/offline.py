@@ -8,15 +8,23 @@ policy as the reference, the same run directory, metrics, checkpoints, held-out 
 
 from __future__ import annotations
 
+import random
+
 from optune.preferences import PreferenceData
 from optune.rewards import checked_score
 
 
-def prompt_records(data: PreferenceData, limit: int | None) -> list[dict]:
-    """One prompt record per pair; the pair itself rides along for `scored_pairs`."""
-    pairs = data.pairs[:limit] if limit else data.pairs
-    return [{"id": f"pair-{i:06d}", "prompt": p["prompt"], "history": p["history"], "pair": p}
-            for i, p in enumerate(pairs)]
+def prompt_records(data: PreferenceData, limit: int | None, seed: int = 0) -> list[dict]:
+    """One prompt record per pair; the pair itself rides along for `scored_pairs`.
+
+    With a limit, a seeded uniform sample of the pairs (in file order): preference files are often
+    grouped by source, so their first N pairs would not be representative.
+    """
+    keep = range(len(data.pairs))
+    if limit and limit < len(data.pairs):
+        keep = sorted(random.Random(seed).sample(keep, limit))
+    return [{"id": f"pair-{i:06d}", "prompt": data.pairs[i]["prompt"], "history": data.pairs[i]["history"],
+             "pair": data.pairs[i]} for i in keep]
 
 
 def response_ids(tokenizer, text: str, max_tokens: int) -> tuple[list[int], bool]:

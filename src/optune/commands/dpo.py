@@ -14,7 +14,8 @@ from optune.errors import UserError
 def configure(parser: argparse.ArgumentParser) -> None:
     run_command.configure(parser)
     parser.epilog = ("data.train names the preference data: JSON/JSONL {prompt, chosen, rejected}, HH-RLHF "
-                     "transcripts (.jsonl.gz) or hf:NAME[:SPLIT]; several separated by commas.")
+                     "transcripts (.jsonl.gz) or hf:NAME[:SPLIT]; several separated by commas. "
+                     "data.max_prompts=N trains on a seeded random sample of N pairs.")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -37,7 +38,7 @@ def main(args: argparse.Namespace) -> int:
         raise UserError("optune dpo needs preference pairs in data.train (the built-in task has prompts only)")
     data = read_preferences([s.strip() for s in cfg.data.train.split(",") if s.strip()])
     print(f"optune dpo: {data.summary()}", flush=True)
-    ctx = run_command.prepare(cfg, store, prompts=offline.prompt_records(data, cfg.data.max_prompts))
+    ctx = run_command.prepare(cfg, store, prompts=offline.prompt_records(data, cfg.data.max_prompts, cfg.seed))
     print(f"optune dpo: {ctx.store.root} | {len(ctx.prompts)} pairs, {len(ctx.heldout)} held-out | "
           f"{cfg.loss.type}, {cfg.train.epochs} epochs", flush=True)
     results = loop.run(ctx, offline=offline.scored_pairs)
