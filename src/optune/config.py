@@ -3,7 +3,7 @@
 Each field carries a docstring (the string literal under it); `field_docs` reads them for help text and for
 the error listing valid keys. YAML files mirror the dataclasses; `key.sub=value` overrides apply on top. The
 defaults are the embedded default run (`optune run` with no arguments); `configs/paper.yaml` holds the paper's
-7B settings.
+7B settings. `load_dataclass` and `describe` serve any config dataclass built this way (optune.reward_config too).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import inspect
 import math
 import re
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -21,6 +22,8 @@ from pathlib import Path
 import yaml
 
 from optune.errors import UserError
+
+T = typing.TypeVar("T")
 
 
 @dataclass
@@ -221,8 +224,12 @@ def _coerce(value, tp, key: str):
             return None
         return _coerce(value, next(a for a in args if a is not type(None)), key)
     if origin is list:
-        if not isinstance(value, list):
-            value = [value] if isinstance(value, str) and value else []
+        if value is None or value == "":
+            value = []
+        elif isinstance(value, str):  # one item may be given without brackets
+            value = [value]
+        elif not isinstance(value, list):
+            _fail(value, f"a list of {args[0].__name__}", key)
         return [_coerce(v, args[0], key) for v in value]
     if tp is bool:
         if isinstance(value, bool):
@@ -244,7 +251,8 @@ def _coerce(value, tp, key: str):
 
 
 def _fail(value, tp, key: str):
-    raise UserError(f"config key {key}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
+    expected = tp if isinstance(tp, str) else getattr(tp, "__name__", tp)
+    raise UserError(f"config key {key}: expected {expected}, got {value!r}")
 
 
 def _apply(obj, data: dict, prefix: str = "") -> None:
@@ -276,7 +284,7 @@ def _nest(dotted: str, value) -> dict:
 def parse_override(text: str) -> dict:
     """"loss.beta1=0.2" -> {"loss": {"beta1": 0.2}}; the value is parsed as YAML."""
     if "=" not in text:
-        raise UserError(f"override {text!r} is not of the form key.sub=value")
+        raise UserError(f"override {text!r}: expected key=value (key.sub=value for a nested key)")
     key, raw = text.split("=", 1)
     if not key.strip():
         raise UserError(f"override {text!r} has an empty key")
@@ -287,20 +295,36 @@ def parse_override(text: str) -> dict:
     return _nest(key.strip(), value)
 
 
-def load_config(path: str | None = None, overrides: list[str] = ()) -> RunConfig:
-    """Defaults, then the YAML file, then the overrides; validated."""
-    cfg = RunConfig()
+def read_yaml(path: str) -> dict:
+    """The mapping in a YAML config file; a missing, unreadable or non-mapping file is one clear error."""
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise UserError(f"cannot read config file {path}: {str(err).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"config file {path}: expected a mapping of config keys, got {type(data).__name__}")
+    return data
+
+
+def load_dataclass(cls: type[T], path: str | None = None, overrides: Iterable[str] = ()) -> T:
+    """Defaults of the config dataclass `cls`, then the YAML file, then the `key.sub=value` overrides.
+
+    Unknown keys (listing the valid ones) and mistyped values are errors; range checks are the caller's.
+    """
+    obj = cls()
     if path is not None:
-        file = Path(path)
-        if not file.is_file():
-            raise UserError(f"config file {path} does not exist")
-        try:
-            data = yaml.safe_load(file.read_text()) or {}
-        except (OSError, yaml.YAMLError) as err:
-            raise UserError(f"cannot read config file {path}: {str(err).splitlines()[0]}") from None
-        _apply(cfg, data)
+        _apply(obj, read_yaml(path))
     for text in overrides:
-        _apply(cfg, parse_override(text))
+        _apply(obj, parse_override(text))
+    return obj
+
+
+def load_config(path: str | None = None, overrides: Iterable[str] = ()) -> RunConfig:
+    """Defaults, then the YAML file, then the overrides; validated."""
+    cfg = load_dataclass(RunConfig, path, overrides)
     validate(cfg)
     return cfg
 
@@ -312,7 +336,8 @@ def config_from_dict(data: dict) -> RunConfig:
     return cfg
 
 
-def to_dict(cfg: RunConfig) -> dict:
+def to_dict(cfg) -> dict:
+    """A config dataclass as plain data (what its YAML file holds)."""
     return dataclasses.asdict(cfg)
 
 
@@ -377,8 +402,8 @@ def validate(cfg: RunConfig) -> None:
         raise UserError("reward.backend callable needs reward.function (module:function)")
 
 
-def describe() -> list[str]:
-    """Every key with its default and docstring, for `optune run --help-config`."""
+def describe(root: type = RunConfig) -> list[str]:
+    """Every key of the config dataclass `root` with its default and docstring, for `--help-config`."""
     lines = []
 
     def walk(obj, prefix):
@@ -390,5 +415,5 @@ def describe() -> list[str]:
             else:
                 lines.append(f"{prefix}{f.name} = {value!r}\n    {docs.get(f.name, '')}")
 
-    walk(RunConfig(), "")
+    walk(root(), "")
     return lines

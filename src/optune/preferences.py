@@ -14,14 +14,13 @@ Pairs whose answers are identical carry no preference; they are dropped and coun
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, TypedDict
 
 from optune.errors import UserError
+from optune.records import read_records
 
 HUMAN = "\n\nHuman:"
 ASSISTANT = "\n\nAssistant:"
@@ -179,45 +178,9 @@ def pairs_from_records(records: Iterable[tuple[str, Any]], source: str) -> Prefe
     return data
 
 
-def _open_text(path: str):
-    with open(path, "rb") as fh:
-        magic = fh.read(2)
-    if magic == b"\x1f\x8b":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
-
-
-def _file_records(path: str) -> Iterable[tuple[str, Any]]:
-    """Yield (path:line, record) from a JSONL file or (path[index], record) from a JSON list."""
-    try:
-        with _open_text(path) as fh:
-            text = fh.read()
-    except (OSError, UnicodeDecodeError, EOFError) as err:
-        raise UserError(f"cannot read preference file {path}: {err}") from None
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise UserError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
-        for i, row in enumerate(rows):
-            yield f"{path}[{i}]", row
-        return
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise UserError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
-        yield f"{path}:{lineno}", row
-
-
 def read_preference_file(path: str) -> PreferenceData:
     """Read a .json/.jsonl file, gzip or plain (detected from the bytes, not the name)."""
-    if not os.path.isfile(path):
-        raise UserError(f"preference file not found: {path}")
-    data = pairs_from_records(_file_records(path), path)
+    data = pairs_from_records(read_records(path, "preference file"), path)
     if not data.pairs:
         raise UserError(f"{path}: no usable preference pairs ({data.dropped_identical} identical dropped)")
     return data

@@ -1,61 +1,29 @@
 """Prompt sets: records {"id", "prompt", ...} from the built-in task or from files in the public formats.
 
 Every public set stores its prompts differently (see shared/data/SOURCES.md); reading them here once
-means the loop, the judges and the exporter only ever see one record shape. JSONL files are split on
-"\n" only: some prompts contain U+2028 or other characters that `str.splitlines` would treat as line
-breaks, which would cut a record in two. Every check happens here, before any model is loaded.
+means the loop, the judges and the exporter only ever see one record shape. The files themselves
+(JSON list or JSONL, plain or gzip) are read by optune.records. Every check happens here, before any
+model is loaded.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from optune.errors import UserError
+from optune.records import Located, is_json_list, parse_records, read_records, read_text
 
 BUILTIN = ("verifiable:train", "verifiable:heldout")
 
-
-def _text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"cannot read prompt file {path}: {err}") from None
-
-
 FORMATS = ("lima", "alpaca_eval", "fastchat", "koala", "self_instruct", "wizardlm", "dolly", "prompt")
+KIND = "prompt file"
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    records = []
-    for lineno, line in enumerate(_text(path).split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise UserError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
-        if not isinstance(value, dict):
-            raise UserError(f"{path}:{lineno}: expected a JSON object per line")
-        records.append(value)
-    return records
-
-
-def read_json_list(path: Path) -> list[dict]:
-    try:
-        value = json.loads(_text(path))
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
-    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        raise UserError(f"{path}: expected a JSON list of objects")
-    return value
-
-
-def _field(path: Path, index: int, record: dict, key: str) -> str:
+def _field(where: str, record: dict, key: str) -> str:
     value = record.get(key)
     if not isinstance(value, str) or not value.strip():
-        raise UserError(f"{path}: record {index + 1} has no prompt text (a non-empty {key!r} field)")
+        raise UserError(f"{where}: no prompt text (a non-empty {key!r} field)")
     return value
 
 
@@ -65,16 +33,14 @@ def _join(instruction: str, extra: str | None) -> str:
     return f"{instruction}\n\n{extra}" if extra else instruction
 
 
-def _read_lima(path: Path) -> list[dict]:
-    rows = read_jsonl(path)
-    return [{"id": f"lima_{i}", "prompt": _field(path, i, r, "conversations")} for i, r in enumerate(rows)]
+def _read_lima(rows: Iterable[Located]) -> list[dict]:
+    return [{"id": f"lima_{i}", "prompt": _field(where, r, "conversations")} for i, (where, r) in enumerate(rows)]
 
 
-def _read_alpaca_eval(path: Path) -> list[dict]:
-    rows = read_json_list(path)
+def _read_alpaca_eval(rows: Iterable[Located]) -> list[dict]:
     out = []
-    for i, r in enumerate(rows):
-        rec = {"id": f"alpaca_eval_{i}", "prompt": _field(path, i, r, "instruction")}
+    for i, (where, r) in enumerate(rows):
+        rec = {"id": f"alpaca_eval_{i}", "prompt": _field(where, r, "instruction")}
         for key in ("dataset", "output", "generator"):
             if key in r:
                 rec[key] = r[key]
@@ -82,46 +48,46 @@ def _read_alpaca_eval(path: Path) -> list[dict]:
     return out
 
 
-def _read_fastchat(path: Path) -> list[dict]:
+def _read_fastchat(rows: Iterable[Located]) -> list[dict]:
     out = []
-    for i, r in enumerate(read_jsonl(path)):
+    for i, (where, r) in enumerate(rows):
         turns = r.get("turns")
         if not isinstance(turns, list) or not turns or not isinstance(turns[0], str):
-            raise UserError(f"{path}: record {i + 1} has no 'turns' list of strings")
+            raise UserError(f"{where}: no 'turns' list of strings")
         out.append({"id": str(r.get("question_id", i)), "prompt": turns[0], "category": r.get("category")})
     return out
 
 
-def _read_koala(path: Path) -> list[dict]:
-    return [{"id": str(r.get("id", f"koala_{i}")), "prompt": _field(path, i, r, "prompt")}
-            for i, r in enumerate(read_jsonl(path))]
+def _read_koala(rows: Iterable[Located]) -> list[dict]:
+    return [{"id": str(r.get("id", f"koala_{i}")), "prompt": _field(where, r, "prompt")}
+            for i, (where, r) in enumerate(rows)]
 
 
-def _read_self_instruct(path: Path) -> list[dict]:
+def _read_self_instruct(rows: Iterable[Located]) -> list[dict]:
     out = []
-    for i, r in enumerate(read_jsonl(path)):
+    for i, (where, r) in enumerate(rows):
         instances = r.get("instances") or [{}]
         first = instances[0].get("input", "") if isinstance(instances[0], dict) else ""
-        out.append({"id": str(r.get("id", i)), "prompt": _join(_field(path, i, r, "instruction"), first)})
+        out.append({"id": str(r.get("id", i)), "prompt": _join(_field(where, r, "instruction"), first)})
     return out
 
 
-def _read_wizardlm(path: Path) -> list[dict]:
-    return [{"id": f"wizardlm_{r.get('idx', i)}", "prompt": _field(path, i, r, "Instruction"),
-             "skill": r.get("Skill")} for i, r in enumerate(read_jsonl(path))]
+def _read_wizardlm(rows: Iterable[Located]) -> list[dict]:
+    return [{"id": f"wizardlm_{r.get('idx', i)}", "prompt": _field(where, r, "Instruction"),
+             "skill": r.get("Skill")} for i, (where, r) in enumerate(rows)]
 
 
-def _read_dolly(path: Path) -> list[dict]:
-    return [{"id": f"dolly_{i}", "prompt": _join(_field(path, i, r, "instruction"), r.get("input")),
-             "category": r.get("category")} for i, r in enumerate(read_json_list(path))]
+def _read_dolly(rows: Iterable[Located]) -> list[dict]:
+    return [{"id": f"dolly_{i}", "prompt": _join(_field(where, r, "instruction"), r.get("input")),
+             "category": r.get("category")} for i, (where, r) in enumerate(rows)]
 
 
-def _read_prompt(path: Path) -> list[dict]:
-    rows = read_jsonl(path)
-    return [{**r, "id": str(r.get("id", i)), "prompt": _field(path, i, r, "prompt")} for i, r in enumerate(rows)]
+def _read_prompt(rows: Iterable[Located]) -> list[dict]:
+    return [{**r, "id": str(r.get("id", i)), "prompt": _field(where, r, "prompt")}
+            for i, (where, r) in enumerate(rows)]
 
 
-_READERS: dict[str, Callable[[Path], list[dict]]] = {
+_READERS: dict[str, Callable[[Iterable[Located]], list[dict]]] = {
     "lima": _read_lima, "alpaca_eval": _read_alpaca_eval, "fastchat": _read_fastchat,
     "koala": _read_koala, "self_instruct": _read_self_instruct, "wizardlm": _read_wizardlm,
     "dolly": _read_dolly, "prompt": _read_prompt,
@@ -136,28 +102,23 @@ _SIGNATURES = (
 
 def detect_format(path: Path) -> str:
     """Guess the format from the first record, so users need not name it for the known sets."""
-    text = _text(path).lstrip()
-    if not text or text == "[]":
+    text = read_text(path, KIND)
+    first = next(parse_records(text, path), None)
+    if first is None:
         raise UserError(f"prompt set {path} is empty")
-    if text.startswith("["):
-        first = (read_json_list(path) or [{}])[0]
+    where, first = first
+    if is_json_list(text):
         if "category" in first and "instruction" in first and "generator" not in first:
             return "dolly"
         if "instruction" in first:
             return "alpaca_eval"
         raise UserError(f"{path}: cannot tell the prompt format; pass --format")
-    try:
-        first = json.loads(text.split("\n", 1)[0]) if text else {}
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path}: first line is not valid JSON ({err.msg})") from None
-    if not isinstance(first, dict):
-        raise UserError(f"{path}: expected one JSON object per line")
     for key, fmt in _SIGNATURES:
         if key in first:
             if fmt == "prompt" and str(first.get("id", "")).startswith("koala"):
                 return "koala"
             return fmt
-    raise UserError(f"{path}: no prompt text: records need a 'prompt' field or one of the known formats "
+    raise UserError(f"{where}: no prompt text: records need a 'prompt' field or one of the known formats "
                     f"(first record keys: {sorted(first)})")
 
 
@@ -170,7 +131,7 @@ def read_prompts(path: str | Path, fmt: str = "auto", limit: int | None = None) 
         fmt = detect_format(path)
     if fmt not in _READERS:
         raise UserError(f"unknown prompt format {fmt!r}; choose one of {', '.join(FORMATS)} or auto")
-    records = _READERS[fmt](path)
+    records = _READERS[fmt](read_records(path, KIND))
     if not records:
         raise UserError(f"prompt set {path} is empty")
     ids = [r["id"] for r in records]

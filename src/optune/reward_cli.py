@@ -2,6 +2,7 @@
 
     optune reward train --config configs/reward-hh.yaml output_dir=/work/rm-minilm lr=3e-5
     optune reward train --resume /work/rm-minilm
+    optune reward train --help-config
     optune reward eval --model /work/rm-minilm --data ../shared/data/hh-rlhf/helpful-base/test.jsonl.gz
 """
 
@@ -22,6 +23,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--config", help="YAML file with RewardConfig keys (configs/reward-hh.yaml)")
     train.add_argument("--resume", metavar="OUTPUT_DIR", help="continue an interrupted run from its directory")
     train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. epochs=2")
+    train.add_argument("--help-config", action="store_true", help="list every config key with its meaning")
     ev = sub.add_parser("eval", help="pairwise accuracy, mean margin and accuracy by margin bucket")
     ev.add_argument("--model", required=True, help="trained reward model directory")
     ev.add_argument("--data", required=True, nargs="+", help="held-out preference files (or hf:NAME[:SPLIT])")
@@ -37,7 +39,12 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from optune.reward_config import load_reward_config
+    from optune.config import describe
+    from optune.reward_config import RewardConfig, load_reward_config
+
+    if args.help_config:
+        print("\n".join(describe(RewardConfig)))
+        return 0
     from optune.reward_training import config_for_resume, train_reward_model
 
     if args.resume:

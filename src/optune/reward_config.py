@@ -1,19 +1,17 @@
 """Configuration of reward-model training: one dataclass, a YAML file, `key=value` overrides.
 
-Self-contained on purpose (the general run config may absorb it later): every field has a
-default, a YAML file sets any subset, and command-line `key=value` overrides win. Values in
-overrides are parsed as YAML scalars, so `lr=2e-5`, `epochs=2` and `eval_files=[a.jsonl]` work.
+The machinery is the run config's (optune.config): every field has a default and a docstring, a
+YAML file sets any subset, command-line `key=value` overrides win, and unknown keys are errors that
+list the valid ones. Values in overrides are parsed as YAML, so `lr=2e-5`, `epochs=2` and
+`eval_files=[a.jsonl]` work. Only the range checks below are this config's own.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
-import yaml
-
+from optune.config import load_dataclass
 from optune.errors import UserError
 
 
@@ -61,34 +59,6 @@ class RewardConfig:
     """Seed for the head initialisation, data order and dropout."""
 
 
-def _field_types() -> dict[str, Any]:
-    return {f.name: f for f in dataclasses.fields(RewardConfig)}
-
-
-def _coerce(name: str, value: Any) -> Any:
-    """Check one value against the field's type; the error names the key."""
-    default = getattr(RewardConfig(), name)
-    if name in ("train_files", "eval_files"):
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise UserError(f"config {name}: expected a list of paths, got {value!r}")
-        return value
-    if name in ("max_steps", "gguf_file") and value is None:
-        return None
-    if name == "gguf_file":
-        return str(value)
-    expected = type(default) if default is not None else int
-    if expected is float and isinstance(value, (int, str)) and not isinstance(value, bool):
-        try:  # YAML 1.1 reads "2e-5" (no dot) as a string
-            value = float(value)
-        except ValueError:
-            pass
-    if not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
-        raise UserError(f"config {name}: expected {expected.__name__}, got {value!r}")
-    return value
-
-
 def _validate(cfg: RewardConfig) -> None:
     positive = ["max_length", "batch_size", "eval_every", "save_every", "eval_max_pairs", "stats_max_pairs"]
     for name in positive:
@@ -102,36 +72,8 @@ def _validate(cfg: RewardConfig) -> None:
         raise UserError(f"config max_steps: must be positive, got {cfg.max_steps}")
 
 
-def load_reward_config(path: str | None = None, overrides: list[str] | None = None) -> RewardConfig:
+def load_reward_config(path: str | None = None, overrides: Iterable[str] | None = None) -> RewardConfig:
     """Defaults <- YAML file <- `key=value` overrides; unknown keys and bad values are errors."""
-    values: dict[str, Any] = {}
-    if path:
-        if not os.path.isfile(path):
-            raise UserError(f"config file not found: {path}")
-        try:
-            with open(path, encoding="utf-8") as fh:
-                loaded = yaml.safe_load(fh) or {}
-        except yaml.YAMLError as err:
-            raise UserError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
-        if not isinstance(loaded, dict):
-            raise UserError(f"{path}: expected a mapping of config keys")
-        values.update(loaded)
-    for item in overrides or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"override {item!r}: expected key=value")
-        try:
-            values[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            values[key.strip()] = raw
-    known = _field_types()
-    for key in values:
-        if key not in known:
-            raise UserError(f"unknown config key {key!r} (known: {', '.join(known)})")
-    cfg = RewardConfig(**{k: _coerce(k, v) for k, v in values.items()})
+    cfg = load_dataclass(RewardConfig, path, overrides or ())
     _validate(cfg)
     return cfg
-
-
-def config_to_dict(cfg: RewardConfig) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)

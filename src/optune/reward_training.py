@@ -25,10 +25,11 @@ import torch
 import yaml
 from tqdm import tqdm
 
+from optune.config import to_dict
 from optune.errors import UserError
 from optune.losses import bradley_terry_loss
 from optune.preferences import PreferencePair, read_preferences
-from optune.reward_config import RewardConfig, config_to_dict, load_reward_config
+from optune.reward_config import RewardConfig, load_reward_config
 from optune.reward_model import (
     STATS_FILE,
     encode,
@@ -120,7 +121,7 @@ def prepare_output(cfg: RewardConfig, resume: bool) -> None:
     if os.path.isfile(os.path.join(out, RESUME_FILE)):
         raise UserError(f"{out} holds an unfinished run; resume it with --resume {out} or choose another output_dir")
     os.makedirs(out, exist_ok=True)
-    _write_text_atomic(os.path.join(out, CONFIG_FILE), yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    _write_text_atomic(os.path.join(out, CONFIG_FILE), yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
 def config_for_resume(output_dir: str) -> RewardConfig:

@@ -115,7 +115,7 @@ def test_non_hh_transcript_without_prompt_is_reported(tmp_path):
 
 
 def test_missing_file_and_wrong_message_role(tmp_path):
-    with pytest.raises(UserError, match="not found"):
+    with pytest.raises(UserError, match=r"preference file .*nope\.jsonl does not exist"):
         read_preferences([str(tmp_path / "nope.jsonl")])
     path = _jsonl(tmp_path / "r.jsonl", [{"prompt": "x", "chosen": [{"role": "user", "content": "a"}], "rejected": "b"}])
     with pytest.raises(UserError, match=r"r\.jsonl:1: 'chosen' message list must end with an assistant message"):

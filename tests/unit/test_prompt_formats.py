@@ -117,5 +117,5 @@ def test_real_self_instruct_matches_alpaca_eval_merge():
 def test_garbage_first_line_is_a_user_error(tmp_path):
     p = tmp_path / "g.jsonl"
     p.write_text("hello\n")
-    with pytest.raises(UserError, match="first line is not valid JSON"):
+    with pytest.raises(UserError, match=r"g\.jsonl:1: not valid JSON"):
         read_prompts(p)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from optune.errors import UserError
 from optune.eval.export import write_json_atomic
-from optune.prompts import read_json_list, read_jsonl
+from optune.records import is_json_list, parse_records, read_text
 
 
 def read_outputs(path: str | Path, records: list[dict]) -> list[str]:
@@ -23,13 +23,13 @@ def read_outputs(path: str | Path, records: list[dict]) -> list[str]:
     JSONL rows need "id" or "prompt_id", and "response" or "output".
     """
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"outputs file not found: {path}")
-    if path.read_text(encoding="utf-8").lstrip().startswith("["):
-        by_key = {r.get("instruction"): r.get("output") for r in read_json_list(path)}
+    text = read_text(path, "outputs file")
+    rows = [r for _, r in parse_records(text, path)]
+    if is_json_list(text):
+        by_key = {r.get("instruction"): r.get("output") for r in rows}
         keys = [rec["prompt"] for rec in records]
     else:
-        by_key = {str(r.get("id", r.get("prompt_id"))): r.get("response", r.get("output")) for r in read_jsonl(path)}
+        by_key = {str(r.get("id", r.get("prompt_id"))): r.get("response", r.get("output")) for r in rows}
         keys = [rec["id"] for rec in records]
     missing = [k for k in keys if not isinstance(by_key.get(k), str)]
     if missing:

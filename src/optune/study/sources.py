@@ -9,11 +9,11 @@ normalising line endings and outer whitespace, since exporters differ in exactly
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from optune.errors import UserError
+from optune.records import read_records
 
 PROMPT_KEYS = ("instruction", "prompt")
 RESPONSE_KEYS = ("output", "response")
@@ -34,31 +34,6 @@ def normalise_prompt(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n").strip()
 
 
-def _records(path: Path) -> list[object]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"{path}: cannot read ({err})") from None
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise UserError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
-        return list(data)
-    records = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as err:
-            raise UserError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
-    return records
-
-
 def _field(record: dict, keys: tuple[str, ...], where: str) -> str:
     for key in keys:
         if key in record:
@@ -76,14 +51,10 @@ def read_system(path: str | Path, name: str | None = None) -> SystemOutputs:
     with repeated prompts still yields one unambiguous item per prompt.
     """
     path = Path(path)
-    records = _records(path)
     responses: dict[str, str] = {}
     generators: set[str] = set()
     duplicates = 0
-    for index, record in enumerate(records, start=1):
-        where = f"{path}: record {index}"
-        if not isinstance(record, dict):
-            raise UserError(f"{where}: must be a JSON object")
+    for where, record in read_records(path, "responses file"):
         prompt = normalise_prompt(_field(record, PROMPT_KEYS, where))
         if not prompt:
             raise UserError(f"{where}: empty prompt")

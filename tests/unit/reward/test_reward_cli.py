@@ -64,3 +64,8 @@ def test_empty_and_one_sided_data_files(tiny_bert, tmp_path, capsys):
         last = err.strip().splitlines()[-1]
         assert code == 2 and last.startswith("optune reward: error:") and message in last, err
         assert "Traceback" not in err
+
+
+def test_help_config_lists_every_key(capsys):
+    code, stdout, _ = _run(capsys, ["reward", "train", "--help-config"])
+    assert code == 0 and "train_files = []" in stdout and "stats_max_pairs = 1000" in stdout

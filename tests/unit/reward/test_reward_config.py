@@ -26,10 +26,11 @@ def test_list_override_and_string_promoted_to_list():
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("nonsense=1", "unknown config key 'nonsense'"),
-        ("batch_size=abc", "config batch_size: expected int"),
+        ("nonsense=1", "unknown config key 'nonsense'; valid keys here: backbone, "),
+        ("batch_size=abc", "config key batch_size: expected int"),
         ("batch_size=0", "config batch_size: must be positive"),
-        ("batch_size=true", "config batch_size: expected int"),
+        ("batch_size=true", "config key batch_size: expected int"),
+        ("train_files=5", "config key train_files: expected a list of str"),
         ("warmup_ratio=1.5", "warmup_ratio: must be in"),
         ("lr", "expected key=value"),
     ],
@@ -44,5 +45,17 @@ def test_bad_yaml_file(tmp_path):
     path.write_text("- just\n- a list\n")
     with pytest.raises(UserError, match="expected a mapping"):
         load_reward_config(str(path))
-    with pytest.raises(UserError, match="config file not found"):
+    with pytest.raises(UserError, match="config file .*missing.yaml does not exist"):
         load_reward_config(str(tmp_path / "missing.yaml"))
+
+
+def test_every_key_is_described():
+    import dataclasses
+
+    from optune.config import describe
+    from optune.reward_config import RewardConfig
+
+    lines = describe(RewardConfig)
+    assert len(lines) == len(dataclasses.fields(RewardConfig))
+    assert all(line.split("\n    ", 1)[1].strip() for line in lines)
+    assert lines[0].startswith("backbone = 'minilm'\n    Model to put")

@@ -43,7 +43,7 @@ def test_create_input_errors_are_one_line(tmp_path, capsys):
         (["--system", str(a), "--system", str(b), "--system", f"C={b}", "--compare", "ALPHA-7B:beta"],
          "are in no --compare"),
         (["--system", str(a), "--system", str(a)], "distinct"),
-        (["--system", str(a), "--system", str(tmp_path / "missing.json")], "no such file"),
+        (["--system", str(a), "--system", str(tmp_path / "missing.json")], "missing.json does not exist"),
         (["--system", str(a), "--system", str(b), "--raters", "2", "--ratings-per-item", "3"], "ratings-per-item"),
         (["--system", str(a), "--system", str(b), "--rater-names", "ann,,bob"], "rater-names"),
     ]

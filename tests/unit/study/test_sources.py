@@ -25,7 +25,7 @@ def test_jsonl_file_named_by_stem_and_duplicates_keep_first(tmp_path):
     ('{"prompt": "x"}\n', "needs one of the fields output, response"),
     ('{"prompt": 3, "response": "a"}\n', "must be a string"),
     ('{"prompt": "x", "response": "a"}\nnot json\n', ":2: not valid JSON"),
-    ('[1, 2]', "must be a JSON object"),
+    ('[1, 2]', "bad.jsonl:1: expected a JSON object, got a number"),
     ('', "no responses"),
     ('{"prompt": "  ", "response": "a"}\n', "empty prompt"),
 ])
@@ -37,7 +37,7 @@ def test_bad_files_give_one_clear_error(tmp_path, content, message):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(UserError, match="no such file"):
+    with pytest.raises(UserError, match=r"responses file .*nope\.json does not exist"):
         sources.read_system(tmp_path / "nope.json")
 
 
