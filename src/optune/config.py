@@ -329,13 +329,6 @@ def load_config(path: str | None = None, overrides: Iterable[str] = ()) -> RunCo
     return cfg
 
 
-def config_from_dict(data: dict) -> RunConfig:
-    cfg = RunConfig()
-    _apply(cfg, data)
-    validate(cfg)
-    return cfg
-
-
 def to_dict(cfg) -> dict:
     """A config dataclass as plain data (what its YAML file holds)."""
     return dataclasses.asdict(cfg)
