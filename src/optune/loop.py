@@ -332,9 +332,11 @@ def run_iteration(ctx: Context, t: int, state: dict[str, dict], offline=None) ->
 
 def summary_line(m: dict) -> str:
     heldout = f" heldout {m['eval/heldout_reward']:.4f}" if "eval/heldout_reward" in m else ""
+    # an iteration whose pairs were all ties trains nothing, so it has no loss
+    loss = f" | loss {m['loss']:.4f} acc {m['rewards/accuracies']:.2f}" if "loss" in m else " | no training"
     return (f"iter {m['iteration']}: regenerated {m['selection/n_regenerated']} ({m['selection/frac_regenerated']:.0%})"
             f" | reward chosen {m['objective/scores']:.4f} | pairs {m['pairs/trained']} (ties dropped "
-            f"{m['pairs/dropped_ties']}) | loss {m['loss']:.4f} acc {m['rewards/accuracies']:.2f}{heldout}"
+            f"{m['pairs/dropped_ties']}){loss}{heldout}"
             f" | gen {m['time/generation_s']:.0f}s reward {m['time/rewarding_s']:.1f}s train "
             f"{m['time/training_s']:.0f}s ({m['time/iteration_s']:.0f}s)")
 

@@ -70,6 +70,18 @@ def test_tiny_run_end_to_end(tmp_path, capsys):
     AutoModelForCausalLM.from_pretrained(run / "iter_001" / "checkpoint")
 
 
+def test_all_ties_iteration_trains_nothing_and_finishes(tmp_path, capsys):
+    """A constant reward makes every pair a tie: nothing is trained, the run still completes."""
+    flat = tmp_path / "flat.py"
+    flat.write_text("def reward(prompts, responses):\n    return [0.5] * len(responses)\n")
+    run = tmp_path / "run"
+    assert run_cli(f"output_dir={run}", f"reward.function={flat}:reward") == 0
+    metrics = rows(run / "metrics.jsonl")
+    assert [m["pairs/trained"] for m in metrics] == [0, 0] and all("loss" not in m for m in metrics)
+    assert "no training" in capsys.readouterr().out
+    check_complete(run)
+
+
 def test_rho1_optune_equals_full(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     assert run_cli(f"output_dir={a}", "selection.rho=1.0") == 0
