@@ -141,6 +141,9 @@ class TrainConfig:
     here it was 1.6x slower for SmolLM2-135M (docs/benchmarks.md)."""
     gradient_checkpointing: bool = False
     """Trade compute for activation memory."""
+    save_steps: int = 10
+    """Save the training state (weights, optimizer, step) every N optimizer steps, so a killed run resumes
+    mid-iteration instead of redoing the iteration's training; 0: never (single-process runs only)."""
 
 
 @dataclass
@@ -372,6 +375,8 @@ def validate(cfg: RunConfig) -> None:
             raise UserError(f"{key} must be at least 1 or null; got {_get(cfg, key)}")
     if not 0 <= cfg.generation.min_new_tokens <= cfg.generation.max_new_tokens:
         raise UserError("generation.min_new_tokens must be in [0, generation.max_new_tokens]")
+    if cfg.train.save_steps < 0:
+        raise UserError(f"train.save_steps must be >= 0 (0: never); got {cfg.train.save_steps}")
     if not 0 <= cfg.train.warmup_ratio < 1:
         raise UserError(f"train.warmup_ratio must be in [0, 1); got {cfg.train.warmup_ratio}")
     if cfg.train.lr <= 0 or cfg.loss.beta1 <= 0 or cfg.loss.beta2 < 0:

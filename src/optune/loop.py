@@ -234,6 +234,7 @@ def train(ctx: Context, t: int, pairs: list[dict]) -> dict:
         ctx.model = load_model(str(ckpt), ctx.cfg.policy.dtype, ctx.cfg.policy.device)
         return read_json(ckpt / "train_metrics.json")
     release_generator(ctx)
+    state_path = ctx.store.iter_dir(t) / "train_state.pt"
     with Timer(ctx.times, "training"):
         model = lora.attach(ctx.model, ctx.cfg.lora)  # pi_t itself without LoRA
         ref = reference(ctx, t, pairs, model)
@@ -241,7 +242,7 @@ def train(ctx: Context, t: int, pairs: list[dict]) -> dict:
         with _bar(f"iter {t} train", len(pairs) * ctx.cfg.train.epochs) as bar:
             metrics = train_iteration(model, pairs, ref, ctx.tokenizer.pad_token_id, ctx.cfg.train,
                                       ctx.cfg.loss, seed=ctx.cfg.seed + t, progress=bar, log=log_rows.append,
-                                      dist=ctx.dist)
+                                      dist=ctx.dist, state_path=state_path)
         state_dict = ctx.dist.full_state_dict()  # unsharded weights (FSDP/ZeRO-3); every process takes part
 
         def save(tmp):
@@ -251,6 +252,7 @@ def train(ctx: Context, t: int, pairs: list[dict]) -> dict:
             write_jsonl(tmp / "train_log.jsonl", log_rows)
 
         atomic_save_dir(ckpt, save)  # main process only
+        state_path.unlink(missing_ok=True)  # the checkpoint supersedes the mid-iteration state
         if ctx.dist.active:  # every process continues from the saved pi_{t+1}, whatever wrapped it
             ctx.dist.barrier()
             ctx.model = load_model(str(ckpt), ctx.cfg.policy.dtype, ctx.cfg.policy.device)

@@ -10,6 +10,7 @@ Layout (RUN = the run directory, t = iteration, zero-padded to 3 digits):
   RUN/iter_t/responses.jsonl      every prompt's current two responses after this iteration's regeneration
   RUN/iter_t/pairs.jsonl          the pairs trained on (chosen/rejected rewards, weight) and the dropped ties
   RUN/iter_t/ref_logps.json       reference log-probs of the pairs (computed once)
+  RUN/iter_t/train_state.pt       training state every train.save_steps steps (deleted once checkpoint/ exists)
   RUN/iter_t/checkpoint/          pi_{t+1}: safetensors + tokenizer, loadable by transformers
   RUN/iter_t/heldout/batch_k.jsonl, heldout.jsonl   held-out responses of pi_{t+1} and their rewards
   RUN/iter_000/heldout_start.jsonl                  the same for pi_0

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
+from pathlib import Path
 
 import torch
 
@@ -155,11 +157,15 @@ def micro_batch(model, pairs: list[dict], mb: list[int], tensors: tuple, scale: 
 
 
 def train_iteration(model, pairs: list[dict], ref: tuple[list, list], pad_id: int, cfg: TrainConfig,
-                    loss_cfg: LossConfig, seed: int, progress=None, log=None, dist=None) -> dict:
+                    loss_cfg: LossConfig, seed: int, progress=None, log=None, dist=None,
+                    state_path: Path | None = None) -> dict:
     """Train in place on `pairs`; returns the iteration's mean metrics (TRL names).
 
     With an active `dist` (optune.distributed) each step's pairs are split over processes; the loss is
     multiplied by the world size because DDP/FSDP average the processes' gradients.
+    With `state_path` (single process), the training state is saved there every `cfg.save_steps` steps
+    and, if present, training continues from it: the step plan is a function of the seed, so skipping
+    the finished steps reproduces the uninterrupted run.
     """
     from optune.distributed import Dist
 
@@ -174,8 +180,18 @@ def train_iteration(model, pairs: list[dict], ref: tuple[list, list], pad_id: in
     tensors = tuple(torch.tensor(x, dtype=torch.float32, device=device) for x in ref) + tuple(
         torch.tensor([p[k] for p in pairs], dtype=torch.float32, device=device)
         for k in ("chosen_reward", "rejected_reward"))
-    totals: dict[str, float] = {}
+    state_path = None if dist.active or not cfg.save_steps else state_path
+    start, totals, rows = load_train_state(state_path, model, optimizer, scheduler)
+    if log is not None:
+        for row in rows:
+            log(row)
+    if start:
+        print(f"training resumes after step {start} of {len(plan)} ({state_path.name})", flush=True)
+        if progress is not None:
+            progress.update(sum(len(mb) for step in plan[:start] for mb in step))
     for step, micro_batches in enumerate(plan):
+        if step < start:
+            continue
         n_step = sum(len(mb) for mb in micro_batches)
         mine, n_micro = rank_share(micro_batches, cfg.batch_size, dist.world, dist.rank)
         sums = [0.0] * len(STAT_KEYS)
@@ -195,10 +211,13 @@ def train_iteration(model, pairs: list[dict], ref: tuple[list, list], pad_id: in
         optimizer.zero_grad(set_to_none=True)
         stats["rewards/margins"] = stats["rewards/chosen"] - stats["rewards/rejected"]
         stats["lr"] = scheduler.get_last_lr()[0]
+        rows.append({"step": step, **stats})
         if log is not None:
-            log({"step": step, **stats})
+            log(rows[-1])
         for key, value in stats.items():
             totals[key] = totals.get(key, 0.0) + value / len(plan)
+        if state_path is not None and (step + 1) % cfg.save_steps == 0 and step + 1 < len(plan):
+            save_train_state(state_path, model, optimizer, scheduler, step + 1, totals, rows)
         if progress is not None:
             progress.update(n_step)
             progress.set_postfix(loss=f"{stats['loss']:.4f}", acc=f"{stats['rewards/accuracies']:.2f}")
@@ -206,3 +225,25 @@ def train_iteration(model, pairs: list[dict], ref: tuple[list, list], pad_id: in
         dist.unwrap(model).gradient_checkpointing_disable()
     totals["train/steps"] = len(plan)
     return totals
+
+
+def save_train_state(path: Path, model, optimizer, scheduler, step: int, totals: dict, rows: list[dict]) -> None:
+    """Weights, optimizer and schedule after `step` finished steps, with the metrics so far (atomic)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save({"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "totals": totals, "rows": rows}, tmp)
+    os.replace(tmp, path)
+
+
+def load_train_state(path: Path | None, model, optimizer, scheduler) -> tuple[int, dict, list[dict]]:
+    """(finished steps, metric sums, log rows) from a saved state, loaded into the objects; (0, {}, []) if none."""
+    if path is None:
+        return 0, {}, []
+    path.with_name(f".{path.name}.tmp").unlink(missing_ok=True)  # a save cut short by a kill
+    if not path.is_file():
+        return 0, {}, []
+    state = torch.load(path, map_location=next(model.parameters()).device, weights_only=False)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    return state["step"], state["totals"], state["rows"]

@@ -122,24 +122,34 @@ def _kill_when(proc: subprocess.Popen, path: Path, timeout: float = 120) -> None
     proc.wait()
 
 
-@pytest.mark.parametrize("phase", ["generation", "training"])
-def test_resume_after_sigkill(tmp_path, phase):
-    # small batches make generation span many files; many epochs make training long enough to hit
-    extra = ["generation.batch_size=2", "train.epochs=30"]
+KILL_AT = {"generation": "gen/batch_00000.jsonl", "training": "ref_logps.json", "mid-training": "train_state.pt"}
+
+
+@pytest.mark.parametrize("phase", sorted(KILL_AT))
+def test_resume_after_sigkill(tmp_path, phase, capsys):
+    # small batches make generation span many files; many epochs make training long enough to hit;
+    # the training state is saved every 3 of the iteration's 60 steps
+    extra = ["generation.batch_size=2", "train.epochs=30", "train.save_steps=3"]
     reference = tmp_path / "clean"
     assert run_cli(f"output_dir={reference}", *extra) == 0
     run = tmp_path / "killed"
     proc = _start(run, *extra)
-    marker = run / "iter_001" / ("gen/batch_00000.jsonl" if phase == "generation" else "ref_logps.json")
-    _kill_when(proc, marker)
+    _kill_when(proc, run / "iter_001" / KILL_AT[phase])
     assert not (run / "iter_001" / "metrics.json").exists(), "killed too late"
+    if phase == "mid-training":
+        assert not (run / "iter_001" / "checkpoint").exists(), "killed too late"
     assert main(["run", "--resume", str(run)]) == 0
+    assert ("training resumes after step" in capsys.readouterr().out) == (phase == "mid-training")
     check_complete(run)
     # resuming reproduces the uninterrupted run exactly: nothing lost, nothing generated twice
     for t in (0, 1):
         for name in ("responses.jsonl", "pairs.jsonl"):
             assert (run / f"iter_{t:03d}" / name).read_text() == (reference / f"iter_{t:03d}" / name).read_text()
     assert strip_times(rows(run / "metrics.jsonl")) == strip_times(rows(reference / "metrics.jsonl"))
+    for name in ("model.safetensors", "train_log.jsonl"):
+        ckpt = Path("iter_001") / "checkpoint" / name
+        assert (run / ckpt).read_bytes() == (reference / ckpt).read_bytes()
+    assert not (run / "iter_001" / "train_state.pt").exists()
 
 
 def write(path: Path, rows_: list) -> str:
