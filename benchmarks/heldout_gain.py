@@ -40,7 +40,8 @@ def main() -> None:
     print(f"held-out reward {before.mean():.4f} -> {after.mean():.4f}; gain {gain:+.4f}, "
           f"95% paired bootstrap interval [{lo:+.4f}, {hi:+.4f}]"
           f" ({'excludes' if lo > 0 or hi < 0 else 'includes'} zero)")
-    print(f"all constraints met: {np.mean(before >= 1):.1%} -> {np.mean(after >= 1):.1%}")
+    if before.min() >= 0 and after.max() <= 1:  # the verifiable task's scale: 1 = every constraint met
+        print(f"all constraints met: {np.mean(before >= 1):.1%} -> {np.mean(after >= 1):.1%}")
     order = sorted(ids, key=lambda i: end[i]["reward"] - start[i]["reward"], reverse=True)
     for i in order[: args.examples]:
         print(f"\n--- {i} ---\nPROMPT: {start[i]['prompt']}\nBEFORE ({start[i]['reward']:.3f}): {start[i]['response']}"
