@@ -97,7 +97,7 @@ def test_start_from_shared_iteration0(tmp_path):
     assert run_cli(f"output_dir={b}", f"init_from={a}", "selection.strategy=random") == 0
     assert (a / "iter_000" / "responses.jsonl").read_text() == (b / "iter_000" / "responses.jsonl").read_text()
     assert rows(b / "metrics.jsonl")[0] == rows(a / "metrics.jsonl")[0]
-    for i, differs in enumerate(("seed=5", "loss.type=dpo", "train.lr=1e-3")):
+    for i, differs in enumerate(("seed=5", "loss.type=dpo", "train.lr=5e-4")):
         assert run_cli(f"output_dir={tmp_path / f'c{i}'}", f"init_from={a}", differs) == 2
         assert not (tmp_path / f"c{i}").exists()
     # a run made before a config key existed still matches: missing keys compare as their defaults
