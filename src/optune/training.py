@@ -181,14 +181,7 @@ def train_iteration(model, pairs: list[dict], ref: tuple[list, list], pad_id: in
         torch.tensor([p[k] for p in pairs], dtype=torch.float32, device=device)
         for k in ("chosen_reward", "rejected_reward"))
     state_path = None if dist.active or not cfg.save_steps else state_path
-    start, totals, rows = load_train_state(state_path, model, optimizer, scheduler)
-    if log is not None:
-        for row in rows:
-            log(row)
-    if start:
-        print(f"training resumes after step {start} of {len(plan)} ({state_path.name})", flush=True)
-        if progress is not None:
-            progress.update(sum(len(mb) for step in plan[:start] for mb in step))
+    start, totals, rows = resume(state_path, model, optimizer, scheduler, plan, progress, log)
     for step, micro_batches in enumerate(plan):
         if step < start:
             continue
@@ -233,6 +226,19 @@ def save_train_state(path: Path, model, optimizer, scheduler, step: int, totals:
     torch.save({"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "totals": totals, "rows": rows}, tmp)
     os.replace(tmp, path)
+
+
+def resume(state_path: Path | None, model, optimizer, scheduler, plan: list, progress, log):
+    """(finished steps, metric sums, log rows) of a saved training state, replayed into progress and log."""
+    start, totals, rows = load_train_state(state_path, model, optimizer, scheduler)
+    if log is not None:
+        for row in rows:
+            log(row)
+    if start:
+        print(f"training resumes after step {start} of {len(plan)} ({state_path.name})", flush=True)
+        if progress is not None:
+            progress.update(sum(len(mb) for step in plan[:start] for mb in step))
+    return start, totals, rows
 
 
 def load_train_state(path: Path | None, model, optimizer, scheduler) -> tuple[int, dict, list[dict]]:
