@@ -120,8 +120,12 @@ def prepare_output(cfg: RewardConfig, resume: bool) -> None:
         return
     if os.path.isfile(os.path.join(out, RESUME_FILE)):
         raise UserError(f"{out} holds an unfinished run; resume it with --resume {out} or choose another output_dir")
-    os.makedirs(out, exist_ok=True)
-    _write_text_atomic(os.path.join(out, CONFIG_FILE), yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def write_config(cfg: RewardConfig) -> None:
+    """The run's config in output_dir (what --resume reads); written once data and backbone are checked."""
+    os.makedirs(cfg.output_dir, exist_ok=True)
+    _write_text_atomic(os.path.join(cfg.output_dir, CONFIG_FILE), yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
 def config_for_resume(output_dir: str) -> RewardConfig:
@@ -168,6 +172,8 @@ def train_reward_model(
     train_pairs, eval_pairs = _read_data(cfg, log)
     torch.manual_seed(cfg.seed)
     model, tokenizer = load_backbone(cfg.backbone, cfg.gguf_file)
+    if not resume:  # bad input has failed by now, so no output directory is left half-written
+        write_config(cfg)
     enc_train = encode_pairs(tokenizer, train_pairs, cfg.max_length)
     enc_eval = encode_pairs(tokenizer, eval_pairs, cfg.max_length)
     steps_per_epoch = math.ceil(len(enc_train) / cfg.batch_size)

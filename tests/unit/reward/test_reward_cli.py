@@ -51,6 +51,7 @@ def test_bad_inputs_are_one_line_errors(pair_files, tmp_path, capsys):
         assert code == 2, argv
         last = err.strip().splitlines()[-1]
         assert last.startswith("optune reward: error:") and message in last and "Traceback" not in err, err
+    assert not (tmp_path / "o").exists(), "bad input left an output directory behind"
 
 
 def test_empty_and_one_sided_data_files(tiny_bert, tmp_path, capsys):
@@ -64,6 +65,7 @@ def test_empty_and_one_sided_data_files(tiny_bert, tmp_path, capsys):
         last = err.strip().splitlines()[-1]
         assert code == 2 and last.startswith("optune reward: error:") and message in last, err
         assert "Traceback" not in err
+        assert not (tmp_path / "o").exists(), "bad input left an output directory behind"
 
 
 def test_help_config_lists_every_key(capsys):
