@@ -42,6 +42,11 @@ class Dist:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    def print(self, *args, **kwargs) -> None:
+        """print on the main process only (one line per run, not one per process)."""
+        if self.is_main:
+            print(*args, **kwargs)
+
     def gather(self, obj) -> list:
         """Every process's `obj`, in rank order, on every process."""
         if not self.active:

@@ -159,19 +159,17 @@ def main(args: argparse.Namespace) -> int:
     dist = distributed.init()
     distributed.check(dist, cfg)
     ctx = prepare(cfg, store, dist=dist)
-    say = print if dist.is_main else (lambda *a, **k: None)
-    say(f"optune run: {ctx.store.root} | {len(ctx.prompts)} prompts, {len(ctx.heldout)} held-out | "
-          f"{cfg.selection.strategy} rho={cfg.selection.rho:g} {cfg.loss.type} | {cfg.iterations} iterations", flush=True)
+    dist.print(f"optune run: {ctx.store.root} | {len(ctx.prompts)} prompts, {len(ctx.heldout)} held-out | "
+               f"{cfg.selection.strategy} rho={cfg.selection.rho:g} {cfg.loss.type} | {cfg.iterations} iterations", flush=True)
     finish(ctx, loop.run(ctx))
     return 0
 
 
 def finish(ctx, results: list[dict]) -> None:
     """Close trackers and print the before/after summary (main process only)."""
-    say = print if ctx.dist.is_main else (lambda *a, **k: None)
     if ctx.tracker is not None:
         ctx.tracker.close()
     first, last = results[0], results[-1]
     if "eval/heldout_reward_start" in first and "eval/heldout_reward" in last:
-        say(f"held-out reward: {first['eval/heldout_reward_start']:.4f} -> {last['eval/heldout_reward']:.4f}")
-    say(f"done: {ctx.store.root} ({last['time/elapsed_s']:.0f}s of generation, scoring and training)")
+        ctx.dist.print(f"held-out reward: {first['eval/heldout_reward_start']:.4f} -> {last['eval/heldout_reward']:.4f}")
+    ctx.dist.print(f"done: {ctx.store.root} ({last['time/elapsed_s']:.0f}s of generation, scoring and training)")
