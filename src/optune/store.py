@@ -25,6 +25,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import IO
 
 from optune.errors import UserError
 
@@ -42,21 +43,25 @@ def is_writer() -> bool:
     return _WRITER
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write to a temp file in the same directory, fsync, then rename over the target."""
+def atomic_write(path: Path, write: Callable[[IO], None], text: bool = False) -> None:
+    """`write(f)` into a temp file in the same directory (binary, or UTF-8 text), fsync, then rename over the target."""
     if not _WRITER:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "w", encoding="utf-8") if text else os.fdopen(fd, "wb") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text), text=True)
 
 
 def write_json(path: Path, obj) -> None:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 from pathlib import Path
 
 import torch
 
 from optune.config import LossConfig, TrainConfig
 from optune.losses import dpo_loss, pair_weights, sequence_logps, wdpo_loss
+from optune.store import atomic_write
 
 
 def collate(pairs: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
@@ -222,10 +222,9 @@ def train_iteration(model, pairs: list[dict], ref: tuple[list, list], pad_id: in
 
 def save_train_state(path: Path, model, optimizer, scheduler, step: int, totals: dict, rows: list[dict]) -> None:
     """Weights, optimizer and schedule after `step` finished steps, with the metrics so far (atomic)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "totals": totals, "rows": rows}, tmp)
-    os.replace(tmp, path)
+    state = {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "scheduler": scheduler.state_dict(), "totals": totals, "rows": rows}
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
 def resume(state_path: Path | None, model, optimizer, scheduler, plan: list, progress, log):
@@ -243,10 +242,7 @@ def resume(state_path: Path | None, model, optimizer, scheduler, plan: list, pro
 
 def load_train_state(path: Path | None, model, optimizer, scheduler) -> tuple[int, dict, list[dict]]:
     """(finished steps, metric sums, log rows) from a saved state, loaded into the objects; (0, {}, []) if none."""
-    if path is None:
-        return 0, {}, []
-    path.with_name(f".{path.name}.tmp").unlink(missing_ok=True)  # a save cut short by a kill
-    if not path.is_file():
+    if path is None or not path.is_file():  # a save cut short by a kill left only a temp file (store cleans it)
         return 0, {}, []
     state = torch.load(path, map_location=next(model.parameters()).device, weights_only=False)
     model.load_state_dict(state["model"])
