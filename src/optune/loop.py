@@ -28,10 +28,10 @@ from optune import lora
 from optune.config import RunConfig
 from optune.distributed import Dist, batched
 from optune.generation import Generator
+from optune.losses import pair_weights
 from optune.policy import load_model
 from optune.rewards import RewardBackend, checked_score
 from optune.selection import select_prompts
-from optune.losses import pair_weights
 from optune.store import RunStore, atomic_save_dir, is_writer, read_json, read_jsonl, write_json, write_jsonl
 from optune.training import reference_logps, train_iteration
 
