@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def prompt_ids(tokenizer, n: int) -> list[list[int]]:
     from optune.generation import encode_prompt
-    from optune.prompts import load_prompts
+    from optune.data.prompts import load_prompts
 
     return [encode_prompt(tokenizer, r, 256) for r in load_prompts("verifiable:train", n)]
 
@@ -32,7 +32,7 @@ def prompt_ids(tokenizer, n: int) -> list[list[int]]:
 def time_backend(backend: str, model_path: str, prompts: list[list[int]], tokens: int, batch: int) -> dict:
     from optune.config import GenerationConfig, PolicyConfig
     from optune.generation import make_generator
-    from optune.policy import load_model, load_tokenizer
+    from optune.models.policy import load_model, load_tokenizer
 
     tokenizer = load_tokenizer(model_path)
     cfg = GenerationConfig(backend=backend, max_new_tokens=tokens, min_new_tokens=tokens, batch_size=batch)
@@ -78,7 +78,7 @@ def main() -> int:
     parser.add_argument("--iteration", action="store_true", help="also time one optune iteration per backend")
     parser.add_argument("--out", default="benchmarks/out/generation_speed.json")
     args = parser.parse_args()
-    from optune.policy import EMBEDDED, load_tokenizer, resolve_model_path
+    from optune.models.policy import EMBEDDED, load_tokenizer, resolve_model_path
 
     model_path = resolve_model_path(args.model or EMBEDDED)
     prompts = prompt_ids(load_tokenizer(model_path), args.prompts)

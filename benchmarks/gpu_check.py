@@ -33,7 +33,7 @@ def padded_tokenizer(vocab_size: int):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    from optune.tiny import CHATML, SPECIALS
+    from optune.models.tiny import CHATML, SPECIALS
 
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
     vocab = {tok: i for i, tok in enumerate(SPECIALS)}

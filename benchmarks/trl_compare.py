@@ -138,7 +138,7 @@ def base_config(out: Path):
 def encoded(cfg, tokenizer, spec: str, limit: int | None) -> list[dict]:
     """Prompt records with optune's chat-template token ids (record["ids"])."""
     from optune.generation import encode_prompt
-    from optune.prompts import load_prompts
+    from optune.data.prompts import load_prompts
 
     records = load_prompts(spec, limit)
     for r in records:
@@ -149,7 +149,7 @@ def encoded(cfg, tokenizer, spec: str, limit: int | None) -> list[dict]:
 def heldout_reward(model, tokenizer, cfg, records: list[dict], reward) -> float:
     """Mean reward of one response per held-out prompt, exactly as optune.loop.evaluate_heldout scores them."""
     from optune.generation import TransformersGenerator
-    from optune.rewards import checked_score
+    from optune.reward.backends import checked_score
 
     generator = TransformersGenerator(cfg.generation, tokenizer)
     total = 0.0
@@ -181,7 +181,7 @@ def optune_side(out: Path, name: str, overrides: list[str]) -> dict:
 
 def trl_reward_function(records: list[dict], backend, counts: dict):
     """optune's reward as a TRL reward function; TRL passes the dataset's "id" column (repeated per completion)."""
-    from optune.rewards import checked_score
+    from optune.reward.backends import checked_score
 
     by_id = {r["id"]: r for r in records}
 
@@ -213,7 +213,7 @@ def online_config(cfg, out: Path):
     """OnlineDPOConfig mirroring the optune config (CPU: use_cpu, fp32, no gradient checkpointing)."""
     from trl.experimental.online_dpo import OnlineDPOConfig
 
-    from optune.policy import resolve_device
+    from optune.models.policy import resolve_device
 
     gen, train = cfg.generation, cfg.train
     return OnlineDPOConfig(
@@ -249,9 +249,9 @@ def trl_online_side(out: Path) -> dict:
     from datasets import Dataset
     from trl.experimental.online_dpo import OnlineDPOTrainer
 
-    from optune.commands.run import resolve_policy
-    from optune.policy import load_model, load_tokenizer
-    from optune.rewards import make_reward
+    from optune.context import resolve_policy
+    from optune.models.policy import load_model, load_tokenizer
+    from optune.reward.backends import make_reward
 
     cfg = base_config(out)
     path = resolve_policy(cfg.policy.model)
@@ -297,8 +297,10 @@ def dpo_optune_side(out: Path, steps: int) -> dict:
     """optune's training step: reference log-probs, then one optimizer step of DPO (train_iteration, 1 epoch)."""
     import torch
 
-    from optune.commands.run import resolve_policy
-    from optune.policy import load_model, load_tokenizer
+    from optune.context import resolve_policy
+    from optune.models.policy import load_model, load_tokenizer
+    from optune.losses import make_loss
+    from optune.pairs import Pair
     from optune.training import reference_logps, train_iteration
 
     cfg = base_config(out)
@@ -306,12 +308,14 @@ def dpo_optune_side(out: Path, steps: int) -> dict:
     tokenizer = load_tokenizer(path)
     pairs = dpo_batch(out, cfg, tokenizer)
     model = load_model(path, cfg.policy.dtype, cfg.policy.device)
-    train_cfg, loss_cfg = dataclasses.replace(cfg.train, epochs=1), dataclasses.replace(cfg.loss, type="dpo")
+    train_cfg, loss = dataclasses.replace(cfg.train, epochs=1), make_loss("dpo", cfg.loss.beta1)
+    typed = [Pair.of(p["prompt_ids"], p["chosen_ids"], p["rejected_ids"], p["chosen_reward"], p["rejected_reward"])
+             for p in pairs]
     before, seconds = peak_memory_mb(), []
     for k in range(steps):
         start = time.perf_counter()
-        ref = reference_logps(model, pairs, tokenizer.pad_token_id, train_cfg.batch_size * 2, train_cfg.bf16)
-        train_iteration(model, pairs, ref, tokenizer.pad_token_id, train_cfg, loss_cfg, seed=k)
+        ref = reference_logps(model, typed, tokenizer.pad_token_id, train_cfg.batch_size * 2, train_cfg.bf16)
+        train_iteration(model, typed, ref, tokenizer.pad_token_id, train_cfg, loss, seed=k)
         seconds.append(time.perf_counter() - start)
     return {"side": "dpo-optune", "step_s": seconds, "pairs": len(pairs), "tokens": pair_tokens(pairs),
             "rss_before_mb": before["peak_rss_mb"], "threads": torch.get_num_threads(), **peak_memory_mb()}
@@ -340,8 +344,8 @@ def dpo_trl_side(out: Path, steps: int) -> dict:
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    from optune.commands.run import resolve_policy
-    from optune.policy import load_model, load_tokenizer, resolve_device
+    from optune.context import resolve_policy
+    from optune.models.policy import load_model, load_tokenizer, resolve_device
 
     class PretokenizedDPOTrainer(DPOTrainer):
         def _prepare_dataset(self, dataset, *args, **kwargs):  # already optune's token ids

@@ -17,6 +17,6 @@ def _isolated_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_policy(tmp_path_factory) -> str:
-    from optune.tiny import build_tiny_policy
+    from optune.models.tiny import build_tiny_policy
 
     return str(build_tiny_policy(tmp_path_factory.mktemp("tiny") / "policy"))

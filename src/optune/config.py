@@ -3,7 +3,7 @@
 Each field carries a docstring (the string literal under it); `field_docs` reads them for help text and for
 the error listing valid keys. YAML files mirror the dataclasses; `key.sub=value` overrides apply on top. The
 defaults are the embedded default run (`optune run` with no arguments); `configs/paper.yaml` holds the paper's
-7B settings. `load_dataclass` and `describe` serve any config dataclass built this way (optune.reward_config too).
+7B settings. `load_dataclass` and `describe` serve any config dataclass built this way (optune.reward.config too).
 """
 
 from __future__ import annotations
@@ -191,7 +191,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     """Optimiser and batching of each iteration's training."""
     lora: LoraConfig = field(default_factory=LoraConfig)
-    """Low-rank adapters instead of full fine-tuning (merged after every iteration; see optune.lora)."""
+    """Low-rank adapters instead of full fine-tuning (merged after every iteration; see optune.models.lora)."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """Held-out evaluation after each iteration."""
 

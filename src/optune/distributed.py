@@ -8,7 +8,7 @@ DeepSpeed, whichever its config file names). optune only decides who does what:
 - training: every optimizer step's pairs are split over processes; the per-process loss is scaled by the
   world size because DDP/FSDP average gradients, so the step's gradient is the same mean over the same pairs
   as in one process (see optune.training);
-- only the main process writes the run directory (optune.store.set_writer); the others read what it wrote
+- only the main process writes the run directory (RunStore(writer=dist.is_main)); the others read what it wrote
   after a barrier, and reload each new checkpoint from disk.
 
 One process (plain `optune run`) gets an inactive `Dist` and takes exactly the single-process code paths.
@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from optune.errors import UserError
-from optune.store import RunStore, read_jsonl, set_writer, write_jsonl
+from optune.store import RunStore, read_jsonl
 
 
 class Dist:
@@ -108,9 +108,7 @@ def init() -> Dist:
     from accelerate import Accelerator
 
     accelerator = Accelerator()
-    dist = Dist(accelerator)
-    set_writer(dist.is_main)
-    return dist
+    return Dist(accelerator)
 
 
 def check(dist: Dist, cfg) -> None:
@@ -129,14 +127,14 @@ def batched(dist: Dist, store: RunStore, folder: Path, items: list, batch_size: 
     if not dist.active:
         return store.batched(folder, items, batch_size, work, progress)
     starts = list(range(0, len(items), batch_size))
-    paths = [folder / f"batch_{k:05d}.jsonl" for k in range(len(starts))]
+    paths = [store.batch_path(folder, k) for k in range(len(starts))]
     todo = [k for k, path in enumerate(paths) if not path.is_file()]
     mine = {k: work(items[starts[k]:starts[k] + batch_size]) for k in todo[dist.rank::dist.world]}
     done: dict[int, list[dict]] = {}
     for part in dist.gather(mine):
         done.update(part)
     for k in sorted(done):
-        write_jsonl(paths[k], done[k])  # main process only
+        store.write_jsonl(paths[k], done[k])  # main process only
     rows: list[dict] = []
     for k, start in enumerate(starts):
         rows.extend(done[k] if k in done else read_jsonl(paths[k]))

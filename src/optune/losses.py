@@ -1,10 +1,14 @@
 """Preference losses as pure tensor functions (no model imports).
 
+`make_loss(type, beta1, beta2)` is the one place a run's loss type is chosen; the rest are the equations.
+
 Shapes: B = pairs in the batch, T = tokens, V = vocabulary. Every loss returns the per-pair loss
 [B]; the caller takes the mean (or a sum over micro-batches divided by the global batch size).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -74,3 +78,52 @@ def wdpo_loss(
 def bradley_terry_loss(chosen_scores: torch.Tensor, rejected_scores: torch.Tensor) -> torch.Tensor:
     """Eq. 1 (reward-model training): -log sigmoid(r(x, y_w) - r(x, y_l)); [B] scores -> [B] losses."""
     return -F.logsigmoid(chosen_scores - rejected_scores)
+
+
+@dataclass(frozen=True)
+class LossOutput:
+    """What a preference loss gives per pair, all [B]: the loss, the implicit rewards, the pair weights."""
+
+    losses: torch.Tensor
+    chosen_rewards: torch.Tensor
+    """beta * (log pi(y_w) - log ref(y_w)), detached (TRL's rewards/chosen)."""
+    rejected_rewards: torch.Tensor
+    weights: torch.Tensor
+    """The weight each pair's loss carries (1 for DPO), detached."""
+
+
+@dataclass(frozen=True)
+class PreferenceLoss:
+    """DPO (Eq. 5) or wDPO (Eq. 6) with its temperatures; the one place the loss type is chosen."""
+
+    weighted: bool
+    beta1: float
+    beta2: float
+
+    def weights(self, chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor) -> torch.Tensor:
+        """[B] reward scores of the pair -> [B] weights: sigmoid(beta2 * gap) for wDPO, ones for DPO."""
+        if self.weighted:
+            return pair_weights(chosen_rewards, rejected_rewards, self.beta2)
+        return torch.ones_like(chosen_rewards)
+
+    def __call__(self, policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps,
+                 chosen_scores, rejected_scores) -> LossOutput:
+        """All inputs [B]: sequence log-probs under the policy and the reference, and the reward scores."""
+        w = self.weights(chosen_scores, rejected_scores).to(policy_chosen_logps.dtype)
+        losses = w * dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps,
+                              self.beta1)
+        with torch.no_grad():
+            chosen = self.beta1 * (policy_chosen_logps - ref_chosen_logps)
+            rejected = self.beta1 * (policy_rejected_logps - ref_rejected_logps)
+        return LossOutput(losses, chosen.detach(), rejected.detach(), w)
+
+
+# loss.type -> whether pairs are weighted by their reward gap
+LOSSES = {"dpo": False, "wdpo": True}
+
+
+def make_loss(type: str, beta1: float, beta2: float = 0.0) -> PreferenceLoss:
+    """The per-pair preference loss named by `type` ("dpo" or "wdpo")."""
+    if type not in LOSSES:
+        raise ValueError(f"unknown loss type {type!r}; choose one of {', '.join(LOSSES)}")
+    return PreferenceLoss(LOSSES[type], beta1, beta2)

@@ -1,19 +1,27 @@
-"""The run directory: every file is written atomically, so a killed run leaves each file complete or absent.
+"""Atomic files, and the run directory: a killed run leaves each file complete or absent.
+
+Every file a user keeps (run directories, reward models, reports, exports) is written by `atomic_write`:
+a temp file in the same directory, fsync, rename. A kill leaves at most a hidden temp file, which
+`clean_temporaries` removes on resume. `RunStore` names every file of a run directory; only its writer
+process writes (the main one in a multi-process run, optune.distributed).
 
 Layout (RUN = the run directory, t = iteration, zero-padded to 3 digits):
   RUN/.optune-run                 marker: this directory is an optune run
-  RUN/config.yaml                 resolved config;  RUN/versions.json  package versions
+  RUN/config.yaml                 resolved config
+  RUN/versions.json               package versions
   RUN/metrics.jsonl               one JSON object per finished iteration (rebuilt from iter_*/metrics.json)
   RUN/iter_t/selection.json       ids of the prompts regenerated at t
   RUN/iter_t/gen/batch_k.jsonl    generated responses, one file per finished generation batch
-  RUN/iter_t/score/batch_k.json   rewards of the responses in gen/batch_k
+  RUN/iter_t/score/batch_k.jsonl  rewards of the responses in gen/batch_k
   RUN/iter_t/responses.jsonl      every prompt's current two responses after this iteration's regeneration
   RUN/iter_t/pairs.jsonl          the pairs trained on (chosen/rejected rewards, weight) and the dropped ties
+  RUN/iter_t/times.json           seconds spent so far in each phase of iteration t
   RUN/iter_t/ref_logps.json       reference log-probs of the pairs (computed once)
   RUN/iter_t/train_state.pt       training state every train.save_steps steps (deleted once checkpoint/ exists)
-  RUN/iter_t/checkpoint/          pi_{t+1}: safetensors + tokenizer, loadable by transformers
-  RUN/iter_t/heldout/batch_k.jsonl, heldout.jsonl   held-out responses of pi_{t+1} and their rewards
-  RUN/iter_000/heldout_start.jsonl                  the same for pi_0
+  RUN/iter_t/checkpoint/*         pi_{t+1}: safetensors + tokenizer (loadable by transformers), train_metrics.json, train_log.jsonl
+  RUN/iter_t/heldout/batch_k.jsonl    held-out responses of pi_{t+1} and their rewards, per batch
+  RUN/iter_t/heldout.jsonl            all of them
+  RUN/iter_000/heldout_start/batch_k.jsonl, RUN/iter_000/heldout_start.jsonl   the same for pi_0
   RUN/iter_t/metrics.json         written last: its presence means iteration t is finished
 """
 
@@ -30,26 +38,20 @@ from typing import IO
 from optune.errors import UserError
 
 MARKER = ".optune-run"
-_WRITER = True
 
 
-def set_writer(is_writer: bool) -> None:
-    """In a multi-process run only the main process writes: the others' writes become no-ops (optune.distributed)."""
-    global _WRITER
-    _WRITER = is_writer
+def atomic_write(path: Path, write: Callable[[IO], None], text: bool = False, mode: int | None = None) -> None:
+    """`write(f)` into a temp file in the same directory (binary, or UTF-8 text), fsync, then rename over the target.
 
-
-def is_writer() -> bool:
-    return _WRITER
-
-
-def atomic_write(path: Path, write: Callable[[IO], None], text: bool = False) -> None:
-    """`write(f)` into a temp file in the same directory (binary, or UTF-8 text), fsync, then rename over the target."""
-    if not _WRITER:
-        return
+    `mode` (e.g. 0o600) is set on the temp file before anything is written, so the content is never readable
+    with looser permissions.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        if mode is not None:
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") if text else os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -60,8 +62,8 @@ def atomic_write(path: Path, write: Callable[[IO], None], text: bool = False) ->
         raise
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda f: f.write(text), text=True)
+def atomic_write_text(path: Path, text: str, mode: int | None = None) -> None:
+    atomic_write(path, lambda f: f.write(text), text=True, mode=mode)
 
 
 def write_json(path: Path, obj) -> None:
@@ -69,7 +71,7 @@ def write_json(path: Path, obj) -> None:
 
 
 def read_json(path: Path):
-    return json.loads(path.read_text(encoding="utf-8"))
+    return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 def write_jsonl(path: Path, rows: Iterable[dict]) -> None:
@@ -83,8 +85,7 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def atomic_save_dir(target: Path, save: Callable[[Path], None]) -> None:
     """Fill a temp directory with `save(tmp)` and rename it to target; a partial directory never appears."""
-    if not _WRITER:
-        return
+    target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
@@ -98,50 +99,130 @@ def atomic_save_dir(target: Path, save: Callable[[Path], None]) -> None:
 
 def clean_temporaries(root: Path) -> None:
     """Remove leftovers of writes interrupted by a kill (hidden temp files and directories)."""
-    if not _WRITER:
-        return
-    for path in root.rglob(".*"):
+    for path in Path(root).rglob(".*"):
         if path.name == MARKER or not path.exists():
             continue
         shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 class RunStore:
-    """Paths and atomic reads/writes of one run directory."""
+    """Named paths and atomic writes of one run directory; `writer=False` makes every write a no-op."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, writer: bool = True):
         self.root = Path(root)
+        self.writer = writer
 
     @classmethod
-    def open_existing(cls, root: str) -> RunStore:
+    def open_existing(cls, root: str, writer: bool = True) -> RunStore:
         path = Path(root)
         if not path.is_dir():
             raise UserError(f"cannot resume {root}: no such directory")
-        if not (path / MARKER).is_file() or not (path / "config.yaml").is_file():
+        store = cls(path, writer)
+        if not store.marker.is_file() or not store.config.is_file():
             raise UserError(f"cannot resume {root}: not an optune run directory (no {MARKER} or config.yaml)")
-        store = cls(path)
-        clean_temporaries(path)
+        if writer:
+            clean_temporaries(path)
         return store
 
     @classmethod
     def create(cls, root: Path, config_yaml: str, versions: dict) -> RunStore:
+        root = Path(root)
         if root.exists() and any(root.iterdir()):
             raise UserError(f"output directory {root} already exists and is not empty; use --resume {root}")
         root.mkdir(parents=True, exist_ok=True)
         store = cls(root)
-        atomic_write_text(root / "config.yaml", config_yaml)
-        write_json(root / "versions.json", versions)
-        atomic_write_text(root / MARKER, "optune run directory\n")
+        atomic_write_text(store.config, config_yaml)
+        write_json(store.versions, versions)
+        atomic_write_text(store.marker, "optune run directory\n")
         return store
+
+    # -- named paths (the layout above) --------------------------------------------------------------
+    @property
+    def marker(self) -> Path:
+        return self.root / MARKER
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def versions(self) -> Path:
+        return self.root / "versions.json"
+
+    @property
+    def metrics_log(self) -> Path:
+        return self.root / "metrics.jsonl"
 
     def iter_dir(self, t: int) -> Path:
         return self.root / f"iter_{t:03d}"
 
+    def selection(self, t: int) -> Path:
+        return self.iter_dir(t) / "selection.json"
+
+    def gen_dir(self, t: int) -> Path:
+        return self.iter_dir(t) / "gen"
+
+    def score_dir(self, t: int) -> Path:
+        return self.iter_dir(t) / "score"
+
+    def responses(self, t: int) -> Path:
+        return self.iter_dir(t) / "responses.jsonl"
+
+    def pairs(self, t: int) -> Path:
+        return self.iter_dir(t) / "pairs.jsonl"
+
+    def times(self, t: int) -> Path:
+        return self.iter_dir(t) / "times.json"
+
+    def ref_logps(self, t: int) -> Path:
+        return self.iter_dir(t) / "ref_logps.json"
+
+    def train_state(self, t: int) -> Path:
+        return self.iter_dir(t) / "train_state.pt"
+
     def checkpoint(self, t: int) -> Path:
         return self.iter_dir(t) / "checkpoint"
 
+    def train_metrics(self, t: int) -> Path:
+        return self.checkpoint(t) / "train_metrics.json"
+
+    def heldout_dir(self, t: int, start: bool = False) -> Path:
+        return self.iter_dir(t) / ("heldout_start" if start else "heldout")
+
+    def heldout(self, t: int, start: bool = False) -> Path:
+        return self.iter_dir(t) / ("heldout_start.jsonl" if start else "heldout.jsonl")
+
+    def metrics(self, t: int) -> Path:
+        return self.iter_dir(t) / "metrics.json"
+
+    @staticmethod
+    def batch_path(folder: Path, k: int) -> Path:
+        return folder / f"batch_{k:05d}.jsonl"
+
+    # -- state ---------------------------------------------------------------------------------------
     def finished(self, t: int) -> bool:
-        return (self.iter_dir(t) / "metrics.json").is_file()
+        return self.metrics(t).is_file()
+
+    def finished_iterations(self) -> list[int]:
+        return sorted(int(p.name[5:]) for p in self.root.glob("iter_[0-9][0-9][0-9]") if (p / "metrics.json").is_file())
+
+    # -- writes (no-ops unless this process is the writer) -------------------------------------------
+    def write_json(self, path: Path, obj) -> None:
+        if self.writer:
+            write_json(path, obj)
+
+    def write_jsonl(self, path: Path, rows: Iterable[dict]) -> None:
+        if self.writer:
+            write_jsonl(path, rows)
+
+    def write_file(self, path: Path, write: Callable[[IO], None]) -> None:
+        """A binary file through `write(f)` (e.g. torch.save), atomically."""
+        if self.writer:
+            atomic_write(path, write)
+
+    def save_dir(self, target: Path, save: Callable[[Path], None]) -> None:
+        if self.writer:
+            atomic_save_dir(target, save)
 
     def batched(self, folder: Path, items: list, batch_size: int, work: Callable[[list], list[dict]],
                 progress=None) -> list[dict]:
@@ -151,18 +232,24 @@ class RunStore:
         """
         rows: list[dict] = []
         for k, start in enumerate(range(0, len(items), batch_size)):
-            path = folder / f"batch_{k:05d}.jsonl"
+            path = self.batch_path(folder, k)
             if path.is_file():
                 out = read_jsonl(path)
             else:
                 out = work(items[start:start + batch_size])
-                write_jsonl(path, out)
+                self.write_jsonl(path, out)
             rows.extend(out)
             if progress is not None:
                 progress.update(len(items[start:start + batch_size]))
         return rows
 
     def write_metrics(self, t: int, metrics: dict) -> None:
-        write_json(self.iter_dir(t) / "metrics.json", metrics)
-        rows = [read_json(self.iter_dir(i) / "metrics.json") for i in range(t + 1) if self.finished(i)]
-        write_jsonl(self.root / "metrics.jsonl", rows)
+        """iter_t/metrics.json (the iteration's end), then metrics.jsonl rebuilt from every finished iteration."""
+        self.write_json(self.metrics(t), metrics)
+        self.rebuild_metrics_log()
+
+    def rebuild_metrics_log(self) -> None:
+        """metrics.jsonl is derived: rebuilt from iter_*/metrics.json (a kill between the two loses nothing)."""
+        finished = self.finished_iterations()
+        if finished:
+            self.write_jsonl(self.metrics_log, [read_json(self.metrics(t)) for t in finished])

@@ -23,7 +23,7 @@ def test_tiny_run_with_lora(tmp_path):
         first = json.loads((ckpt / "train_log.jsonl").read_text().splitlines()[0])
         # the policy starts each iteration exactly at its reference: the merged pi_t with a fresh adapter
         assert abs(first["rewards/margins"]) < 1e-5 and abs(first["rewards/chosen"]) < 1e-5, (t, first)
-    from optune.policy import load_model
+    from optune.models.policy import load_model
 
     a = load_model(str(run / "iter_000" / "checkpoint")).state_dict()
     b = load_model(str(run / "iter_001" / "checkpoint")).state_dict()

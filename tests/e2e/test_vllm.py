@@ -29,7 +29,8 @@ def rows(path: Path) -> list[dict]:
 def forward_reference(model_path: str, run: Path, t: int) -> list[float]:
     """Chosen and rejected log-probs of iteration t's trained pairs under model_path (float32, transformers)."""
     from optune.generation import encode_prompt
-    from optune.policy import load_model, load_tokenizer
+    from optune.models.policy import load_model, load_tokenizer
+    from optune.pairs import Pair
     from optune.training import reference_logps
 
     tok = load_tokenizer(model_path)
@@ -40,14 +41,13 @@ def forward_reference(model_path: str, run: Path, t: int) -> list[float]:
     for pid in ref["prompt_ids"]:
         a, b = state[pid]["responses"]
         chosen, rejected = (a, b) if a["reward"] >= b["reward"] else (b, a)
-        pairs.append({"prompt_ids": encode_prompt(tok, prompts[pid], 256), "chosen_ids": chosen["ids"],
-                      "rejected_ids": rejected["ids"]})
+        pairs.append(Pair.of(encode_prompt(tok, prompts[pid], 256), chosen["ids"], rejected["ids"]))
     c, r = reference_logps(load_model(model_path), pairs, tok.pad_token_id, 8, bf16=False)
     return c + r
 
 
 def test_vllm_run_uses_checkpoints_and_sampler_logprobs(tmp_path):
-    from optune.tiny import build_tiny_policy
+    from optune.models.tiny import build_tiny_policy
 
     policy = build_tiny_policy(tmp_path / "policy64", hidden=128, heads=2, kv_heads=1)
     run = tmp_path / "run"

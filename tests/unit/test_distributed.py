@@ -2,9 +2,8 @@
 
 import json
 
-from optune import store as store_module
 from optune.distributed import Dist, batched
-from optune.store import RunStore, write_json
+from optune.store import RunStore
 
 
 class TwoRanks(Dist):
@@ -53,11 +52,7 @@ def test_batches_dealt_round_robin_and_written_once(tmp_path):
 
 
 def test_only_the_main_process_writes(tmp_path):
-    try:
-        store_module.set_writer(False)
-        write_json(tmp_path / "a.json", {"a": 1})
-        assert not (tmp_path / "a.json").exists()
-    finally:
-        store_module.set_writer(True)
-    write_json(tmp_path / "a.json", {"a": 1})
+    RunStore(tmp_path, writer=False).write_json(tmp_path / "a.json", {"a": 1})
+    assert not (tmp_path / "a.json").exists()
+    RunStore(tmp_path).write_json(tmp_path / "a.json", {"a": 1})
     assert json.loads((tmp_path / "a.json").read_text()) == {"a": 1}

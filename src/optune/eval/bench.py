@@ -1,4 +1,4 @@
-"""`optune bench`: lm-evaluation-harness on a checkpoint with the paper's Table 5 settings.
+"""lm-evaluation-harness on a checkpoint with the paper's Table 5 settings.
 
 Why these settings: the paper reports TruthfulQA (mc2, 0-shot), GSM8k (5-shot), HellaSwag
 (acc_norm, 0-shot) and MMLU (acc, 0-shot) to show that preference tuning does not cost general
@@ -9,7 +9,6 @@ lm-eval is an optional dependency (`pip install optune[bench]`), imported only h
 
 from __future__ import annotations
 
-import argparse
 import importlib.metadata
 import json
 import re
@@ -17,7 +16,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from optune.errors import UserError
-from optune.eval.export import write_json_atomic
 
 
 @dataclass(frozen=True)
@@ -103,33 +101,3 @@ def run_bench(checkpoint: Path, tasks: list[BenchTask], *, include_path: str | N
                          "device": device, "seed": seed,
                          "lm_eval_version": importlib.metadata.version("lm_eval")},
             "results": json.loads(json.dumps(raw, default=str))}
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", help="checkpoint folder, or a run directory (its latest iteration's checkpoint)")
-    parser.add_argument("--tasks", default="paper",
-                        help="'paper' (Table 5) or TASK[:SHOTS[:METRIC[:FILTER]]],... e.g. gsm8k:5:exact_match:strict-match")
-    parser.add_argument("--include-path", help="folder of extra lm-eval task YAML files")
-    parser.add_argument("--limit", type=float, help="examples per task (a fraction if < 1), for quick checks")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", help="result JSON file (default: RUN_DIR/bench/iter_XXX.json)")
-
-
-def main(args) -> int:
-    checkpoint, run_dir = resolve_checkpoint(Path(args.path))
-    if args.out:
-        out = Path(args.out)
-    elif run_dir is not None:
-        out = run_dir / "bench" / f"{checkpoint.parent.name}.json"
-    else:
-        raise UserError("a checkpoint outside a run directory needs --out FILE")
-    if args.include_path and not Path(args.include_path).is_dir():
-        raise UserError(f"--include-path is not a folder: {args.include_path}")
-    result = run_bench(checkpoint, parse_tasks(args.tasks), include_path=args.include_path, limit=args.limit,
-                       batch_size=args.batch_size, device=args.device, seed=args.seed)
-    write_json_atomic(out, result)
-    cells = ", ".join(f"{k} {v:.2f}" for k, v in result["scores"].items())
-    print(f"{cells}; average {result['average']:.2f} -> {out}")
-    return 0

@@ -41,7 +41,7 @@ class CheckpointGenerator:
             raise UserError(f"not a model checkpoint (no config.json): {path}")
         from optune.config import GenerationConfig
         from optune.generation import TransformersGenerator
-        from optune.policy import load_model, load_tokenizer
+        from optune.models.policy import load_model, load_tokenizer
 
         self.settings = settings
         self.tokenizer = load_tokenizer(str(path))

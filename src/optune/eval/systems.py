@@ -14,7 +14,7 @@ from pathlib import Path
 
 from optune.errors import UserError
 from optune.eval.export import write_json_atomic
-from optune.records import is_json_list, parse_records, read_text
+from optune.data.readers import is_json_list, parse_records, read_text
 
 
 def read_outputs(path: str | Path, records: list[dict]) -> list[str]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from optune.errors import UserError
-from optune.records import read_records
+from optune.data.readers import read_records
 
 PROMPT_KEYS = ("instruction", "prompt")
 RESPONSE_KEYS = ("output", "response")

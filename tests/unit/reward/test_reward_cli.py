@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import make_bert
+from tests.unit.reward.conftest import make_bert
 
 from optune.cli import main
 

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from optune.errors import UserError
-from optune.reward_config import load_reward_config
+from optune.reward.config import load_reward_config
 
 REPO = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 
@@ -53,9 +53,9 @@ def test_every_key_is_described():
     import dataclasses
 
     from optune.config import describe
-    from optune.reward_config import RewardConfig
+    from optune.reward.config import RewardTrainConfig
 
-    lines = describe(RewardConfig)
-    assert len(lines) == len(dataclasses.fields(RewardConfig))
+    lines = describe(RewardTrainConfig)
+    assert len(lines) == len(dataclasses.fields(RewardTrainConfig))
     assert all(line.split("\n    ", 1)[1].strip() for line in lines)
     assert lines[0].startswith("backbone = 'minilm'\n    Model to put")

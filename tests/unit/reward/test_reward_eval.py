@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from optune.errors import UserError
-from optune.reward_eval import evaluate_reward_model, format_report, pairwise_metrics
+from optune.reward.evaluation import evaluate_reward_model, format_report, pairwise_metrics
 
 
 def test_pairwise_metrics_hand_worked():
@@ -32,12 +32,12 @@ def test_empty_scores_are_an_error():
 
 
 def test_evaluate_saved_model_on_file(tiny_bert, pair_files, tmp_path):
-    from optune.reward_config import RewardConfig
-    from optune.reward_training import train_reward_model
+    from optune.reward.config import RewardTrainConfig
+    from optune.reward.training import train_reward_model
 
     train, heldout = pair_files
     out = tmp_path / "rm"
-    cfg = RewardConfig(backbone=str(tiny_bert), train_files=[str(train)], output_dir=str(out), max_length=32,
+    cfg = RewardTrainConfig(backbone=str(tiny_bert), train_files=[str(train)], output_dir=str(out), max_length=32,
                        batch_size=8, lr=3e-3, warmup_ratio=0.0, epochs=3.0, stats_max_pairs=16)
     train_reward_model(cfg, log=lambda s: None)
     result = evaluate_reward_model(str(out), [str(heldout)], batch_size=4)

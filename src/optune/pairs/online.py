@@ -1,0 +1,86 @@
+"""The online pair source (OPTune's steps 2-3): select prompts, sample two responses each, score them.
+
+Every step is written to the run directory before the next starts (selection.json, gen/ and score/
+batches), so a resumed run picks the same prompts and redoes no finished batch.
+"""
+
+from __future__ import annotations
+
+from optune.context import Context, Timer, progress
+from optune.distributed import batched
+from optune.pairs import Response, State, chosen_reward, merge
+from optune.reward.backends import checked_score
+from optune.selection import select_prompts
+from optune.store import read_json
+
+
+def select(ctx: Context, t: int, state: State) -> list[int]:
+    """Indices of prompts to (re)generate at iteration t, stored so a resumed run picks the same ones."""
+    path = ctx.store.selection(t)
+    if path.is_file():
+        ids = set(read_json(path)["prompt_ids"])
+        return [i for i, p in enumerate(ctx.prompts) if p["id"] in ids]
+    if t == 0:
+        picked = list(range(len(ctx.prompts)))
+    else:
+        sel = ctx.cfg.selection
+        rewards = [chosen_reward(state[p["id"]]) for p in ctx.prompts]
+        picked = select_prompts(rewards, sel.rho, sel.strategy, seed=ctx.cfg.seed * 7919 + t).tolist()
+    ctx.store.write_json(path, {"iteration": t, "prompt_ids": [ctx.prompts[i]["id"] for i in picked]})
+    return picked
+
+
+def policy_path(ctx: Context, t: int, trained: bool = False) -> str:
+    """The checkpoint on disk that holds the in-memory policy: pi_t at iteration t, or pi_{t+1} once trained.
+
+    Backends that load weights themselves (vllm) sample from it; the loop writes pi_{t+1} before using it.
+    """
+    if trained:
+        return str(ctx.store.checkpoint(t))
+    return str(ctx.store.checkpoint(t - 1)) if t > 0 else ctx.initial_model_path
+
+
+def sample_row(sample) -> dict:
+    """A Sample as stored in gen/batch files; `logp` only where the backend gave one."""
+    return {k: v for k, v in vars(sample).items() if not (k == "logp" and v is None)}
+
+
+def generate_and_score(ctx: Context, t: int, picked: list[int]) -> State:
+    """Two fresh scored responses for each picked prompt; one atomic file per batch (resumable)."""
+    cfg = ctx.cfg
+
+    def generate(indices: list[int]) -> list[dict]:
+        seed = cfg.seed * 1_000_003 + t * 10_007 + indices[0]
+        out = ctx.generator.generate(ctx.model, [ctx.prompts[i]["ids"] for i in indices], n=2, seed=seed,
+                                     path=policy_path(ctx, t))
+        return [{"prompt_id": ctx.prompts[i]["id"], "samples": [sample_row(s) for s in samples]}
+                for i, samples in zip(indices, out)]
+
+    with Timer(ctx.times, "generation"), progress(ctx, f"iter {t} generate", len(picked)) as bar:
+        rows = batched(ctx.dist, ctx.store, ctx.store.gen_dir(t), picked, max(1, cfg.generation.batch_size // 2),
+                       generate, bar)
+    by_id = {p["id"]: p for p in ctx.prompts}
+
+    def score(batch: list[dict]) -> list[dict]:
+        records = [by_id[r["prompt_id"]] for r in batch for _ in r["samples"]]
+        texts = [s["text"] for r in batch for s in r["samples"]]
+        scores = checked_score(ctx.reward, records, texts)
+        return [{"prompt_id": r["prompt_id"], "rewards": scores[2 * k:2 * k + 2]} for k, r in enumerate(batch)]
+
+    with Timer(ctx.times, "rewarding"), progress(ctx, f"iter {t} score", len(rows)) as bar:
+        scores = batched(ctx.dist, ctx.store, ctx.store.score_dir(t), rows, max(1, cfg.reward.batch_size // 2),
+                         score, bar)
+    return {row["prompt_id"]: [Response(**s, reward=reward, generated_at=t)
+                               for s, reward in zip(row["samples"], sc["rewards"])]
+            for row, sc in zip(rows, scores)}
+
+
+class OnlineSource:
+    """Regenerate the selected prompts with the current policy; every other prompt keeps its responses."""
+
+    labelled = False
+
+    def responses(self, ctx: Context, t: int, state: State) -> tuple[State, int]:
+        with Timer(ctx.times, "bookkeeping"):
+            picked = select(ctx, t, state)
+        return merge(state, generate_and_score(ctx, t, picked)), len(picked)

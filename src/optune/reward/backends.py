@@ -1,0 +1,110 @@
+"""Reward backends: `score(records, responses) -> list[float]`, one finite number per response.
+
+records are prompt records ({"id", "prompt", ...}); a backend may use more of the record than the text
+(the verifiable task reads its constraints). Backends are chosen by name from `BACKENDS`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import math
+from pathlib import Path
+from typing import Protocol
+
+from optune.config import RewardConfig
+from optune.errors import UserError
+
+
+class RewardBackend(Protocol):
+    def score(self, records: list[dict], responses: list[str]) -> list[float]:
+        ...
+
+
+class VerifiableReward:
+    """The built-in instruction-following task: fraction of constraints met, plus a small closeness term."""
+
+    def __init__(self, cfg: RewardConfig):
+        from optune.tasks import verifiable
+
+        self._reward = verifiable.reward
+
+    def score(self, records, responses):
+        for r in records:
+            if "constraints" not in r:
+                raise UserError(f"reward verifiable: prompt {r['id']!r} has no constraints; use the built-in prompts")
+        return [float(self._reward(r, text)) for r, text in zip(records, responses)]
+
+
+def load_function(spec: str):
+    """"package.module:function" or "path/to/file.py:function" -> the function object."""
+    if ":" not in spec:
+        raise UserError(f"reward.function {spec!r} must look like module:function or file.py:function")
+    target, name = spec.rsplit(":", 1)
+    try:
+        if target.endswith(".py"):
+            if not Path(target).is_file():
+                raise UserError(f"reward.function: file {target} does not exist")
+            spec_obj = importlib.util.spec_from_file_location(Path(target).stem, target)
+            module = importlib.util.module_from_spec(spec_obj)
+            spec_obj.loader.exec_module(module)
+        else:
+            module = importlib.import_module(target)
+    except ImportError as err:
+        raise UserError(f"reward.function: cannot import {target}: {err}") from None
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        raise UserError(f"reward.function: {target} has no function {name!r}")
+    return fn
+
+
+class CallableReward:
+    """A user's Python function f(prompts: list[str], responses: list[str]) -> list[float]."""
+
+    def __init__(self, cfg: RewardConfig):
+        self.name = cfg.function
+        self.fn = load_function(cfg.function)
+
+    def score(self, records, responses):
+        return list(self.fn([r["prompt"] for r in records], list(responses)))
+
+
+class HFReward:
+    """A sequence-classification reward model with its own tokenizer and chat template."""
+
+    def __init__(self, cfg: RewardConfig):
+        from optune.reward import model as reward_model
+
+        self.cfg = cfg
+        self.model, self.tokenizer, self.stats = reward_model.load_reward_model(cfg.model)
+        self._score_texts = reward_model.score_texts
+
+    def score(self, records, responses):
+        return self._score_texts(
+            self.model, self.tokenizer, [r["prompt"] for r in records], list(responses),
+            histories=[r.get("history") for r in records], batch_size=self.cfg.batch_size, stats=self.stats,
+        )
+
+
+BACKENDS = {"verifiable": VerifiableReward, "callable": CallableReward, "hf": HFReward}
+
+
+def make_reward(cfg: RewardConfig) -> RewardBackend:
+    if cfg.backend not in BACKENDS:
+        raise UserError(f"unknown reward backend {cfg.backend!r}; choose one of {', '.join(BACKENDS)}")
+    return BACKENDS[cfg.backend](cfg)
+
+
+def checked_score(backend: RewardBackend, records: list[dict], responses: list[str]) -> list[float]:
+    """Score and insist on one finite float per response: a broken reward must not poison training."""
+    scores = backend.score(records, responses)
+    try:
+        scores = [float(s) for s in scores]
+    except (TypeError, ValueError):
+        raise UserError("the reward function returned something that is not a list of numbers") from None
+    if len(scores) != len(responses):
+        raise UserError(f"the reward function returned {len(scores)} scores for {len(responses)} responses")
+    bad = [s for s in scores if not math.isfinite(s)]
+    if bad:
+        raise UserError(f"the reward function returned a non-finite score ({bad[0]})")
+    return scores

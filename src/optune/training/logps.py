@@ -1,0 +1,80 @@
+"""Sequence log-probs of pairs under a causal LM: collation, the response-only forward, the reference pass.
+
+A pair is an `optune.pairs.Pair`; its chosen and rejected sequences are prompt + response token ids.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from optune.losses import sequence_logps
+from optune.pairs import Pair
+
+
+def collate(pairs: list[Pair], pad_id: int) -> dict[str, torch.Tensor]:
+    """Chosen then rejected sequences, right-padded: input_ids, attention_mask, loss_mask all [2B, T]."""
+    seqs = [(p.prompt_ids, p.chosen.ids) for p in pairs] + [(p.prompt_ids, p.rejected.ids) for p in pairs]
+    width = max(len(a) + len(b) for a, b in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(seqs), width), dtype=torch.long)
+    loss_mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, (prompt, response) in enumerate(seqs):
+        n = len(prompt) + len(response)
+        ids[i, :n] = torch.tensor(prompt + response, dtype=torch.long)
+        attn[i, :n] = 1
+        loss_mask[i, len(prompt):n] = 1
+    return {"input_ids": ids, "attention_mask": attn, "loss_mask": loss_mask}
+
+
+def _autocast(model, bf16: bool):
+    device = next(model.parameters()).device.type
+    return torch.autocast(device, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+
+def response_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, loss_mask: torch.Tensor):
+    """[B] summed log-probs of the response tokens, computing vocabulary logits only where they are needed.
+
+    The output projection and log-softmax over the vocabulary are a large share of a small model's cost;
+    prompt positions never need them. Models whose logits are post-processed (soft-capping, scaling) and
+    models wrapped for several processes take the plain path through `sequence_logps`.
+    """
+    # A DDP/FSDP/DeepSpeed wrapper (optune.distributed) has neither method, so it takes the plain path: its
+    # gradient synchronisation and parameter gathering run in its own forward, which the fast path would skip.
+    decoder = getattr(model, "get_decoder", lambda: None)()
+    head = getattr(model, "get_output_embeddings", lambda: None)()
+    post = any(getattr(getattr(model, "config", None), k, None) for k in ("final_logit_softcapping", "logit_scale"))
+    if decoder is None or head is None or post:
+        logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+        return sequence_logps(logits, input_ids, loss_mask)
+    hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+    predicts = loss_mask[:, 1:].bool()  # position t predicts token t + 1
+    logits = head(hidden[:, :-1][predicts]).float()  # [N response tokens, V]
+    token_logps = logits.log_softmax(-1).gather(1, input_ids[:, 1:][predicts].unsqueeze(1)).squeeze(1)
+    rows = predicts.nonzero()[:, 0]
+    return torch.zeros(len(input_ids), dtype=token_logps.dtype, device=token_logps.device).index_add(0, rows, token_logps)
+
+
+def pair_logps(model, pairs: list[Pair], pad_id: int, bf16: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sequence log-probs [B] of the chosen and rejected responses (response tokens only)."""
+    batch = {k: v.to(next(model.parameters()).device) for k, v in collate(pairs, pad_id).items()}
+    with _autocast(model, bf16):
+        logps = response_logps(model, batch["input_ids"], batch["attention_mask"], batch["loss_mask"])
+    return logps[: len(pairs)], logps[len(pairs):]
+
+
+@torch.no_grad()
+def reference_logps(model, pairs: list[Pair], pad_id: int, batch_size: int, bf16: bool, progress=None):
+    """Log-probs of every pair under the frozen reference, as two lists of floats."""
+    was_training = model.training
+    model.eval()
+    chosen, rejected = [], []
+    for start in range(0, len(pairs), batch_size):
+        c, r = pair_logps(model, pairs[start:start + batch_size], pad_id, bf16)
+        chosen += c.tolist()
+        rejected += r.tolist()
+        if progress is not None:
+            progress.update(len(pairs[start:start + batch_size]))
+    model.train(was_training)
+    return chosen, rejected

@@ -1,0 +1,54 @@
+"""The optimisation schedule both trainers share (policy DPO and the reward model): optimizer and
+learning-rate schedule, and the seeded plan of optimizer steps -> micro-batches -> example indices."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from optune.config import TrainConfig
+
+
+def make_optimizer(model, cfg: TrainConfig, total_steps: int):
+    from transformers import get_scheduler
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "rmsprop":
+        optimizer = torch.optim.RMSprop(params, lr=cfg.lr)
+    elif cfg.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    else:
+        optimizer = torch.optim.SGD(params, lr=cfg.lr)
+    warmup = math.ceil(cfg.warmup_ratio * total_steps)
+    name = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}[cfg.lr_schedule]
+    return optimizer, get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
+
+
+def step_plan(n_pairs: int, cfg: TrainConfig, seed: int, world: int = 1) -> list[list[list[int]]]:
+    """Optimizer steps -> micro-batches -> pair indices, over all epochs, in a seeded order.
+
+    A step holds batch_size x grad_accum x world pairs: `world` processes each take a share (rank_share).
+    """
+    per_step = cfg.batch_size * cfg.grad_accum * world
+    steps = []
+    for epoch in range(cfg.epochs):
+        order = torch.randperm(n_pairs, generator=torch.Generator().manual_seed(seed * 1000 + epoch)).tolist()
+        for start in range(0, n_pairs, per_step):
+            chunk = order[start:start + per_step]
+            steps.append([chunk[i:i + cfg.batch_size] for i in range(0, len(chunk), cfg.batch_size)])
+    return steps
+
+
+def rank_share(step: list[list[int]], batch_size: int, world: int, rank: int) -> tuple[list[list[int]], int]:
+    """This process's micro-batches of a step, and how many every process runs (the most any process has).
+
+    Processes with fewer micro-batches run empty ones (a zero-weighted forward/backward), because DDP and FSDP
+    need every process in every gradient all-reduce.
+    """
+    chunk = [i for mb in step for i in mb]
+    size = -(-len(chunk) // world)
+    shares = [chunk[r * size:(r + 1) * size] for r in range(world)]
+    counts = [-(-len(share) // batch_size) for share in shares]
+    mine = shares[rank]
+    return [mine[i:i + batch_size] for i in range(0, len(mine), batch_size)], max(counts)

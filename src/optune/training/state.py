@@ -1,0 +1,44 @@
+"""Mid-training state: weights, optimizer, schedule, step and metrics so far, saved atomically and resumed.
+
+Both trainers use it: a run killed during training continues from the last saved step, and because the
+step plan is a function of the seed, skipping the finished steps reproduces the uninterrupted run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from optune.store import atomic_write
+
+
+def save_train_state(path: Path, model, optimizer, scheduler, step: int, totals: dict, rows: list[dict]) -> None:
+    """Weights, optimizer and schedule after `step` finished steps, with the metrics so far (atomic)."""
+    state = {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "scheduler": scheduler.state_dict(), "totals": totals, "rows": rows}
+    atomic_write(path, lambda f: torch.save(state, f))
+
+
+def resume(state_path: Path | None, model, optimizer, scheduler, plan: list, progress, log):
+    """(finished steps, metric sums, log rows) of a saved training state, replayed into progress and log."""
+    start, totals, rows = load_train_state(state_path, model, optimizer, scheduler)
+    if log is not None:
+        for row in rows:
+            log(row)
+    if start:
+        print(f"training resumes after step {start} of {len(plan)} ({state_path.name})", flush=True)
+        if progress is not None:
+            progress.update(sum(len(mb) for step in plan[:start] for mb in step))
+    return start, totals, rows
+
+
+def load_train_state(path: Path | None, model, optimizer, scheduler) -> tuple[int, dict, list[dict]]:
+    """(finished steps, metric sums, log rows) from a saved state, loaded into the objects; (0, {}, []) if none."""
+    if path is None or not path.is_file():  # a save cut short by a kill left only a temp file (store cleans it)
+        return 0, {}, []
+    state = torch.load(path, map_location=next(model.parameters()).device, weights_only=False)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    return state["step"], state["totals"], state["rows"]

@@ -1,0 +1,34 @@
+from optune.pairs.offline import prompt_records, response_ids
+from optune.data.preferences import PreferenceData
+
+
+def _data(n: int) -> PreferenceData:
+    return PreferenceData(pairs=[{"prompt": f"p{i}", "history": [], "chosen": "a", "rejected": "b"} for i in range(n)])
+
+
+def test_limit_takes_a_seeded_sample_in_file_order():
+    data = _data(100)
+    a, b = prompt_records(data, 10, seed=0), prompt_records(data, 10, seed=0)
+    ids = [r["id"] for r in a]
+    assert ids == [r["id"] for r in b] and len(set(ids)) == 10 and ids == sorted(ids)
+    assert ids != [f"pair-{i:06d}" for i in range(10)]  # not simply the first ten
+    assert ids != [r["id"] for r in prompt_records(data, 10, seed=1)]
+    assert all(r["prompt"] == r["pair"]["prompt"] == f"p{int(r['id'][5:])}" for r in a)
+
+
+def test_no_limit_or_large_limit_keeps_every_pair():
+    data = _data(5)
+    assert [r["id"] for r in prompt_records(data, None)] == [f"pair-{i:06d}" for i in range(5)]
+    assert len(prompt_records(data, 50)) == 5
+
+
+class _Tok:
+    eos_token_id = 0
+
+    def encode(self, text, add_special_tokens=False):
+        return [ord(c) for c in text]
+
+
+def test_response_ids_append_eos_unless_cut():
+    assert response_ids(_Tok(), "ab", 4) == ([97, 98, 0], True)
+    assert response_ids(_Tok(), "abcd", 4) == ([97, 98, 99, 100], False)
