@@ -43,33 +43,39 @@ def _draw(sorted_probs: torch.Tensor, keep: torch.Tensor, u: torch.Tensor) -> to
     return torch.minimum(rank, keep.sum(-1) - 1)  # target within rounding of the total lands on the last kept
 
 
-def _nucleus_draw(sorted_probs: torch.Tensor, top_p: float, u: torch.Tensor) -> torch.Tensor:
-    """Rank [B] drawn from the top-p nucleus of probabilities sorted descending [B, K]."""
+def _nucleus_draw(sorted_probs: torch.Tensor, threshold: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Rank [B] drawn from the nucleus of probabilities sorted descending [B, K]: the tokens with less than
+    threshold [B, 1] (top_p times the row's total mass) ranked before them."""
     cum = sorted_probs.cumsum(-1)
     before = torch.cat([torch.zeros_like(cum[:, :1]), cum[:, :-1]], dim=1)  # mass ranked strictly before
-    return _draw(sorted_probs, before < top_p, u)
+    return _draw(sorted_probs, before < threshold, u)
 
 
-def sample_top_p(probs: torch.Tensor, top_p: float, u: torch.Tensor,
-                 prefilter: tuple[int, ...] = PREFILTER) -> torch.Tensor:
+def sample_top_p(probs: torch.Tensor, top_p: float, u: torch.Tensor, prefilter: tuple[int, ...] = PREFILTER,
+                 total: torch.Tensor | None = None) -> torch.Tensor:
     """Tokens [B] from probabilities probs [B, V] by the top-p rule, one uniform u [B] in [0, 1) per row.
 
     prefilter: partial-sort sizes tried in turn before the full sort (() for the full sort alone); the
-    result does not depend on them.
+    result does not depend on them. total: [B] mass of each row when probs are not normalised (tokens
+    zeroed out), else 1: the rule then applies to probs / total.
     """
     vocab = probs.shape[-1]
     if top_p >= 1.0:  # transformers skips the warper at top_p 1: the whole distribution, no ranking needed
         return _draw(probs, torch.ones_like(probs, dtype=torch.bool), u)
-    stages = [k for k in prefilter if k < vocab]
+    threshold = top_p * (total.unsqueeze(1) if total is not None else probs.new_ones(len(probs), 1))
+    return _ranked(probs, threshold, u, [k for k in prefilter if k < vocab])
+
+
+def _ranked(probs: torch.Tensor, threshold: torch.Tensor, u: torch.Tensor, stages: list[int]) -> torch.Tensor:
     if not stages:
         sorted_probs, order = probs.sort(-1, descending=True)
-        return order.gather(1, _nucleus_draw(sorted_probs, top_p, u).unsqueeze(1)).squeeze(1)
+        return order.gather(1, _nucleus_draw(sorted_probs, threshold, u).unsqueeze(1)).squeeze(1)
     top, order = probs.topk(stages[0], dim=-1)
-    tokens = order.gather(1, _nucleus_draw(top, top_p, u).unsqueeze(1)).squeeze(1)
-    short = top.cumsum(-1)[:, -1] < top_p  # the same sum that decides whether rank k would be kept
+    tokens = order.gather(1, _nucleus_draw(top, threshold, u).unsqueeze(1)).squeeze(1)
+    short = top.cumsum(-1)[:, -1:] < threshold  # the same sum that decides whether rank k would be kept
     if short.any():
-        rows = short.nonzero().squeeze(1)
-        tokens[rows] = sample_top_p(probs[rows], top_p, u[rows], tuple(stages[1:]))
+        rows = short.squeeze(1).nonzero().squeeze(1)
+        tokens[rows] = _ranked(probs[rows], threshold[rows], u[rows], stages[1:])
     return tokens
 
 
@@ -82,22 +88,20 @@ def choose(logits: torch.Tensor, suppressed: list[int], greedy: bool, temperatur
     """
     logits = logits.float()
     raw = logits.softmax(-1)
+    ids = torch.tensor(suppressed, dtype=torch.long, device=logits.device)
     if greedy:
-        masked = logits.index_fill(1, torch.tensor(suppressed, device=logits.device), float("-inf")) \
-            if suppressed else logits
-        tokens = masked.argmax(-1)
+        tokens = (logits.index_fill(1, ids, float("-inf")) if suppressed else logits).argmax(-1)
+    elif temperature == 1.0:
+        total = None
+        if suppressed:  # zeroed in place: no copy of the vocabulary; the chosen token is never one of them
+            total = 1.0 - raw.index_select(1, ids).sum(-1)
+            raw.index_fill_(1, ids, 0.0)
+        tokens = sample_top_p(raw, top_p, u, prefilter, total)
     else:
-        if temperature == 1.0:
-            probs = raw
-            if suppressed:
-                probs = raw.index_fill(1, torch.tensor(suppressed, device=raw.device), 0.0)
-                probs = probs / probs.sum(-1, keepdim=True)
-        else:
-            scaled = logits / temperature
-            if suppressed:
-                scaled.index_fill_(1, torch.tensor(suppressed, device=scaled.device), float("-inf"))
-            probs = scaled.softmax(-1)
-        tokens = sample_top_p(probs, top_p, u, prefilter)
+        scaled = logits / temperature
+        if suppressed:
+            scaled.index_fill_(1, ids, float("-inf"))
+        tokens = sample_top_p(scaled.softmax(-1), top_p, u, prefilter)
     chosen = raw.gather(1, tokens.unsqueeze(1)).squeeze(1)
     logp = chosen.log()
     tiny = chosen < _TINY
