@@ -36,14 +36,18 @@ def prompt_ids(tokenizer, n: int) -> list[list[int]]:
     return [encode_prompt(tokenizer, r, 256) for r in load_prompts("verifiable:train", n)]
 
 
-def generation_pass(generator, model, model_path: str, prompts: list[list[int]], batch: int) -> tuple[float, int]:
-    """Seconds and tokens of one pass over the prompts, in calls of `batch` sequences (2 per prompt)."""
+def generation_pass(generator, model, model_path: str, prompts: list[list[int]], batch: int) -> dict:
+    """Wall seconds, process CPU seconds and tokens of one pass over the prompts, in calls of `batch`
+    sequences (2 per prompt). CPU time counts this process's work whatever else shares the cores (with
+    several threads it also counts their spin-waits)."""
     per_call = max(1, batch // 2)
-    start, generated = time.perf_counter(), 0
+    start, cpu, generated = time.perf_counter(), time.process_time(), 0
     for i in range(0, len(prompts), per_call):
         out = generator.generate(model, prompts[i:i + per_call], n=2, seed=i, path=model_path)
         generated += sum(len(s.ids) for samples in out for s in samples)
-    return time.perf_counter() - start, generated
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return {"generated_tokens": generated, "generation_s": round(wall, 2), "tokens_per_s": round(generated / wall, 2),
+            "cpu_s": round(cpu, 2), "tokens_per_cpu_s": round(generated / cpu, 2)}
 
 
 def make(variant: str, tokenizer, args):
@@ -65,9 +69,8 @@ def alternate(model_path: str, prompts: list[list[int]], args, record) -> None:
     generation_pass(generators["decode"], model, model_path, prompts[:2], 4)  # warm-up: first-call costs
     for r in range(args.rounds):
         for variant in (("generate", "decode") if r % 2 == 0 else ("decode", "generate")):
-            seconds, tokens = generation_pass(generators[variant], model, model_path, prompts, args.batch)
-            record({"variant": variant, "round": r, "generated_tokens": tokens, "generation_s": round(seconds, 2),
-                    "tokens_per_s": round(tokens / seconds, 2), "load_1min": round(os.getloadavg()[0], 1)})
+            timed = generation_pass(generators[variant], model, model_path, prompts, args.batch)
+            record({"variant": variant, "round": r, **timed, "load_1min": round(os.getloadavg()[0], 1)})
 
 
 def vllm_pass(model_path: str, prompts: list[list[int]], args) -> dict:
@@ -77,10 +80,9 @@ def vllm_pass(model_path: str, prompts: list[list[int]], args) -> dict:
     start = time.perf_counter()  # the engine starts on one prompt, so generation time excludes the start-up
     generator.generate(None, prompts[:1], n=1, seed=0, path=model_path)
     start_s = time.perf_counter() - start
-    seconds, tokens = generation_pass(generator, None, model_path, prompts, args.batch)
-    generator.release()
-    return {"variant": "vllm", "generated_tokens": tokens, "generation_s": round(seconds, 2),
-            "tokens_per_s": round(tokens / seconds, 2), "engine_start_s": round(start_s, 1)}
+    timed = generation_pass(generator, None, model_path, prompts, args.batch)
+    generator.release()  # (the engine's own processes are not in this process's CPU time)
+    return {"variant": "vllm", **timed, "engine_start_s": round(start_s, 1)}
 
 
 def one_iteration(variant: str, model_path: str, args, out_dir: Path) -> dict:
@@ -98,18 +100,20 @@ def one_iteration(variant: str, model_path: str, args, out_dir: Path) -> dict:
 
 
 def summary(passes: list[dict]) -> dict:
-    """Per round, decode tokens/s over generate tokens/s of the same round; their median and range."""
+    """Per round, decode's rate over generate's of the same round (wall clock and CPU time); median, range."""
     passes = [p for p in passes if "round" in p]
-    rate = {(p["variant"], p["round"]): p["tokens_per_s"] for p in passes}
-    ratios = [rate["decode", r] / rate["generate", r] for r in sorted({p["round"] for p in passes})
-              if ("decode", r) in rate and ("generate", r) in rate]
-    if not ratios:
-        return {}
-    return {"speedup_per_round": [round(x, 2) for x in ratios], "speedup_median": round(statistics.median(ratios), 2),
-            "speedup_min": round(min(ratios), 2), "speedup_max": round(max(ratios), 2),
-            **{f"{v}_tokens_per_s_median": round(statistics.median(p["tokens_per_s"] for p in passes
-                                                                    if p["variant"] == v), 2)
-               for v in ("generate", "decode")}}
+    out = {}
+    for key in ("tokens_per_s", "tokens_per_cpu_s"):
+        rate = {(p["variant"], p["round"]): p[key] for p in passes}
+        ratios = [rate["decode", r] / rate["generate", r] for r in sorted({p["round"] for p in passes})
+                  if ("decode", r) in rate and ("generate", r) in rate]
+        if ratios:
+            out[key] = {"speedup_per_round": [round(x, 2) for x in ratios],
+                        "speedup_median": round(statistics.median(ratios), 2),
+                        "speedup_min": round(min(ratios), 2), "speedup_max": round(max(ratios), 2),
+                        **{f"{v}_median": round(statistics.median(p[key] for p in passes if p["variant"] == v), 2)
+                           for v in ("generate", "decode")}}
+    return out
 
 
 def main() -> int:

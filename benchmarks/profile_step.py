@@ -114,12 +114,12 @@ def profile_generation(model, tokenizer, prompts, impl: str, tokens: int) -> tup
     gen = TransformersGenerator(GenerationConfig(impl=impl, max_new_tokens=tokens, min_new_tokens=tokens), tokenizer)
     gen.generate(model, prompts[:1], n=1, seed=0)  # first-call costs (allocator, kernels) out of the timing
     timers = Timers(model)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     out = gen.generate(model, prompts, n=2, seed=0)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     timers.remove()
     split = {f"{phase}/{part}": round(s, 3) for (phase, part), s in sorted(timers.total.items())}
-    return {"impl": impl, "wall_s": round(wall, 2), "split_s": split}, out
+    return {"impl": impl, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "split_s": split}, out
 
 
 def sampling_costs(model, prompts, tokenizer) -> dict:
@@ -128,7 +128,7 @@ def sampling_costs(model, prompts, tokenizer) -> dict:
     from transformers.generation.logits_process import TopPLogitsWarper
 
     from optune.generation.base import left_pad
-    from optune.generation.sampling import sample_top_p, token_logprobs
+    from optune.generation.sampling import choose, sample_top_p, token_logprobs
 
     ids, mask = left_pad([p for p in prompts for _ in range(2)], tokenizer.pad_token_id)
     with torch.no_grad():
@@ -136,14 +136,15 @@ def sampling_costs(model, prompts, tokenizer) -> dict:
     warper, u = TopPLogitsWarper(0.9), torch.rand(len(logits))
     chosen = logits.argmax(-1)
     hf = best_of(lambda: torch.multinomial(warper(ids, logits.clone()).softmax(-1), 1))
-    full = best_of(lambda: sample_top_p(logits.softmax(-1), 0.9, u, k=None))
+    full = best_of(lambda: sample_top_p(logits.softmax(-1), 0.9, u, prefilter=()))
     fast = best_of(lambda: sample_top_p(logits.softmax(-1), 0.9, u))
+    step = best_of(lambda: choose(logits, [], False, 1.0, 0.9, u))
     logp = best_of(lambda: token_logprobs(logits, chosen))
     nucleus = (TopPLogitsWarper(0.9)(ids, logits.clone()) > float("-inf")).sum(-1).float()
     return {"rows": len(logits), "hf_top_p_softmax_multinomial_ms": round(1e3 * hf, 2),
-            "optune_full_sort_ms": round(1e3 * full, 2), "optune_prefilter_ms": round(1e3 * fast, 2),
-            "raw_logprobs_ms": round(1e3 * logp, 2), "nucleus_tokens_median": float(nucleus.median()),
-            "nucleus_tokens_max": float(nucleus.max())}
+            "optune_softmax_full_sort_ms": round(1e3 * full, 2), "optune_softmax_prefilter_ms": round(1e3 * fast, 2),
+            "optune_choose_incl_raw_logp_ms": round(1e3 * step, 2), "logsumexp_logp_ms": round(1e3 * logp, 2),
+            "nucleus_tokens_median": float(nucleus.median()), "nucleus_tokens_max": float(nucleus.max())}
 
 
 def profile_training(model, pairs, pad_id: int) -> dict:
@@ -189,12 +190,15 @@ def profile_training(model, pairs, pad_id: int) -> dict:
     return {"pairs": len(step), "seconds": {k: round(v, 3) for k, v in times.items()}, "forward_split_s": split}
 
 
-def report_generation(model, g: dict, rows: int, width: int, tokens: int, shared_prefill: bool, ceil: dict) -> list:
-    """Table rows (phase, seconds, share, GFLOP, GFLOP/s, % of the fp32 ceiling at that row count)."""
+def report_generation(model, g: dict, lengths: list[int], rows: int, tokens: int, ceil: dict) -> list:
+    """Table rows (phase, seconds, share, GFLOP, GFLOP/s, % of the fp32 ceiling at that row count).
+
+    FLOPs are the model's for the work itself, whatever an implementation computes on top: every prompt
+    token once (no padding, no repeat per sample), every generated token once."""
     s = g["split_s"]
-    prefill_rows = rows // 2 if shared_prefill else rows
-    prefill = model_flops(model, prefill_rows * width, width / 2, prefill_rows)
-    decode = model_flops(model, rows * (tokens - 1), width + tokens / 2, rows * (tokens - 1))
+    mean = sum(lengths) / len(lengths)
+    prefill = model_flops(model, sum(lengths), mean / 2, len(lengths))
+    decode = model_flops(model, rows * (tokens - 1), mean + tokens / 2, rows * (tokens - 1))
     pre_s, dec_s = s.get("prefill/model", 0.0), s.get("decode/model", 0.0)
     out = [("prefill forward", pre_s, prefill, ceil["prefill"]), ("decode forwards", dec_s, decode, ceil["decode"])]
     for part in ("attn_proj", "mlp", "lm_head"):
@@ -204,7 +208,7 @@ def report_generation(model, g: dict, rows: int, width: int, tokens: int, shared
     out += [("  decode attention core (RoPE, KV cache, SDPA)", core, None, None),
             ("  decode rest (embedding, norms, masks)", other, None, None),
             ("outside the model (sampling, log-probs, loop)", g["wall_s"] - pre_s - dec_s, None, None),
-            ("whole call", g["wall_s"], prefill + decode, None)]
+            ("whole call (against the decode-shape ceiling)", g["wall_s"], prefill + decode, ceil["decode"])]
     return [(name, sec, sec / g["wall_s"], flops, ceiling_) for name, sec, flops, ceiling_ in out]
 
 
@@ -237,8 +241,8 @@ def main() -> None:
     result = {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
               "torch": torch.__version__, "rows": rows, "prompt_width": width, "tokens": args.tokens,
               "load_1min_start": os.getloadavg()[0], "ceiling_gflops": {}, "generation": []}
-    row_counts = {"decode": (rows, True), "prefill": (rows * width, False), "prefill_shared": (rows // 2 * width, False),
-                  "train": (16 * (width + args.tokens), True)}
+    lengths = [len(p) for p in prompts]
+    row_counts = {"decode": (rows, True), "prefill": (sum(lengths), False), "train": (16 * (width + args.tokens), True)}
     for key, (m, head) in row_counts.items():
         for dtype in (torch.float32, torch.bfloat16):
             result["ceiling_gflops"][f"{key}/{str(dtype)[6:]}"] = round(ceiling(model, m, dtype, head), 1)
@@ -247,12 +251,10 @@ def main() -> None:
     for impl in args.impl:
         g, out = profile_generation(model, tokenizer, prompts, impl, args.tokens)
         result["generation"].append(g)
-        shared = impl == "decode"
-        ceil = {"decode": result["ceiling_gflops"]["decode/float32"],
-                "prefill": result["ceiling_gflops"]["prefill_shared/float32" if shared else "prefill/float32"]}
+        ceil = {"decode": result["ceiling_gflops"]["decode/float32"], "prefill": result["ceiling_gflops"]["prefill/float32"]}
         print_table(f"generation, impl {impl}: {rows} sequences x {args.tokens} tokens, "
-                    f"{rows * args.tokens / g['wall_s']:.1f} tokens/s",
-                    report_generation(model, g, rows, width, args.tokens, shared, ceil))
+                    f"{rows * args.tokens / g['wall_s']:.1f} tokens/s ({g['cpu_s']:.1f} s of CPU time)",
+                    report_generation(model, g, lengths, rows, args.tokens, ceil))
     result["sampling"] = sampling_costs(model, prompts, tokenizer)
     print("\nsampling one step:", json.dumps(result["sampling"]), flush=True)
     pairs = [Pair.of(p, a.ids, b.ids) for p, (a, b) in zip(prompts, out)]

@@ -54,6 +54,13 @@ class DecodeSettings:
     temperature: float = 1.0
     top_p: float = 1.0
     prefilter: tuple[int, ...] = PREFILTER
+    compact: bool = True
+    """Drop finished rows from the batch (COMPACT_FRACTION); the tokens are the same either way."""
+
+
+COMPACT_FRACTION = 0.25
+"""Finished rows leave the batch once they are this fraction of it: a copy of the cache, then every later
+step computes fewer rows (model.generate computes every row until the last one ends)."""
 
 
 def _gqa_sdpa(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None, **kwargs):
@@ -112,16 +119,22 @@ def decode(model, prompts: list[list[int]], n: int, pad_id: int, stop: list[int]
         stop_ids = torch.tensor(stop, device=device)
         tokens = torch.full((rows, steps), pad_id, dtype=torch.long, device=device)
         logps = torch.zeros(rows, steps, dtype=torch.float32, device=device)
+        live = torch.arange(rows, device=device)  # the original row of each row still in the batch
         done = torch.zeros(rows, dtype=torch.bool, device=device)
         for step in range(steps):
-            u = None if settings.greedy else torch.rand(rows, generator=generator, device=device)
+            # every row's uniform is drawn whether or not it is still in the batch: the same tokens either way
+            u = None if settings.greedy else torch.rand(rows, generator=generator, device=device)[live]
             chosen, logp = choose(logits, stop if step < settings.min_new_tokens else [], settings.greedy,
                                   settings.temperature, settings.top_p, u, settings.prefilter)
             chosen = torch.where(done, pad_id, chosen)
-            tokens[:, step], logps[:, step] = chosen, logp
+            tokens[live, step], logps[live, step] = chosen, logp
             done |= torch.isin(chosen, stop_ids)
             if step == steps - 1 or bool(done.all()):
                 break
+            if settings.compact and int(done.sum()) >= max(1.0, COMPACT_FRACTION * len(live)):
+                keep = (~done).nonzero().squeeze(1)
+                cache.batch_select_indices(keep)
+                chosen, mask, position, live, done = chosen[keep], mask[keep], position[keep], live[keep], done[keep]
             logits = model(input_ids=chosen.unsqueeze(1), attention_mask=mask[:, :width + step + 1],
                            position_ids=(position + step).unsqueeze(1), past_key_values=cache,
                            use_cache=True).logits[:, -1].float()

@@ -61,7 +61,10 @@ class BufferLayer(DynamicLayer):
         raise NotImplementedError("a buffer layer is built with its final batch")
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
-        raise NotImplementedError("a buffer layer is built with its final batch")
+        """Keep only these rows (finished rows leave the batch)."""
+        self.buf_keys = self.buf_keys.index_select(0, indices)
+        self.buf_values = self.buf_values.index_select(0, indices)
+        self.keys, self.values = self.buf_keys[:, :, :self.length], self.buf_values[:, :, :self.length]
 
 
 @dataclass

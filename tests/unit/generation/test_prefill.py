@@ -71,3 +71,14 @@ def test_sliding_window_cache_takes_the_plain_path():
                               pad_token_id=0, eos_token_id=EOS)[:, ids.shape[1]:].tolist()
     got = decode(model, prompts, 1, 0, [EOS], DecodeSettings(max_new_tokens=8, min_new_tokens=8, greedy=True))
     assert [d.tokens for d in got] == expected
+
+
+@pytest.mark.parametrize("settings", [dict(greedy=True), dict(top_p=0.9), dict(top_p=0.8, temperature=0.7)])
+@pytest.mark.parametrize("plain", [False, True])
+def test_dropping_finished_rows_changes_nothing(model, monkeypatch, settings, plain):
+    if plain:  # the model's own cache classes also drop rows
+        monkeypatch.setattr(prefill_module, "_plain_cache", lambda model: False)
+    prompts = PROMPTS["shared"]
+    kept = outputs(model, prompts, 2, max_new_tokens=12, compact=False, **settings)
+    assert sum(len(tokens) < 12 for tokens, _ in kept) >= 3  # rows end at different steps: several drops
+    assert outputs(model, prompts, 2, max_new_tokens=12, **settings) == kept
