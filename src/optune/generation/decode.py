@@ -9,10 +9,15 @@ Where the time goes in `model.generate` at the default run's shapes, and what th
 - top-p sorts the whole 49k vocabulary of every row at every step: here a partial sort (top k) with an
   exact fallback (sampling.sample_top_p);
 - grouped-query attention with a padding mask: transformers' sdpa path copies keys and values to every
-  query head at every step (`repeat_kv`); here attention runs on the CPU kernel's own GQA (`enable_gqa`);
+  query head at every step (`repeat_kv`); here attention runs on the CPU kernel's own GQA
+  (kernels.grouped_attention);
 - the cache grows by concatenation (a copy of the whole cache per layer per step): here it is written
-  into buffers allocated once;
-- the n samples of a prompt share one prefill instead of n.
+  into buffers allocated once (optune.generation.prefill);
+- every sample of a prompt runs the whole padded prompt: here each prompt runs once, without its common
+  prefix with the other prompts (run once for all), in chunks sorted by length (little padding);
+- finished rows keep being computed until the last one ends: here they leave the batch;
+- linear layers on MKL with the weights as stored: here, on the CPU, oneDNN on weights packed once per
+  call (kernels.packed_linears; off when the log-probs serve as DPO references, see there).
 
 The randomness is one uniform number per sequence per step from a generator seeded with `seed`, so a
 call is deterministic for a fixed seed, but its samples differ from `model.generate`'s for the same seed
@@ -21,19 +26,13 @@ call is deterministic for a fixed seed, but its samples differ from `model.gener
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
-from transformers import AttentionInterface
-from transformers.integrations.sdpa_attention import sdpa_attention_forward
-from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
+from optune.generation.kernels import grouped_attention, packed_linears
 from optune.generation.prefill import prefill
 from optune.generation.sampling import PREFILTER, choose
-
-_GQA_ATTENTION = "optune_sdpa_gqa"
 
 
 @dataclass
@@ -56,38 +55,13 @@ class DecodeSettings:
     prefilter: tuple[int, ...] = PREFILTER
     compact: bool = True
     """Drop finished rows from the batch (COMPACT_FRACTION); the tokens are the same either way."""
+    packed: bool = True
+    """CPU: linear layers on oneDNN with weights packed for the call (kernels.packed_linears)."""
 
 
 COMPACT_FRACTION = 0.25
 """Finished rows leave the batch once they are this fraction of it: a copy of the cache, then every later
 step computes fewer rows (model.generate computes every row until the last one ends)."""
-
-
-def _gqa_sdpa(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None, **kwargs):
-    """transformers' sdpa attention, with grouped keys/values left grouped on the CPU (no repeat_kv copy)."""
-    groups = getattr(module, "num_key_value_groups", 1)
-    if query.device.type != "cpu" or groups == 1 or attention_mask is None or query.shape[2] > 1:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
-                                      scaling=scaling, is_causal=is_causal, **kwargs)
-    out = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, scale=scaling,
-                                         enable_gqa=True)
-    return out.transpose(1, 2).contiguous(), None
-
-
-@contextlib.contextmanager
-def _grouped_attention(model):
-    """Route the model's sdpa attention through `_gqa_sdpa` for the duration of the call."""
-    config = getattr(model, "config", None)
-    if config is None or getattr(config, "_attn_implementation", None) != "sdpa":
-        yield
-        return
-    AttentionInterface.register(_GQA_ATTENTION, _gqa_sdpa)
-    AttentionMaskInterface.register(_GQA_ATTENTION, sdpa_mask)
-    config._attn_implementation = _GQA_ATTENTION
-    try:
-        yield
-    finally:
-        config._attn_implementation = "sdpa"
 
 
 def _finish(tokens: torch.Tensor, logps: torch.Tensor, stop: list[int]) -> list[Decoded]:
@@ -111,7 +85,7 @@ def decode(model, prompts: list[list[int]], n: int, pad_id: int, stop: list[int]
     steps = settings.max_new_tokens
     if not prompts or steps <= 0:
         return [Decoded([], False, 0.0) for _ in range(len(prompts) * n)]
-    with _grouped_attention(model):
+    with grouped_attention(model), packed_linears(model, settings.packed, rows=len(prompts) * n):
         first = prefill(model, prompts, pad_id, n, steps)
         logits, cache, mask, position = first.logits, first.cache, first.mask, first.position
         rows, width, device = logits.shape[0], mask.shape[1] - steps, logits.device

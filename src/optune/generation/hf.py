@@ -83,8 +83,10 @@ class TransformersGenerator:
         from optune.generation.decode import DecodeSettings, decode  # imports transformers
 
         cfg = self.cfg
+        # sampler log-probs as DPO references must match training's forward pass: the same matmul kernels
         settings = DecodeSettings(max_new_tokens=cfg.max_new_tokens, min_new_tokens=cfg.min_new_tokens,
-                                  greedy=greedy, temperature=cfg.temperature, top_p=cfg.top_p)
+                                  greedy=greedy, temperature=cfg.temperature, top_p=cfg.top_p,
+                                  packed=not cfg.sampler_logprobs)
         out = decode(model, prompt_ids, n, self.tokenizer.pad_token_id, stop, settings, seed)
         return [(d.tokens, d.logp) for d in out]
 

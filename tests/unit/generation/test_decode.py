@@ -84,6 +84,14 @@ def test_prefilter_does_not_change_the_samples(peaked):
         assert [d.tokens for d in run(model, prompts, seed=3, top_p=0.9, prefilter=stages)] == [d.tokens for d in full]
 
 
+def test_packed_linears_give_the_same_tokens(peaked):
+    _, model, prompts = peaked
+    for settings in (dict(greedy=True), dict(top_p=0.9), dict(top_p=0.8, temperature=0.7, min_new_tokens=3)):
+        packed, plain = run(model, prompts, seed=4, **settings), run(model, prompts, seed=4, packed=False, **settings)
+        assert [d.tokens for d in packed] == [d.tokens for d in plain]
+        assert max(abs(a.logp - b.logp) for a, b in zip(packed, plain)) < 1e-5
+
+
 def test_seeded_and_deterministic(peaked):
     _, model, prompts = peaked
     a, b, c = (run(model, prompts, seed=s, top_p=0.9) for s in (7, 7, 8))
@@ -94,7 +102,8 @@ def test_seeded_and_deterministic(peaked):
 def test_logp_equals_a_float32_forward_pass(peaked):
     """Each response's summed raw log-prob (EOS included, nothing after it) equals training's forward pass."""
     tok, model, prompts = peaked
-    gen = TransformersGenerator(GenerationConfig(max_new_tokens=10, temperature=0.7, top_p=0.8), tok)
+    config = GenerationConfig(max_new_tokens=10, temperature=0.7, top_p=0.8, sampler_logprobs=True)
+    gen = TransformersGenerator(config, tok)
     out = gen.generate(model, prompts, n=2, seed=11)
     samples = [s for pair in out for s in pair]
     assert any(s.eos and len(s.ids) < 10 for s in samples) and any(not s.eos for s in samples)
