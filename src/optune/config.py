@@ -74,7 +74,8 @@ class GenerationConfig:
     sampler_logprobs: bool = False
     """Use the sampler's own log-probs of this iteration's new responses as their DPO reference log-probs
     (reference pi_t; backend vllm, or transformers with impl "decode") instead of a forward pass; they match a
-    float32 forward pass, so keep train.bf16 false with it (bf16 autocast log-probs differ by rounding)."""
+    float32 forward pass, so keep train.bf16 false with it (bf16 autocast log-probs differ by rounding). On the
+    CPU the decode loop then keeps training's matmul kernels (oneDNN's are faster but round differently)."""
     tensor_parallel_size: int = 1
     """vllm: GPUs one engine spans. Data parallelism is one engine per `accelerate launch` process."""
     vllm_dtype: str = "policy"

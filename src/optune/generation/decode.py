@@ -9,8 +9,8 @@ Where the time goes in `model.generate` at the default run's shapes, and what th
 - top-p sorts the whole 49k vocabulary of every row at every step: here a partial sort (top k) with an
   exact fallback (sampling.sample_top_p);
 - grouped-query attention with a padding mask: transformers' sdpa path copies keys and values to every
-  query head at every step (`repeat_kv`); here attention runs on the CPU kernel's own GQA
-  (kernels.grouped_attention);
+  query head at every step (`repeat_kv`), and every sample of a prompt reads its own copy of the prompt's;
+  here the samples of a prompt read one copy, groups left grouped (kernels.cascade_attention);
 - the cache grows by concatenation (a copy of the whole cache per layer per step): here it is written
   into buffers allocated once (optune.generation.prefill);
 - every sample of a prompt runs the whole padded prompt: here each prompt runs once, without its common
@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 import torch
 
-from optune.generation.kernels import grouped_attention, packed_linears
-from optune.generation.prefill import prefill
+from optune.generation.kernels import cascade_attention, packed_linears
+from optune.generation.prefill import cascade_ready, prefill
 from optune.generation.sampling import PREFILTER, choose
 
 
@@ -85,10 +85,11 @@ def decode(model, prompts: list[list[int]], n: int, pad_id: int, stop: list[int]
     steps = settings.max_new_tokens
     if not prompts or steps <= 0:
         return [Decoded([], False, 0.0) for _ in range(len(prompts) * n)]
-    with grouped_attention(model), packed_linears(model, settings.packed, rows=len(prompts) * n):
-        first = prefill(model, prompts, pad_id, n, steps)
-        logits, cache, mask, position = first.logits, first.cache, first.mask, first.position
-        rows, width, device = logits.shape[0], mask.shape[1] - steps, logits.device
+    cascade = cascade_ready(model)
+    with cascade_attention(model, cascade), packed_linears(model, settings.packed, rows=len(prompts) * n):
+        first = prefill(model, prompts, pad_id, n, steps, cascade)
+        logits, cache, position = first.logits, first.cache, first.position
+        rows, device = logits.shape[0], logits.device
         generator = torch.Generator(device=device).manual_seed(seed)
         stop_ids = torch.tensor(stop, device=device)
         tokens = torch.full((rows, steps), pad_id, dtype=torch.long, device=device)
@@ -108,8 +109,7 @@ def decode(model, prompts: list[list[int]], n: int, pad_id: int, stop: list[int]
             if settings.compact and int(done.sum()) >= max(1.0, COMPACT_FRACTION * len(live)):
                 keep = (~done).nonzero().squeeze(1)
                 cache.batch_select_indices(keep)
-                chosen, mask, position, live, done = chosen[keep], mask[keep], position[keep], live[keep], done[keep]
-            logits = model(input_ids=chosen.unsqueeze(1), attention_mask=mask[:, :width + step + 1],
-                           position_ids=(position + step).unsqueeze(1), past_key_values=cache,
-                           use_cache=True).logits[:, -1].float()
+                chosen, position, live, done = chosen[keep], position[keep], live[keep], done[keep]
+            logits = model(input_ids=chosen.unsqueeze(1), position_ids=(position + step).unsqueeze(1),
+                           past_key_values=cache, use_cache=True, **first.step_kwargs(step, live)).logits[:, -1].float()
     return _finish(tokens.cpu(), logps.cpu(), stop)

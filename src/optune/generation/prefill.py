@@ -1,70 +1,82 @@
 """The prompt pass of optune's decode loop, and the key/value cache it leaves for the decode steps.
 
-The cache of row r (sample j of prompt i, r = i * n + j) holds, in buffers allocated once per call:
+Row r of a call is sample j of prompt i, r = i * n + j. For models on transformers' sdpa attention whose
+cache is plain full attention (Llama, Qwen2, SmolLM, ...), the cache is split in two, per layer:
 
-    [common prefix | padding | rest of prompt i | generated tokens ...]
+    prompt part      [P, H, W, D]      [common prefix | padding | rest of prompt i]   one copy per prompt
+    generated part   [P * n, H, S, D]  the row's own tokens, written one column per step
 
 - The common prefix of all prompts (the chat template's system turn: 24 of ~60 tokens on the built-in
-  task) is run once, as one sequence, and its keys/values shared by every row.
-- The rest of each prompt is run once per prompt, not once per sample, in chunks of prompts of similar
-  length (sorted by length), so padding costs little; a chunk's keys/values are copied to its n rows.
+  task) is run once, as one sequence; the rest of each prompt runs once per prompt, not once per sample,
+  in chunks of prompts of similar length (sorted by length), so padding costs little.
 - Padding sits between the prefix and the rest; it is masked out, and position ids skip it, so every token
-  sees exactly the keys, values and position it would see in its own unpadded sequence.
-- A decode step writes its column into the buffers (no concatenation: transformers' DynamicLayer copies
+  sees exactly the keys, values and positions of its own unpadded sequence.
+- A decode step attends to its prompt's part and its own part (kernels.cascade_attention): the n rows of a
+  prompt read one copy of its keys/values, where a batch of repeated prompts reads n (on a CPU, attention
+  at decode time is bound by reading them), and nothing is concatenated (transformers' DynamicLayer copies
   the whole cache of every layer at every step).
 
-Caches of other kinds (sliding windows, linear attention) take the plain path: one padded batch, no
-sharing, their own cache class repeated n times.
+Other models (other attention implementations, sliding windows, linear attention) take the plain path:
+one padded batch of the prompts repeated n times, the model's own cache, a padding mask.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
 from optune.generation.base import left_pad
+from optune.generation.kernels import Cascade
 
 PREFILL_CHUNK = 8
 """Prompts per prefill forward: enough rows for the matmuls to run at full speed on a CPU, few enough
 that sorting by length leaves little padding."""
 
 
-class BufferLayer(DynamicLayer):
-    """One layer's keys and values in buffers [B, H, capacity, D]; `update` writes the next columns."""
+class CascadeLayer(DynamicLayer):
+    """One layer's keys/values: the prompts' [P, H, W, D] and the generated tokens' [rows, H, S, D].
+
+    `update` (one decode step) writes the next generated column and returns the generated part only; the
+    attention reads the prompt part from here through `Cascade`.
+    """
 
     is_croppable = False
 
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor, length: int):
+    def __init__(self, prompt_keys: torch.Tensor, prompt_values: torch.Tensor, rows: int, steps: int):
         super().__init__()
-        self.dtype, self.device = keys.dtype, keys.device
-        self.buf_keys, self.buf_values, self.length = keys, values, length
-        self.keys, self.values = keys[:, :, :length], values[:, :, :length]
+        self.dtype, self.device = prompt_keys.dtype, prompt_keys.device
+        self.prompt_keys, self.prompt_values = prompt_keys, prompt_values
+        shape = (rows, prompt_keys.shape[1], steps, prompt_keys.shape[-1])
+        self.gen_keys, self.gen_values = prompt_keys.new_empty(shape), prompt_values.new_empty(shape)
+        self.length = 0
+        self.keys, self.values = self.gen_keys[:, :, :0], self.gen_values[:, :, :0]
         self.is_initialized = True
 
     def update(self, key_states, value_states, *args, **kwargs):
         end = self.length + key_states.shape[-2]
-        self.buf_keys[:, :, self.length:end] = key_states
-        self.buf_values[:, :, self.length:end] = value_states
+        self.gen_keys[:, :, self.length:end] = key_states
+        self.gen_values[:, :, self.length:end] = value_states
         self.length = end
-        self.keys, self.values = self.buf_keys[:, :, :end], self.buf_values[:, :, :end]
+        self.keys, self.values = self.gen_keys[:, :, :end], self.gen_values[:, :, :end]
         return self.keys, self.values
 
     def get_seq_length(self) -> int:
-        return self.length
+        return self.prompt_keys.shape[2] + self.length
 
     def get_max_length(self) -> int:
-        return self.buf_keys.shape[2]
+        return self.prompt_keys.shape[2] + self.gen_keys.shape[2]
 
     def batch_repeat_interleave(self, repeats: int) -> None:
-        raise NotImplementedError("a buffer layer is built with its final batch")
+        raise NotImplementedError("a cascade layer is built with its final batch")
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
-        """Keep only these rows (finished rows leave the batch)."""
-        self.buf_keys = self.buf_keys.index_select(0, indices)
-        self.buf_values = self.buf_values.index_select(0, indices)
-        self.keys, self.values = self.buf_keys[:, :, :self.length], self.buf_values[:, :, :self.length]
+        """Keep only these rows of the generated part (finished rows leave the batch)."""
+        self.gen_keys = self.gen_keys.index_select(0, indices)
+        self.gen_values = self.gen_values.index_select(0, indices)
+        self.keys, self.values = self.gen_keys[:, :, :self.length], self.gen_values[:, :, :self.length]
 
 
 @dataclass
@@ -73,10 +85,20 @@ class Prefilled:
     """[P * n, V] float32 next-token logits after each prompt."""
     cache: Cache
     """Keys/values of the prompts, with room for the decode steps."""
-    mask: torch.Tensor
-    """[P * n, width + steps] attention mask: the prompt columns, then ones for the generated tokens."""
     position: torch.Tensor
     """[P * n] position id of each row's first generated token (its prompt length)."""
+    cascade: Cascade | None = None
+    """Cascade path: what the attention needs besides the generated part."""
+    mask: torch.Tensor | None = None
+    """Plain path: [P * n, width + steps] attention mask (prompt columns, then ones)."""
+    width: int = 0
+    """Plain path: prompt columns of `mask`."""
+
+    def step_kwargs(self, step: int, live: torch.Tensor) -> dict:
+        """The model's extra inputs at decode step `step` for the rows `live` (original row indices)."""
+        if self.cascade is not None:
+            return {"optune_cascade": dataclasses.replace(self.cascade, rows=live)}
+        return {"attention_mask": self.mask[live, :self.width + step + 1]}
 
 
 def common_prefix(prompts: list[list[int]]) -> int:
@@ -90,50 +112,54 @@ def common_prefix(prompts: list[list[int]]) -> int:
     return length
 
 
-def _plain_cache(model) -> bool:
-    """Whether the model's cache is all full-attention DynamicLayers (what BufferLayer replaces)."""
-    layers = DynamicCache(config=model.config).layers
-    return all(type(layer) is DynamicLayer for layer in layers)
+def cascade_ready(model) -> bool:
+    """Whether the cascade path fits the model: sdpa attention and a cache of plain full-attention layers."""
+    if getattr(model.config, "_attn_implementation", None) != "sdpa":
+        return False
+    return all(type(layer) is DynamicLayer for layer in DynamicCache(config=model.config).layers)
 
 
-def prefill(model, prompts: list[list[int]], pad_id: int, n: int, steps: int) -> Prefilled:
-    """Run the prompts; rows of the result are prompt i's n samples at i * n ... i * n + n - 1."""
-    if not _plain_cache(model):
+def prefill(model, prompts: list[list[int]], pad_id: int, n: int, steps: int, cascade: bool) -> Prefilled:
+    """Run the prompts; rows of the result are prompt i's n samples at i * n ... i * n + n - 1.
+
+    cascade: the cascade path (`cascade_ready(model)`, decided before kernels.cascade_attention swaps the
+    model's attention), else the plain one."""
+    if not cascade:
         return _padded_batch(model, prompts, pad_id, n, steps)
     device = next(model.parameters()).device
     shared = common_prefix(prompts)
     rests = [p[shared:] for p in prompts]
     width = shared + max(len(r) for r in rests)
-    prefix = _run_prefix(model, prompts[0][:shared], device) if shared else None
-    rows = len(prompts) * n
-    mask = torch.zeros(rows, width + steps, dtype=torch.long, device=device)
-    mask[:, :shared] = 1
-    mask[:, width:] = 1
-    position = torch.tensor([len(p) for p in prompts for _ in range(n)], device=device)
+    prefix = _run_prefix(model, prompts[0][:shared], device) if shared else []
+    visible = torch.zeros(len(prompts), width, dtype=torch.bool, device=device)
+    visible[:, :shared] = True
     logits, buffers = None, None
     order = sorted(range(len(prompts)), key=lambda i: len(rests[i]))
     for start in range(0, len(order), PREFILL_CHUNK):
         chunk = order[start:start + PREFILL_CHUNK]
         ids, chunk_mask = (t.to(device) for t in left_pad([rests[i] for i in chunk], pad_id))
         cache = DynamicCache(config=model.config)
-        for idx, (keys, values) in enumerate(prefix or []):
+        for idx, (keys, values) in enumerate(prefix):
             cache.update(keys.expand(len(chunk), -1, -1, -1), values.expand(len(chunk), -1, -1, -1), idx)
         attention = torch.cat([torch.ones(len(chunk), shared, dtype=torch.long, device=device), chunk_mask], 1)
         positions = shared + (chunk_mask.cumsum(-1) - 1).clamp(min=0)
         out = model(input_ids=ids, attention_mask=attention, position_ids=positions, past_key_values=cache,
                     use_cache=True, logits_to_keep=1)
-        target = torch.tensor([i * n + j for i in chunk for j in range(n)], device=device)
         if buffers is None:
-            buffers = _buffers(cache, rows, width + steps, prefix)
-            logits = out.logits.new_empty(rows, out.logits.shape[-1], dtype=torch.float32)
-        logits[target] = out.logits[:, -1].float().repeat_interleave(n, 0)
-        columns = slice(width - ids.shape[1], width)
-        mask[target, columns] = chunk_mask.repeat_interleave(n, 0)
-        for (buf_k, buf_v), layer in zip(buffers, cache.layers):
-            buf_k[target, :, columns] = layer.keys[:, :, shared:].repeat_interleave(n, 0)
-            buf_v[target, :, columns] = layer.values[:, :, shared:].repeat_interleave(n, 0)
-    cache = Cache(layers=[BufferLayer(k, v, width) for k, v in buffers])
-    return Prefilled(logits, cache, mask, position)
+            buffers = _prompt_buffers(cache, len(prompts), width, prefix)
+            logits = out.logits.new_empty(len(prompts), out.logits.shape[-1], dtype=torch.float32)
+        rows, columns = torch.tensor(chunk, device=device), slice(width - ids.shape[1], width)
+        logits[rows] = out.logits[:, -1].float()
+        visible[rows, columns] = chunk_mask.bool()
+        for (keys, values), layer in zip(buffers, cache.layers):
+            keys[rows, :, columns] = layer.keys[:, :, shared:]
+            values[rows, :, columns] = layer.values[:, :, shared:]
+    layers = [CascadeLayer(k, v, len(prompts) * n, steps) for k, v in buffers]
+    bias = torch.zeros(len(prompts), 1, 1, width, device=device, dtype=logits.dtype)
+    bias.masked_fill_(~visible.view(len(prompts), 1, 1, width), float("-inf"))
+    cascade = Cascade(prompts=[(layer.prompt_keys, layer.prompt_values) for layer in layers], bias=bias, n=n)
+    position = torch.tensor([len(p) for p in prompts for _ in range(n)], device=device)
+    return Prefilled(logits.repeat_interleave(n, 0), Cache(layers=layers), position, cascade=cascade)
 
 
 def _run_prefix(model, prefix: list[int], device) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -145,12 +171,12 @@ def _run_prefix(model, prefix: list[int], device) -> list[tuple[torch.Tensor, to
     return [(layer.keys, layer.values) for layer in cache.layers]
 
 
-def _buffers(cache, rows: int, capacity: int, prefix) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Zeroed buffers [rows, H, capacity, D] per layer (padding must hold finite numbers), prefix filled in."""
+def _prompt_buffers(cache, prompts: int, width: int, prefix) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Zeroed buffers [P, H, width, D] per layer (padding must hold finite numbers), prefix filled in."""
     out = []
     for idx, layer in enumerate(cache.layers):
-        keys = layer.keys.new_zeros(rows, layer.keys.shape[1], capacity, layer.keys.shape[-1])
-        values = layer.values.new_zeros(rows, layer.values.shape[1], capacity, layer.values.shape[-1])
+        keys = layer.keys.new_zeros(prompts, layer.keys.shape[1], width, layer.keys.shape[-1])
+        values = layer.values.new_zeros(prompts, layer.values.shape[1], width, layer.values.shape[-1])
         if prefix:
             shared = prefix[idx][0].shape[2]
             keys[:, :, :shared] = prefix[idx][0]
@@ -171,5 +197,5 @@ def _padded_batch(model, prompts: list[list[int]], pad_id: int, n: int, steps: i
         cache.batch_repeat_interleave(n)
     full = torch.ones(len(prompts) * n, ids.shape[1] + steps, dtype=mask.dtype, device=device)
     full[:, :ids.shape[1]] = mask.repeat_interleave(n, 0)
-    return Prefilled(out.logits[:, -1].float().repeat_interleave(n, 0), cache, full,
-                     positions[:, -1].repeat_interleave(n, 0) + 1)
+    return Prefilled(out.logits[:, -1].float().repeat_interleave(n, 0), cache,
+                     positions[:, -1].repeat_interleave(n, 0) + 1, mask=full, width=ids.shape[1])

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from optune.generation.kernels import _gqa_sdpa, onednn_available, pack_linear, packed_linears
+from optune.generation.kernels import cascade_step, onednn_available, pack_linear, packed_linears
 
 needs_onednn = pytest.mark.skipif(not onednn_available(), reason="this PyTorch has no oneDNN linear operators")
 
@@ -35,15 +35,25 @@ def test_packed_linears_restore_the_model():
     assert torch.equal(model(x), expected)
 
 
-def test_grouped_attention_equals_repeated_keys_and_values():
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-    torch.manual_seed(0)
-    module = torch.nn.Module()
-    module.num_key_value_groups, module.is_causal, module.training = 3, True, False
-    query, key, value = torch.randn(4, 6, 1, 16), torch.randn(4, 2, 9, 16), torch.randn(4, 2, 9, 16)
-    mask = torch.ones(4, 1, 1, 9, dtype=torch.bool)
-    mask[1, ..., :4] = False
-    got, _ = _gqa_sdpa(module, query, key, value, mask, scaling=0.25)
-    expected, _ = sdpa_attention_forward(module, query, key, value, mask, scaling=0.25)
-    assert torch.allclose(got, expected, atol=1e-6)
+@pytest.mark.parametrize("subset", [False, True])
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_cascade_step_equals_attention_over_repeated_padded_keys(n, subset):
+    """The same as sdpa over each row's own copy [prompt | generated], padding masked, groups repeated."""
+    gen = torch.Generator().manual_seed(n)
+    prompts, kv_heads, g, width, steps, dim = 2, 2, 3, 7, 4, 16
+    rows = torch.arange(1, prompts * n, 2) if subset else None  # finished rows left the batch
+    batch = prompts * n if rows is None else len(rows)
+    original = torch.arange(prompts * n) if rows is None else rows
+    query = torch.randn(batch, kv_heads * g, 1, dim, generator=gen)
+    gen_keys, gen_values = (torch.randn(batch, kv_heads, steps, dim, generator=gen) for _ in range(2))
+    prompt_keys, prompt_values = (torch.randn(prompts, kv_heads, width, dim, generator=gen) for _ in range(2))
+    visible = torch.ones(prompts, width, dtype=torch.bool)
+    visible[1, :3] = False  # padding of the second prompt
+    bias = torch.zeros(prompts, 1, 1, width).masked_fill(~visible.view(prompts, 1, 1, width), float("-inf"))
+    got = cascade_step(query, gen_keys, gen_values, prompt_keys, prompt_values, bias, n, rows, 0.3)
+    prompt_of = original // n
+    keys = torch.cat([prompt_keys[prompt_of], gen_keys], 2).repeat_interleave(g, 1)
+    values = torch.cat([prompt_values[prompt_of], gen_values], 2).repeat_interleave(g, 1)
+    mask = torch.cat([visible[prompt_of], torch.ones(batch, steps, dtype=torch.bool)], 1).view(batch, 1, 1, -1)
+    expected = F.scaled_dot_product_attention(query, keys, values, attn_mask=mask, scale=0.3).transpose(1, 2)
+    assert got.shape == expected.shape and torch.allclose(got, expected, atol=1e-5)

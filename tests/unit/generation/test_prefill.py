@@ -47,7 +47,7 @@ def outputs(model, prompts, n, **settings):
 @pytest.mark.parametrize("n", [1, 3])
 def test_same_tokens_and_logps_as_one_padded_batch(model, monkeypatch, prompts, chunk, n):
     sampled = dict(top_p=0.9, temperature=1.0)
-    monkeypatch.setattr(prefill_module, "_plain_cache", lambda model: False)
+    monkeypatch.setattr(prefill_module, "cascade_ready", lambda model: False)
     plain_greedy, plain = outputs(model, PROMPTS[prompts], n, greedy=True), outputs(model, PROMPTS[prompts], n, **sampled)
     monkeypatch.undo()
     monkeypatch.setattr(prefill_module, "PREFILL_CHUNK", chunk)
@@ -64,7 +64,7 @@ def test_sliding_window_cache_takes_the_plain_path():
                            max_position_embeddings=128, eos_token_id=EOS, pad_token_id=0)
     torch.manual_seed(0)
     model = MistralForCausalLM(config).eval()
-    assert not prefill_module._plain_cache(model)
+    assert not prefill_module.cascade_ready(model)
     prompts = [[1, 5, 6, 7, 8, 9], [1, 5, 10]]
     ids, mask = left_pad(prompts, 0)
     expected = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=8, min_new_tokens=8, do_sample=False,
@@ -77,7 +77,7 @@ def test_sliding_window_cache_takes_the_plain_path():
 @pytest.mark.parametrize("plain", [False, True])
 def test_dropping_finished_rows_changes_nothing(model, monkeypatch, settings, plain):
     if plain:  # the model's own cache classes also drop rows
-        monkeypatch.setattr(prefill_module, "_plain_cache", lambda model: False)
+        monkeypatch.setattr(prefill_module, "cascade_ready", lambda model: False)
     prompts = PROMPTS["shared"]
     kept = outputs(model, prompts, 2, max_new_tokens=12, compact=False, **settings)
     assert sum(len(tokens) < 12 for tokens, _ in kept) >= 3  # rows end at different steps: several drops
