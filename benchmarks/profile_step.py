@@ -209,7 +209,7 @@ def report_generation(model, g: dict, lengths: list[int], rows: int, tokens: int
         out.append((f"  decode {part}", s.get(f"decode/{part}", 0.0), None, None))
     core = s.get("decode/attention", 0.0) - s.get("decode/attn_proj", 0.0)
     other = dec_s - s.get("decode/attention", 0.0) - s.get("decode/mlp", 0.0) - s.get("decode/lm_head", 0.0)
-    out += [("  decode attention core (RoPE, KV cache, SDPA)", core, None, None),
+    out += [("  decode attention core (RoPE, KV cache, attention)", core, None, None),
             ("  decode rest (embedding, norms, masks)", other, None, None),
             ("outside the model (sampling, log-probs, loop)", g["cpu_s"] - pre_s - dec_s, None, None),
             ("whole call (against the decode-shape ceiling)", g["cpu_s"], prefill + decode, ceil["decode"])]
