@@ -112,11 +112,18 @@ def common_prefix(prompts: list[list[int]]) -> int:
     return length
 
 
+CASCADE_MODELS = ("llama", "mistral", "qwen2", "qwen3")
+"""Model types whose attention is transformers' plain scaled dot product over rotary queries/keys (no
+soft-capping, no position bias in the mask), the only thing kernels.cascade_step computes; tested: llama."""
+
+
 def cascade_ready(model) -> bool:
-    """Whether the cascade path fits the model: sdpa attention and a cache of plain full-attention layers."""
-    if getattr(model.config, "_attn_implementation", None) != "sdpa":
+    """Whether the cascade path fits the model: a listed type on sdpa attention, a cache of plain full-attention
+    layers (no sliding window)."""
+    config = model.config
+    if getattr(config, "model_type", None) not in CASCADE_MODELS or config._attn_implementation != "sdpa":
         return False
-    return all(type(layer) is DynamicLayer for layer in DynamicCache(config=model.config).layers)
+    return all(type(layer) is DynamicLayer for layer in DynamicCache(config=config).layers)
 
 
 def prefill(model, prompts: list[list[int]], pad_id: int, n: int, steps: int, cascade: bool) -> Prefilled:
@@ -155,7 +162,7 @@ def prefill(model, prompts: list[list[int]], pad_id: int, n: int, steps: int, ca
             keys[rows, :, columns] = layer.keys[:, :, shared:]
             values[rows, :, columns] = layer.values[:, :, shared:]
     layers = [CascadeLayer(k, v, len(prompts) * n, steps) for k, v in buffers]
-    bias = torch.zeros(len(prompts), 1, 1, width, device=device, dtype=logits.dtype)
+    bias = torch.zeros(len(prompts), 1, 1, width, device=device, dtype=buffers[0][0].dtype)
     bias.masked_fill_(~visible.view(len(prompts), 1, 1, width), float("-inf"))
     cascade = Cascade(prompts=[(layer.prompt_keys, layer.prompt_values) for layer in layers], bias=bias, n=n)
     position = torch.tensor([len(p) for p in prompts for _ in range(n)], device=device)

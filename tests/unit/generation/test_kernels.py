@@ -57,3 +57,14 @@ def test_cascade_step_equals_attention_over_repeated_padded_keys(n, subset):
     mask = torch.cat([visible[prompt_of], torch.ones(batch, steps, dtype=torch.bool)], 1).view(batch, 1, 1, -1)
     expected = F.scaled_dot_product_attention(query, keys, values, attn_mask=mask, scale=0.3).transpose(1, 2)
     assert got.shape == expected.shape and torch.allclose(got, expected, atol=1e-5)
+
+
+def test_cascade_step_in_bfloat16():
+    gen = torch.Generator().manual_seed(0)
+    query = torch.randn(4, 6, 1, 16, generator=gen)
+    gen_kv = [torch.randn(4, 2, 3, 16, generator=gen) for _ in range(2)]
+    prompt_kv = [torch.randn(2, 2, 5, 16, generator=gen) for _ in range(2)]
+    bias = torch.zeros(2, 1, 1, 5)
+    expected = cascade_step(query, *gen_kv, *prompt_kv, bias, 2, None, 0.25)
+    got = cascade_step(query.bfloat16(), *(t.bfloat16() for t in gen_kv + prompt_kv), bias.bfloat16(), 2, None, 0.25)
+    assert got.dtype == torch.bfloat16 and torch.allclose(got.float(), expected, atol=0.05)
