@@ -19,17 +19,19 @@ def test_left_pad():
     assert mask.tolist() == [[1, 1, 1], [0, 0, 1]]
 
 
-def test_generate_two_samples_per_prompt(tiny_policy):
+@pytest.mark.parametrize("impl", ["decode", "generate"])
+def test_generate_two_samples_per_prompt(tiny_policy, impl):
     tok, model = load_tokenizer(tiny_policy), load_model(tiny_policy)
     assert tok.padding_side == "left"
     prompts = [encode_prompt(tok, {"prompt": p}, 64) for p in ("hi", "a longer prompt here")]
-    gen = TransformersGenerator(GenerationConfig(max_new_tokens=8), tok)
+    gen = TransformersGenerator(GenerationConfig(max_new_tokens=8, impl=impl), tok)
     out = gen.generate(model, prompts, n=2, seed=0)
     assert [len(o) for o in out] == [2, 2]
     for samples in out:
         for s in samples:
             assert 1 <= len(s.ids) <= 8
             assert s.eos == (s.ids[-1] == tok.eos_token_id)
+            assert (s.logp is None) == (impl == "generate")
     again = gen.generate(model, prompts, n=2, seed=0)
     assert [[s.ids for s in o] for o in out] == [[s.ids for s in o] for o in again]
     greedy = gen.generate(model, prompts, n=1, greedy=True)
@@ -47,9 +49,24 @@ def test_unknown_backend(tiny_policy):
         make_generator(GenerationConfig(backend="nope"), None)
 
 
-def test_min_new_tokens_forces_the_length(tiny_policy):
+@pytest.mark.parametrize("impl", ["decode", "generate"])
+def test_min_new_tokens_forces_the_length(tiny_policy, impl):
     tok, model = load_tokenizer(tiny_policy), load_model(tiny_policy)
     prompts = [encode_prompt(tok, {"prompt": "hi"}, 64)]
-    gen = TransformersGenerator(GenerationConfig(max_new_tokens=6, min_new_tokens=6), tok)
+    gen = TransformersGenerator(GenerationConfig(max_new_tokens=6, min_new_tokens=6, impl=impl), tok)
     out = gen.generate(model, prompts, n=4, seed=1)
     assert all(len(s.ids) == 6 and tok.eos_token_id not in s.ids for s in out[0])
+
+
+@pytest.mark.parametrize("sampler_logprobs", [False, True])
+def test_sampler_logprobs_keep_the_training_kernels(tiny_policy, monkeypatch, sampler_logprobs):
+    """Log-probs that serve as DPO references come from the same matmul kernels as training's forward."""
+    from optune.generation import decode as decode_module
+
+    seen = []
+    real = decode_module.decode
+    monkeypatch.setattr(decode_module, "decode", lambda *a, **k: seen.append(a[5].packed) or real(*a, **k))
+    tok, model = load_tokenizer(tiny_policy), load_model(tiny_policy)
+    config = GenerationConfig(max_new_tokens=3, sampler_logprobs=sampler_logprobs)
+    TransformersGenerator(config, tok).generate(model, [encode_prompt(tok, {"prompt": "hi"}, 64)], n=2, seed=0)
+    assert seen == [not sampler_logprobs]
