@@ -14,10 +14,11 @@ import inspect
 import math
 import re
 import typing
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -42,9 +43,15 @@ class PolicyConfig:
 @dataclass
 class DataConfig:
     train: str = "verifiable:train"
-    """Training prompts: "verifiable:train" (built-in task) or a .jsonl/.json file of {"id", "prompt"} records."""
+    """Training prompts: "verifiable:train" (built-in task), a .jsonl/.json file ({"id", "prompt"} records or a
+    known public format), a Parquet/Arrow file, a `datasets` folder (save_to_disk or data files), or
+    "hf:NAME[:SPLIT]" (a hub data set; SPLIT defaults to train). Prompts may be conversations (see prompt_field)."""
     heldout: str | None = "verifiable:heldout"
     """Held-out prompts scored after every iteration (same formats), or null for none."""
+    prompt_field: str | None = None
+    """Field (column) holding the prompt: a string, or a conversation (a list of {"role", "content"} messages,
+    read up to its last user turn: earlier turns become the history, rendered with the chat template).
+    null: "prompt", else "messages" (and the known JSON formats by their own fields)."""
     max_prompts: int | None = 96
     """Use the first N training prompts (null: all)."""
     max_heldout: int | None = 96
@@ -89,8 +96,9 @@ class RewardConfig:
     """Reward backend: "verifiable" (built-in task), "hf" (sequence-classification reward model) or "callable"."""
     model: str | None = None
     """For "hf": path of the reward model checkpoint (its own tokenizer and chat template)."""
-    function: str | None = None
-    """For "callable": "module:function" or "path/to/file.py:function", called as f(prompts, responses) -> floats."""
+    function: str | Callable[..., Any] | None = None
+    """For "callable": "module:function" or "path/to/file.py:function", called as f(prompts, responses) -> floats.
+    From Python (optune.run) the function itself; config.yaml then records "<python callable module.name>"."""
     batch_size: int = 16
     """Responses scored per batch (hf backend)."""
 
@@ -225,6 +233,8 @@ def _coerce(value, tp, key: str):
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
         if value is None and type(None) in args:
             return None
+        if callable(value) and any(typing.get_origin(a) is Callable for a in args):
+            return value  # a Python function given through optune.run, never from YAML
         return _coerce(value, next(a for a in args if a is not type(None)), key)
     if origin is list:
         if value is None or value == "":
@@ -256,6 +266,11 @@ def _coerce(value, tp, key: str):
 def _fail(value, tp, key: str):
     expected = tp if isinstance(tp, str) else getattr(tp, "__name__", tp)
     raise UserError(f"config key {key}: expected {expected}, got {value!r}")
+
+
+def apply_mapping(obj, data: dict, prefix: str = "") -> None:
+    """Set the keys of a (nested) mapping on a config dataclass, checked and coerced as YAML values are."""
+    _apply(obj, data, prefix)
 
 
 def _apply(obj, data: dict, prefix: str = "") -> None:
@@ -332,9 +347,38 @@ def load_config(path: str | None = None, overrides: Iterable[str] = ()) -> RunCo
     return cfg
 
 
+CALLABLE_PREFIX = "<python callable "
+
+
+def callable_label(fn) -> str:
+    """What config.yaml records for a Python function it cannot hold: "<python callable module.qualname>"."""
+    name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+    return f"{CALLABLE_PREFIX}{getattr(fn, '__module__', None) or '?'}.{name}>"
+
+
+def is_callable_label(value) -> bool:
+    return isinstance(value, str) and value.startswith(CALLABLE_PREFIX) and value.endswith(">")
+
+
+def label_name(label: str) -> str:
+    """"<python callable mod.f>" -> "mod.f"."""
+    return label[len(CALLABLE_PREFIX):-1]
+
+
 def to_dict(cfg) -> dict:
-    """A config dataclass as plain data (what its YAML file holds)."""
-    return dataclasses.asdict(cfg)
+    """A config dataclass as plain data (what its YAML file holds); Python functions become their labels.
+
+    Not dataclasses.asdict: that deep-copies every value, and a callable object may hold a whole model.
+    """
+    if callable(cfg):
+        return callable_label(cfg)
+    if dataclasses.is_dataclass(cfg):
+        return {f.name: to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    if isinstance(cfg, dict):
+        return {k: to_dict(v) for k, v in cfg.items()}
+    if isinstance(cfg, (list, tuple)):
+        return [to_dict(v) for v in cfg]
+    return cfg
 
 
 def _get(cfg: RunConfig, dotted: str):
@@ -398,6 +442,11 @@ def validate(cfg: RunConfig) -> None:
         raise UserError("reward.backend hf needs reward.model (path of the reward model)")
     if cfg.reward.backend == "callable" and not cfg.reward.function:
         raise UserError("reward.backend callable needs reward.function (module:function)")
+    if callable(cfg.reward.function) and cfg.reward.backend != "callable":
+        raise UserError(f"reward.function is a Python function; it needs reward.backend callable, "
+                        f"not {cfg.reward.backend!r}")
+    if cfg.data.prompt_field is not None and not cfg.data.prompt_field.strip():
+        raise UserError("data.prompt_field must name a field, or be null for prompt/messages")
 
 
 def describe(root: type = RunConfig) -> list[str]:

@@ -160,9 +160,9 @@ def prepare(cfg: RunConfig, store: RunStore | None, prompts: list[dict] | None =
 
     dist = dist or Dist()
     if prompts is None:
-        prompts = load_prompts(cfg.data.train, cfg.data.max_prompts)
+        prompts = load_prompts(cfg.data.train, cfg.data.max_prompts, field=cfg.data.prompt_field)
     use_heldout = cfg.eval.heldout and cfg.data.heldout
-    heldout = load_prompts(cfg.data.heldout, cfg.data.max_heldout) if use_heldout else []
+    heldout = load_prompts(cfg.data.heldout, cfg.data.max_heldout, field=cfg.data.prompt_field) if use_heldout else []
     if cfg.init_from and not Path(cfg.init_from).is_dir():
         raise UserError(f"init_from {cfg.init_from} does not exist")
     reward = make_reward(cfg.reward)
@@ -181,6 +181,9 @@ def prepare(cfg: RunConfig, store: RunStore | None, prompts: list[dict] | None =
         if created:
             shutil.rmtree(store.root)  # nothing half-made: the run never started
         raise
+    if not store.prompts.is_file():  # the prompt texts, so that `optune export` needs no access to data.train
+        store.write_jsonl(store.prompts, [{"id": r["id"], "prompt": r["prompt"], "history": r.get("history") or []}
+                                          for r in prompts])
     dist.barrier()  # the other processes read what the main process wrote
     t = first_unfinished(store, cfg.iterations)
     model = load_model(str(store.checkpoint(t - 1)) if t > 0 else initial, cfg.policy.dtype, cfg.policy.device)

@@ -9,6 +9,7 @@ Layout (RUN = the run directory, t = iteration, zero-padded to 3 digits):
   RUN/.optune-run                 marker: this directory is an optune run
   RUN/config.yaml                 resolved config
   RUN/versions.json               package versions
+  RUN/prompts.jsonl               the training prompts' texts ({"id", "prompt", "history"}), for `optune export`
   RUN/metrics.jsonl               one JSON object per finished iteration (rebuilt from iter_*/metrics.json)
   RUN/iter_t/selection.json       ids of the prompts regenerated at t
   RUN/iter_t/gen/batch_k.jsonl    generated responses, one file per finished generation batch
@@ -148,6 +149,10 @@ class RunStore:
     @property
     def versions(self) -> Path:
         return self.root / "versions.json"
+
+    @property
+    def prompts(self) -> Path:
+        return self.root / "prompts.jsonl"
 
     @property
     def metrics_log(self) -> Path:

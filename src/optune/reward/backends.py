@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Protocol
 
-from optune.config import RewardConfig
+from optune.config import RewardConfig, callable_label, is_callable_label, label_name
 from optune.errors import UserError
 
 
@@ -59,9 +59,19 @@ def load_function(spec: str):
 
 
 class CallableReward:
-    """A user's Python function f(prompts: list[str], responses: list[str]) -> list[float]."""
+    """A user's Python function f(prompts: list[str], responses: list[str]) -> list[float].
+
+    reward.function names it ("module:function"), or is the function itself when given through optune.run.
+    """
 
     def __init__(self, cfg: RewardConfig):
+        if callable(cfg.function):
+            self.name, self.fn = callable_label(cfg.function), cfg.function
+            return
+        if is_callable_label(cfg.function):
+            raise UserError(f"reward.function: this run's reward was the Python function {label_name(cfg.function)}, "
+                            "which config.yaml cannot hold; resume it from Python and pass the function again: "
+                            "optune.run(resume=RUN_DIR, reward={'function': f}) (optune.dpo for a dpo run)")
         self.name = cfg.function
         self.fn = load_function(cfg.function)
 
