@@ -86,12 +86,12 @@ def pair_rows(store: RunStore, t: int, prompts: dict[str, list[dict]]) -> list[d
             continue
         pid = pair["prompt_id"]
         if pid not in prompts:
-            raise UserError(f"export: prompt {pid!r} of iteration {t} is not in the run's prompt set")
+            raise UserError(f"prompt {pid!r} of iteration {t} is not in the run's prompt set")
         both = responses.get(pid, [])
         picks = [i for i, r in enumerate(both) if r["reward"] == pair["chosen_reward"]
                  and r["generated_at"] == pair.get("chosen_generated_at", r["generated_at"])]
         if len(both) != 2 or not picks:
-            raise UserError(f"export: {store.pairs(t)} and {store.responses(t)} disagree about prompt {pid!r}")
+            raise UserError(f"{store.pairs(t)} and {store.responses(t)} disagree about prompt {pid!r}")
         chosen, rejected = both[picks[0]], both[1 - picks[0]]
         rows.append({"prompt": prompts[pid], "chosen": _assistant(chosen["text"]),
                      "rejected": _assistant(rejected["text"]), "score_chosen": float(chosen["reward"]),
@@ -116,10 +116,10 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None)
     """Write RUN's trained pairs to OUT (default RUN/export) and a model card beside its final checkpoint."""
     store = RunStore(Path(run_dir), writer=False)  # only read: a run still going on keeps its temporary files
     if not (store.marker.is_file() and store.config.is_file()):
-        raise UserError(f"export: {run_dir} is not an optune run directory (no {store.marker.name} or config.yaml)")
+        raise UserError(f"{run_dir} is not an optune run directory (no {store.marker.name} or config.yaml)")
     finished = store.finished_iterations()
     if not finished:
-        raise UserError(f"export: {run_dir} has no finished iteration yet")
+        raise UserError(f"{run_dir} has no finished iteration yet")
     tables.require_pyarrow("optune export (Parquet)")  # the one optional package this needs, checked before anything is written
     cfg = load_dataclass(RunConfig, str(store.config))
     if store.prompts.is_file():

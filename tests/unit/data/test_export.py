@@ -90,10 +90,11 @@ def test_round_trip_through_datasets_and_optune_dpo_reader(tmp_path):
     from_parquet = datasets.load_dataset("parquet", data_files=str(result.parquet), split="train")
     from_json = datasets.load_dataset("json", data_files=str(result.jsonl), split="train")
     expected = [json.loads(line) for line in result.jsonl.read_text().splitlines()]
-    assert list(from_parquet) == expected and list(from_json) == expected
+    as_folder = datasets.load_dataset(str(result.out), split="train")  # the folder, as a hub name is loaded
+    assert list(from_parquet) == expected and list(from_json) == expected and list(as_folder) == expected
     assert from_parquet.column_names == ["prompt", "chosen", "rejected", "score_chosen", "score_rejected",
                                          "iteration", "prompt_id"]
-    for source in (str(result.parquet), str(result.jsonl)):
+    for source in (str(result.parquet), str(result.jsonl), str(result.out)):
         pairs = read_preferences(source).pairs
         assert [(p["prompt"], p["history"], p["chosen"], p["rejected"], p["chosen_reward"], p["rejected_reward"])
                 for p in pairs] == [("Name a colour.", [], "better", "worse", 0.8, 0.2)] * 2 + [
@@ -126,9 +127,23 @@ def test_model_card_beside_the_final_checkpoint(tmp_path):
 
 
 def test_nothing_to_export(tmp_path):
-    with pytest.raises(UserError, match=r"export: .* is not an optune run directory"):
+    with pytest.raises(UserError, match=r"is not an optune run directory"):
         export_run(tmp_path)
     store = make_run(tmp_path / "run", [])
     with pytest.raises(UserError, match="has no finished iteration yet"):
         export_run(store.root)
     assert not (store.root / "export").exists()
+
+
+def test_cli(tmp_path, capsys):
+    from optune.cli import main
+
+    store = make_run(tmp_path / "run", online_states())
+    assert main(["export", str(store.root)]) == 0
+    out = capsys.readouterr().out
+    assert "3 pairs (iteration 0: 1, iteration 1: 2)" in out and str(store.root / "export" / "preferences.parquet") in out
+    assert (store.checkpoint(1) / "README.md").is_file()
+    assert main(["export", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"optune export: error: {tmp_path / 'nope'} is not an optune run directory (no .optune-run or " \
+                  "config.yaml)"

@@ -194,10 +194,15 @@ def test_parquet_standard_and_conversational_pairs(tmp_path):
     assert both.sources == [conv, implicit]
 
 
-def test_arrow_and_hub_path_pairs_and_bad_row(tmp_path):
+@pytest.mark.parametrize("shape", ["standard", "conversational"])
+def test_arrow_and_hub_path_pairs_and_bad_row(tmp_path, shape):
     import datasets
 
-    rows = [{"prompt": "q", "chosen": "good", "rejected": "bad"}, {"prompt": "q2", "chosen": "ok", "rejected": None}]
+    def turn(role, text):
+        return text if shape == "standard" else [_msg(role, text)]
+
+    rows = [{"prompt": turn("user", "q"), "chosen": turn("assistant", "good"), "rejected": turn("assistant", "bad")},
+            {"prompt": turn("user", "q2"), "chosen": turn("assistant", "ok"), "rejected": None}]
     datasets.Dataset.from_list(rows[:1]).save_to_disk(str(tmp_path / "saved"))
     arrow = str(next((tmp_path / "saved").glob("*.arrow")))
     (tmp_path / "hub" / "data").mkdir(parents=True)

@@ -79,8 +79,9 @@ def test_nested_columns_are_not_kept_from_tables(tmp_path):
     assert load_prompts(parquet(tmp_path / "p.parquet", rows)) == [{"id": "0", "prompt": "q", "score": 1.5}]
 
 
-def test_arrow_save_to_disk_and_hub_path(tmp_path):
-    rows = [{"prompt": [user(f"q{i}")], "id": f"x{i}"} for i in range(4)]
+@pytest.mark.parametrize("shape", ["standard", "conversational"])
+def test_arrow_save_to_disk_and_hub_path(tmp_path, shape):
+    rows = [{"prompt": f"q{i}" if shape == "standard" else [user(f"q{i}")], "id": f"x{i}"} for i in range(4)]
     ds = datasets.Dataset.from_list(rows)
     ds.save_to_disk(str(tmp_path / "saved"))
     arrow = next((tmp_path / "saved").glob("*.arrow"))
