@@ -50,7 +50,7 @@ RATING_LINE_REGEX = r"(10|[1-9])(\n[^\n]{0,400})?"
 RETRY_TEMPERATURE = 0.7
 
 _OUT_OF_TEN = re.compile(r"(\d+(?:\.\d+)?)\s*(?:/|out\s+of)\s*10(?!\d)", re.IGNORECASE)
-_NUMBER = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)(?![\w]|\.\d)")
+_NUMBER = re.compile(r"(?<![\w.])(-?\d+(?:\.\d+)?)(?![\w]|\.\d)")
 
 
 def messages(record: dict, response: str) -> list[dict]:
