@@ -31,7 +31,9 @@ _TOKENLIKE = re.compile(r"(?:[A-Za-z0-9_-]|%[0-9A-Fa-f]{2}){20,}")
 
 
 def redact_path(path: str) -> str:
-    """The path with every segment that is not one of the page's own replaced (`/r/<token>/item`)."""
+    """The path with every segment that is not one of the page's own replaced (`/r/<token>/item`),
+    and a query string, if any, shown only as `?<redacted>`."""
+    path, question, query = path.partition("?")
     parts = path.split("/")
     out = []
     for i, part in enumerate(parts[:MAX_SEGMENTS]):
@@ -41,7 +43,7 @@ def redact_path(path: str) -> str:
             out.append("<token>" if i > 0 and parts[i - 1] == "r" else "<redacted>")
     if len(parts) > MAX_SEGMENTS:
         out.append("...")
-    return "/".join(out)
+    return "/".join(out) + ("?<redacted>" if query else question)
 
 
 def scrub(text: str) -> str:
@@ -55,7 +57,7 @@ def request_line(environ: dict) -> str:
     method = environ.get("REQUEST_METHOD", "")
     path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
     query = "?<redacted>" if environ.get("QUERY_STRING") else ""
-    return f"{method if method in METHODS else 'OTHER'} {redact_path(path)}{query}"
+    return f"{method if method in METHODS else 'OTHER'} {redact_path(path.replace('?', '%3F'))}{query}"
 
 
 def safe_traceback(exc: BaseException) -> str:
