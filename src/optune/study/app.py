@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 from flask import Blueprint, Flask, abort, current_app, g, redirect, render_template, request, url_for
@@ -77,6 +79,10 @@ PAGES = {
 }
 
 
+class StudyBusy(Exception):
+    """This process's ratings queue did not clear within the busy timeout (the file is held elsewhere)."""
+
+
 class StudyFlask(Flask):
     """Flask whose exception log line carries the redacted path and the exception type only
     (Flask's own names the path as requested, token included)."""
@@ -108,6 +114,8 @@ def create_app(db_path: str | Path, busy_timeout: float = 5.0) -> Flask:
     for code in PAGES:
         app.register_error_handler(code, _message_page(code))
     app.register_error_handler(sqlite3.OperationalError, _database_error)
+    app.register_error_handler(StudyBusy, lambda _err: _busy_page())
+    app.extensions["optune_study_write_lock"] = threading.Lock()
     return app
 
 
@@ -147,10 +155,31 @@ def _database_error(err: sqlite3.OperationalError):
     if not storage.is_busy(err):
         current_app.log_exception((type(err), err, err.__traceback__))
         return _message_page(500)(err)
+    return _busy_page()
+
+
+def _busy_page():
     logs.log.warning("study file locked for over %.1f s: asked the rater to retry %s",
                      current_app.config["STUDY_BUSY_TIMEOUT"], logs.request_line(request.environ))
     html = render_template("busy.html", retry=g.get("rating"), token=g.get("token"), back=_back_link())
     return html, 503, {"Retry-After": str(RETRY_AFTER_S)}
+
+
+@contextmanager
+def _write_turn():
+    """Ratings are written one at a time per process, in the order they arrive (a lock that blocks).
+
+    Without it, the server's threads would all wait on SQLite's own lock, which polls with growing
+    sleeps and lets some requests wait for seconds under a burst; so SQLite's busy timeout is left for
+    other processes (`optune study results`, an organiser's sqlite3 shell).
+    """
+    lock = current_app.extensions["optune_study_write_lock"]
+    if not lock.acquire(timeout=current_app.config["STUDY_BUSY_TIMEOUT"]):
+        raise StudyBusy
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def parse_rating(form: MultiDict) -> tuple[int, str] | None:
@@ -216,7 +245,8 @@ def rate(token: str):
     g.rating = {"assignment": parsed[0], "choice": parsed[1]}
     rater = _rater_or_404(token)
     try:
-        storage.record_rating(_db(), rater.id, *parsed)
+        with _write_turn():
+            storage.record_rating(_db(), rater.id, *parsed)
     except LookupError:
         abort(403)
     return redirect(url_for("study.item", token=token), code=303)

@@ -251,3 +251,19 @@ def test_a_failing_request_is_a_500_logged_without_the_token(client, log_text):
     text = log_text()
     assert "ERROR error on POST /r/<token>/rate (OperationalError)" in text
     assert token not in text and "Traceback" not in text and "no such table" not in text
+
+
+def test_ratings_queue_in_the_process_and_a_stuck_queue_is_503(study):
+    """Writers take turns on an in-process lock; one stuck past the busy timeout gives the retry page."""
+    db, tokens = study
+    app = create_app(db, busy_timeout=0.3)
+    c = app.test_client()
+    token = tokens["r1"]
+    mine = _assignment(c.get(f"/r/{token}/item").get_data(as_text=True))
+    lock = app.extensions["optune_study_write_lock"]
+    with lock:
+        page = c.post(f"/r/{token}/rate", data={"assignment": str(mine), "choice": "tie"})
+    assert page.status_code == 503 and 'name="choice" value="tie"' in page.get_data(as_text=True)
+    assert not lock.locked()
+    assert c.post(f"/r/{token}/rate", data={"assignment": str(mine), "choice": "tie"}).status_code == 303
+    assert not lock.locked()
