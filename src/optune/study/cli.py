@@ -110,12 +110,12 @@ def _serve(args: argparse.Namespace) -> int:
     if args.host not in LOOPBACK:
         print(f"warning: serving on {args.host}: links carry rater tokens over plain HTTP; "
               "put the page behind HTTPS if it leaves this machine", file=sys.stderr)
-    logs.configure(sys.stderr, debug=args.debug)
     try:
         httpd = server.make_server(args.db, args.host, args.port, threads=args.threads,
                                    busy_timeout=args.busy_timeout)
     except OSError as err:
         raise UserError(f"cannot listen on {args.host}:{args.port} ({err.strerror or err})") from None
+    logs.configure(sys.stderr, debug=args.debug)
     where = server.urls(httpd)
     also = f" (also {', '.join(where[1:])})" if len(where) > 1 else ""
     print(f"serving study {args.db} at {where[0]}{also} with {args.threads} threads (Ctrl-C to stop)", flush=True)
