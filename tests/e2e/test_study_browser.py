@@ -47,8 +47,8 @@ class Server:
 
     def __init__(self, db: Path, *args: str):
         env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "optune.cli", "study", "serve", str(db), "--port", "0", *args],
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+        cmd = [sys.executable, "-m", "optune.cli", "study", "serve", str(db), "--port", "0", *args]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
         line = self.proc.stdout.readline()  # "serving study DB at http://127.0.0.1:PORT/ (...)"
         if " at http://127.0.0.1:" not in line:
             self.proc.kill()

@@ -164,7 +164,8 @@ def test_bad_form_input_is_one_400_page(client):
     pages = set()
     bodies = [f"assignment={v}&choice=A".encode() for v in ["%C2%B2", "2**70", str(2**70), "%D9%A1", "%EF%BC%91",
                                                             "%201", "-1", "0", "1_0", "", "%FF"]]
-    bodies += [f"assignment={mine}&assignment={mine}&choice=A".encode(), f"assignment={mine}&choice=A&choice=B".encode(),
+    bodies += [f"assignment={mine}&assignment={mine}&choice=A".encode(),
+               f"assignment={mine}&choice=A&choice=B".encode(),
                f"assignment={mine}&choice=A&x=1".encode(), b"choice=A", b"", b"\xff\xfe"]
     for body in bodies:
         page = c.post(url, data=body, content_type="application/x-www-form-urlencoded")
