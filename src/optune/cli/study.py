@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 from optune.errors import UserError
-from optune.store import atomic_write
+from optune.store import atomic_write_text
 from optune.study import results, storage
 from optune.study.create import create_study
 
@@ -91,11 +90,7 @@ def _write_private(path: Path, text: str) -> None:
     if not path.parent.is_dir():
         raise UserError(f"{path.parent}: no such folder")
 
-    def write(fh) -> None:
-        os.fchmod(fh.fileno(), 0o600)
-        fh.write(text)
-
-    atomic_write(path, write, text=True)
+    atomic_write_text(path, text, mode=0o600)
 
 
 def _serve(args: argparse.Namespace) -> int:
