@@ -13,9 +13,9 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 
 from optune.errors import UserError
+from optune.store import atomic_write_text
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -80,10 +80,7 @@ def _eval(args: argparse.Namespace) -> int:
         out_dir = os.path.dirname(os.path.abspath(args.output))
         if not os.path.isdir(out_dir):
             raise UserError(f"output directory does not exist: {out_dir}")
-        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".tmp-")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(result, fh, indent=2)
-        os.replace(tmp, args.output)
+        atomic_write_text(args.output, json.dumps(result, indent=2))
     return 0
 
 
