@@ -20,10 +20,13 @@ Layout (RUN = the run directory, t = iteration, zero-padded to 3 digits):
   RUN/iter_t/ref_logps.json       reference log-probs of the pairs (computed once)
   RUN/iter_t/train_state.pt       training state every train.save_steps steps (deleted once checkpoint/ exists)
   RUN/iter_t/checkpoint/*         pi_{t+1}: safetensors + tokenizer (loadable by transformers), train_metrics.json, train_log.jsonl
+                                  (and README.md, the model card `optune export` writes beside the final checkpoint)
   RUN/iter_t/heldout/batch_k.jsonl    held-out responses of pi_{t+1} and their rewards, per batch
   RUN/iter_t/heldout.jsonl            all of them
   RUN/iter_000/heldout_start/batch_k.jsonl, RUN/iter_000/heldout_start.jsonl   the same for pi_0
   RUN/iter_t/metrics.json         written last: its presence means iteration t is finished
+  RUN/bench/iter_t.json           `optune bench` results of pi_{t+1} (written on demand)
+  RUN/export/preferences.parquet, RUN/export/preferences.jsonl   `optune export` without --out (on demand)
 """
 
 from __future__ import annotations
@@ -200,6 +203,16 @@ class RunStore:
     def metrics(self, t: int) -> Path:
         return self.iter_dir(t) / "metrics.json"
 
+    def bench(self, t: int) -> Path:
+        return self.root / "bench" / f"{self.iter_dir(t).name}.json"
+
+    @property
+    def export_dir(self) -> Path:
+        return self.root / "export"
+
+    def model_card(self, t: int) -> Path:
+        return self.checkpoint(t) / "README.md"
+
     @staticmethod
     def batch_path(folder: Path, k: int) -> Path:
         return folder / f"batch_{k:05d}.jsonl"
@@ -208,8 +221,16 @@ class RunStore:
     def finished(self, t: int) -> bool:
         return self.metrics(t).is_file()
 
+    def iterations(self) -> list[int]:
+        """Every iteration with a directory, finished or not."""
+        return sorted(int(p.name[5:]) for p in self.root.glob("iter_[0-9][0-9][0-9]") if p.is_dir())
+
     def finished_iterations(self) -> list[int]:
-        return sorted(int(p.name[5:]) for p in self.root.glob("iter_[0-9][0-9][0-9]") if (p / "metrics.json").is_file())
+        return [t for t in self.iterations() if self.finished(t)]
+
+    def checkpoints(self) -> list[int]:
+        """Iterations whose trained checkpoint pi_{t+1} is complete."""
+        return [t for t in self.iterations() if (self.checkpoint(t) / "config.json").is_file()]
 
     # -- writes (no-ops unless this process is the writer) -------------------------------------------
     def write_json(self, path: Path, obj) -> None:

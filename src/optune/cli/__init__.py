@@ -23,7 +23,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("optune.cli.bench", "lm-evaluation-harness benchmarks of a checkpoint (paper Table 5 settings)"),
     "export": ("optune.cli.export", "a run's preference pairs in TRL's format (Parquet, JSONL) and a model card"),
     "report": ("optune.cli.report", "PNG plots and a Markdown summary of one or more run directories"),
-    "study": ("optune.study.cli", "blind pairwise human study: create, serve the rating page, results (Table 4)"),
+    "study": ("optune.cli.study", "blind pairwise human study: create, serve the rating page, results (Table 4)"),
 }
 
 

@@ -128,7 +128,7 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None)
         prompts, source = _reread_prompts(store, cfg), f"data.train ({cfg.data.train}), re-read"
     per_iteration = {t: pair_rows(store, t, prompts) for t in finished}
     rows = [row for t in finished for row in per_iteration[t]]
-    out = Path(out) if out is not None else store.root / "export"
+    out = Path(out) if out is not None else store.export_dir
     write_parquet(out / PARQUET, rows)
     write_jsonl(out / JSONL, rows)
     from optune.report.card import model_card
@@ -136,7 +136,7 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None)
     metrics = [read_json(store.metrics(t)) for t in finished]
     versions = read_json(store.versions) if store.versions.is_file() else {}
     result = ExportResult(out=out, parquet=out / PARQUET, jsonl=out / JSONL,
-                          model_card=store.checkpoint(finished[-1]) / "README.md",
+                          model_card=store.model_card(finished[-1]),
                           pairs_per_iteration={t: len(r) for t, r in per_iteration.items()}, prompts_from=source)
     text = model_card(cfg, store.config.read_text(encoding="utf-8"), metrics, versions, n_prompts=len(prompts),
                       export_dir=out)
