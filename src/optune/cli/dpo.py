@@ -19,10 +19,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from optune import loop
-    from optune.context import prepare
-    from optune.data.preferences import read_preferences
-    from optune.pairs import offline
+    from optune.context import preflight, prepare
 
     if args.help_config:
         print("\n".join(describe()))
@@ -36,8 +33,15 @@ def main(args: argparse.Namespace) -> int:
             cfg = dataclasses.replace(cfg, output_dir=f"runs/{stamp}-offline-{cfg.loss.type}")
     # one pass over the fixed set (train.epochs times), the starting policy as the reference
     cfg = dataclasses.replace(cfg, iterations=1)
+    if run_command.finished(store, cfg):
+        return 0
     if cfg.data.train.startswith("verifiable:"):
         raise UserError("optune dpo needs preference pairs in data.train (the built-in task has prompts only)")
+    preflight(cfg, store)  # before the (possibly large) preference files are read
+    from optune import loop
+    from optune.data.preferences import read_preferences
+    from optune.pairs import offline
+
     data = read_preferences([s.strip() for s in cfg.data.train.split(",") if s.strip()])
     print(f"optune dpo: {data.summary()}", flush=True)
     ctx = prepare(cfg, store, prompts=offline.prompt_records(data, cfg.data.max_prompts, cfg.seed),

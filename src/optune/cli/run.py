@@ -30,17 +30,32 @@ def main(args: argparse.Namespace) -> int:
     if args.help_config:
         print("\n".join(describe()))
         return 0
-    from optune import distributed, loop
+    from optune import distributed
     from optune.context import prepare
 
     dist = distributed.init()
     store, cfg = run_config(args, writer=dist.is_main)
+    if finished(store, cfg, dist):
+        return 0
     distributed.check(dist, cfg)
     ctx = prepare(cfg, store, dist=dist)
+    from optune import loop
+
     dist.print(f"optune run: {ctx.store.root} | {len(ctx.prompts)} prompts, {len(ctx.heldout)} held-out | "
                f"{cfg.selection.strategy} rho={cfg.selection.rho:g} {cfg.loss.type} | {cfg.iterations} iterations", flush=True)
     finish(ctx, loop.run(ctx))
     return 0
+
+
+def finished(store: RunStore | None, cfg: RunConfig, dist=None) -> bool:
+    """A resumed run with nothing left says so, without loading anything (metrics.jsonl is rebuilt: a kill
+    after the last iteration's metrics.json may have cut it short)."""
+    if store is None or not store.complete(cfg.iterations):
+        return False
+    store.rebuild_metrics_log()
+    message = f"{store.root} already finished its {cfg.iterations} iteration(s); nothing left to do"
+    dist.print(message) if dist is not None else print(message)
+    return True
 
 
 def finish(ctx, results: list[dict]) -> None:
