@@ -35,10 +35,12 @@ class WriteError(UserError):
     """The file system refused a write (disk full, read-only, no permission); nothing half-written is left."""
 
 
-def _raise_refused(path: Path, err: BaseException) -> None:
-    """Turn a file-system refusal into a one-line WriteError; anything else propagates as it is."""
-    if isinstance(err, OSError) and err.errno in _FS_ERRNOS:
-        raise WriteError(f"cannot write {path}: {os.strerror(err.errno)}") from err
+def _raise_refused(path: Path, err: BaseException, verb: str = "write") -> None:
+    """Turn a file-system refusal into a one-line WriteError naming `path` (not a temp name inside it);
+    anything else propagates as it is."""
+    cause = err.__cause__ if isinstance(err, WriteError) else err
+    if isinstance(cause, OSError) and cause.errno in _FS_ERRNOS:
+        raise WriteError(f"cannot {verb} {path}: {os.strerror(cause.errno)}") from cause
 
 
 def _umask() -> int:
@@ -241,7 +243,6 @@ def create_dir(root: Path, fill: Callable[[Path], None], what: str = "output_dir
         fill(tmp)
         _fsync_tree(tmp)
         os.rename(tmp, root)
-        _fsync_dir(root.parent)
     except BaseException as err:
         if lock is not None:
             lock.release()
@@ -252,11 +253,15 @@ def create_dir(root: Path, fill: Callable[[Path], None], what: str = "output_dir
         if isinstance(err, OSError) and err.errno in (errno.ENOTEMPTY, errno.EEXIST):
             raise UserError(f"{what} {root} was created by another process meanwhile; choose another "
                             "output_dir") from None
-        if isinstance(err, WriteError) and isinstance(err.__cause__, OSError):  # name root, not the temp name
-            raise WriteError(f"cannot create {root}: {os.strerror(err.__cause__.errno)}") from err
-        _raise_refused(root, err)
+        _raise_refused(root, err, "create")
         raise
     lock.moved(root)
+    try:
+        _fsync_dir(root.parent)
+    except BaseException as err:  # root is complete now: it stays (resumable), unlocked
+        lock.release()
+        _raise_refused(root.parent, err)
+        raise
     return lock
 
 

@@ -5,9 +5,8 @@ and compare the finished directory with an uninterrupted one.
   ("create", path) or ("replace", path) (a rename into place), path relative to the watched folder with the
   run directory's name and temp-name suffixes normalised, so the same write point has the same key in
   every run. A key plus its occurrence number names one write point.
-- `Zygote`: a fork server that imports torch, transformers and optune once; each command runs in a forked
-  child, so a kill trial costs the command's work (a second or two) instead of the imports (~25 s on the
-  loaded 2-core machine). `python -m tests.e2e.harness` is the server.
+- `run_to_end` / `kill_after`: a command run in a fork server (tests/e2e/forkserver.py), to its end or
+  SIGKILLed right after a chosen event.
 - `compare_trees`: the checks of a finished directory against the reference (checkpoints by sha256,
   responses and pairs byte for byte, metrics without timing fields, JSONL line counts, no temp files).
 """
@@ -23,13 +22,11 @@ import re
 import select
 import signal
 import struct
-import subprocess
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.e2e.forkserver import Zygote
 
 IN_MOVED_TO, IN_CREATE, IN_ISDIR, IN_IGNORED, IN_Q_OVERFLOW = 0x80, 0x100, 0x40000000, 0x8000, 0x4000
 WATCH_MASK = IN_CREATE | IN_MOVED_TO | 0x40 | 0x200 | 0x400 | 0x800  # + moved_from, delete(_self), move_self
@@ -148,159 +145,6 @@ def numbered(events: list[tuple[str, str]]) -> list[Event]:
         seen[(kind, path)] += 1
         out.append(Event(kind, path, seen[(kind, path)]))
     return out
-
-
-class Zygote:
-    """A fork server: `spawn(argv, log)` runs `optune <argv>` in a forked child and returns its PID."""
-
-    def __init__(self, env: dict | None = None):
-        env = dict(env or os.environ)
-        env.update(PYTHONPATH=f"{REPO / 'src'}{os.pathsep}{REPO}", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-        self.proc = subprocess.Popen([sys.executable, "-m", "tests.e2e.harness"], cwd=REPO, env=env,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
-        self.fd = self.proc.stdout.fileno()
-        self.buffer = b""
-        assert self._message(timeout=600) == {"ready": True}, "the fork server did not start"
-
-    def _message(self, timeout: float | None) -> dict | None:
-        """The next line the server wrote, or None if none came within timeout (unbuffered: select is exact)."""
-        while b"\n" not in self.buffer:
-            if not select.select([self.fd], [], [], timeout)[0]:
-                return None
-            chunk = os.read(self.fd, 4096)
-            if not chunk:
-                raise RuntimeError("the fork server died")
-            self.buffer += chunk
-        line, self.buffer = self.buffer.split(b"\n", 1)
-        return json.loads(line)
-
-    def spawn(self, argv: list[str], log: Path, fault: dict | None = None) -> int:
-        """Start `optune <argv>` (stdout to log, stderr to log + ".err"); `fault`: see `install_fault`."""
-        self.proc.stdin.write((json.dumps({"argv": argv, "log": str(log), "fault": fault}) + "\n").encode())
-        self.proc.stdin.flush()
-        self.rc = None
-        return self._message(None)["pid"]
-
-    def finished(self, timeout: float = 0.0) -> bool:
-        """Whether the running child has ended (its status is then kept for `wait`)."""
-        if self.rc is None:
-            message = self._message(timeout)
-            self.rc = None if message is None else message["rc"]
-        return self.rc is not None
-
-    def wait(self) -> int:
-        """The exit status of the last spawned child (negative: killed by that signal)."""
-        self.finished(None)
-        rc, self.rc = self.rc, None
-        return rc
-
-    def close(self) -> None:
-        self.proc.stdin.close()
-        self.proc.wait(timeout=30)
-
-
-PRELOAD = ("torch", "transformers.models.bert.modeling_bert", "transformers.models.llama.modeling_llama",
-           "transformers.models.auto.tokenization_auto", "peft", "safetensors.torch", "optune.cli.run",
-           "optune.cli.dpo", "optune.cli.reward", "optune.context", "optune.loop", "optune.generation",
-           "optune.models.tiny", "optune.data.prompts", "optune.data.preferences", "optune.pairs.offline",
-           "optune.reward.training", "optune.tasks.toy", "optune.tracking")
-"""What commands import on the way (found by diffing sys.modules around a tiny run): imported once here."""
-
-
-def serve() -> None:
-    """The fork server's loop (runs in its own process; see Zygote)."""
-    import gc
-    import importlib
-
-    for name in PRELOAD:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            pass  # optional (peft): the child imports it if it needs it
-    import optune.cli
-
-    gc.freeze()  # the preloaded objects are never collected: each child's gc.collect() skips them
-    print(json.dumps({"ready": True}), flush=True)
-    for line in sys.stdin:
-        command = json.loads(line)
-        pid = os.fork()
-        if pid == 0:
-            _child(optune.cli.main, command["argv"], command["log"], command.get("fault"))
-        print(json.dumps({"pid": pid}), flush=True)
-        _, status = os.waitpid(pid, 0)
-        print(json.dumps({"rc": os.waitstatus_to_exitcode(status)}), flush=True)
-
-
-def _child(main, argv: list[str], log: str, fault: dict | None) -> None:
-    code = 1
-    try:
-        for fd, path in ((1, log), (2, log + ".err")):
-            os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644), fd)
-        if fault:
-            install_fault(**fault)
-        code = main(argv)
-    except SystemExit as err:
-        code = err.code if isinstance(err.code, int) else 1
-    except BaseException:
-        import traceback
-
-        traceback.print_exc()
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-
-
-def install_fault(under: str, errno_name: str, after: int) -> None:
-    """Make the file system under `under` fail from its `after`-th fsync on (in this process only).
-
-    ENOSPC (disk full): every fsync from then on fails, as the data no longer fits. EROFS (remounted
-    read-only): fsyncs fail too, and so does everything that creates, opens for writing or renames there.
-    """
-    import builtins
-    import errno
-
-    code = getattr(errno, errno_name)
-    fsyncs = [0]
-
-    def broken() -> bool:
-        return fsyncs[0] >= after
-
-    def inside(path) -> bool:
-        try:
-            return os.path.abspath(os.fsdecode(path)).startswith(under)
-        except TypeError:
-            return False
-
-    def fail(path=""):
-        raise OSError(code, os.strerror(code), os.fsdecode(path) if path else None)
-
-    real_fsync = os.fsync
-
-    def fsync(fd):
-        if inside(os.readlink(f"/proc/self/fd/{fd}")):
-            fsyncs[0] += 1
-            if broken():
-                fail()
-        return real_fsync(fd)
-
-    os.fsync = fsync
-    if code != errno.EROFS:
-        return
-    writes = os.O_WRONLY | os.O_RDWR | os.O_CREAT
-
-    def guard(real, is_write):
-        def wrapped(path, *args, **kwargs):
-            if broken() and inside(path) and is_write(*args, **kwargs):
-                fail(path)
-            return real(path, *args, **kwargs)
-        return wrapped
-
-    os.open = guard(os.open, lambda flags, *a, **k: bool(flags & writes))
-    os.mkdir = guard(os.mkdir, lambda *a, **k: True)
-    os.replace = guard(os.replace, lambda *a, **k: True)
-    os.rename = guard(os.rename, lambda *a, **k: True)
-    builtins.open = guard(builtins.open, lambda mode="r", *a, **k: any(c in mode for c in "wax+"))
 
 
 def run_to_end(zygote: Zygote, argv: list[str], log: Path, watch: tuple[Path, str] | None = None,
@@ -429,6 +273,3 @@ def compare_trees(done: Path, reference: Path, rules: Rules, keep_hidden: tuple[
         if a.suffix == ".jsonl":
             assert len(a.read_text().splitlines()) == len(b.read_text().splitlines()), f"{rel}: line count"
 
-
-if __name__ == "__main__":
-    serve()

@@ -4,7 +4,7 @@ with the uninterrupted one (harness.compare_trees).
 
 The normal tier kills at a seeded sample of write points spread over every phase of the run; the slow tier
 kills at every one. Each trial is a fork of a server that has imported torch, transformers and optune
-once (tests/e2e/harness.py), so it costs the command's own work only.
+once (tests/e2e/forkserver.py), so it costs the command's own work only.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.e2e.harness import Event, Rules, Zygote, compare_trees, kill_after, run_to_end, sample_events
+from tests.e2e.forkserver import Zygote
+from tests.e2e.harness import Event, Rules, compare_trees, kill_after, run_to_end, sample_events
 
 TINY = str(REPO / "configs" / "tiny.yaml")
 NAME = "the-run"
@@ -105,7 +107,7 @@ def references(zygote, inputs, tmp_path_factory):
             folder.mkdir()
             rc, events = run_to_end(zygote, command(kind, inputs).new(folder / NAME), root / "log", (folder, NAME))
             assert rc == 0, (root / "log.err").read_text()[-3000:]
-            assert len(events) > 30, events
+            assert len(events) >= 20, events  # a tiny run writes more than that; fewer means events were lost
             made[kind] = folder / NAME, events
         return made[kind]
 
@@ -121,7 +123,8 @@ def crash_trial(zygote: Zygote, cmd: Command, done: Path, events: list[Event], t
     folder.mkdir()
     run = folder / NAME
     rc, landed = kill_after(zygote, cmd.new(run), log, folder, NAME, target, events)
-    assert rc == -9, f"kill after {target}: the run ended with {rc} first\n{tail(log)}"
+    # 0: after its last write the run may exit before the signal lands; it must have got that far, though
+    assert rc == -9 or (rc == 0 and landed != "end"), f"kill after {target}: the run ended with {rc}\n{tail(log)}"
     if kill_resume_at is not None:
         rc, _ = kill_after(zygote, cmd.restart(run), log, folder, NAME, kill_resume_at)
         assert rc in (0, -9), f"resume after a kill at {target} failed ({rc})\n{tail(log)}"
@@ -131,6 +134,8 @@ def crash_trial(zygote: Zygote, cmd: Command, done: Path, events: list[Event], t
         compare_trees(run, done, cmd.rules)
     except AssertionError as err:
         raise AssertionError(f"kill after {target} (landed after {landed}): {err}") from None
+    if landed == str(target) and re.fullmatch(r"replace RUN/iter_\d+/train_state.pt #\d+", landed):
+        assert "training resumes after step" in log.read_text(), "a saved training state was not used"
     return landed
 
 
@@ -162,11 +167,12 @@ def test_every_write_point_resumes_to_the_same_result(zygote, inputs, references
     sweep(zygote, command(kind, inputs), references(kind), tmp_path, None)
 
 
-# (kind, errno, fail from the n-th fsync on): a tiny run makes 68 fsyncs (creation, generation, scoring,
-# bookkeeping, training states, checkpoints, held-out, metrics), the reward training about 20
+# (kind, errno, fail from the n-th fsync on). A tiny run makes 68 fsyncs: 1-9 create the directory, then
+# generation, scoring, bookkeeping, training states, checkpoints (around 30 and 55), held-out, metrics. The
+# reward training makes 19: 1-5 create the directory, 6-11 training states and log, 12-18 export, 19 stats.
 FAULTS = [("run", "ENOSPC", 1), ("run", "ENOSPC", 9), ("run", "ENOSPC", 30), ("run", "ENOSPC", 55),
-          ("run", "EROFS", 5), ("run", "EROFS", 25), ("run", "EROFS", 50), ("reward", "ENOSPC", 4),
-          ("reward", "EROFS", 12)]
+          ("run", "EROFS", 5), ("run", "EROFS", 25), ("run", "EROFS", 50), ("reward", "ENOSPC", 7),
+          ("reward", "EROFS", 10), ("reward", "ENOSPC", 14), ("reward", "ENOSPC", 19)]
 MESSAGES = {"ENOSPC": "No space left on device", "EROFS": "Read-only file system"}
 
 

@@ -33,15 +33,16 @@ from optune.data.preferences import PreferencePair, read_preferences
 from optune.reward.config import RewardTrainConfig, load_reward_config
 from optune.reward.model import (
     STATS_FILE,
+    checked_backbone,
     encode,
     forward_scores,
     load_backbone,
     mean_std,
     render,
-    checked_backbone,
     score_sequences,
 )
 from optune.store import (
+    WriteError,
     atomic_save_files,
     atomic_write_text,
     check_new_dir,
@@ -177,7 +178,11 @@ def train_reward_model(
         if lock is None:  # bad input has failed by now, so no output directory is left half-written
             config = yaml.safe_dump(to_dict(cfg), sort_keys=False)
             lock = create_dir(out, lambda tmp: atomic_write_text(tmp / CONFIG_FILE, config))
-        return _train(cfg, model, tokenizer, train_pairs, eval_pairs, log, on_step)
+        try:
+            return _train(cfg, model, tokenizer, train_pairs, eval_pairs, log, on_step)
+        except WriteError as err:
+            raise WriteError(f"{err}; every file written is complete: resume with optune reward train --resume "
+                             f"{out} once that is fixed") from err
     finally:
         if lock is not None:
             lock.release()
@@ -226,34 +231,37 @@ class _Run:
         """The optimisation loop from `start` to the end of the plan, with periodic eval and saved states."""
         cfg, totals = self.cfg, self.totals
         total = len(plan)
-        bar = tqdm(total=total, initial=start, desc="reward train", unit="step", dynamic_ncols=True)
         self.model.train()
-        for step in range(start + 1, total + 1):
-            self.step = step
-            batch = plan[step - 1]
-            t0 = time.perf_counter()
-            seqs = [enc_train[i][0] for i in batch] + [enc_train[i][1] for i in batch]
-            scores = forward_scores(self.model, self.tokenizer, seqs)
-            loss = bradley_terry_loss(scores[: len(batch)], scores[len(batch):]).mean()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
-            self.optimizer.step()
-            self.scheduler.step()
-            self.optimizer.zero_grad(set_to_none=True)
-            totals["loss_sum"] += loss.item()
-            totals["loss_n"] += 1
-            totals["elapsed_s"] += time.perf_counter() - t0
-            bar.update(1)
-            bar.set_postfix(loss=f"{totals['loss_sum'] / totals['loss_n']:.4f}")
-            if eval_sample and step % cfg.eval_every == 0 and step < total:
-                self.evaluate(eval_sample, bar.write)
-                self.model.train()
-            if step % cfg.save_every == 0 and step < total:
-                save_train_state(self.state_path, self.model, self.optimizer, self.scheduler, step, totals, self.rows)
-            if on_step:
-                on_step(step)
+        # closed however the loop ends, so an error line never shares a line with the bar
+        with tqdm(total=total, initial=start, desc="reward train", unit="step", dynamic_ncols=True) as bar:
+            for step in range(start + 1, total + 1):
+                self.step = step
+                self.optimise([enc_train[i] for i in plan[step - 1]])
+                bar.update(1)
+                bar.set_postfix(loss=f"{totals['loss_sum'] / totals['loss_n']:.4f}")
+                if eval_sample and step % cfg.eval_every == 0 and step < total:
+                    self.evaluate(eval_sample, bar.write)
+                    self.model.train()
+                if step % cfg.save_every == 0 and step < total:
+                    save_train_state(self.state_path, self.model, self.optimizer, self.scheduler, step, totals,
+                                     self.rows)
+                if on_step:
+                    on_step(step)
         self.step = total
-        bar.close()
+
+    def optimise(self, pairs: list[EncodedPair]) -> None:
+        """One optimizer step on a batch of encoded pairs (mean BT loss), added to the running sums."""
+        t0 = time.perf_counter()
+        scores = forward_scores(self.model, self.tokenizer, [c for c, _ in pairs] + [r for _, r in pairs])
+        loss = bradley_terry_loss(scores[: len(pairs)], scores[len(pairs):]).mean()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.totals["loss_sum"] += loss.item()
+        self.totals["loss_n"] += 1
+        self.totals["elapsed_s"] += time.perf_counter() - t0
 
     def evaluate(self, encoded, write) -> dict:
         """Held-out metrics now, appended to the log (train_log.jsonl is rewritten from the rows)."""
