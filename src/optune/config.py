@@ -86,13 +86,46 @@ class GenerationConfig:
 @dataclass
 class RewardConfig:
     backend: str = "verifiable"
-    """Reward backend: "verifiable" (built-in task), "hf" (sequence-classification reward model) or "callable"."""
+    """Reward backend: "verifiable" (built-in task), "hf" (sequence-classification reward model in this process),
+    "callable" (a Python function), "remote" (a reward model served over HTTP) or "llm" (an LLM rates each
+    response 1-10); see docs/rewards.md."""
     model: str | None = None
-    """For "hf": path of the reward model checkpoint (its own tokenizer and chat template)."""
+    """For "hf": path of the reward model checkpoint (its own tokenizer and chat template). For "remote" and
+    "llm": the model's name on the server (vLLM's --served-model-name); "remote" may leave it null (the
+    server's only model)."""
     function: str | None = None
     """For "callable": "module:function" or "path/to/file.py:function", called as f(prompts, responses) -> floats."""
     batch_size: int = 16
-    """Responses scored per batch (hf backend)."""
+    """Responses scored per forward batch (hf) or per HTTP request (remote with route optune)."""
+    url: str | None = None
+    """For "remote": the server's base URL, e.g. http://127.0.0.1:8000 (the route's path is appended). For
+    "llm": an OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1 (/chat/completions is appended)."""
+    route: str = "classify"
+    """For "remote": "classify" (vLLM's POST /classify), "pooling" (vLLM's POST /pooling), both one
+    conversation per request, or "optune" (the minimal JSON protocol of docs/rewards.md, POST /rewards,
+    batch_size responses per request)."""
+    api_key_env: str | None = None
+    """For "remote" and "llm": name of the environment variable holding the server's API key, sent as a Bearer
+    token and never stored; null: no key. Naming a variable that is not set is an error."""
+    timeout_s: float = 120.0
+    """For "remote" and "llm": seconds one request may take before it counts as failed (and is retried)."""
+    max_retries: int = 5
+    """For "remote" and "llm": retries of a failed request (connection refused, timeout, HTTP 429 or 5xx) with
+    exponential backoff from 1 s (at most 60 s, or what Retry-After asks); other failures stop at once."""
+    concurrency: int = 4
+    """For "remote" and "llm": requests in flight at once."""
+    max_tokens: int = 256
+    """For "llm": reply length limit in tokens (the rating comes first, an explanation may follow)."""
+    temperature: float = 0.0
+    """For "llm": sampling temperature of the rating; an unparseable reply is asked again at least at 0.7."""
+    constrained: str = "none"
+    """For "llm": "structured_outputs" (vLLM >= 0.10) or "guided_regex" (older vLLM) force a well-formed rating
+    line by constrained decoding; "none" for other servers."""
+    parse_retries: int = 2
+    """For "llm": times an unparseable reply is asked again before the run stops and shows it."""
+    cache: str | None = None
+    """For "llm": JSONL file of the LLM's replies (the eval judge's cache format), reused by later runs and
+    reruns so nothing is asked twice; null: kept in memory for this run only."""
 
 
 @dataclass
@@ -204,6 +237,8 @@ CHOICES = {
     "train.lr_schedule": ("linear", "cosine", "constant"),
     "policy.dtype": ("float32", "bfloat16"),
     "generation.vllm_dtype": ("policy", "auto", "float32", "bfloat16", "float16"),
+    "reward.route": ("classify", "pooling", "optune"),
+    "reward.constrained": ("none", "structured_outputs", "guided_regex"),
 }
 
 
@@ -408,6 +443,20 @@ def validate(cfg: RunConfig) -> None:
         raise UserError("reward.backend hf needs reward.model (path of the reward model)")
     if cfg.reward.backend == "callable" and not cfg.reward.function:
         raise UserError("reward.backend callable needs reward.function (module:function)")
+    if cfg.reward.backend in ("remote", "llm"):
+        _validate_served_reward(cfg.reward)
+
+
+def _validate_served_reward(reward: RewardConfig) -> None:
+    from optune.endpoint import check_url
+
+    check_url(reward.url, "reward.url")
+    if reward.backend == "llm" and not reward.model:
+        raise UserError("reward.backend llm needs reward.model (the model's name on the server)")
+    if reward.concurrency < 1 or reward.max_retries < 0 or reward.parse_retries < 0:
+        raise UserError("reward.concurrency must be >= 1, reward.max_retries and reward.parse_retries >= 0")
+    if reward.timeout_s <= 0 or reward.max_tokens < 4 or reward.temperature < 0:
+        raise UserError("reward.timeout_s must be positive, reward.max_tokens >= 4 and reward.temperature >= 0")
 
 
 def describe(root: type = RunConfig) -> list[str]:

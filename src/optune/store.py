@@ -30,6 +30,7 @@ Layout (RUN = the run directory, t = iteration, zero-padded to 3 digits):
   RUN/iter_t/heldout.jsonl            all of them
   RUN/iter_000/heldout_start/batch_k.jsonl, RUN/iter_000/heldout_start.jsonl   the same for pi_0
   RUN/iter_t/metrics.json         written last: its presence means iteration t is finished
+  RUN/bench/iter_t.json           `optune bench` results of pi_{t+1} (written on demand)
 """
 
 from __future__ import annotations
@@ -179,6 +180,9 @@ class RunStore:
     def metrics(self, t: int) -> Path:
         return self.iter_dir(t) / "metrics.json"
 
+    def bench(self, t: int) -> Path:
+        return self.root / "bench" / f"{self.iter_dir(t).name}.json"
+
     @staticmethod
     def batch_path(folder: Path, k: int) -> Path:
         return folder / f"batch_{k:05d}.jsonl"
@@ -191,8 +195,16 @@ class RunStore:
         """Whether iterations 0 .. iterations-1 are all finished (a resume has nothing left to do)."""
         return all(self.finished(t) for t in range(iterations))
 
+    def iterations(self) -> list[int]:
+        """Every iteration with a directory, finished or not."""
+        return sorted(int(p.name[5:]) for p in self.root.glob("iter_[0-9][0-9][0-9]") if p.is_dir())
+
     def finished_iterations(self) -> list[int]:
-        return sorted(int(p.name[5:]) for p in self.root.glob("iter_[0-9][0-9][0-9]") if (p / "metrics.json").is_file())
+        return [t for t in self.iterations() if self.finished(t)]
+
+    def checkpoints(self) -> list[int]:
+        """Iterations whose trained checkpoint pi_{t+1} is complete."""
+        return [t for t in self.iterations() if (self.checkpoint(t) / "config.json").is_file()]
 
     # -- writes (no-ops unless this process is the writer) -------------------------------------------
     def write_json(self, path: Path, obj) -> None:

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 import pytest
@@ -41,12 +42,37 @@ def check_complete(run: Path, n_prompts: int = 8, iterations: int = 2) -> None:
         assert not [p for p in run.rglob(".*") if p.name != ".optune-run"], "temporary files left behind"
 
 
+def layout_patterns() -> list[str]:
+    """Glob patterns of every file the store's docstring lists (RUN/..., t and k as wildcards)."""
+    import re
+
+    from optune import store
+
+    paths = re.findall(r"RUN/(\S+)", store.__doc__)
+    return [re.sub(r"iter_t|batch_k|iter_000", lambda m: {"iter_t": "iter_[0-9][0-9][0-9]", "batch_k":
+                                                           "batch_[0-9][0-9][0-9][0-9][0-9]"}.get(m[0], m[0]), p)
+            .rstrip(",") for p in paths]
+
+
+def check_layout(run: Path) -> None:
+    """Every file written matches a line of the store's layout docstring, and every layout line is used."""
+    patterns = layout_patterns()
+    files = [p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file()]
+    unmatched = [f for f in files if not any(fnmatchcase(f, pat) for pat in patterns)]
+    assert not unmatched, f"files not in optune.store's layout docstring: {unmatched}"
+    # the lock file exists only while a process runs in the directory
+    optional = {"iter_[0-9][0-9][0-9]/train_state.pt", "bench/iter_[0-9][0-9][0-9].json", ".optune-lock"}
+    unused = [pat for pat in patterns if pat not in optional and not any(fnmatchcase(f, pat) for f in files)]
+    assert not unused, f"layout lines no file matched: {unused}"
+
+
 def test_tiny_run_end_to_end(tmp_path, capsys):
     run = tmp_path / "run"
     assert run_cli(f"output_dir={run}") == 0
     out = capsys.readouterr().out
     assert "iter 1: regenerated 4 (50%)" in out
     check_complete(run)
+    check_layout(run)
     metrics = rows(run / "metrics.jsonl")
     assert metrics[0]["selection/frac_regenerated"] == 1.0 and metrics[1]["selection/frac_regenerated"] == 0.5
     for key in ("loss", "rewards/chosen", "rewards/margins", "rewards/accuracies", "weights/mean",

@@ -26,7 +26,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("optune.cli.eval", "pairwise evaluation (LLM or reward judge, Win Score) against a baseline"),
     "bench": ("optune.cli.bench", "lm-evaluation-harness benchmarks of a checkpoint (paper Table 5 settings)"),
     "report": ("optune.cli.report", "PNG plots and a Markdown summary of one or more run directories"),
-    "study": ("optune.study.cli", "blind pairwise human study: create, serve the rating page, results (Table 4)"),
+    "study": ("optune.cli.study", "blind pairwise human study: create, serve the rating page, results (Table 4)"),
 }
 
 

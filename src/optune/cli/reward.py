@@ -1,9 +1,10 @@
-"""`optune reward train` and `optune reward eval`.
+"""`optune reward train`, `optune reward eval` and `optune reward serve`.
 
     optune reward train --config configs/reward-hh.yaml output_dir=/work/rm-minilm lr=3e-5
     optune reward train --resume /work/rm-minilm
     optune reward train --help-config
     optune reward eval --model /work/rm-minilm --data ../shared/data/hh-rlhf/helpful-base/test.jsonl.gz
+    optune reward serve --model /work/rm-minilm --port 8000   # for reward.backend=remote reward.route=optune
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import sys
 
 from optune.errors import UserError
+from optune.store import atomic_write_text
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -29,11 +31,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     ev.add_argument("--batch-size", type=int, default=16)
     ev.add_argument("--max-pairs", type=int, default=None, help="evaluate only the first N pairs")
     ev.add_argument("--output", help="also write the metrics as JSON to this file")
+    srv = sub.add_parser("serve", help="serve a reward model over HTTP (the minimal protocol of docs/rewards.md)")
+    srv.add_argument("--model", required=True, help="reward model directory (scored as reward.backend=hf does)")
+    srv.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    srv.add_argument("--port", type=int, default=8000, help="port (0: any free one; the URL is printed)")
+    srv.add_argument("--batch-size", type=int, default=16, help="responses per forward batch")
+    srv.add_argument("--api-key-env", help="environment variable holding a key that clients must send")
 
 
 def main(args: argparse.Namespace) -> int:
     if args.reward_command == "train":
         return _train(args)
+    if args.reward_command == "serve":
+        return _serve(args)
     return _eval(args)
 
 
@@ -70,7 +80,28 @@ def _eval(args: argparse.Namespace) -> int:
     result = evaluate_reward_model(args.model, args.data, args.batch_size, args.max_pairs)
     print(format_report(result))
     if args.output:
-        from optune.store import write_json
+        atomic_write_text(args.output, json.dumps(result, indent=2))
+    return 0
 
-        write_json(args.output, result)
+
+def _serve(args: argparse.Namespace) -> int:
+    from optune.config import RewardConfig
+    from optune.reward.backends import HFReward
+    from optune.reward.serve import RewardServer
+
+    if args.batch_size <= 0:
+        raise UserError("--batch-size must be positive")
+    if not 0 <= args.port <= 65535:
+        raise UserError(f"--port must be in 0..65535; got {args.port}")
+    if args.api_key_env and not os.environ.get(args.api_key_env):
+        raise UserError(f"--api-key-env names {args.api_key_env}, which is not set in the environment")
+    backend = HFReward(RewardConfig(backend="hf", model=args.model, batch_size=args.batch_size))
+    server = RewardServer(backend, args.host, args.port, args.api_key_env)
+    print(f"serving {args.model} at {server.url} (POST /rewards, GET /health); Ctrl-C stops", flush=True)
+    try:
+        server.httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.httpd.server_close()
     return 0

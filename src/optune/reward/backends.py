@@ -1,7 +1,8 @@
 """Reward backends: `score(records, responses) -> list[float]`, one finite number per response.
 
 records are prompt records ({"id", "prompt", ...}); a backend may use more of the record than the text
-(the verifiable task reads its constraints). Backends are chosen by name from `BACKENDS`.
+(the verifiable task reads its constraints). Backends are chosen by name from `BACKENDS`; the served ones
+(`remote`: a reward model over HTTP, `llm`: an LLM's 1-10 rating) live in reward/remote.py and reward/llm.py.
 """
 
 from __future__ import annotations
@@ -102,7 +103,22 @@ class HFReward:
         )
 
 
-BACKENDS = {"verifiable": VerifiableReward, "callable": CallableReward, "hf": HFReward}
+def remote_reward(cfg: RewardConfig) -> RewardBackend:
+    """A reward model served over HTTP (vLLM's /classify or /pooling, or the minimal protocol)."""
+    from optune.reward.remote import RemoteReward
+
+    return RemoteReward(cfg)
+
+
+def llm_reward(cfg: RewardConfig) -> RewardBackend:
+    """An LLM behind an OpenAI-compatible endpoint rates each response 1-10."""
+    from optune.reward.llm import LLMReward
+
+    return LLMReward(cfg)
+
+
+BACKENDS = {"verifiable": VerifiableReward, "callable": CallableReward, "hf": HFReward, "remote": remote_reward,
+            "llm": llm_reward}
 
 
 def make_reward(cfg: RewardConfig) -> RewardBackend:
