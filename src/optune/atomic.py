@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -183,10 +184,15 @@ def _fsync_tree(root: Path) -> None:
         _fsync_dir(Path(folder))
 
 
+# the names this module's temporaries get: .NAME.XXXXXXXX, .NAME.old-XXXXXXXX, .export-XXXXXXXX (tempfile's
+# 8 random characters); other hidden names (.gitignore, .ipynb_checkpoints) are the user's and stay
+_TEMPORARY = re.compile(r"\.(.+\.(old-)?|export-)[a-z0-9_]{8}")
+
+
 def clean_temporaries(root: Path) -> None:
-    """Remove leftovers of writes interrupted by a kill (hidden temp files and directories)."""
-    for path in Path(root).rglob(".*"):
-        if path.name in KEEP or not path.exists():
+    """Remove leftovers of writes interrupted by a kill (this module's hidden temp files and directories)."""
+    for path in sorted(Path(root).rglob(".*")):
+        if path.name in KEEP or not _TEMPORARY.fullmatch(path.name) or not path.exists():
             continue
         shutil.rmtree(path) if path.is_dir() else path.unlink()
 

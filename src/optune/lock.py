@@ -32,7 +32,10 @@ class DirLock:
     def acquire(cls, root: Path, what: str = "directory") -> DirLock:
         """Lock `root` or raise a one-line UserError naming the holder's PID."""
         root = Path(root)
-        fd = _locked_fd(root / LOCK)
+        try:
+            fd = _locked_fd(root / LOCK)
+        except OSError as err:  # e.g. a read-only file system
+            raise UserError(f"cannot lock {what} {root}: {os.strerror(err.errno)}") from err
         if fd is None:
             raise UserError(f"{what} {root} is in use by another optune process (PID {holder(root)}); "
                             "wait for it to finish or stop it")

@@ -90,8 +90,18 @@ class RunStore:
         return store
 
     def _half_made(self) -> bool:
-        """config.yaml but no marker nor iteration: what older versions left when killed while creating a run."""
-        return not any(self.root.glob("iter_*"))
+        """What older versions left when killed while creating a run: an optune config.yaml (and perhaps
+        versions.json), nothing else, no marker."""
+        from optune.config import load_config
+
+        names = {p.name for p in self.root.iterdir() if not p.name.startswith(".")}
+        if not names <= {"config.yaml", "versions.json"}:
+            return False
+        try:
+            load_config(str(self.config))
+        except UserError:
+            return False
+        return True
 
     @classmethod
     def create(cls, root: Path, config_yaml: str, versions: dict,

@@ -71,3 +71,10 @@ def test_a_file_unlinked_by_a_releasing_holder_is_not_trusted(tmp_path):
         DirLock.acquire(tmp_path)
     os.close(stale)
     third.release()
+
+
+def test_a_directory_that_cannot_hold_a_lock_file_is_one_line():
+    from pathlib import Path
+
+    with pytest.raises(UserError, match="cannot lock run directory /sys/kernel: "):  # not writable even by root
+        DirLock.acquire(Path("/sys/kernel"), "run directory")

@@ -66,13 +66,19 @@ def test_atomic_dir_all_or_nothing(tmp_path):
 
 
 def test_clean_temporaries(tmp_path):
-    (tmp_path / ".f.txt.abc").write_text("partial")
+    (tmp_path / ".f.txt.ab3_x9zq").write_text("partial")  # tempfile's names: 8 random characters
     (tmp_path / "sub").mkdir()
-    (tmp_path / "sub" / ".ckpt.tmp").mkdir()
+    (tmp_path / "sub" / ".checkpoint.k2j4h5g6").mkdir()
+    (tmp_path / "sub" / ".checkpoint.old-a1b2c3d4").mkdir()
+    (tmp_path / ".export-zz99yy88").mkdir()
     (tmp_path / MARKER).write_text("x")
+    (tmp_path / LOCK).write_text("123")
     (tmp_path / "keep.json").write_text("{}")
+    (tmp_path / ".gitignore").write_text("*")  # the user's hidden files stay
+    (tmp_path / ".ipynb_checkpoints").mkdir()
     clean_temporaries(tmp_path)
-    assert sorted(p.name for p in tmp_path.rglob("*")) == [MARKER, "keep.json", "sub"]
+    assert sorted(p.name for p in tmp_path.rglob("*")) == sorted([MARKER, LOCK, ".gitignore", ".ipynb_checkpoints",
+                                                                  "keep.json", "sub"])
 
 
 def test_resume_rejects_non_run(tmp_path):
@@ -223,3 +229,8 @@ def test_resume_finishes_a_run_an_older_version_left_without_its_marker(tmp_path
     (tmp_path / "iter_000").mkdir()  # with iterations it is not a half-made run: it is something else
     with pytest.raises(UserError, match="not an optune run directory"):
         RunStore.open_existing(str(tmp_path))
+    (tmp_path / "iter_000").rmdir()
+    (tmp_path / "config.yaml").write_text("name: my project\n")  # someone else's config.yaml: left alone
+    with pytest.raises(UserError, match="not an optune run directory"):
+        RunStore.open_existing(str(tmp_path))
+    assert not (tmp_path / MARKER).exists()
