@@ -4,7 +4,7 @@ Each subcommand lives in its own module, imported only when used, so `optune --h
 A subcommand module provides `configure(parser)` (add its arguments) and `main(args) -> int`.
 User mistakes raise `UserError` and become one line on stderr with exit status 2; `optune --debug ...`
 (or OPTUNE_DEBUG=1) prints the traceback behind it too, e.g. of an exception in a user's reward function.
-Directory locks a command took (optune.lock) are released when it ends, however it ends.
+Directory locks a command took (optune.store.lock) are released when it ends, however it ends.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sys
 import traceback
 
 from optune.errors import UserError
-from optune.lock import release_all
+from optune.store.lock import release_all
 
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from optune.config import to_dict
 from optune.errors import UserError
-from optune.lock import DirLock
+from optune.store.lock import DirLock
 from optune.losses import bradley_terry_loss
 from optune.data.preferences import PreferencePair, read_preferences
 from optune.reward.config import RewardTrainConfig, load_reward_config

@@ -1,12 +1,12 @@
 """Atomic files, and the run directory: a killed run leaves each file complete or absent.
 
 Every file a user keeps (run directories, reward models, reports, exports) is written by `atomic_write`
-(or `atomic_save_dir`, `atomic_save_files`; all in optune.atomic, re-exported here): a temp file in the
+(or `atomic_save_dir`, `atomic_save_files`; all in optune.store.atomic, re-exported here): a temp file in the
 same directory, fsync, rename. A kill leaves at most a hidden temp file, which `clean_temporaries` removes
 on resume. A write the file system refuses (disk full, read-only) raises `WriteError`, one line, and
 leaves no half-written file. `RunStore` names every file of a run directory;
 only its writer process writes (the main one in a multi-process run, optune.distributed), and it holds the
-directory's lock (optune.lock) for the run's life.
+directory's lock (optune.store.lock) for the run's life.
 
 A run directory either does not exist or is resumable: `create_dir` fills it under a hidden temp name
 beside its final path and renames it into place.
@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO
 
-from optune.atomic import (
+from optune.store.atomic import (
     KEEP,
     MARKER,
     WriteError,
@@ -56,7 +56,7 @@ from optune.atomic import (
     write_jsonl,
 )
 from optune.errors import UserError
-from optune.lock import DirLock
+from optune.store.lock import DirLock
 
 __all__ = ["KEEP", "MARKER", "RunStore", "WriteError", "atomic_save_dir", "atomic_save_files", "atomic_write",
            "atomic_write_text", "check_new_dir", "clean_temporaries", "create_dir", "read_json", "read_jsonl",

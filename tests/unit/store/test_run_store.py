@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from optune.errors import UserError
-from optune.lock import LOCK, DirLock, is_locked
+from optune.store.lock import LOCK, DirLock, is_locked
 from optune.store import (
     MARKER,
     RunStore,

@@ -2,7 +2,7 @@
 
 A kill leaves at most hidden temporaries (`clean_temporaries` removes them); a write the file system
 refuses (disk full, read-only, no permission) raises `WriteError`, one line, with nothing half-written.
-`create_dir` makes a whole directory appear at once, locked for its creator (optune.lock).
+`create_dir` makes a whole directory appear at once, locked for its creator (optune.store.lock).
 optune.store re-exports all of this; import it from there.
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO
 
 from optune.errors import UserError
-from optune.lock import LOCK, DirLock, is_locked
+from optune.store.lock import LOCK, DirLock, is_locked
 
 MARKER = ".optune-run"
 KEEP = (MARKER, LOCK)
