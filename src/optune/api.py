@@ -32,7 +32,7 @@ from typing import Any
 from optune.config import (RunConfig, apply_mapping, callable_label, is_callable_label, label_name, load_dataclass,
                            read_yaml, validate)
 from optune.errors import UserError
-from optune.store import RunStore
+from optune.store import RunStore, read_json
 
 ConfigSource = str | os.PathLike | Mapping | RunConfig | None
 
@@ -160,20 +160,46 @@ def resumed_config(store: RunStore, overrides: Mapping[str, Any]) -> RunConfig:
 
 
 def tune(command: str, config: ConfigSource, overrides: Mapping[str, Any], resume=None) -> RunResult:
-    """`optune run` ("run") or `optune dpo` ("dpo"): new or resumed, from Python or the command line."""
+    """`optune run` ("run") or `optune dpo` ("dpo"): new or resumed, from Python or the command line.
+
+    The directory locks the run took (optune.store.lock) are released when it ends, however it ends, so the
+    same Python process can resume or export the run next.
+    """
     from optune import distributed
+    from optune.store.lock import release_all
 
     dist = distributed.init() if command == "run" else distributed.Dist()
-    if resume is not None:
-        if config is not None:
-            raise UserError("resume takes the run's own config: drop the config and overrides")
-        store = RunStore.open_existing(os.fspath(resume), writer=dist.is_main)
-        cfg = resumed_config(store, overrides)
-    else:
-        store, cfg = None, build_config(config, overrides)
-    distributed.check(dist, cfg)
-    if command == "dpo":
-        return _offline(cfg, store)
+    try:
+        store = None
+        if resume is not None:
+            if config is not None:
+                raise UserError("resume takes the run's own config: drop the config and overrides")
+            store = RunStore.open_existing(os.fspath(resume), writer=dist.is_main)
+            cfg = resumed_config(store, overrides)
+        else:
+            cfg = build_config(config, overrides)
+        if command == "dpo":
+            cfg = _offline_config(cfg, store)
+        if _finished(store, cfg, dist):
+            return RunResult(run_dir=store.root, config=cfg,
+                             metrics=[read_json(store.metrics(t)) for t in range(cfg.iterations)])
+        distributed.check(dist, cfg)
+        return _offline(cfg, store) if command == "dpo" else _online(cfg, store, dist)
+    finally:
+        release_all()  # one run at a time per process: every lock held now is this run's
+
+
+def _finished(store: RunStore | None, cfg: RunConfig, dist) -> bool:
+    """A resumed run with nothing left says so, without loading anything (metrics.jsonl is rebuilt: a kill
+    after the last iteration's metrics.json may have cut it short)."""
+    if store is None or not store.complete(cfg.iterations):
+        return False
+    store.rebuild_metrics_log()
+    dist.print(f"{store.root} already finished its {cfg.iterations} iteration(s); nothing left to do")
+    return True
+
+
+def _online(cfg: RunConfig, store: RunStore | None, dist) -> RunResult:
     from optune import loop
     from optune.context import prepare
 
@@ -184,21 +210,25 @@ def tune(command: str, config: ConfigSource, overrides: Mapping[str, Any], resum
     return _finish(ctx, loop.run(ctx))
 
 
-def _offline(cfg: RunConfig, store: RunStore | None) -> RunResult:
+def _offline_config(cfg: RunConfig, store: RunStore | None) -> RunConfig:
     """One pass over a fixed preference set (train.epochs times), the starting policy as the reference."""
-    from optune import loop
-    from optune.context import prepare
-    from optune.data.preferences import read_preferences
-    from optune.pairs import offline
-
     if store is None:
         if cfg.init_from:
             raise UserError("init_from is for online runs; optune dpo starts from policy.model")
         if cfg.output_dir is None:
             cfg = dataclasses.replace(cfg, output_dir=f"runs/{time.strftime('%Y%m%d-%H%M%S')}-offline-{cfg.loss.type}")
-    cfg = dataclasses.replace(cfg, iterations=1)
+    return dataclasses.replace(cfg, iterations=1)
+
+
+def _offline(cfg: RunConfig, store: RunStore | None) -> RunResult:
+    from optune import loop
+    from optune.context import preflight, prepare
+    from optune.data.preferences import read_preferences
+    from optune.pairs import offline
+
     if cfg.data.train.startswith("verifiable:"):
         raise UserError("optune dpo needs preference pairs in data.train (the built-in task has prompts only)")
+    preflight(cfg, store)  # before the (possibly large) preference files are read
     data = read_preferences([s.strip() for s in cfg.data.train.split(",") if s.strip()])
     print(f"optune dpo: {data.summary()}", flush=True)
     ctx = prepare(cfg, store, prompts=offline.prompt_records(data, cfg.data.max_prompts, cfg.seed),

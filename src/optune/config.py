@@ -355,11 +355,21 @@ def read_yaml(path: str) -> dict:
         raise UserError(f"config file {path} does not exist")
     try:
         data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except yaml.MarkedYAMLError as err:
+        raise UserError(f"config file {path}: {_yaml_problem(err)}") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
         raise UserError(f"cannot read config file {path}: {str(err).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise UserError(f"config file {path}: expected a mapping of config keys, got {type(data).__name__}")
     return data
+
+
+def _yaml_problem(err: yaml.MarkedYAMLError) -> str:
+    """"line 3, column 7: mapping values are not allowed here" (1-based, where the parser stopped)."""
+    mark = err.problem_mark or err.context_mark
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    what = ": ".join(p for p in (err.context, err.problem) if p) or "malformed YAML"
+    return f"{where}{what}"
 
 
 def load_dataclass(cls: type[T], path: str | None = None, overrides: Iterable[str] = ()) -> T:

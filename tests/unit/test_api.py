@@ -75,7 +75,9 @@ def test_a_recorded_function_label_cannot_be_called():
 
 
 def _store(tmp_path, cfg: RunConfig) -> RunStore:
-    return RunStore.create(tmp_path / "run", yaml.safe_dump(to_dict(cfg), sort_keys=False), {})
+    store = RunStore.create(tmp_path / "run", yaml.safe_dump(to_dict(cfg), sort_keys=False), {})
+    store.close()  # made as a run leaves it; its lock released
+    return store
 
 
 def test_resume_takes_the_function_again_and_nothing_else(tmp_path, capsys):
@@ -109,3 +111,24 @@ def test_import_optune_stays_light():
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "RunResult"
+
+
+def test_cli_resume_of_a_python_reward_run_says_how(tmp_path, capsys, monkeypatch):
+    """An unfinished run whose reward was a Python function: one line telling how to resume, before any model."""
+    import optune.context
+    from optune.cli import main
+
+    monkeypatch.setattr(optune.context, "resolve_policy", lambda *a: pytest.fail("a model was resolved"))
+    prompts = str(REPO / "tests" / "data" / "prompts8.jsonl")
+    cfg = build_config(TINY, {"reward.function": brevity, "data.train": prompts, "data.heldout": prompts,
+                              "output_dir": str(tmp_path / "run")})
+    store = _store(tmp_path, cfg)
+    assert main(["run", "--resume", str(store.root)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("optune run: error: reward.function: this run's reward was the Python function "
+                          "tests.unit.test_api.brevity, which config.yaml cannot hold; resume it from Python")
+    assert len(err.splitlines()) == 1
+    with pytest.raises(UserError, match="resume it from Python and pass the function again"):
+        import optune
+
+        optune.run(resume=store.root)

@@ -1,4 +1,4 @@
-"""`optune dpo`: DPO or wDPO on a fixed preference set, a thin layer over optune.api.dpo."""
+"""`optune dpo`: DPO or wDPO on a fixed preference set, a thin layer over optune.api (optune.dpo)."""
 
 from __future__ import annotations
 

@@ -74,12 +74,12 @@ def _eval(args: argparse.Namespace) -> int:
         raise UserError("--batch-size must be positive")
     if args.max_pairs is not None and args.max_pairs <= 0:
         raise UserError("--max-pairs must be positive")
+    out_dir = os.path.dirname(os.path.abspath(args.output)) if args.output else None
+    if out_dir and not os.path.isdir(out_dir):  # checked before the evaluation, not after it
+        raise UserError(f"output directory does not exist: {out_dir}")
     result = evaluate_reward_model(args.model, args.data, args.batch_size, args.max_pairs)
     print(format_report(result))
     if args.output:
-        out_dir = os.path.dirname(os.path.abspath(args.output))
-        if not os.path.isdir(out_dir):
-            raise UserError(f"output directory does not exist: {out_dir}")
         atomic_write_text(args.output, json.dumps(result, indent=2))
     return 0
 

@@ -1,10 +1,11 @@
-"""`optune run`: online preference tuning (OPTune), a thin layer over optune.api.run."""
+"""`optune run`: online preference tuning (OPTune), a thin layer over optune.api."""
 
 from __future__ import annotations
 
 import argparse
 
 from optune.config import describe, parse_override
+from optune.errors import UserError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +32,6 @@ def main(args: argparse.Namespace, command: str = "run") -> int:
         print("\n".join(describe()))
         return 0
     from optune import api
-    from optune.errors import UserError
 
     if args.resume and (args.config or args.overrides):
         raise UserError("--resume takes the run's own config; drop --config and overrides")

@@ -53,6 +53,8 @@ def load_function(spec: str):
             module = importlib.import_module(target)
     except ImportError as err:
         raise UserError(f"reward.function: cannot import {target}: {err}") from None
+    except Exception as err:  # the user's module failed while running its top level
+        raise UserError(f"reward.function: importing {target} raised {_describe(err)}") from err
     fn = getattr(module, name, None)
     if not callable(fn):
         raise UserError(f"reward.function: {target} has no function {name!r}")
@@ -67,7 +69,7 @@ class CallableReward:
 
     def __init__(self, cfg: RewardConfig):
         if callable(cfg.function):
-            self.name, self.fn = callable_label(cfg.function), cfg.function
+            self.name, self.fn = label_name(callable_label(cfg.function)), cfg.function
             return
         if is_callable_label(cfg.function):
             raise UserError(f"reward.function: this run's reward was the Python function {label_name(cfg.function)}, "
@@ -77,7 +79,21 @@ class CallableReward:
         self.fn = load_function(cfg.function)
 
     def score(self, records, responses):
-        return list(self.fn([r["prompt"] for r in records], list(responses)))
+        try:
+            scores = self.fn([r["prompt"] for r in records], list(responses))
+        except Exception as err:  # a bug in the user's function: one line (the traceback with optune --debug)
+            raise UserError(f"reward function {self.name} raised {_describe(err)}") from err
+        try:
+            return list(scores)
+        except TypeError:
+            raise UserError(f"reward function {self.name} returned {type(scores).__name__}, not a list of "
+                            "numbers") from None
+
+
+def _describe(err: BaseException) -> str:
+    """`ValueError: message`, on one line (see the traceback with optune --debug)."""
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text[:300]}" if text else type(err).__name__
 
 
 class HFReward:

@@ -67,6 +67,8 @@ def train(ctx: Context, t: int, pairs: list[Pair]) -> dict:
     """pi_t -> pi_{t+1}; the checkpoint (with its metrics) is written as one atomic directory."""
     store, cfg = ctx.store, ctx.cfg
     if store.train_metrics(t).is_file():
+        if store.writer:  # a kill between the checkpoint's rename and this unlink left it behind
+            store.train_state(t).unlink(missing_ok=True)
         ctx.model = load_model(str(store.checkpoint(t)), cfg.policy.dtype, cfg.policy.device)
         return read_json(store.train_metrics(t))
     release_generator(ctx)

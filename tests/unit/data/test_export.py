@@ -44,6 +44,7 @@ def make_run(root, states, labelled=False, store_prompts=True, **cfg_keys):
         store.write_jsonl(store.responses(t), state_rows(records, state))
         store.write_jsonl(store.pairs(t), rows)
         store.write_metrics(t, metrics(t, len(pairs)))
+    store.close()  # as a finished run leaves it: unlocked
     return store
 
 

@@ -25,6 +25,8 @@ def test_train_then_eval(tiny_bert, pair_files, tmp_path, capsys):
         f"output_dir={out}", "max_steps=3", "max_length=32", "stats_max_pairs=8",
     ])
     assert code == 0 and json.loads(stdout)["steps"] == 3
+    code, stdout, err = _run(capsys, ["reward", "train", "--resume", str(out)])
+    assert code == 0 and "finished already" in err and json.loads(stdout)["steps"] == 3
     report = tmp_path / "eval.json"
     code, stdout, _ = _run(capsys, ["reward", "eval", "--model", str(out), "--data", str(heldout),
                                     "--output", str(report)])
@@ -47,6 +49,13 @@ def test_bad_inputs_are_one_line_errors(pair_files, tmp_path, capsys):
         (["reward", "eval", "--model", str(tmp_path / "none"), "--data", str(pair_files[1])], "not found"),
         (["reward", "train", "--resume", str(tmp_path), "lr=1"], "--resume takes the config"),
         (["reward", "train", "bogus=1"], "unknown config key"),
+        (["reward", "train", "backbone=/nonexistent", f"train_files=[{pair_files[0]}]", f"output_dir={tmp_path / 'o'}"],
+         "backbone /nonexistent: no such path"),
+        (["reward", "train", f"backbone={two}", f"train_files=[{pair_files[0]}]", f"output_dir={empty}"],
+         "is a file, not a directory"),
+        (["reward", "train", f"backbone={two}", f"train_files=[{pair_files[0]}]", f"output_dir={empty}/o"],
+         "empty.jsonl is a file, not a directory"),
+        (["reward", "train", "optimizer=adam"], "config optimizer: must be one of adamw, rmsprop, sgd"),
     ]
     for argv, message in cases:
         code, _, err = _run(capsys, argv)
