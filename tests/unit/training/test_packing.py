@@ -36,7 +36,7 @@ def value_and_grads(model, fn):
     n = len(logps) // 2
     weights = torch.linspace(-1.0, 1.5, len(logps), dtype=logps.dtype)  # any fixed weighting of all log-probs
     (logps * weights).sum().backward()
-    grads = {name: p.grad.clone() for name, p in model.named_parameters()}
+    grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.requires_grad}
     model.zero_grad(set_to_none=True)
     return logps.detach(), grads, n
 
@@ -124,6 +124,22 @@ def test_every_packed_family_matches_the_plain_path(model_type):
     model = _family(model_type, **extra)
     assert supports(model, PAIRS)
     assert_same(model, lambda: packed_logps(model, pack(PAIRS, 0, 0.01)))
+
+
+def test_lora_wrapped_policy_takes_the_packed_path_alike(tiny_policy):
+    from optune.config import LoraConfig
+    from optune.models import lora
+
+    pytest.importorskip("peft")
+    model = lora.attach(load_model(tiny_policy), LoraConfig(r=4))
+    torch.manual_seed(1)
+    for name, p in model.named_parameters():
+        if "lora_B" in name:  # B starts at 0, which would leave A without gradient
+            torch.nn.init.normal_(p, std=0.1)
+    assert supports(model, PAIRS)
+    assert_same(model, lambda: torch.cat(pair_logps(model, PAIRS, 0, False, packing=True)))
+    with lora.adapter_disabled(model):
+        assert supports(model, PAIRS)
 
 
 def test_models_the_packed_path_cannot_serve_take_the_plain_path(tiny_policy):
