@@ -187,14 +187,16 @@ def test_bf16_autocast_runs_on_the_packed_path_and_stays_close(tiny_policy):
         assert torch.allclose(fast, want, rtol=2e-2, atol=0.1), (attn, (fast - want).abs().max())
 
 
-def test_a_training_step_is_the_same_with_and_without_packing(tiny_policy):
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_a_training_step_is_the_same_with_and_without_packing(tiny_policy, checkpointing):
     base = load_model(tiny_policy)
     ref = reference_logps(base, PAIRS, 0, 4, False, packing=False)
     models = []
     for packing in (False, True):
         model = copy.deepcopy(base)
         cfg = TrainConfig(optimizer="sgd", lr=1.0, warmup_ratio=0.0, lr_schedule="constant", batch_size=5,
-                          grad_accum=2, epochs=1, max_grad_norm=None, packing=packing, save_steps=0)
+                          grad_accum=2, epochs=1, max_grad_norm=None, packing=packing, save_steps=0,
+                          gradient_checkpointing=checkpointing and packing)
         train_iteration(model, PAIRS, ref, 0, cfg, make_loss("wdpo", 0.5, 2.0), seed=1)
         models.append(model)
     moved = False
