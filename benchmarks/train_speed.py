@@ -7,7 +7,8 @@ Policy: the embedded SmolLM2-135M-Instruct (converted once into the optune cache
 prompts of verifiable:train through the chat template; chosen and rejected responses of random token ids,
 lengths drawn uniformly in [20, 64] with a fixed seed. One timed unit is one optimizer step as
 `train_iteration` runs it (the default TrainConfig: 8 pairs x 2 micro-batches, RMSprop, clipping): forward,
-backward and optimizer on 16 pairs, then the reference pass (no gradient, batch 16) on the same pairs.
+backward and optimizer on 16 pairs (wall and this process's CPU seconds), then the reference pass (no
+gradient, batch 16) on the same pairs.
 Every repeat times every variant on the same 16 pairs, in a rotated order, so that load from other
 processes falls on all of them alike; the table gives medians, min and max over repeats, and each
 variant's ratio to the plain fp32 path (the median of the per-repeat ratios).
@@ -52,8 +53,8 @@ def setup(n_prompts: int = 96, seed: int = 0):
     return load_model(path), pairs, tokenizer.pad_token_id
 
 
-def train_step(model, pairs, pad_id: int, packing: bool, bf16: bool, seed: int) -> float:
-    """Seconds of one optimizer step on `pairs` (PER_STEP of them) through train_iteration."""
+def train_step(model, pairs, pad_id: int, packing: bool, bf16: bool, seed: int) -> tuple[float, float]:
+    """Wall and CPU seconds (this process) of one optimizer step on `pairs` through train_iteration."""
     from optune.config import LossConfig, TrainConfig
     from optune.losses import make_loss
     from optune.training import train_iteration
@@ -61,10 +62,10 @@ def train_step(model, pairs, pad_id: int, packing: bool, bf16: bool, seed: int) 
     cfg = TrainConfig(epochs=1, save_steps=0, bf16=bf16, packing=packing)
     lc = LossConfig()
     ref = ([-60.0] * len(pairs), [-60.0] * len(pairs))
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     metrics = train_iteration(model, pairs, ref, pad_id, cfg, make_loss(lc.type, lc.beta1, lc.beta2), seed)
     assert metrics["train/steps"] == 1
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def reference_pass(model, pairs, pad_id: int, packing: bool, bf16: bool) -> float:
@@ -91,19 +92,20 @@ def tokens(model, pairs, pad_id: int) -> dict:
 def timings(names: list[str], repeats: int) -> tuple[dict, dict]:
     model, pairs, pad_id = setup()
     for name in names:  # warm-up: first calls build kernels and allocator pools
-        train_step(model, pairs[:PER_STEP], pad_id, *VARIANTS[name], seed=0)
-    steps = {n: [] for n in names}
-    refs = {n: [] for n in names}
+        train_step(model, pairs[:4], pad_id, *VARIANTS[name], seed=0)
+    results = {part: {n: [] for n in names} for part in ("step", "step_cpu", "reference")}
     toks = []
     for k in range(repeats):
         chunk = pairs[(k * PER_STEP) % len(pairs):][:PER_STEP]
         toks.append(tokens(model, chunk, pad_id))
         for name in names[k % len(names):] + names[:k % len(names)]:
-            steps[name].append(train_step(model, chunk, pad_id, *VARIANTS[name], seed=k))
-            refs[name].append(reference_pass(model, chunk, pad_id, *VARIANTS[name]))
-            print(f"repeat {k} {name}: step {steps[name][-1]:.1f} s, reference {refs[name][-1]:.1f} s",
-                  file=sys.stderr, flush=True)
-    return {"step": steps, "reference": refs}, {k: sum(t[k] for t in toks) for k in toks[0]}
+            wall, cpu = train_step(model, chunk, pad_id, *VARIANTS[name], seed=k)
+            results["step"][name].append(wall)
+            results["step_cpu"][name].append(cpu)
+            results["reference"][name].append(reference_pass(model, chunk, pad_id, *VARIANTS[name]))
+            print(f"repeat {k} {name}: step {wall:.1f} s (cpu {cpu:.1f} s), reference "
+                  f"{results['reference'][name][-1]:.1f} s, load {os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
+    return results, {k: sum(t[k] for t in toks) for k in toks[0]}
 
 
 def peak_rss(name: str) -> dict:
@@ -118,11 +120,14 @@ def peak_rss(name: str) -> dict:
 
 
 def table(results: dict, names: list[str]) -> list[str]:
-    lines = ["| variant | step s per pair: median [min, max] | speed-up vs plain | reference s per pair: median "
-             "[min, max] | speed-up vs plain |", "|---|---|---|---|---|"]
+    """Per variant and measure: seconds per pair, median [min, max] over repeats, and the median [min, max]
+    of the per-repeat ratios plain / variant (a speed-up)."""
+    heads = {"step": "step wall s/pair", "step_cpu": "step CPU s/pair", "reference": "reference wall s/pair"}
+    lines = ["| variant | " + " | ".join(f"{h} | vs plain" for h in heads.values()) + " |",
+             "|---|" + "---|---|" * len(heads)]
     for name in names:
         row = [name]
-        for part in ("step", "reference"):
+        for part in heads:
             xs = [x / PER_STEP for x in results[part][name]]
             ratios = [a / b for a, b in zip(results[part]["plain"], results[part][name])]
             row += [f"{statistics.median(xs):.3f} [{min(xs):.3f}, {max(xs):.3f}]",
