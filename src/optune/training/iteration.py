@@ -28,7 +28,7 @@ def reference(ctx: Context, t: int, pairs: list[Pair], model) -> tuple[list, lis
     tc = ctx.cfg.train
     with progress(ctx, f"iter {t} reference", len(todo)) as bar, lora.adapter_disabled(ref_model):
         mine = reference_logps(ref_model, ctx.dist.split(todo), ctx.tokenizer.pad_token_id,
-                               tc.batch_size * 2, tc.bf16, bar)
+                               tc.batch_size * 2, tc.bf16, bar, tc.packing)
     del ref_model
     shares = ctx.dist.gather(mine)  # each process scored a contiguous share of the pairs
     chosen, rejected = [x for c, _ in shares for x in c], [x for _, r in shares for x in r]
