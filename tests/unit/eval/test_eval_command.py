@@ -26,6 +26,7 @@ def _prompts(tmp_path):
     return p
 
 
+@pytest.mark.slow
 def test_generator_one_response_per_prompt_and_seeded(tiny_model_dir):
     settings = GenerationSettings(max_new_tokens=6, temperature=1.0, top_p=0.9, seed=3, batch_size=2)
     gen = CheckpointGenerator(tiny_model_dir, settings)

@@ -17,6 +17,7 @@ def _run(capsys, argv):
     return code, out, err
 
 
+@pytest.mark.slow
 def test_train_then_eval(tiny_bert, pair_files, tmp_path, capsys):
     train, heldout = pair_files
     out = tmp_path / "rm"

@@ -26,6 +26,7 @@ def _log(tmp):
     return [json.loads(line) for line in open(os.path.join(tmp, "train_log.jsonl"))]
 
 
+@pytest.mark.slow
 def test_training_lowers_loss_and_exports_a_loadable_model(tiny_bert, pair_files, tmp_path):
     out = tmp_path / "rm"
     result = train_reward_model(_cfg(tiny_bert, pair_files, out, epochs=4.0), log=lambda s: None)
@@ -46,6 +47,7 @@ class _Interrupt(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_resume_after_interruption_matches_uninterrupted_run(tiny_bert, pair_files, tmp_path):
     kw = dict(max_steps=7, eval_every=100, save_every=3)
     full = tmp_path / "full"
@@ -103,6 +105,7 @@ def test_unfinished_run_of_an_older_version_is_refused_with_one_line(tiny_bert, 
             train_reward_model(_cfg(tiny_bert, pair_files, out), resume=resume, log=lambda s: None)
 
 
+@pytest.mark.slow
 def test_a_killed_eval_line_is_not_doubled(tiny_bert, pair_files, tmp_path):
     """train_log.jsonl is rewritten from the saved state: an evaluation logged after the last save and
     redone on resume appears once (here: eval at step 4, last save at step 3, stop at step 5)."""

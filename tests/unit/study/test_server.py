@@ -104,6 +104,7 @@ def test_headers_and_body_limits(served):
     assert reply.startswith("HTTP/1.1 413 ") and "\r\nServer:" not in reply and "waitress" not in reply
 
 
+@pytest.mark.slow
 def test_parallel_raters_at_start_up_then_ctrl_c(tmp_path):
     """25 raters at once right after start: no 5xx, every rating stored once, one log line per request."""
     db, tokens = _make_study(tmp_path, raters=25, n_prompts=50, per_item=1)  # 2 pairs each
@@ -133,6 +134,7 @@ def test_parallel_raters_at_start_up_then_ctrl_c(tmp_path):
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
+@pytest.mark.slow
 def test_sigterm_lets_a_running_rating_finish_and_debug_shows_tracebacks_without_tokens(tmp_path):
     db, tokens = _make_study(tmp_path, raters=1)
     token = tokens["r0"]
