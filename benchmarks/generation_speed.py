@@ -1,12 +1,16 @@
-"""Generation tokens/s of the transformers and vllm backends, side by side on the same prompts and settings.
+"""Generation tokens/s of the transformers backend's two implementations (and optionally vllm), side by side.
 
-    PYTHONPATH=src python benchmarks/generation_speed.py [--prompts 32] [--tokens 64] [--iteration]
+    OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/generation_speed.py [--prompts 32] [--tokens 64]
+        [--rounds 3] [--natural] [--vllm] [--iteration]
 
-Both backends sample 2 responses per prompt (top_p 0.9, temperature 1) from the same checkpoint (the
-embedded SmolLM2-135M-Instruct; --model for another), responses forced to exactly --tokens tokens so both
-produce the same number of tokens. vLLM's engine start is timed apart from its generation. --iteration also
-runs one `optune run` iteration per backend on the same prompts and prints its time split.
-Results go to stdout and --out (JSON). On a shared CPU the numbers move with the other load: say so.
+Every variant samples 2 responses per prompt (top_p 0.9, temperature 1) from the same model (the embedded
+SmolLM2-135M-Instruct; --model for another) in calls of --batch sequences (generation.batch_size), with
+responses forced to exactly --tokens tokens (--natural: stopped at EOS, as in a run) so every variant
+produces the same number of tokens. The transformers variants share one in-memory model and run in
+alternation, --rounds times, in the order generate, decode, decode, generate, ...: on a shared machine each
+round's ratio compares two measurements taken back to back, and the spread of the ratios over the rounds
+is the noise. --vllm adds the vllm backend (engine start timed apart), --iteration one `optune run`
+iteration per variant. Results go to stdout and --out (JSON).
 """
 
 from __future__ import annotations
@@ -14,59 +18,102 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+VARIANTS = {"generate": ("transformers", "generate"), "decode": ("transformers", "decode"), "vllm": ("vllm", "decode")}
 
 
 def prompt_ids(tokenizer, n: int) -> list[list[int]]:
-    from optune.generation import encode_prompt
     from optune.data.prompts import load_prompts
+    from optune.generation import encode_prompt
 
     return [encode_prompt(tokenizer, r, 256) for r in load_prompts("verifiable:train", n)]
 
 
-def time_backend(backend: str, model_path: str, prompts: list[list[int]], tokens: int, batch: int) -> dict:
-    from optune.config import GenerationConfig, PolicyConfig
-    from optune.generation import make_generator
-    from optune.models.policy import load_model, load_tokenizer
-
-    tokenizer = load_tokenizer(model_path)
-    cfg = GenerationConfig(backend=backend, max_new_tokens=tokens, min_new_tokens=tokens, batch_size=batch)
-    generator = make_generator(cfg, tokenizer, PolicyConfig())
-    model = load_model(model_path) if backend == "transformers" else None
-    start_s = 0.0
-    if backend == "vllm":  # start the engine on one prompt so generation time excludes the start-up
-        start = time.perf_counter()
-        generator.generate(model, prompts[:1], n=1, seed=0, path=model_path)
-        start_s = time.perf_counter() - start
+def generation_pass(generator, model, model_path: str, prompts: list[list[int]], batch: int) -> dict:
+    """Wall seconds, process CPU seconds and tokens of one pass over the prompts, in calls of `batch`
+    sequences (2 per prompt). CPU time counts this process's work whatever else shares the cores (with
+    several threads it also counts their spin-waits)."""
     per_call = max(1, batch // 2)
-    start, generated = time.perf_counter(), 0
+    start, cpu, generated = time.perf_counter(), time.process_time(), 0
     for i in range(0, len(prompts), per_call):
         out = generator.generate(model, prompts[i:i + per_call], n=2, seed=i, path=model_path)
         generated += sum(len(s.ids) for samples in out for s in samples)
-    seconds = time.perf_counter() - start
-    if hasattr(generator, "release"):
-        generator.release()
-    return {"backend": backend, "sequences": 2 * len(prompts), "generated_tokens": generated,
-            "generation_s": round(seconds, 2), "tokens_per_s": round(generated / seconds, 1),
-            "engine_start_s": round(start_s, 1)}
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return {"generated_tokens": generated, "generation_s": round(wall, 2), "tokens_per_s": round(generated / wall, 2),
+            "cpu_s": round(cpu, 2), "tokens_per_cpu_s": round(generated / cpu, 2)}
 
 
-def one_iteration(backend: str, model_path: str, n_prompts: int, tokens: int, out_dir: Path) -> dict:
-    """Time split of one `optune run` iteration (held-out evaluation off) with this backend."""
-    run = out_dir / f"iteration-{backend}"
+def make(variant: str, tokenizer, args):
+    from optune.config import GenerationConfig, PolicyConfig
+    from optune.generation import make_generator
+
+    backend, impl = VARIANTS[variant]
+    cfg = GenerationConfig(backend=backend, impl=impl, max_new_tokens=args.tokens,
+                           min_new_tokens=0 if args.natural else args.tokens, batch_size=args.batch)
+    return make_generator(cfg, tokenizer, PolicyConfig())
+
+
+def alternate(model_path: str, prompts: list[list[int]], args, record) -> None:
+    """generate and decode in alternation on one in-memory model; one record per pass."""
+    from optune.models.policy import load_model, load_tokenizer
+
+    tokenizer, model = load_tokenizer(model_path), load_model(model_path)
+    generators = {v: make(v, tokenizer, args) for v in ("generate", "decode")}
+    generation_pass(generators["decode"], model, model_path, prompts[:2], 4)  # warm-up: first-call costs
+    for r in range(args.rounds):
+        for variant in (("generate", "decode") if r % 2 == 0 else ("decode", "generate")):
+            timed = generation_pass(generators[variant], model, model_path, prompts, args.batch)
+            record({"variant": variant, "round": r, **timed, "load_1min": round(os.getloadavg()[0], 1)})
+
+
+def vllm_pass(model_path: str, prompts: list[list[int]], args) -> dict:
+    from optune.models.policy import load_tokenizer
+
+    generator = make("vllm", load_tokenizer(model_path), args)
+    start = time.perf_counter()  # the engine starts on one prompt, so generation time excludes the start-up
+    generator.generate(None, prompts[:1], n=1, seed=0, path=model_path)
+    start_s = time.perf_counter() - start
+    timed = generation_pass(generator, None, model_path, prompts, args.batch)
+    generator.release()  # (the engine's own processes are not in this process's CPU time)
+    return {"variant": "vllm", **timed, "engine_start_s": round(start_s, 1)}
+
+
+def one_iteration(variant: str, model_path: str, args, out_dir: Path) -> dict:
+    """Time split of one `optune run` iteration (held-out evaluation off) with this variant."""
+    backend, impl = VARIANTS[variant]
+    run = out_dir / f"iteration-{variant}"
     cmd = [sys.executable, "-m", "optune", "run", f"output_dir={run}", f"policy.model={model_path}",
-           "iterations=1", f"data.max_prompts={n_prompts}", "eval.heldout=false", f"generation.backend={backend}",
-           f"generation.max_new_tokens={tokens}"]
+           "iterations=1", f"data.max_prompts={args.prompts}", "eval.heldout=false", f"generation.backend={backend}",
+           f"generation.impl={impl}", f"generation.max_new_tokens={args.tokens}"]
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
     subprocess.run(cmd, cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     m = json.loads((run / "iter_000" / "metrics.json").read_text())
-    return {"backend": backend, **{k: round(m[f"time/{k}_s"], 1) for k in
+    return {"variant": variant, **{k: round(m[f"time/{k}_s"], 1) for k in
                                    ("generation", "rewarding", "training", "bookkeeping", "iteration")}}
+
+
+def summary(passes: list[dict]) -> dict:
+    """Per round, decode's rate over generate's of the same round (wall clock and CPU time); median, range."""
+    passes = [p for p in passes if "round" in p]
+    out = {}
+    for key in ("tokens_per_s", "tokens_per_cpu_s"):
+        rate = {(p["variant"], p["round"]): p[key] for p in passes}
+        ratios = [rate["decode", r] / rate["generate", r] for r in sorted({p["round"] for p in passes})
+                  if ("decode", r) in rate and ("generate", r) in rate]
+        if ratios:
+            out[key] = {"speedup_per_round": [round(x, 2) for x in ratios],
+                        "speedup_median": round(statistics.median(ratios), 2),
+                        "speedup_min": round(min(ratios), 2), "speedup_max": round(max(ratios), 2),
+                        **{f"{v}_median": round(statistics.median(p[key] for p in passes if p["variant"] == v), 2)
+                           for v in ("generate", "decode")}}
+    return out
 
 
 def main() -> int:
@@ -75,26 +122,37 @@ def main() -> int:
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--batch", type=int, default=64, help="sequences per generate call (generation.batch_size)")
-    parser.add_argument("--iteration", action="store_true", help="also time one optune iteration per backend")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating generate/decode passes of each")
+    parser.add_argument("--natural", action="store_true", help="stop at EOS instead of forcing --tokens tokens")
+    parser.add_argument("--vllm", action="store_true", help="also time the vllm backend")
+    parser.add_argument("--iteration", action="store_true", help="also time one optune iteration per variant")
     parser.add_argument("--out", default="benchmarks/out/generation_speed.json")
     args = parser.parse_args()
+    import torch
+
     from optune.models.policy import EMBEDDED, load_tokenizer, resolve_model_path
 
     model_path = resolve_model_path(args.model or EMBEDDED)
     prompts = prompt_ids(load_tokenizer(model_path), args.prompts)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    result = {"model": args.model or EMBEDDED, "prompts": args.prompts, "tokens": args.tokens, "batch": args.batch,
-              "threads": os.environ.get("OMP_NUM_THREADS"), "cpus": os.cpu_count(), "generation": []}
-    jobs = [("generation", lambda b: time_backend(b, model_path, prompts, args.tokens, args.batch))]
+    result = {"model": args.model or EMBEDDED, **{k: v for k, v in vars(args).items() if k not in ("model", "out")},
+              "threads": torch.get_num_threads(), "cpus": os.cpu_count(), "cpu": platform.processor(),
+              "torch": torch.__version__, "passes": []}
+
+    def record(row: dict) -> None:
+        result["passes"].append(row)
+        result["summary"] = summary(result["passes"])
+        out.write_text(json.dumps(result, indent=1) + "\n")  # after each measurement: nothing lost
+        print(json.dumps(row), flush=True)
+
+    alternate(model_path, prompts, args, record)
+    if args.vllm:
+        record(vllm_pass(model_path, prompts, args))
     if args.iteration:
-        result["iteration"] = []
-        jobs.append(("iteration", lambda b: one_iteration(b, model_path, args.prompts, args.tokens, out.parent)))
-    for key, job in jobs:
-        for backend in ("transformers", "vllm"):
-            result[key].append(job(backend))
-            out.write_text(json.dumps(result, indent=1) + "\n")  # after each measurement: nothing lost
-            print(json.dumps(result[key][-1]), flush=True)
+        for variant in ("generate", "decode") + (("vllm",) if args.vllm else ()):
+            record(one_iteration(variant, model_path, args, out.parent))
+    print(json.dumps(result["summary"]), flush=True)
     return 0
 
 

@@ -62,6 +62,11 @@ class DataConfig:
 class GenerationConfig:
     backend: str = "transformers"
     """Generation backend name (see optune.generation.BACKENDS)."""
+    impl: str = "generate"
+    """transformers backend: "generate" (transformers' model.generate; runs made before "decode" existed
+    reproduce seed for seed) or "decode" (optune's decode loop: the same temperature/top-p rule, faster, and
+    each response's log-prob for sampler_logprobs). The two draw different samples for a seed; "decode" becomes
+    the default once the default run's held-out curve with it is measured (docs/benchmarks.md)."""
     max_new_tokens: int = 64
     """Response length limit in tokens (paper: 512)."""
     min_new_tokens: int = 0
@@ -76,8 +81,8 @@ class GenerationConfig:
     """Held-out responses by greedy decoding (less noise in the curve) instead of sampling."""
     sampler_logprobs: bool = False
     """Use the sampler's own log-probs of this iteration's new responses as their DPO reference log-probs
-    (vllm backend, reference pi_t) instead of a forward pass; they match a float32 forward pass, so keep
-    train.bf16 false with it (bf16 autocast log-probs differ from them by rounding)."""
+    (reference pi_t; backend vllm, or transformers with impl "decode") instead of a forward pass; they match a
+    float32 forward pass, so keep train.bf16 false with it (bf16 autocast log-probs differ by rounding)."""
     tensor_parallel_size: int = 1
     """vllm: GPUs one engine spans. Data parallelism is one engine per `accelerate launch` process."""
     vllm_dtype: str = "policy"
@@ -252,6 +257,7 @@ CHOICES = {
     "generation.vllm_dtype": ("policy", "auto", "float32", "bfloat16", "float16"),
     "reward.route": ("classify", "pooling", "optune"),
     "reward.constrained": ("none", "structured_outputs", "guided_regex"),
+    "generation.impl": ("decode", "generate"),
 }
 
 
@@ -481,8 +487,10 @@ def validate(cfg: RunConfig) -> None:
         raise UserError(f"policy.device must be auto, cpu, cuda or cuda:N; got {cfg.policy.device!r}")
     if not 0 < cfg.generation.vllm_memory_fraction <= 1:
         raise UserError(f"generation.vllm_memory_fraction must be in (0, 1]; got {cfg.generation.vllm_memory_fraction}")
-    if cfg.generation.sampler_logprobs and cfg.generation.backend != "vllm":
-        raise UserError("generation.sampler_logprobs needs generation.backend vllm (the backend that returns them)")
+    gen = cfg.generation
+    if gen.sampler_logprobs and not (gen.backend == "vllm" or (gen.backend == "transformers" and gen.impl == "decode")):
+        raise UserError("generation.sampler_logprobs needs generation.backend vllm, or transformers with "
+                        "generation.impl decode (the paths that return them)")
     if cfg.lora.r < 0 or (cfg.lora.r > 0 and (cfg.lora.alpha <= 0 or not cfg.lora.target_modules)):
         raise UserError("lora.r must be >= 0 (0: off); with lora.r > 0, lora.alpha must be positive and "
                         "lora.target_modules non-empty")

@@ -67,15 +67,18 @@ def test_shipped_yaml_files_load():
         load_config(str(path))
 
 
-def test_sampler_logprobs_needs_vllm():
+def test_sampler_logprobs_needs_a_backend_that_returns_them():
     import pytest
 
     from optune.config import load_config
     from optune.errors import UserError
 
-    with pytest.raises(UserError, match="sampler_logprobs needs generation.backend vllm"):
-        load_config(None, ["generation.sampler_logprobs=true"])
+    with pytest.raises(UserError, match="sampler_logprobs needs generation.backend vllm, or transformers with"):
+        load_config(None, ["generation.sampler_logprobs=true", "generation.impl=generate"])
     assert load_config(None, ["generation.sampler_logprobs=true", "generation.backend=vllm"]).generation.sampler_logprobs
+    assert load_config(None, ["generation.sampler_logprobs=true", "generation.impl=decode"]).generation.sampler_logprobs
+    with pytest.raises(UserError, match="generation.impl must be one of decode, generate"):
+        load_config(None, ["generation.impl=fast"])
 
 
 def test_default_yaml_mirrors_the_dataclasses():

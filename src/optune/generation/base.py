@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+import torch
+
 
 @dataclass
 class Sample:
@@ -15,8 +17,9 @@ class Sample:
     eos: bool
     """Whether the response ended with EOS (False: cut at max_new_tokens)."""
     logp: float | None = None
-    """Sum of the response tokens' log-probs under the sampling policy itself (temperature 1, no top-p), where
-    the backend provides it (vllm); usable as the DPO reference log-prob when that policy is the reference."""
+    """Sum of the response tokens' log-probs (EOS included) under the sampling policy itself (temperature 1, no
+    top-p), where the backend provides it (vllm; transformers with generation.impl "decode"); usable as the DPO
+    reference log-prob when that policy is the reference."""
 
 
 class Generator(Protocol):
@@ -30,3 +33,14 @@ def encode_prompt(tokenizer, record: dict, max_tokens: int) -> list[int]:
     messages = list(record.get("history") or []) + [{"role": "user", "content": record["prompt"]}]
     ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
     return list(ids)[-max_tokens:]
+
+
+def left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded ids and attention mask, both [B, longest]."""
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for i, s in enumerate(sequences):
+        ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
+        mask[i, width - len(s):] = 1
+    return ids, mask

@@ -1,27 +1,34 @@
-"""The transformers backend: batched sampling from the in-memory policy (no checkpoint round trip)."""
+"""The transformers backend: batched sampling from the in-memory policy (no checkpoint round trip).
+
+Two implementations, chosen by `generation.impl`: "decode", optune's own decode loop
+(optune.generation.decode: same sampling rule, faster, and each response's raw log-prob for the DPO
+reference), and "generate", transformers' `model.generate` (the samples of runs made before "decode"
+existed, seed for seed).
+"""
 
 from __future__ import annotations
 
 import torch
 
 from optune.config import GenerationConfig
-from optune.generation.base import Sample
+from optune.errors import UserError
+from optune.generation.base import Sample, left_pad
+
+# Logits processors `model.generate` would add from a checkpoint's own generation_config, with their
+# neutral values; the decode loop applies none of them, so it refuses a checkpoint that sets one.
+_PROCESSOR_FIELDS = {
+    "repetition_penalty": 1.0, "encoder_repetition_penalty": 1.0, "no_repeat_ngram_size": 0,
+    "encoder_no_repeat_ngram_size": 0, "typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0, "min_p": 0.0,
+    "min_length": 0, "bad_words_ids": None, "suppress_tokens": None, "begin_suppress_tokens": None,
+    "forced_bos_token_id": None, "forced_eos_token_id": None, "sequence_bias": None,
+    "exponential_decay_length_penalty": None, "guidance_scale": 1.0, "watermarking_config": None,
+}
 
 
 def eos_ids(model, tokenizer) -> list[int]:
     found = model.generation_config.eos_token_id
     found = found if isinstance(found, list) else [found]
     return sorted({i for i in found + [tokenizer.eos_token_id] if i is not None})
-
-
-def left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for i, s in enumerate(sequences):
-        ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
-        mask[i, width - len(s):] = 1
-    return ids, mask
 
 
 def split_response(tokens: list[int], stop: set[int]) -> tuple[list[int], bool]:
@@ -32,35 +39,66 @@ def split_response(tokens: list[int], stop: set[int]) -> tuple[list[int], bool]:
     return tokens, False
 
 
+def checkpoint_processors(generation_config) -> list[str]:
+    """The logits processors a checkpoint's generation_config turns on ("name=value"), which `decode` lacks."""
+    found = []
+    for name, neutral in _PROCESSOR_FIELDS.items():
+        value = getattr(generation_config, name, None)
+        if value not in (None, neutral, [], {}):
+            found.append(f"{name}={value!r}")
+    return found
+
+
 class TransformersGenerator:
-    """Batched `model.generate` with sampling (or greedy for evaluation)."""
+    """Batched sampling (or greedy decoding for evaluation) from the in-memory model."""
 
     def __init__(self, cfg: GenerationConfig, tokenizer):
         self.cfg = cfg
         self.tokenizer = tokenizer
 
-    @torch.inference_mode()
     def generate(self, model, prompt_ids: list[list[int]], n: int, greedy: bool = False,
                  seed: int = 0, path: str | None = None) -> list[list[Sample]]:
         stop = eos_ids(model, self.tokenizer)
+        was_training = model.training
+        model.eval()
+        try:
+            if self.cfg.impl == "generate":
+                rows = [(ids, None) for ids in self._model_generate(model, prompt_ids, n, greedy, seed, stop)]
+            else:
+                rows = self._decode(model, prompt_ids, n, greedy, seed, stop)
+        finally:
+            model.train(was_training)
+        samples = []
+        for tokens, logp in rows:
+            ids, ended = split_response(tokens, set(stop))
+            text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+            samples.append(Sample(text=text, ids=ids, eos=ended, logp=logp))
+        return [samples[i * n:(i + 1) * n] for i in range(len(prompt_ids))]
+
+    def _decode(self, model, prompt_ids, n, greedy, seed, stop) -> list[tuple[list[int], float]]:
+        unsupported = checkpoint_processors(model.generation_config)
+        if unsupported:
+            raise UserError(f"the checkpoint's generation_config sets {', '.join(unsupported)}, which "
+                            "generation.impl=decode does not apply; use generation.impl=generate")
+        from optune.generation.decode import DecodeSettings, decode  # imports transformers
+
+        cfg = self.cfg
+        settings = DecodeSettings(max_new_tokens=cfg.max_new_tokens, min_new_tokens=cfg.min_new_tokens,
+                                  greedy=greedy, temperature=cfg.temperature, top_p=cfg.top_p)
+        out = decode(model, prompt_ids, n, self.tokenizer.pad_token_id, stop, settings, seed)
+        return [(d.tokens, d.logp) for d in out]
+
+    @torch.inference_mode()
+    def _model_generate(self, model, prompt_ids, n, greedy, seed, stop) -> list[list[int]]:
         batch = [ids for ids in prompt_ids for _ in range(n)]
         input_ids, mask = left_pad(batch, self.tokenizer.pad_token_id)
         device = next(model.parameters()).device
         torch.manual_seed(seed)
-        was_training = model.training
-        model.eval()
-        sampling = {} if greedy else {"do_sample": True, "top_p": self.cfg.top_p, "temperature": self.cfg.temperature}
+        sampling = {} if greedy else {"top_p": self.cfg.top_p, "temperature": self.cfg.temperature}
         out = model.generate(
             input_ids=input_ids.to(device), attention_mask=mask.to(device), max_new_tokens=self.cfg.max_new_tokens,
             min_new_tokens=self.cfg.min_new_tokens or None,
             pad_token_id=self.tokenizer.pad_token_id, eos_token_id=stop, do_sample=not greedy,
-            top_k=None, **{k: v for k, v in sampling.items() if k != "do_sample"},
+            top_k=None, **sampling,
         )
-        model.train(was_training)
-        new = out[:, input_ids.shape[1]:].tolist()
-        samples = []
-        for tokens in new:
-            ids, ended = split_response(tokens, set(stop))
-            text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
-            samples.append(Sample(text=text, ids=ids, eos=ended))
-        return [samples[i * n:(i + 1) * n] for i in range(len(prompt_ids))]
+        return out[:, input_ids.shape[1]:].tolist()
