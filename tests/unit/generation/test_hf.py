@@ -19,6 +19,7 @@ def test_left_pad():
     assert mask.tolist() == [[1, 1, 1], [0, 0, 1]]
 
 
+@pytest.mark.slow
 def test_generate_two_samples_per_prompt(tiny_policy):
     tok, model = load_tokenizer(tiny_policy), load_model(tiny_policy)
     assert tok.padding_side == "left"
