@@ -187,11 +187,12 @@ class TrainConfig:
     here it was 1.6x slower for SmolLM2-135M (docs/benchmarks.md)."""
     gradient_checkpointing: bool = False
     """Trade compute for activation memory."""
-    packing: bool = True
+    packing: bool = False
     """Compute each pair's prompt once: prompt + chosen + rejected as one block with a block attention mask
     (the rejected response sees the prompt, not the chosen one), blocks packed into rows. Same log-probs and
-    gradients as two padded sequences per pair, with fewer tokens (docs/benchmarks.md, Training speed).
-    Models it cannot serve take the plain path on their own (optune.training.packing.supports)."""
+    gradients as two padded sequences per pair (to float rounding), with fewer tokens (docs/benchmarks.md,
+    Training speed). Models it cannot serve take the plain path on their own (optune.training.packing.supports).
+    Off by default until the default run's held-out curve is measured with it."""
     save_steps: int = 10
     """Save the training state (weights, optimizer, step) every N optimizer steps, so a killed run resumes
     mid-iteration instead of redoing the iteration's training; 0: never (single-process runs only)."""
