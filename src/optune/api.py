@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from optune.config import (RunConfig, apply_mapping, callable_label, is_callable_label, label_name, load_dataclass,
-                           read_yaml, validate)
+from optune.config import (RunConfig, apply_mapping, callable_label, is_callable_label, label_name, nest_dotted,
+                           load_dataclass, read_yaml, validate)
 from optune.errors import UserError
 from optune.store import RunStore, read_json
 
@@ -90,16 +90,6 @@ def _flat(overrides: Mapping[str, Any]) -> dict[str, Any]:
     return {key.replace("__", "."): value for key, value in overrides.items()}
 
 
-def _nest(dotted: str, value: Any) -> dict:
-    out: dict = {}
-    node = out
-    parts = dotted.split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-    node[parts[-1]] = value
-    return out
-
-
 def _leaves(overrides: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """{"reward": {"function": f}} -> {"reward.function": f}."""
     out = {}
@@ -131,7 +121,7 @@ def build_config(config: ConfigSource = None, overrides: Mapping[str, Any] | Non
     else:
         raise UserError(f"config must be a YAML path, a mapping or a RunConfig; got {type(config).__name__}")
     for key, value in overrides.items():
-        apply_mapping(cfg, _nest(key, value))
+        apply_mapping(cfg, nest_dotted(key, value))
     leaves = _leaves(overrides)
     if callable(cfg.reward.function) and "reward.backend" not in leaves:
         cfg.reward.backend = "callable"

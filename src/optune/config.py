@@ -336,7 +336,8 @@ def _apply(obj, data: dict, prefix: str = "") -> None:
             setattr(obj, key, _coerce(value, hints[key], full))
 
 
-def _nest(dotted: str, value) -> dict:
+def nest_dotted(dotted: str, value) -> dict:
+    """"a.b.c", v -> {"a": {"b": {"c": v}}}."""
     out: dict = {}
     node = out
     parts = dotted.split(".")
@@ -357,7 +358,7 @@ def parse_override(text: str) -> dict:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
-    return _nest(key.strip(), value)
+    return nest_dotted(key.strip(), value)
 
 
 def read_yaml(path: str) -> dict:
