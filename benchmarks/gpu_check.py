@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from optune.store import RunStore, read_json, read_jsonl
+
 # SmolLM2-135M-Instruct's architecture (its config.json)
 SMOLLM2_135M = {
     "vocab_size": 49152, "hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
@@ -73,12 +75,12 @@ def token_counts(run: Path, epochs: int) -> tuple[int, int]:
     Training tokens/s divides the latter by the training time, which also holds the reference forward pass
     and the checkpoint save; prompt tokens go through the forward pass too but are not counted.
     """
-    it = run / "iter_000"
-    generated = sum(len(s["ids"]) for f in (it / "gen").iterdir() for line in f.read_text().splitlines()
+    store = RunStore(run)
+    generated = sum(len(s["ids"]) for f in store.gen_dir(0).iterdir() for line in f.read_text().splitlines()
                     for s in json.loads(line)["samples"])
     responses = {json.loads(line)["prompt_id"]: json.loads(line) for line in
-                 (it / "responses.jsonl").read_text().splitlines()}
-    trained = [json.loads(line) for line in (it / "pairs.jsonl").read_text().splitlines()]
+                 store.responses(0).read_text().splitlines()}
+    trained = read_jsonl(store.pairs(0))
     return generated, sum(len(r["ids"]) for p in trained if p["trained"]
                           for r in responses[p["prompt_id"]]["responses"]) * epochs
 
@@ -112,8 +114,9 @@ def main(argv=None) -> int:
     wall = time.perf_counter() - start
     if code != 0:
         return code
-    metrics = json.loads((run / "iter_000" / "metrics.json").read_text())
-    epochs = yaml.safe_load((run / "config.yaml").read_text())["train"]["epochs"]
+    store = RunStore(run)
+    metrics = read_json(store.metrics(0))
+    epochs = yaml.safe_load(store.config.read_text())["train"]["epochs"]
     generated, trained = token_counts(run, epochs)
     result = {
         "device": torch.cuda.get_device_name(0) if cuda else platform.processor() or "cpu",

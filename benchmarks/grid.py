@@ -28,6 +28,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from heldout_gain import paired_bootstrap  # noqa: E402
 
+from optune.store import RunStore, read_jsonl
+
 RHOS, SELECTIONS, LOSSES = (0.3, 0.5, 0.7, 1.0), ("optune", "random"), ("wdpo", "dpo")
 ITERATIONS = 3
 
@@ -59,21 +61,22 @@ def run_group(out: str, cells: list[tuple[str, list[str]]], overrides: list[str]
         if optune(args) != 0:
             raise SystemExit(f"run {run} failed")
         for t in range(1, ITERATIONS):  # only iteration 0's checkpoint is shared; the rest are 0.5 GB each
-            shutil.rmtree(run / f"iter_{t:03d}" / "checkpoint", ignore_errors=True)
+            shutil.rmtree(RunStore(run).checkpoint(t), ignore_errors=True)
 
 
 def _finished(run: Path) -> bool:
-    path = run / "metrics.jsonl"
+    path = RunStore(run).metrics_log
     return path.is_file() and len(path.read_text().splitlines()) >= ITERATIONS
 
 
 # ---- reading and statistics -------------------------------------------------------------------------
 
 def load(run: Path) -> dict:
-    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    store = RunStore(run)
+    metrics = read_jsonl(store.metrics_log)
     heldout = []
     for t in range(-1, len(metrics)):
-        path = run / "iter_000" / "heldout_start.jsonl" if t < 0 else run / f"iter_{t:03d}" / "heldout.jsonl"
+        path = store.heldout(0, start=True) if t < 0 else store.heldout(t)
         rows = {r["prompt_id"]: r["reward"] for r in map(json.loads, path.read_text().splitlines())}
         heldout.append([rows[k] for k in sorted(rows)])
     return {"metrics": metrics, "heldout": np.array(heldout)}  # heldout: [start + iterations, prompts]

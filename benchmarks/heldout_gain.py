@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from optune.store import RunStore
+
 
 def load(path: Path) -> dict[str, dict]:
     return {r["prompt_id"]: r for r in map(json.loads, path.read_text().splitlines())}
@@ -30,8 +32,9 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=3)
     args = parser.parse_args()
     run = Path(args.run_dir)
-    last = max(p for p in run.glob("iter_*") if (p / "heldout.jsonl").is_file())
-    start, end = load(run / "iter_000" / "heldout_start.jsonl"), load(last / "heldout.jsonl")
+    store = RunStore(run)
+    last = max(t for t in store.iterations() if store.heldout(t).is_file())
+    start, end = load(store.heldout(0, start=True)), load(store.heldout(last))
     ids = [i for i in start if i in end]
     before = np.array([start[i]["reward"] for i in ids])
     after = np.array([end[i]["reward"] for i in ids])

@@ -10,20 +10,21 @@ Usage (from the repo root; pin threads so both runs see the same machine):
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
 
 from optune.cli import main as optune
+from optune.store import RunStore, read_jsonl
 
 
 def run(out: Path, overrides: list[str]) -> list[dict]:
-    if not (out / "metrics.jsonl").is_file() or len((out / "metrics.jsonl").read_text().splitlines()) < 3:
+    log = RunStore(out).metrics_log
+    if not log.is_file() or len(log.read_text().splitlines()) < 3:
         args = ["run", "--resume", str(out)] if out.exists() else ["run", f"output_dir={out}", *overrides]
         if optune(args) != 0:
             sys.exit(f"run {out} failed")
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return read_jsonl(log)
 
 
 def table(name: str, metrics: list[dict]) -> None:

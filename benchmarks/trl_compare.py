@@ -45,6 +45,8 @@ import time
 import warnings
 from pathlib import Path
 
+from optune.store import RunStore, read_jsonl
+
 SIDES = ("optune-rho1", "optune-rho0.5", "trl-online", "dpo-optune", "dpo-trl")
 ENV = {"HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "TRL_EXPERIMENTAL_SILENCE": "1",
        "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": str(os.cpu_count() or 1)}
@@ -132,7 +134,7 @@ def base_config(out: Path):
     """The optune-rho1 run's resolved config: everything the other sides mirror."""
     from optune.config import load_config
 
-    return load_config(str(out / "optune-rho1" / "config.yaml"))
+    return load_config(str(RunStore(out / "optune-rho1").config))
 
 
 def encoded(cfg, tokenizer, spec: str, limit: int | None) -> list[dict]:
@@ -174,7 +176,7 @@ def optune_side(out: Path, name: str, overrides: list[str]) -> dict:
     start = time.perf_counter()
     if optune(argv) != 0:
         raise SystemExit(f"optune run {run} failed")
-    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    metrics = read_jsonl(RunStore(run).metrics_log)
     return {"side": name, "metrics": metrics, "curve": optune_curve(metrics), "wall_s": time.perf_counter() - start,
             "resumed": resumed, "threads": torch.get_num_threads(), **peak_memory_mb()}
 
@@ -286,7 +288,7 @@ def dpo_batch(out: Path, cfg, tokenizer) -> list[dict]:
     path = out / "dpo_batch.json"
     if not path.is_file():
         rows = [json.loads(line) for line in
-                (out / "optune-rho1" / "iter_000" / "responses.jsonl").read_text().splitlines()]
+                RunStore(out / "optune-rho1").responses(0).read_text().splitlines()]
         ids = {r["id"]: r["ids"] for r in encoded(cfg, tokenizer, cfg.data.train, cfg.data.max_prompts)}
         pairs = pairs_from_responses(rows, ids, cfg.train.batch_size * cfg.train.grad_accum)
         path.write_text(json.dumps(pairs))

@@ -12,6 +12,8 @@ def _isolated_cache(tmp_path_factory):
     """Tests build their own tiny models; the user's converted-model cache is left alone."""
     os.environ.setdefault("OPTUNE_CACHE", str(tmp_path_factory.mktemp("optune-cache")))
     os.environ.setdefault("OMP_NUM_THREADS", "2")
+    # datasets.load_dataset on the tests' own folders caches them; not in the user's ~/.cache
+    os.environ.setdefault("HF_DATASETS_CACHE", str(tmp_path_factory.mktemp("hf-datasets-cache")))
     yield
 
 

@@ -14,10 +14,11 @@ import inspect
 import math
 import re
 import typing
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -42,9 +43,15 @@ class PolicyConfig:
 @dataclass
 class DataConfig:
     train: str = "verifiable:train"
-    """Training prompts: "verifiable:train" (built-in task) or a .jsonl/.json file of {"id", "prompt"} records."""
+    """Training prompts: "verifiable:train" (built-in task), a .jsonl/.json file ({"id", "prompt"} records or a
+    known public format), a Parquet/Arrow file, a `datasets` folder (save_to_disk or data files), or
+    "hf:NAME[:SPLIT]" (a hub data set; SPLIT defaults to train). Prompts may be conversations (see prompt_field)."""
     heldout: str | None = "verifiable:heldout"
     """Held-out prompts scored after every iteration (same formats), or null for none."""
+    prompt_field: str | None = None
+    """Field (column) holding the prompt: a string, or a conversation (a list of {"role", "content"} messages,
+    read up to its last user turn: earlier turns become the history, rendered with the chat template).
+    null: "prompt", else "messages" (and the known JSON formats by their own fields)."""
     max_prompts: int | None = 96
     """Use the first N training prompts (null: all)."""
     max_heldout: int | None = 96
@@ -55,10 +62,11 @@ class DataConfig:
 class GenerationConfig:
     backend: str = "transformers"
     """Generation backend name (see optune.generation.BACKENDS)."""
-    impl: str = "decode"
-    """transformers backend: "decode" (optune's decode loop: the same temperature/top-p rule, faster, and
-    each response's log-prob for sampler_logprobs) or "generate" (transformers' model.generate, whose samples
-    runs made before "decode" existed reproduce seed for seed). The two draw different samples for a seed."""
+    impl: str = "generate"
+    """transformers backend: "generate" (transformers' model.generate; runs made before "decode" existed
+    reproduce seed for seed) or "decode" (optune's decode loop: the same temperature/top-p rule, faster, and
+    each response's log-prob for sampler_logprobs). The two draw different samples for a seed; "decode" becomes
+    the default once the default run's held-out curve with it is measured (docs/benchmarks.md)."""
     max_new_tokens: int = 64
     """Response length limit in tokens (paper: 512)."""
     min_new_tokens: int = 0
@@ -91,13 +99,47 @@ class GenerationConfig:
 @dataclass
 class RewardConfig:
     backend: str = "verifiable"
-    """Reward backend: "verifiable" (built-in task), "hf" (sequence-classification reward model) or "callable"."""
+    """Reward backend: "verifiable" (built-in task), "hf" (sequence-classification reward model in this process),
+    "callable" (a Python function), "remote" (a reward model served over HTTP) or "llm" (an LLM rates each
+    response 1-10); see docs/rewards.md."""
     model: str | None = None
-    """For "hf": path of the reward model checkpoint (its own tokenizer and chat template)."""
-    function: str | None = None
-    """For "callable": "module:function" or "path/to/file.py:function", called as f(prompts, responses) -> floats."""
+    """For "hf": path of the reward model checkpoint (its own tokenizer and chat template). For "remote" and
+    "llm": the model's name on the server (vLLM's --served-model-name); "remote" may leave it null (the
+    server's only model)."""
+    function: str | Callable[..., Any] | None = None
+    """For "callable": "module:function" or "path/to/file.py:function", called as f(prompts, responses) -> floats.
+    From Python (optune.run) the function itself; config.yaml then records "<python callable module.name>"."""
     batch_size: int = 16
-    """Responses scored per batch (hf backend)."""
+    """Responses scored per forward batch (hf) or per HTTP request (remote with route optune)."""
+    url: str | None = None
+    """For "remote": the server's base URL, e.g. http://127.0.0.1:8000 (the route's path is appended). For
+    "llm": an OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1 (/chat/completions is appended)."""
+    route: str = "classify"
+    """For "remote": "classify" (vLLM's POST /classify), "pooling" (vLLM's POST /pooling), both one
+    conversation per request, or "optune" (the minimal JSON protocol of docs/rewards.md, POST /rewards,
+    batch_size responses per request)."""
+    api_key_env: str | None = None
+    """For "remote" and "llm": name of the environment variable holding the server's API key, sent as a Bearer
+    token and never stored; null: no key. Naming a variable that is not set is an error."""
+    timeout_s: float = 120.0
+    """For "remote" and "llm": seconds one request may take before it counts as failed (and is retried)."""
+    max_retries: int = 5
+    """For "remote" and "llm": retries of a failed request (connection refused, timeout, HTTP 429 or 5xx) with
+    exponential backoff from 1 s (at most 60 s, or what Retry-After asks); other failures stop at once."""
+    concurrency: int = 4
+    """For "remote" and "llm": requests in flight at once."""
+    max_tokens: int = 256
+    """For "llm": reply length limit in tokens (the rating comes first, an explanation may follow)."""
+    temperature: float = 0.0
+    """For "llm": sampling temperature of the rating; an unparseable reply is asked again at least at 0.7."""
+    constrained: str = "none"
+    """For "llm": "structured_outputs" (vLLM >= 0.10) or "guided_regex" (older vLLM) force a well-formed rating
+    line by constrained decoding; "none" for other servers."""
+    parse_retries: int = 2
+    """For "llm": times an unparseable reply is asked again before the run stops and shows it."""
+    cache: str | None = None
+    """For "llm": JSONL file of the LLM's replies (the eval judge's cache format), reused by later runs and
+    reruns so nothing is asked twice; null: kept in memory for this run only."""
 
 
 @dataclass
@@ -146,6 +188,12 @@ class TrainConfig:
     here it was 1.6x slower for SmolLM2-135M (docs/benchmarks.md)."""
     gradient_checkpointing: bool = False
     """Trade compute for activation memory."""
+    packing: bool = False
+    """Compute each pair's prompt once: prompt + chosen + rejected as one block with a block attention mask
+    (the rejected response sees the prompt, not the chosen one), blocks packed into rows. Same log-probs and
+    gradients as two padded sequences per pair (to float rounding), with fewer tokens (docs/benchmarks.md,
+    Training speed). Models it cannot serve take the plain path on their own (optune.training.packing.supports).
+    Off by default until the default run's held-out curve is measured with it."""
     save_steps: int = 10
     """Save the training state (weights, optimizer, step) every N optimizer steps, so a killed run resumes
     mid-iteration instead of redoing the iteration's training; 0: never (single-process runs only)."""
@@ -209,6 +257,8 @@ CHOICES = {
     "train.lr_schedule": ("linear", "cosine", "constant"),
     "policy.dtype": ("float32", "bfloat16"),
     "generation.vllm_dtype": ("policy", "auto", "float32", "bfloat16", "float16"),
+    "reward.route": ("classify", "pooling", "optune"),
+    "reward.constrained": ("none", "structured_outputs", "guided_regex"),
     "generation.impl": ("decode", "generate"),
 }
 
@@ -231,6 +281,8 @@ def _coerce(value, tp, key: str):
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
         if value is None and type(None) in args:
             return None
+        if callable(value) and any(typing.get_origin(a) is Callable for a in args):
+            return value  # a Python function given through optune.run, never from YAML
         return _coerce(value, next(a for a in args if a is not type(None)), key)
     if origin is list:
         if value is None or value == "":
@@ -264,6 +316,11 @@ def _fail(value, tp, key: str):
     raise UserError(f"config key {key}: expected {expected}, got {value!r}")
 
 
+def apply_mapping(obj, data: dict, prefix: str = "") -> None:
+    """Set the keys of a (nested) mapping on a config dataclass, checked and coerced as YAML values are."""
+    _apply(obj, data, prefix)
+
+
 def _apply(obj, data: dict, prefix: str = "") -> None:
     if not isinstance(data, dict):
         raise UserError(f"config section {prefix.rstrip('.') or 'root'} must be a mapping, got {data!r}")
@@ -280,7 +337,8 @@ def _apply(obj, data: dict, prefix: str = "") -> None:
             setattr(obj, key, _coerce(value, hints[key], full))
 
 
-def _nest(dotted: str, value) -> dict:
+def nest_dotted(dotted: str, value) -> dict:
+    """"a.b.c", v -> {"a": {"b": {"c": v}}}."""
     out: dict = {}
     node = out
     parts = dotted.split(".")
@@ -301,7 +359,7 @@ def parse_override(text: str) -> dict:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
-    return _nest(key.strip(), value)
+    return nest_dotted(key.strip(), value)
 
 
 def read_yaml(path: str) -> dict:
@@ -311,11 +369,21 @@ def read_yaml(path: str) -> dict:
         raise UserError(f"config file {path} does not exist")
     try:
         data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except yaml.MarkedYAMLError as err:
+        raise UserError(f"config file {path}: {_yaml_problem(err)}") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
         raise UserError(f"cannot read config file {path}: {str(err).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise UserError(f"config file {path}: expected a mapping of config keys, got {type(data).__name__}")
     return data
+
+
+def _yaml_problem(err: yaml.MarkedYAMLError) -> str:
+    """"line 3, column 7: mapping values are not allowed here" (1-based, where the parser stopped)."""
+    mark = err.problem_mark or err.context_mark
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    what = ": ".join(p for p in (err.context, err.problem) if p) or "malformed YAML"
+    return f"{where}{what}"
 
 
 def load_dataclass(cls: type[T], path: str | None = None, overrides: Iterable[str] = ()) -> T:
@@ -338,9 +406,38 @@ def load_config(path: str | None = None, overrides: Iterable[str] = ()) -> RunCo
     return cfg
 
 
+CALLABLE_PREFIX = "<python callable "
+
+
+def callable_label(fn) -> str:
+    """What config.yaml records for a Python function it cannot hold: "<python callable module.qualname>"."""
+    name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+    return f"{CALLABLE_PREFIX}{getattr(fn, '__module__', None) or '?'}.{name}>"
+
+
+def is_callable_label(value) -> bool:
+    return isinstance(value, str) and value.startswith(CALLABLE_PREFIX) and value.endswith(">")
+
+
+def label_name(label: str) -> str:
+    """"<python callable mod.f>" -> "mod.f"."""
+    return label[len(CALLABLE_PREFIX):-1]
+
+
 def to_dict(cfg) -> dict:
-    """A config dataclass as plain data (what its YAML file holds)."""
-    return dataclasses.asdict(cfg)
+    """A config dataclass as plain data (what its YAML file holds); Python functions become their labels.
+
+    Not dataclasses.asdict: that deep-copies every value, and a callable object may hold a whole model.
+    """
+    if callable(cfg):
+        return callable_label(cfg)
+    if dataclasses.is_dataclass(cfg):
+        return {f.name: to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    if isinstance(cfg, dict):
+        return {k: to_dict(v) for k, v in cfg.items()}
+    if isinstance(cfg, (list, tuple)):
+        return [to_dict(v) for v in cfg]
+    return cfg
 
 
 def _get(cfg: RunConfig, dotted: str):
@@ -406,6 +503,25 @@ def validate(cfg: RunConfig) -> None:
         raise UserError("reward.backend hf needs reward.model (path of the reward model)")
     if cfg.reward.backend == "callable" and not cfg.reward.function:
         raise UserError("reward.backend callable needs reward.function (module:function)")
+    if callable(cfg.reward.function) and cfg.reward.backend != "callable":
+        raise UserError(f"reward.function is a Python function; it needs reward.backend callable, "
+                        f"not {cfg.reward.backend!r}")
+    if cfg.data.prompt_field is not None and not cfg.data.prompt_field.strip():
+        raise UserError("data.prompt_field must name a field, or be null for prompt/messages")
+    if cfg.reward.backend in ("remote", "llm"):
+        _validate_served_reward(cfg.reward)
+
+
+def _validate_served_reward(reward: RewardConfig) -> None:
+    from optune.endpoint import check_url
+
+    check_url(reward.url, "reward.url")
+    if reward.backend == "llm" and not reward.model:
+        raise UserError("reward.backend llm needs reward.model (the model's name on the server)")
+    if reward.concurrency < 1 or reward.max_retries < 0 or reward.parse_retries < 0:
+        raise UserError("reward.concurrency must be >= 1, reward.max_retries and reward.parse_retries >= 0")
+    if reward.timeout_s <= 0 or reward.max_tokens < 4 or reward.temperature < 0:
+        raise UserError("reward.timeout_s must be positive, reward.max_tokens >= 4 and reward.temperature >= 0")
 
 
 def describe(root: type = RunConfig) -> list[str]:

@@ -1,9 +1,11 @@
 """What a run needs before its first iteration: the `Context` the loop works on, built by `prepare`.
 
-`prepare` loads and checks everything cheap (prompts, reward, policy path, tokenizer, generation backend)
-before a new run directory is created, so a mistake leaves nothing behind; then it creates (or reopens)
-the run store and loads the policy the first unfinished iteration starts from. `Timer` and `progress`
-are the per-phase clock and progress bars every stage shares.
+`prepare` first checks everything that needs no model (`preflight`: output directory, device, backend
+names, reward paths), then loads and checks the cheap parts (prompts, reward, policy path, tokenizer,
+generation backend), all before a new run directory is created, so a mistake leaves nothing behind; then
+it creates (atomically, optune.store.create_dir) or reopens the run store and loads the policy the first
+unfinished iteration starts from. `Timer` and `progress` are the per-phase clock and progress bars every
+stage shares.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from optune import __version__
 from optune.config import RunConfig, load_config, to_dict
 from optune.distributed import Dist
 from optune.errors import UserError
-from optune.store import RunStore, atomic_save_dir, read_json
+from optune.store import RunStore, atomic_save_dir, check_new_dir, read_json
 
 
 @dataclass
@@ -132,39 +134,76 @@ def first_unfinished(store: RunStore, iterations: int) -> int:
     return t
 
 
-def create_store(cfg: RunConfig, dist: Dist) -> tuple[RunConfig, RunStore]:
-    """A new run directory, named by the main process (the others only read it)."""
+def name_output_dir(cfg: RunConfig, dist: Dist) -> RunConfig:
+    """cfg with the new run's directory set (the default is timestamped: the main process names it)."""
     out = Path(cfg.output_dir) if cfg.output_dir else default_output_dir(cfg)
-    out = Path(dist.broadcast(str(out)))
-    cfg = dataclasses.replace(cfg, output_dir=str(out))
+    return dataclasses.replace(cfg, output_dir=dist.broadcast(str(out)))
+
+
+def check_device(spec: str) -> None:
+    """policy.device names a device this machine has."""
+    if spec in ("auto", "cpu"):
+        return
+    import torch
+
+    from optune.models.policy import resolve_device
+
+    device = resolve_device(spec)  # raises when CUDA is missing altogether
+    kind, _, index = device.partition(":")
+    if kind == "cuda" and index and int(index) >= torch.cuda.device_count():
+        raise UserError(f"policy.device {spec}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"policy.device {spec}: MPS is not available here (use auto or cpu)")
+
+
+def preflight(cfg: RunConfig, store: RunStore | None) -> None:
+    """Checks that need no model, before a run directory is created or anything is loaded.
+
+    A new run's output_dir must be creatable (not a file, not under a file, writable, empty if present);
+    the device must exist; backend names must be known; files the reward and init_from name must exist.
+    """
+    if store is None:
+        check_new_dir(Path(cfg.output_dir))  # first: the commonest mistake, found before torch is imported
+    from optune.generation import BACKENDS as GENERATORS
+    from optune.reward.backends import BACKENDS as REWARDS
+
+    check_device(cfg.policy.device)
+    if cfg.generation.backend not in GENERATORS:
+        raise UserError(f"unknown generation backend {cfg.generation.backend!r}; choose one of {', '.join(GENERATORS)}")
+    if cfg.reward.backend not in REWARDS:
+        raise UserError(f"unknown reward backend {cfg.reward.backend!r}; choose one of {', '.join(REWARDS)}")
+    if cfg.reward.backend == "hf" and not Path(cfg.reward.model).expanduser().is_dir():
+        raise UserError(f"reward.model {cfg.reward.model}: no such directory")
+    if cfg.init_from and not Path(cfg.init_from).is_dir():
+        raise UserError(f"init_from {cfg.init_from} does not exist")
+
+
+def create_store(cfg: RunConfig, dist: Dist) -> RunStore:
+    """The new run directory, made by the main process all at once (the others only read it)."""
     if not dist.is_main:
-        return cfg, RunStore(out, writer=False)
-    store = RunStore.create(out, yaml.safe_dump(to_dict(cfg), sort_keys=False), {**versions(), "processes": dist.world})
-    try:
-        if cfg.init_from:
-            adopt_iteration0(cfg, store)
-    except UserError:
-        shutil.rmtree(store.root)  # nothing half-made: the run never started
-        raise
-    return cfg, store
+        return RunStore(Path(cfg.output_dir), writer=False)
+    fill = (lambda store: adopt_iteration0(cfg, store)) if cfg.init_from else None
+    return RunStore.create(Path(cfg.output_dir), yaml.safe_dump(to_dict(cfg), sort_keys=False),
+                           {**versions(), "processes": dist.world}, fill)
 
 
 def prepare(cfg: RunConfig, store: RunStore | None, prompts: list[dict] | None = None, dist: Dist | None = None,
             source=None) -> Context:
     """Load and check everything (prompts, reward, policy) before a new run directory is created."""
+    dist = dist or Dist()
+    if store is None:
+        cfg = name_output_dir(cfg, dist)
+    preflight(cfg, store)
     from optune.data.prompts import load_prompts
     from optune.generation import encode_prompt, make_generator
     from optune.models.policy import load_model, load_tokenizer
     from optune.reward.backends import checked_score, make_reward
     from optune.tracking import make_tracker
 
-    dist = dist or Dist()
     if prompts is None:
-        prompts = load_prompts(cfg.data.train, cfg.data.max_prompts)
+        prompts = load_prompts(cfg.data.train, cfg.data.max_prompts, field=cfg.data.prompt_field)
     use_heldout = cfg.eval.heldout and cfg.data.heldout
-    heldout = load_prompts(cfg.data.heldout, cfg.data.max_heldout) if use_heldout else []
-    if cfg.init_from and not Path(cfg.init_from).is_dir():
-        raise UserError(f"init_from {cfg.init_from} does not exist")
+    heldout = load_prompts(cfg.data.heldout, cfg.data.max_heldout, field=cfg.data.prompt_field) if use_heldout else []
     reward = make_reward(cfg.reward)
     checked_score(reward, prompts[:2], ["", "A short answer."][: len(prompts[:2])])
     initial = resolve_policy(cfg.policy.model) if dist.is_main else None
@@ -174,13 +213,17 @@ def prepare(cfg: RunConfig, store: RunStore | None, prompts: list[dict] | None =
     generator = make_generator(cfg.generation, tokenizer, cfg.policy)
     created = store is None
     if created:
-        cfg, store = create_store(cfg, dist)
+        store = create_store(cfg, dist)
     try:
         tracker = make_tracker(cfg.report_to, str(store.root), to_dict(cfg)) if dist.is_main else None
     except UserError:
         if created:
             shutil.rmtree(store.root)  # nothing half-made: the run never started
+            store.close()
         raise
+    if not store.prompts.is_file():  # the prompt texts, so that `optune export` needs no access to data.train
+        store.write_jsonl(store.prompts, [{"id": r["id"], "prompt": r["prompt"], "history": r.get("history") or []}
+                                          for r in prompts])
     dist.barrier()  # the other processes read what the main process wrote
     t = first_unfinished(store, cfg.iterations)
     model = load_model(str(store.checkpoint(t - 1)) if t > 0 else initial, cfg.policy.dtype, cfg.policy.device)

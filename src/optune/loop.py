@@ -27,7 +27,7 @@ from optune.losses import make_loss
 from optune.pairs import Pair, State, build_pairs, chosen_reward, state_from_rows, state_rows
 from optune.pairs.online import policy_path
 from optune.reward.backends import checked_score
-from optune.store import read_json, read_jsonl
+from optune.store import WriteError, read_json, read_jsonl
 from optune.training.iteration import release_generator, train
 
 PHASES = ("generation", "rewarding", "training", "bookkeeping", "eval")
@@ -131,7 +131,19 @@ def summary_line(m: dict) -> str:
 
 
 def run(ctx: Context, log=print) -> list[dict]:
-    """Run (or resume) every unfinished iteration; returns all iterations' metrics."""
+    """Run (or resume) every unfinished iteration; returns all iterations' metrics.
+
+    A write the file system refuses (disk full, read-only) stops the run with one line: every file written
+    so far is complete, so it resumes once the cause is fixed.
+    """
+    try:
+        return _run(ctx, log)
+    except WriteError as err:
+        raise WriteError(f"{err}; the run stopped with every file complete: resume it with --resume "
+                         f"{ctx.store.root} once that is fixed") from err
+
+
+def _run(ctx: Context, log) -> list[dict]:
     ctx.store.rebuild_metrics_log()  # a kill after an iteration's metrics.json may have cut this short
     state: State = {}
     results = []

@@ -46,7 +46,8 @@ def test_sampler_logprobs_are_the_reference_with_the_transformers_backend(tmp_pa
     run = tmp_path / "run"
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"), OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "optune.cli", "run", "-c", str(REPO / "configs" / "tiny.yaml"), f"output_dir={run}",
-           f"policy.model={policy}", "generation.sampler_logprobs=true", "eval.heldout=false", "train.lr=0.01"]
+           f"policy.model={policy}", "generation.impl=decode", "generation.sampler_logprobs=true",
+           "eval.heldout=false", "train.lr=0.01"]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for t, model in ((0, str(policy)), (1, str(run / "iter_000" / "checkpoint"))):

@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from optune.losses import bradley_terry_loss, dpo_loss, pair_weights, sequence_logps, wdpo_loss
+from optune.config import CHOICES
+from optune.losses import LOSSES, bradley_terry_loss, dpo_loss, make_loss, pair_weights, sequence_logps, wdpo_loss
 
 
 def t(*xs):
@@ -70,3 +71,23 @@ def test_sequence_logps_counts_response_tokens_only():
     # prompt-position logits do not matter
     logits[0, 0, :] = torch.tensor([5.0, -5.0, 0.0])
     assert sequence_logps(logits, labels, mask).item() == pytest.approx(math.log(1 / 3), rel=1e-4)
+
+
+def test_make_loss_is_the_equations():
+    pc, pr, rc, rr = t(-1.0, -3.0), t(-2.0, -1.0), t(-1.5, -2.0), t(-1.5, -2.5)
+    sc, sr = t(0.8, 0.1), t(0.3, 0.4)
+    dpo = make_loss("dpo", beta1=0.5)(pc, pr, rc, rr, sc, sr)
+    assert torch.equal(dpo.losses, dpo_loss(pc, pr, rc, rr, 0.5))
+    assert torch.equal(dpo.weights, t(1.0, 1.0))
+    # implicit rewards: beta * (log pi - log ref), hand-worked for the first pair: 0.5 * 0.5, 0.5 * -0.5
+    assert dpo.chosen_rewards.tolist() == pytest.approx([0.25, -0.5])
+    assert dpo.rejected_rewards.tolist() == pytest.approx([-0.25, 0.75])
+    wdpo = make_loss("wdpo", beta1=0.5, beta2=10.0)(pc, pr, rc, rr, sc, sr)
+    assert torch.equal(wdpo.losses, wdpo_loss(pc, pr, rc, rr, sc, sr, 0.5, 10.0))
+    assert wdpo.weights.tolist() == pytest.approx([1 / (1 + math.exp(-5.0)), 1 / (1 + math.exp(3.0))])
+
+
+def test_loss_names_match_the_config_choices():
+    assert set(LOSSES) == set(CHOICES["loss.type"])
+    with pytest.raises(ValueError, match="unknown loss type"):
+        make_loss("ipo", beta1=0.1)

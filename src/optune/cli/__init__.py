@@ -2,7 +2,9 @@
 
 Each subcommand lives in its own module, imported only when used, so `optune --help` is instant.
 A subcommand module provides `configure(parser)` (add its arguments) and `main(args) -> int`.
-User mistakes raise `UserError` and become one line on stderr with exit status 2.
+User mistakes raise `UserError` and become one line on stderr with exit status 2; `optune --debug ...`
+(or OPTUNE_DEBUG=1) prints the traceback behind it too, e.g. of an exception in a user's reward function.
+Directory locks a command took (optune.store.lock) are released when it ends, however it ends.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ import argparse
 import importlib
 import os
 import sys
+import traceback
 
 from optune.errors import UserError
+from optune.store.lock import release_all
 
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -21,8 +25,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "reward": ("optune.cli.reward", "train (Bradley-Terry) or evaluate a reward model on preference pairs"),
     "eval": ("optune.cli.eval", "pairwise evaluation (LLM or reward judge, Win Score) against a baseline"),
     "bench": ("optune.cli.bench", "lm-evaluation-harness benchmarks of a checkpoint (paper Table 5 settings)"),
+    "export": ("optune.cli.export", "a run's preference pairs in TRL's format (Parquet, JSONL) and a model card"),
     "report": ("optune.cli.report", "PNG plots and a Markdown summary of one or more run directories"),
-    "study": ("optune.study.cli", "blind pairwise human study: create, serve the rating page, results (Table 4)"),
+    "study": ("optune.cli.study", "blind pairwise human study: create, serve the rating page, results (Table 4)"),
 }
 
 
@@ -42,20 +47,27 @@ def _quiet_libraries() -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="optune", description="Efficient online preference tuning.")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback behind an error (also: environment variable OPTUNE_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    command = next((a for a in argv if not a.startswith("-")), None)
     for name, (module, help_text) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_module=module)
-        if argv and argv[0] == name:
+        if command == name:
             importlib.import_module(module).configure(p)
     args = parser.parse_args(argv)
     _quiet_libraries()
     try:
         return int(importlib.import_module(args._module).main(args) or 0)
     except UserError as err:
+        if args.debug or os.environ.get("OPTUNE_DEBUG", "") not in ("", "0"):
+            traceback.print_exception(err)
         print(f"optune {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"optune {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        release_all()
 

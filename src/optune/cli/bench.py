@@ -23,11 +23,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args) -> int:
-    checkpoint, run_dir = resolve_checkpoint(Path(args.path))
+    checkpoint, default_out = resolve_checkpoint(Path(args.path))
     if args.out:
         out = Path(args.out)
-    elif run_dir is not None:
-        out = run_dir / "bench" / f"{checkpoint.parent.name}.json"
+    elif default_out is not None:
+        out = default_out
     else:
         raise UserError("a checkpoint outside a run directory needs --out FILE")
     if args.include_path and not Path(args.include_path).is_dir():

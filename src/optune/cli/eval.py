@@ -8,7 +8,6 @@ AlpacaEval's model_outputs.json. The judge API key is read from the named enviro
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -16,6 +15,8 @@ from optune.errors import UserError
 from optune.eval.export import export_alpaca_eval, write_json_atomic
 from optune.eval.pairwise import combine_orders, summarize
 from optune.data.prompts import FORMATS, read_prompts
+from optune.eval.generate import GenerationSettings
+from optune.store import write_jsonl
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -89,17 +90,25 @@ def _build_judge(args, out: Path):
     return LLMJudge(config, cache), {"kind": "llm", **config.public()}
 
 
-def _system(args, side: str, records: list[dict], out: Path) -> tuple[list[str], dict]:
-    from optune.eval.systems import generated_outputs, read_outputs, weights_fingerprint
+def _stored(args, side: str, records: list[dict]) -> tuple[list[str], dict] | None:
+    """The stored outputs of a side (read and matched now, before --out exists), or None for a checkpoint."""
+    from optune.eval.systems import read_outputs
 
     model = args.model if side == "a" else args.baseline_model
     outputs = args.outputs if side == "a" else args.baseline_outputs
     if outputs:
         return read_outputs(outputs, records), {"outputs": str(Path(outputs).resolve())}
-    from optune.eval.generate import CheckpointGenerator, GenerationSettings
+    if not (Path(model) / "config.json").is_file():
+        raise UserError(f"not a model checkpoint (no config.json): {model}")
+    return None
 
+
+def _generated(args, side: str, records: list[dict], out: Path) -> tuple[list[str], dict]:
+    from optune.eval.generate import CheckpointGenerator, GenerationSettings
+    from optune.eval.systems import generated_outputs, weights_fingerprint
+
+    model = args.model if side == "a" else args.baseline_model
     settings = GenerationSettings(args.max_new_tokens, args.temperature, args.top_p, args.seed, args.batch_size)
-    settings.validate()
     source = {"model": str(Path(model).resolve()), "weights": weights_fingerprint(Path(model)),
               "generation": settings.public()}
     responses = generated_outputs(out / f"responses_{side}.json", source, records,
@@ -119,18 +128,32 @@ def main(args) -> int:
         raise UserError("--limit must be >= 1")
     records = read_prompts(args.prompts, args.format, args.limit)
     judge, judge_info = _build_judge(args, out)  # checks judge settings before any generation
-    out.mkdir(parents=True, exist_ok=True)
-    answers_a, source_a = _system(args, "a", records, out)
-    answers_b, source_b = _system(args, "b", records, out)
+    GenerationSettings(args.max_new_tokens, args.temperature, args.top_p, args.seed, args.batch_size).validate()
+    stored = {side: _stored(args, side, records) for side in ("a", "b")}
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)  # only now: every input has been checked
+    except OSError as err:
+        raise UserError(f"--out {out}: cannot create it: {err.strerror}") from None
+    try:
+        return _evaluate(args, out, records, judge, judge_info, stored)
+    except BaseException:
+        if created and not any(out.iterdir()):
+            out.rmdir()  # failed before anything worth keeping (e.g. the judge is unreachable)
+        raise
+
+
+def _evaluate(args, out: Path, records: list[dict], judge, judge_info: dict, stored: dict) -> int:
+    """Generate what is not stored, judge, write judgments.jsonl and summary.json."""
+    answers_a, source_a = stored["a"] or _generated(args, "a", records, out)
+    answers_b, source_b = stored["b"] or _generated(args, "b", records, out)
     if args.export_alpaca_eval:
         name = args.name or Path(args.model or args.outputs).name
         export_alpaca_eval(out / "model_outputs.json", records, answers_a, name)
     judgments = judge.compare(records, answers_a, answers_b, progress=_progress)
     for j in judgments:
         j["combined"] = combine_orders(j["first"], j["second"]) if j["first"] and j["second"] else None
-    lines = "".join(json.dumps(j, ensure_ascii=False) + "\n" for j in judgments)
-    (out / "judgments.jsonl.tmp").write_text(lines, encoding="utf-8")
-    (out / "judgments.jsonl.tmp").replace(out / "judgments.jsonl")
+    write_jsonl(out / "judgments.jsonl", judgments)
     if judgments and not any(j["combined"] for j in judgments):
         sample = judgments[0].get("reply_first") or ""
         raise UserError(f"no judge reply could be parsed for any of {len(judgments)} prompts (first reply: "

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import re
 from pathlib import Path
 
 from optune.errors import UserError
+from optune.store import atomic_write_text
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -41,9 +41,7 @@ def build_report(run_dirs: list[str], out: Path, names: list[str] | None = None)
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", run.name)
         images[f"Reward histograms: {run.name}"] = plots.reward_histograms(run, out / f"histograms_{safe}.png")
     report = out / "report.md"
-    tmp = out / ".report.md.tmp"
-    tmp.write_text(markdown(runs, images, out), encoding="utf-8")
-    os.replace(tmp, report)
+    atomic_write_text(report, markdown(runs, images, out))
     return report
 
 

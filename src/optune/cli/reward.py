@@ -1,9 +1,10 @@
-"""`optune reward train` and `optune reward eval`.
+"""`optune reward train`, `optune reward eval` and `optune reward serve`.
 
     optune reward train --config configs/reward-hh.yaml output_dir=/work/rm-minilm lr=3e-5
     optune reward train --resume /work/rm-minilm
     optune reward train --help-config
     optune reward eval --model /work/rm-minilm --data ../shared/data/hh-rlhf/helpful-base/test.jsonl.gz
+    optune reward serve --model /work/rm-minilm --port 8000   # for reward.backend=remote reward.route=optune
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 
 from optune.errors import UserError
+from optune.store import atomic_write_text
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -30,11 +31,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     ev.add_argument("--batch-size", type=int, default=16)
     ev.add_argument("--max-pairs", type=int, default=None, help="evaluate only the first N pairs")
     ev.add_argument("--output", help="also write the metrics as JSON to this file")
+    srv = sub.add_parser("serve", help="serve a reward model over HTTP (the minimal protocol of docs/rewards.md)")
+    srv.add_argument("--model", required=True, help="reward model directory (scored as reward.backend=hf does)")
+    srv.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    srv.add_argument("--port", type=int, default=8000, help="port (0: any free one; the URL is printed)")
+    srv.add_argument("--batch-size", type=int, default=16, help="responses per forward batch")
+    srv.add_argument("--api-key-env", help="environment variable holding a key that clients must send")
 
 
 def main(args: argparse.Namespace) -> int:
     if args.reward_command == "train":
         return _train(args)
+    if args.reward_command == "serve":
+        return _serve(args)
     return _eval(args)
 
 
@@ -65,14 +74,34 @@ def _eval(args: argparse.Namespace) -> int:
         raise UserError("--batch-size must be positive")
     if args.max_pairs is not None and args.max_pairs <= 0:
         raise UserError("--max-pairs must be positive")
+    out_dir = os.path.dirname(os.path.abspath(args.output)) if args.output else None
+    if out_dir and not os.path.isdir(out_dir):  # checked before the evaluation, not after it
+        raise UserError(f"output directory does not exist: {out_dir}")
     result = evaluate_reward_model(args.model, args.data, args.batch_size, args.max_pairs)
     print(format_report(result))
     if args.output:
-        out_dir = os.path.dirname(os.path.abspath(args.output))
-        if not os.path.isdir(out_dir):
-            raise UserError(f"output directory does not exist: {out_dir}")
-        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".tmp-")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(result, fh, indent=2)
-        os.replace(tmp, args.output)
+        atomic_write_text(args.output, json.dumps(result, indent=2))
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from optune.config import RewardConfig
+    from optune.reward.backends import HFReward
+    from optune.reward.serve import RewardServer
+
+    if args.batch_size <= 0:
+        raise UserError("--batch-size must be positive")
+    if not 0 <= args.port <= 65535:
+        raise UserError(f"--port must be in 0..65535; got {args.port}")
+    if args.api_key_env and not os.environ.get(args.api_key_env):
+        raise UserError(f"--api-key-env names {args.api_key_env}, which is not set in the environment")
+    backend = HFReward(RewardConfig(backend="hf", model=args.model, batch_size=args.batch_size))
+    server = RewardServer(backend, args.host, args.port, args.api_key_env)
+    print(f"serving {args.model} at {server.url} (POST /rewards, GET /health); Ctrl-C stops", flush=True)
+    try:
+        server.httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.httpd.server_close()
     return 0

@@ -1,12 +1,11 @@
-"""`optune run`: online preference tuning (OPTune). Builds the context (optune.context) and runs the loop."""
+"""`optune run`: online preference tuning (OPTune), a thin layer over optune.api."""
 
 from __future__ import annotations
 
 import argparse
 
-from optune.config import RunConfig, describe, load_config
+from optune.config import describe, parse_override
 from optune.errors import UserError
-from optune.store import RunStore
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -16,38 +15,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--help-config", action="store_true", help="list every config key with its meaning")
 
 
-def run_config(args: argparse.Namespace, writer: bool = True) -> tuple[RunStore | None, RunConfig]:
-    """The store and config of a resumed run (its own config), or no store and the config asked for."""
-    if args.resume:
-        if args.config or args.overrides:
-            raise UserError("--resume takes the run's own config; drop --config and overrides")
-        store = RunStore.open_existing(args.resume, writer=writer)
-        return store, load_config(str(store.config))
-    return None, load_config(args.config, args.overrides)
+def overrides(texts: list[str]) -> dict:
+    """`key.sub=value` arguments as the API's overrides: {"key.sub": value} in order, values parsed as YAML."""
+    out: dict = {}
+    for text in texts:
+        value = parse_override(text)  # checks the text's shape
+        key = text.split("=", 1)[0].strip()
+        for part in key.split("."):
+            value = value[part]
+        out[key] = value
+    return out
 
 
-def main(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace, command: str = "run") -> int:
     if args.help_config:
         print("\n".join(describe()))
         return 0
-    from optune import distributed, loop
-    from optune.context import prepare
+    from optune import api
 
-    dist = distributed.init()
-    store, cfg = run_config(args, writer=dist.is_main)
-    distributed.check(dist, cfg)
-    ctx = prepare(cfg, store, dist=dist)
-    dist.print(f"optune run: {ctx.store.root} | {len(ctx.prompts)} prompts, {len(ctx.heldout)} held-out | "
-               f"{cfg.selection.strategy} rho={cfg.selection.rho:g} {cfg.loss.type} | {cfg.iterations} iterations", flush=True)
-    finish(ctx, loop.run(ctx))
+    if args.resume and (args.config or args.overrides):
+        raise UserError("--resume takes the run's own config; drop --config and overrides")
+    api.tune(command, args.config, overrides(args.overrides), args.resume)
     return 0
-
-
-def finish(ctx, results: list[dict]) -> None:
-    """Close trackers and print the before/after summary (main process only)."""
-    if ctx.tracker is not None:
-        ctx.tracker.close()
-    first, last = results[0], results[-1]
-    if "eval/heldout_reward_start" in first and "eval/heldout_reward" in last:
-        ctx.dist.print(f"held-out reward: {first['eval/heldout_reward_start']:.4f} -> {last['eval/heldout_reward']:.4f}")
-    ctx.dist.print(f"done: {ctx.store.root} ({last['time/elapsed_s']:.0f}s of generation, scoring and training)")

@@ -1,4 +1,4 @@
-"""Preference-pair readers: JSON/JSONL `{prompt, chosen, rejected}`, Anthropic HH-RLHF transcripts, HF datasets.
+"""Preference-pair readers: JSON/JSONL `{prompt, chosen, rejected}`, HH-RLHF transcripts, Parquet/Arrow/hub sets.
 
 Every reader returns the same plain record, a `PreferencePair` dict:
 
@@ -19,8 +19,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, TypedDict
 
-from optune.errors import UserError
+from optune.data import tables
 from optune.data.readers import read_records
+from optune.errors import UserError
 
 HUMAN = "\n\nHuman:"
 ASSISTANT = "\n\nAssistant:"
@@ -186,37 +187,28 @@ def read_preference_file(path: str) -> PreferenceData:
     return data
 
 
-def read_hf_dataset(name: str, split: str = "train") -> PreferenceData:
-    """Read a Hugging Face dataset with chosen/rejected (and optional prompt) columns.
+def read_table(source: str) -> PreferenceData:
+    """Pairs from tabular data (optune.data.tables: Parquet, Arrow, a `datasets` folder, `hf:NAME[:SPLIT]`).
 
-    Needs the optional `datasets` package and a reachable hub (or its local cache); the row
-    conversion is the same `record_to_pair` the file readers use.
+    The row conversion is the same `record_to_pair` the file readers use, so the standard and the
+    conversational shapes of TRL's preference format both work.
     """
-    try:
-        import datasets  # noqa: PLC0415 (optional dependency, imported only when used)
-    except ImportError:
-        raise UserError("reading 'hf:' sources needs the 'datasets' package: pip install datasets") from None
-    try:
-        rows = datasets.load_dataset(name, split=split)
-    except Exception as err:  # noqa: BLE001 (hub, network and name errors all mean: cannot read it)
-        raise UserError(f"cannot load dataset {name} split {split}: {err}") from None
-    source = f"hf:{name}:{split}"
-    data = pairs_from_records(((f"{source}[{i}]", row) for i, row in enumerate(rows)), source)
+    data = pairs_from_records(tables.read_rows(source, "preference data"), source)
     if not data.pairs:
-        raise UserError(f"{source}: no usable preference pairs")
+        raise UserError(f"{source}: no usable preference pairs ({data.dropped_identical} identical dropped)")
     return data
 
 
 def read_preferences(sources: str | list[str]) -> PreferenceData:
-    """Read and concatenate sources: file paths, or `hf:NAME` / `hf:NAME:SPLIT` for HF datasets."""
+    """Read and concatenate sources: JSON/JSONL files, or tabular data (Parquet, Arrow, `datasets` folders,
+    `hf:NAME` / `hf:NAME:SPLIT`)."""
     sources = [sources] if isinstance(sources, str) else list(sources)
     if not sources:
         raise UserError("no preference data sources given")
     data = PreferenceData()
     for src in sources:
-        if src.startswith("hf:"):
-            name, _, split = src[3:].partition(":")
-            data.extend(read_hf_dataset(name, split or "train"))
+        if tables.is_table(src):
+            data.extend(read_table(src))
         else:
             data.extend(read_preference_file(os.path.expanduser(src)))
     return data

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from optune.errors import UserError
+from optune.store import RunStore
 
 
 @dataclass(frozen=True)
@@ -56,15 +57,17 @@ def parse_tasks(spec: str) -> list[BenchTask]:
 
 
 def resolve_checkpoint(path: Path) -> tuple[Path, Path | None]:
-    """(checkpoint, run dir or None): a run directory means its latest iteration's checkpoint."""
+    """(checkpoint, default result file or None): a run directory means its latest iteration's checkpoint,
+    whose result goes to the run's bench/ folder."""
     if (path / "config.json").is_file():
         parent = path.parent
         if path.name == "checkpoint" and re.fullmatch(r"iter_\d+", parent.name):
-            return path, parent.parent
+            return path, RunStore(parent.parent).bench(int(parent.name[5:]))
         return path, None
-    iters = sorted(p for p in path.glob("iter_*/checkpoint") if (p / "config.json").is_file())
-    if iters:
-        return iters[-1], path
+    store = RunStore(path)
+    done = store.checkpoints()
+    if done:
+        return store.checkpoint(done[-1]), store.bench(done[-1])
     raise UserError(f"{path} is neither a model checkpoint (config.json) nor a run directory with checkpoints")
 
 

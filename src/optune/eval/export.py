@@ -8,24 +8,13 @@ Writing it lets a user run that tool wherever a judge API is reachable, without 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
+from optune.store import atomic_write_text
 
 
 def write_json_atomic(path: str | Path, value) -> None:
-    """Write JSON to a temp file in the same folder, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(value, fh, ensure_ascii=False, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """JSON through the store's atomic writer: never a half-written file."""
+    atomic_write_text(Path(path), json.dumps(value, ensure_ascii=False, indent=2) + "\n")
 
 
 def alpaca_eval_outputs(records: list[dict], outputs: list[str], generator: str) -> list[dict]:

@@ -22,13 +22,13 @@ def cache_key(judge_id: str, question: str, answer_1: str, answer_2: str) -> str
 
 
 class JudgmentCache:
-    """Thread-safe append-only store of key -> reply text."""
+    """Thread-safe append-only store of key -> reply text; with path None it lives in memory only."""
 
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
+    def __init__(self, path: str | Path | None):
+        self.path = Path(path) if path is not None else None
         self._lock = threading.Lock()
         self._replies: dict[str, str] = {}
-        if self.path.is_file():
+        if self.path is not None and self.path.is_file():
             for line in self.path.read_text(encoding="utf-8").split("\n"):
                 try:
                     row = json.loads(line)
@@ -47,6 +47,8 @@ class JudgmentCache:
         line = json.dumps({"key": key, "judge": judge_id, "reply": reply}, ensure_ascii=False)
         with self._lock:
             self._replies[key] = reply
+            if self.path is None:
+                return
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a", encoding="utf-8") as fh:
                 fh.write(line + "\n")

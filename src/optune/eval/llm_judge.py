@@ -2,7 +2,8 @@
 
 Each pair is asked in both orders with the Table 6 prompt. Requests run in a bounded thread pool,
 transient failures (connection refused, timeouts, 429, 5xx) are retried with exponential backoff
-(honouring Retry-After), permanent ones (401, 403, 404, 400) stop at once with a one-line reason.
+(honouring Retry-After), permanent ones (401, 403, 404, 400) stop at once with a one-line reason
+(optune.endpoint, the client the reward backends `remote` and `llm` share).
 Every reply is cached before the next is counted, so a failed run keeps its partial results and a
 rerun resumes. The API key is read from an environment variable at request time and is never
 stored in the config, the cache, the outputs or an error message.
@@ -10,16 +11,11 @@ stored in the config, the cache, the outputs or an error message.
 
 from __future__ import annotations
 
-import json
-import os
-import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 
+from optune.endpoint import Endpoint, chat_content, run_bounded
 from optune.errors import UserError
 from optune.eval import rating
 from optune.eval.judge_cache import JudgmentCache, cache_key
@@ -62,16 +58,6 @@ class LLMJudgeConfig:
         return asdict(self)
 
 
-class _Stopped(Exception):
-    """A request not started because another one already failed for good."""
-
-
-class _Retryable(Exception):
-    def __init__(self, message: str, wait_s: float | None = None):
-        super().__init__(message)
-        self.wait_s = wait_s
-
-
 class LLMJudge:
     """Pairwise judge: `compare(records, answers_a, answers_b)` returns one judgment dict per prompt."""
 
@@ -79,7 +65,8 @@ class LLMJudge:
         config.validate()
         self.config = config
         self.cache = cache
-        self._sleep = sleep
+        self.endpoint = Endpoint("judge", config.api_key_env, config.timeout_s, config.max_retries, config.backoff_s,
+                                 config.max_backoff_s, error=JudgeError, sleep=sleep)
         self.judge_id = "|".join(
             [rating.PROMPT_VERSION, config.model, f"t={config.temperature}", f"max={config.max_tokens}",
              f"c={config.constrained}"])
@@ -96,56 +83,9 @@ class LLMJudge:
             body["structured_outputs"] = {"regex": rating.SCORE_LINE_REGEX}
         elif self.config.constrained == "guided_regex":
             body["guided_regex"] = rating.SCORE_LINE_REGEX
-        reply = self._post_with_retries(body)
+        reply = chat_content(self.endpoint, self.config.base_url, body)
         self.cache.put(key, reply, self.judge_id)
         return reply
-
-    def _post_with_retries(self, body: dict) -> str:
-        for attempt in range(self.config.max_retries + 1):
-            try:
-                return self._post(body)
-            except _Retryable as err:
-                if attempt == self.config.max_retries:
-                    raise JudgeError(f"{err} (gave up after {attempt + 1} attempts)") from None
-                delay = min(self.config.max_backoff_s, self.config.backoff_s * 2**attempt)
-                self._sleep(max(delay, err.wait_s or 0.0))
-        raise AssertionError("unreachable")
-
-    def _post(self, body: dict) -> str:
-        url = self.config.base_url.rstrip("/") + "/chat/completions"
-        headers = {"Content-Type": "application/json"}
-        key = os.environ.get(self.config.api_key_env, "")
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=self.config.timeout_s) as response:
-                raw = response.read()
-        except urllib.error.HTTPError as err:
-            raise self._http_error(err, url) from None
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
-            reason = getattr(err, "reason", err)
-            raise _Retryable(f"cannot reach judge at {url}: {reason}") from None
-        try:
-            content = json.loads(raw)["choices"][0]["message"].get("content")
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-            raise JudgeError(f"judge at {url} sent a reply that is not a chat completion: {raw[:200]!r}") from None
-        return content or ""
-
-    def _http_error(self, err: urllib.error.HTTPError, url: str) -> Exception:
-        detail = err.read()[:200].decode("utf-8", "replace").strip()
-        if err.code in (401, 403):
-            return JudgeError(f"judge at {url} refused the API key (HTTP {err.code}); set the environment "
-                              f"variable {self.config.api_key_env} to a valid key")
-        if err.code == 429 or err.code >= 500:
-            retry_after = err.headers.get("Retry-After") if err.headers else None
-            try:
-                wait_s = float(retry_after) if retry_after else None
-            except ValueError:
-                wait_s = None
-            label = "rate limited" if err.code == 429 else "server error"
-            return _Retryable(f"judge at {url}: {label} (HTTP {err.code}) {detail}", wait_s)
-        return JudgeError(f"judge at {url} rejected the request (HTTP {err.code}): {detail}")
 
     def compare(self, records: list[dict], answers_a: list[str], answers_b: list[str],
                 progress: Callable[[int, int], None] | None = None) -> list[dict]:
@@ -159,35 +99,14 @@ class LLMJudge:
 
     def _run(self, tasks: list[tuple], progress: Callable[[int, int], None] | None) -> dict:
         """Ask all tasks in a bounded pool; after the first permanent failure no new request starts."""
-        replies: dict[tuple[int, int], str] = {}
-        stop = threading.Event()
-
-        def guarded(q: str, x: str, y: str) -> str:
-            if stop.is_set():
-                raise _Stopped()
-            try:
-                return self.ask(q, x, y)
-            except BaseException:
-                stop.set()
-                raise
-
-        with ThreadPoolExecutor(max_workers=self.config.concurrency) as pool:
-            futures = {pool.submit(guarded, q, x, y): (i, o) for i, o, q, x, y in tasks}
-            pending = set(futures)
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                for fut in done:
-                    if fut.exception() is None:
-                        replies[futures[fut]] = fut.result()
-                if progress and not stop.is_set():
-                    progress(len(replies), len(tasks))
-            errors = [f.exception() for f in futures if f.exception() and not isinstance(f.exception(), _Stopped)]
-        if errors and not isinstance(errors[0], JudgeError):
-            raise errors[0]  # a bug, not an endpoint failure: keep its traceback
-        if errors:
-            raise JudgeError(f"{errors[0]}; {len(replies)} of {len(tasks)} judge requests are done and cached in "
+        calls = [lambda q=q, x=x, y=y: self.ask(q, x, y) for _, _, q, x, y in tasks]
+        results, error = run_bounded(calls, self.config.concurrency, progress)
+        if error is not None and not isinstance(error, JudgeError):
+            raise error  # a bug, not an endpoint failure: keep its traceback
+        if error is not None:
+            raise JudgeError(f"{error}; {len(results)} of {len(tasks)} judge requests are done and cached in "
                              f"{self.cache.path}; rerun to resume") from None
-        return replies
+        return {(tasks[k][0], tasks[k][1]): reply for k, reply in results.items()}
 
     @staticmethod
     def _judgment(record: dict, reply_1: str, reply_2: str) -> dict:

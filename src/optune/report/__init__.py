@@ -1,1 +1,6 @@
-"""`optune report`: PNG charts and a Markdown summary of one or more run directories."""
+"""`optune report`: PNG charts and a Markdown summary of one or more run directories.
+
+`runs` reads run directories through the store's named paths (tolerant of runs still in progress) and
+derives the report's numbers: reward per iteration, held-out curve, gain shares of the bottom and top
+halves; `plots` draws them; `summary` writes the Markdown table.
+"""

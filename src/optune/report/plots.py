@@ -6,7 +6,6 @@ runs lack the data for it (so a report of a half-configured run still has the ot
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib
@@ -15,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from optune.report.runs import Run, chosen_rewards, gain_splits, heldout_curve
+from optune.store import atomic_write
 
 TIME_PARTS = (("time/generation_s", "generation"), ("time/rewarding_s", "rewarding"),
               ("time/training_s", "training"), ("time/eval_s", "held-out eval"))
@@ -22,11 +22,9 @@ TIME_PARTS = (("time/generation_s", "generation"), ("time/rewarding_s", "rewardi
 
 def _save(fig, path: Path) -> Path:
     """Save atomically: a reader never sees a half-written PNG."""
-    tmp = path.with_name(f".{path.name}.tmp.png")
     fig.tight_layout()
-    fig.savefig(tmp, dpi=110)
+    atomic_write(path, lambda f: fig.savefig(f, dpi=110, format="png"))
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from optune.errors import UserError
-
-_ITER_DIR = re.compile(r"^iter_(\d+)$")
-
+from optune.store import RunStore
 
 def _jsonl_rows(path: Path) -> list[dict]:
     if not path.is_file():
@@ -57,19 +54,15 @@ def load_run(path: str | Path, name: str | None = None) -> Run:
     path = Path(path)
     if not path.is_dir():
         raise UserError(f"run directory not found: {path}")
-    metrics = sorted(_jsonl_rows(path / "metrics.jsonl"), key=lambda m: m.get("iteration", 0))
+    store = RunStore(path)
+    metrics = sorted(_jsonl_rows(store.metrics_log), key=lambda m: m.get("iteration", 0))
     if not metrics:
         raise UserError(f"{path}: no finished iteration (metrics.jsonl missing or empty)")
     run = Run(name=name or path.resolve().name, path=path, metrics=metrics)
-    for sub in sorted(path.iterdir()):
-        match = _ITER_DIR.match(sub.name)
-        if not (match and sub.is_dir()):
-            continue
-        t = int(match.group(1))
-        run.responses[t] = _jsonl_rows(sub / "responses.jsonl")
-        run.heldout[t] = _jsonl_rows(sub / "heldout.jsonl")
-        if t == 0:
-            run.heldout_start = _jsonl_rows(sub / "heldout_start.jsonl")
+    for t in store.iterations():
+        run.responses[t] = _jsonl_rows(store.responses(t))
+        run.heldout[t] = _jsonl_rows(store.heldout(t))
+    run.heldout_start = _jsonl_rows(store.heldout(0, start=True))
     return run
 
 

@@ -1,7 +1,8 @@
 """Reward backends: `score(records, responses) -> list[float]`, one finite number per response.
 
 records are prompt records ({"id", "prompt", ...}); a backend may use more of the record than the text
-(the verifiable task reads its constraints). Backends are chosen by name from `BACKENDS`.
+(the verifiable task reads its constraints). Backends are chosen by name from `BACKENDS`; the served ones
+(`remote`: a reward model over HTTP, `llm`: an LLM's 1-10 rating) live in reward/remote.py and reward/llm.py.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Protocol
 
-from optune.config import RewardConfig
+from optune.config import RewardConfig, callable_label, is_callable_label, label_name
 from optune.errors import UserError
 
 
@@ -52,6 +53,8 @@ def load_function(spec: str):
             module = importlib.import_module(target)
     except ImportError as err:
         raise UserError(f"reward.function: cannot import {target}: {err}") from None
+    except Exception as err:  # the user's module failed while running its top level
+        raise UserError(f"reward.function: importing {target} raised {_describe(err)}") from err
     fn = getattr(module, name, None)
     if not callable(fn):
         raise UserError(f"reward.function: {target} has no function {name!r}")
@@ -59,14 +62,38 @@ def load_function(spec: str):
 
 
 class CallableReward:
-    """A user's Python function f(prompts: list[str], responses: list[str]) -> list[float]."""
+    """A user's Python function f(prompts: list[str], responses: list[str]) -> list[float].
+
+    reward.function names it ("module:function"), or is the function itself when given through optune.run.
+    """
 
     def __init__(self, cfg: RewardConfig):
+        if callable(cfg.function):
+            self.name, self.fn = label_name(callable_label(cfg.function)), cfg.function
+            return
+        if is_callable_label(cfg.function):
+            raise UserError(f"reward.function: this run's reward was the Python function {label_name(cfg.function)}, "
+                            "which config.yaml cannot hold; resume it from Python and pass the function again: "
+                            "optune.run(resume=RUN_DIR, reward={'function': f}) (optune.dpo for a dpo run)")
         self.name = cfg.function
         self.fn = load_function(cfg.function)
 
     def score(self, records, responses):
-        return list(self.fn([r["prompt"] for r in records], list(responses)))
+        try:
+            scores = self.fn([r["prompt"] for r in records], list(responses))
+        except Exception as err:  # a bug in the user's function: one line (the traceback with optune --debug)
+            raise UserError(f"reward function {self.name} raised {_describe(err)}") from err
+        try:
+            return list(scores)
+        except TypeError:
+            raise UserError(f"reward function {self.name} returned {type(scores).__name__}, not a list of "
+                            "numbers") from None
+
+
+def _describe(err: BaseException) -> str:
+    """`ValueError: message`, on one line (see the traceback with optune --debug)."""
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text[:300]}" if text else type(err).__name__
 
 
 class HFReward:
@@ -86,7 +113,22 @@ class HFReward:
         )
 
 
-BACKENDS = {"verifiable": VerifiableReward, "callable": CallableReward, "hf": HFReward}
+def remote_reward(cfg: RewardConfig) -> RewardBackend:
+    """A reward model served over HTTP (vLLM's /classify or /pooling, or the minimal protocol)."""
+    from optune.reward.remote import RemoteReward
+
+    return RemoteReward(cfg)
+
+
+def llm_reward(cfg: RewardConfig) -> RewardBackend:
+    """An LLM behind an OpenAI-compatible endpoint rates each response 1-10."""
+    from optune.reward.llm import LLMReward
+
+    return LLMReward(cfg)
+
+
+BACKENDS = {"verifiable": VerifiableReward, "callable": CallableReward, "hf": HFReward, "remote": remote_reward,
+            "llm": llm_reward}
 
 
 def make_reward(cfg: RewardConfig) -> RewardBackend:

@@ -39,10 +39,14 @@ class RewardTrainConfig:
     """Passes over the training pairs; fractions stop part-way through the last pass."""
     max_steps: int | None = None
     """Stop after this many optimizer steps (overrides epochs); for smoke tests."""
+    optimizer: str = "adamw"
+    """"adamw", "rmsprop" or "sgd" (the policy trainer's choices: optune.training.schedule)."""
     lr: float = 3e-5
-    """Peak AdamW learning rate (linear warmup, then linear decay to zero)."""
+    """Peak learning rate."""
+    lr_schedule: str = "linear"
+    """After warmup: "linear" decay to 0 at the last step, "cosine" or "constant"."""
     warmup_ratio: float = 0.1
-    """Fraction of the steps spent warming up the learning rate."""
+    """Fraction of the steps spent warming up the learning rate (ceil(warmup_ratio x steps) steps)."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
     max_grad_norm: float = 1.0
@@ -52,7 +56,7 @@ class RewardTrainConfig:
     eval_max_pairs: int = 500
     """Held-out pairs used at intermediate evaluation steps (the final one uses all)."""
     save_every: int = 50
-    """Write the resumable checkpoint every this many steps."""
+    """Write the training state (train_state.pt, for --resume) every this many steps."""
     stats_max_pairs: int = 1000
     """Training pairs scored after training to get the reward mean/std for normalisation."""
     seed: int = 0
@@ -66,6 +70,9 @@ def _validate(cfg: RewardTrainConfig) -> None:
             raise UserError(f"config {name}: must be positive, got {getattr(cfg, name)}")
     if cfg.epochs <= 0 or cfg.lr <= 0:
         raise UserError("config epochs and lr must be positive")
+    for name, allowed in (("optimizer", ("adamw", "rmsprop", "sgd")), ("lr_schedule", ("linear", "cosine", "constant"))):
+        if getattr(cfg, name) not in allowed:
+            raise UserError(f"config {name}: must be one of {', '.join(allowed)}; got {getattr(cfg, name)!r}")
     if not 0 <= cfg.warmup_ratio < 1:
         raise UserError(f"config warmup_ratio: must be in [0, 1), got {cfg.warmup_ratio}")
     if cfg.max_steps is not None and cfg.max_steps <= 0:

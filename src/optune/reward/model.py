@@ -63,6 +63,15 @@ def resolve_backbone(backbone: str, gguf_file: str | None = None) -> tuple[str, 
     return os.path.expanduser(backbone), gguf_file
 
 
+def checked_backbone(backbone: str, gguf_file: str | None = None) -> tuple[str, str | None]:
+    """`resolve_backbone`, where a local path that is not there is said as such (not as a bad hub id)."""
+    path, gguf = resolve_backbone(backbone, gguf_file)
+    # a hub id is NAME or OWNER/NAME; anything else that is not on disk is a missing local path
+    if not os.path.exists(path) and (backbone.startswith((".", "/", "~")) or backbone.count("/") > 1):
+        raise UserError(f"backbone {backbone}: no such path")
+    return path, gguf
+
+
 def prepare_tokenizer(tokenizer, model=None):
     """Give the tokenizer a pad token (from eos) and a chat template (plain) when it lacks them."""
     if tokenizer.pad_token is None:
@@ -91,7 +100,7 @@ def load_backbone(backbone: str, gguf_file: str | None = None):
 
     from transformers.utils import logging as hf_logging
 
-    path, gguf = resolve_backbone(backbone, gguf_file)
+    path, gguf = checked_backbone(backbone, gguf_file)
     kwargs = {"gguf_file": gguf} if gguf else {}
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the "classifier weights newly initialised" report is expected here

@@ -1,24 +1,24 @@
 """Bradley-Terry reward-model training: resumable loop, periodic held-out accuracy, final export.
 
-Layout of `output_dir` while training: `reward_config.yaml` (the config, so `--resume DIR` needs
-nothing else), `resume.pt` (model, optimizer, scheduler, RNG and step; replaced atomically every
-`save_every` steps), `train_log.jsonl` (one line per evaluation). When training ends the HF
-checkpoint (model, tokenizer with chat template) and `reward_stats.json` are written, the latter
-last, so its presence means "finished"; `resume.pt` is then removed.
+Layout of `output_dir` (created all at once, optune.store.create_dir, and locked while training):
+`reward_config.yaml` (the config, so `--resume DIR` needs nothing else), `train_state.pt` (model,
+optimizer, schedule, RNG, step and the log so far: optune.training.state, replaced atomically every
+`save_every` steps), `train_log.jsonl` (one line per evaluation, rewritten from the state's rows).
+When training ends the HF checkpoint (model, tokenizer with chat template) and `reward_stats.json` are
+written, the latter last, so its presence means "finished"; `train_state.pt` is then removed.
 
-Data order is a pure function of (seed, epoch), so a resumed run skips the batches already done
-and continues exactly as the uninterrupted run would have.
+The optimizer and learning-rate schedule are the policy trainer's (optune.training.schedule). Data order
+is a pure function of (seed, epoch), so a resumed run skips the batches already done and continues
+exactly as the uninterrupted run would have. Every file goes through optune.store's atomic writers.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
-import shutil
-import tempfile
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -27,11 +27,13 @@ from tqdm import tqdm
 
 from optune.config import to_dict
 from optune.errors import UserError
+from optune.store.lock import DirLock
 from optune.losses import bradley_terry_loss
 from optune.data.preferences import PreferencePair, read_preferences
 from optune.reward.config import RewardTrainConfig, load_reward_config
 from optune.reward.model import (
     STATS_FILE,
+    checked_backbone,
     encode,
     forward_scores,
     load_backbone,
@@ -39,10 +41,25 @@ from optune.reward.model import (
     render,
     score_sequences,
 )
+from optune.store import (
+    WriteError,
+    atomic_save_files,
+    atomic_write_text,
+    check_new_dir,
+    clean_temporaries,
+    create_dir,
+    read_json,
+    write_json,
+    write_jsonl,
+)
+from optune.training.schedule import make_optimizer
+from optune.training.state import load_train_state, save_train_state
 
 CONFIG_FILE = "reward_config.yaml"
-RESUME_FILE = "resume.pt"
+STATE_FILE = "train_state.pt"
 LOG_FILE = "train_log.jsonl"
+OLD_RESUME_FILE = "resume.pt"
+"""What versions before the shared training state saved; such a run cannot be continued."""
 
 EncodedPair = tuple[list[int], list[int]]
 
@@ -91,41 +108,29 @@ def heldout_metrics(model, tokenizer, encoded: list[EncodedPair], batch_size: in
     }
 
 
-def _save_atomic(obj, path: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".pt")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+def prepare_output(cfg: RewardTrainConfig, resume: bool) -> DirLock | None:
+    """Refuse to mix runs; a resumed directory is locked and cleaned of a killed run's temporaries.
 
-
-def _write_text_atomic(path: str, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
-def prepare_output(cfg: RewardTrainConfig, resume: bool) -> None:
-    """Refuse to mix runs: a finished model or an unfinished run in the way is an error."""
-    out = cfg.output_dir
-    if os.path.isfile(os.path.join(out, STATS_FILE)):
-        raise UserError(f"{out} already holds a trained reward model; choose another output_dir")
-    if resume:
-        if not os.path.isfile(os.path.join(out, RESUME_FILE)):
-            raise UserError(f"{out} has no {RESUME_FILE} to resume from")
-        return
-    if os.path.isfile(os.path.join(out, RESUME_FILE)):
-        raise UserError(f"{out} holds an unfinished run; resume it with --resume {out} or choose another output_dir")
-
-
-def write_config(cfg: RewardTrainConfig) -> None:
-    """The run's config in output_dir (what --resume reads); written once data and backbone are checked."""
-    os.makedirs(cfg.output_dir, exist_ok=True)
-    _write_text_atomic(os.path.join(cfg.output_dir, CONFIG_FILE), yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    A new run only checks that output_dir can be created (it is made later, once data and backbone are
+    checked); a resumed one must hold this version's reward_config.yaml.
+    """
+    out = Path(cfg.output_dir)
+    if (out / OLD_RESUME_FILE).is_file() and not (out / STATS_FILE).is_file():
+        raise UserError(f"{out} holds an unfinished run of an older optune ({OLD_RESUME_FILE}), which this version "
+                        "cannot continue; train again into a new output_dir")
+    if not resume:
+        if (out / STATS_FILE).is_file():
+            raise UserError(f"{out} already holds a trained reward model; choose another output_dir")
+        if (out / CONFIG_FILE).is_file():
+            raise UserError(f"{out} holds an unfinished run; resume it with --resume {out} or choose another "
+                            "output_dir")
+        check_new_dir(out)
+        return None
+    if not (out / CONFIG_FILE).is_file():
+        raise UserError(f"{out} has no {CONFIG_FILE}: it is not a reward training directory")
+    lock = DirLock.acquire(out, "reward training directory")
+    clean_temporaries(out)
+    return lock
 
 
 def config_for_resume(output_dir: str) -> RewardTrainConfig:
@@ -149,15 +154,6 @@ def _read_data(cfg: RewardTrainConfig, log: Callable[[str], None]):
     return train.pairs, heldout.pairs if heldout else []
 
 
-def _schedule(optimizer, warmup: int, total: int):
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / max(warmup, 1)
-        return max(0.0, (total - step) / max(total - warmup, 1))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
 def train_reward_model(
     cfg: RewardTrainConfig,
     resume: bool = False,
@@ -168,137 +164,158 @@ def train_reward_model(
 
     `on_step(step)` runs after each optimizer step (tests use it to simulate an interruption).
     """
-    prepare_output(cfg, resume)
-    train_pairs, eval_pairs = _read_data(cfg, log)
-    torch.manual_seed(cfg.seed)
-    model, tokenizer = load_backbone(cfg.backbone, cfg.gguf_file)
-    if not resume:  # bad input has failed by now, so no output directory is left half-written
-        write_config(cfg)
+    lock = prepare_output(cfg, resume)
+    try:
+        out = Path(cfg.output_dir)
+        if resume and (out / STATS_FILE).is_file():
+            (out / STATE_FILE).unlink(missing_ok=True)  # a kill after the stats, before this unlink
+            log(f"{out} is finished already ({STATS_FILE}); nothing left to do")
+            return read_json(out / STATS_FILE)
+        checked_backbone(cfg.backbone, cfg.gguf_file)  # a missing path fails before the data is read
+        train_pairs, eval_pairs = _read_data(cfg, log)
+        torch.manual_seed(cfg.seed)
+        model, tokenizer = load_backbone(cfg.backbone, cfg.gguf_file)
+        if lock is None:  # bad input has failed by now, so no output directory is left half-written
+            config = yaml.safe_dump(to_dict(cfg), sort_keys=False)
+            lock = create_dir(out, lambda tmp: atomic_write_text(tmp / CONFIG_FILE, config))
+        try:
+            return _train(cfg, model, tokenizer, train_pairs, eval_pairs, log, on_step)
+        except WriteError as err:
+            raise WriteError(f"{err}; every file written is complete: resume with optune reward train --resume "
+                             f"{out} once that is fixed") from err
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(cfg, model, tokenizer, train_pairs, eval_pairs, log, on_step) -> dict:
     enc_train = encode_pairs(tokenizer, train_pairs, cfg.max_length)
     enc_eval = encode_pairs(tokenizer, eval_pairs, cfg.max_length)
-    steps_per_epoch = math.ceil(len(enc_train) / cfg.batch_size)
-    total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = _schedule(optimizer, int(cfg.warmup_ratio * total), total)
-    state = {"step": 0, "elapsed_s": 0.0, "loss_sum": 0.0, "loss_n": 0}
-    resume_path = os.path.join(cfg.output_dir, RESUME_FILE)
-    if resume:
-        ckpt = torch.load(resume_path, weights_only=False)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        torch.set_rng_state(ckpt["torch_rng"])
-        state = ckpt["state"]
-        log(f"resumed at step {state['step']} of {total}")
+    plan = step_plan(enc_train, cfg)
+    optimizer, scheduler = make_optimizer(model, cfg, len(plan))
+    state_path = Path(cfg.output_dir) / STATE_FILE
+    step, totals, rows = load_train_state(state_path, model, optimizer, scheduler)
+    totals = totals or {"elapsed_s": 0.0, "loss_sum": 0.0, "loss_n": 0}
+    if step:
+        log(f"resumed at step {step} of {len(plan)}")
+    # the log is derived from the state's rows: an evaluation logged after the last save is redone, not doubled
+    log_path = Path(cfg.output_dir) / LOG_FILE
+    write_jsonl(log_path, rows) if rows else log_path.unlink(missing_ok=True)
     eval_sample = random.Random(cfg.seed).sample(enc_eval, min(cfg.eval_max_pairs, len(enc_eval)))
-    _run_steps(cfg, model, tokenizer, optimizer, scheduler, state, total, enc_train, eval_sample, log, on_step)
-    return _finish(cfg, model, tokenizer, enc_train, enc_eval, state, log)
+    run = _Run(cfg, model, tokenizer, optimizer, scheduler, totals, rows, state_path)
+    run.steps(plan, step, enc_train, eval_sample, on_step)
+    return _finish(run, enc_train, enc_eval, len(plan), log)
 
 
-def _run_steps(cfg, model, tokenizer, optimizer, scheduler, state, total, enc_train, eval_sample, log, on_step):
-    """The optimisation loop from state["step"] to `total`, with periodic eval and checkpoints."""
-    steps_per_epoch = math.ceil(len(enc_train) / cfg.batch_size)
-    bar = tqdm(total=total, initial=state["step"], desc="reward train", unit="step", dynamic_ncols=True)
-    model.train()
-    batches: dict[int, list[list[int]]] = {}
-    while state["step"] < total:
-        epoch, offset = divmod(state["step"], steps_per_epoch)
-        if epoch not in batches:
-            batches = {epoch: epoch_batches(enc_train, cfg.batch_size, cfg.seed, epoch)}
-        batch = batches[epoch][offset]
+def step_plan(encoded: list[EncodedPair], cfg: RewardTrainConfig) -> list[list[int]]:
+    """The batch of every optimizer step: `epoch_batches` of successive epochs, cut at max_steps or at the
+    fraction of the last epoch that `epochs` asks for."""
+    per_epoch = math.ceil(len(encoded) / cfg.batch_size)
+    total = cfg.max_steps or max(1, math.ceil(cfg.epochs * per_epoch))
+    plan: list[list[int]] = []
+    for epoch in range(math.ceil(total / per_epoch)):
+        plan.extend(epoch_batches(encoded, cfg.batch_size, cfg.seed, epoch))
+    return plan[:total]
+
+
+class _Run:
+    """One training run's objects and running sums (totals: elapsed_s, loss_sum, loss_n; rows: the log)."""
+
+    def __init__(self, cfg, model, tokenizer, optimizer, scheduler, totals: dict, rows: list[dict], state_path):
+        self.cfg, self.model, self.tokenizer = cfg, model, tokenizer
+        self.optimizer, self.scheduler = optimizer, scheduler
+        self.totals, self.rows, self.state_path = totals, rows, state_path
+        self.step = 0
+
+    def steps(self, plan, start, enc_train, eval_sample, on_step) -> None:
+        """The optimisation loop from `start` to the end of the plan, with periodic eval and saved states."""
+        cfg, totals = self.cfg, self.totals
+        total = len(plan)
+        self.model.train()
+        # closed however the loop ends, so an error line never shares a line with the bar
+        with tqdm(total=total, initial=start, desc="reward train", unit="step", dynamic_ncols=True) as bar:
+            for step in range(start + 1, total + 1):
+                self.step = step
+                self.optimise([enc_train[i] for i in plan[step - 1]])
+                bar.update(1)
+                bar.set_postfix(loss=f"{totals['loss_sum'] / totals['loss_n']:.4f}")
+                if eval_sample and step % cfg.eval_every == 0 and step < total:
+                    self.evaluate(eval_sample, bar.write)
+                    self.model.train()
+                if step % cfg.save_every == 0 and step < total:
+                    save_train_state(self.state_path, self.model, self.optimizer, self.scheduler, step, totals,
+                                     self.rows)
+                if on_step:
+                    on_step(step)
+        self.step = total
+
+    def optimise(self, pairs: list[EncodedPair]) -> None:
+        """One optimizer step on a batch of encoded pairs (mean BT loss), added to the running sums."""
         t0 = time.perf_counter()
-        seqs = [enc_train[i][0] for i in batch] + [enc_train[i][1] for i in batch]
-        scores = forward_scores(model, tokenizer, seqs)
-        loss = bradley_terry_loss(scores[: len(batch)], scores[len(batch) :]).mean()
+        scores = forward_scores(self.model, self.tokenizer, [c for c, _ in pairs] + [r for _, r in pairs])
+        loss = bradley_terry_loss(scores[: len(pairs)], scores[len(pairs):]).mean()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        state["step"] += 1
-        state["loss_sum"] += loss.item()
-        state["loss_n"] += 1
-        state["elapsed_s"] += time.perf_counter() - t0
-        bar.update(1)
-        bar.set_postfix(loss=f"{state['loss_sum'] / state['loss_n']:.4f}")
-        step = state["step"]
-        if eval_sample and (step % cfg.eval_every == 0) and step < total:
-            _log_eval(cfg, model, tokenizer, eval_sample, state, scheduler, bar.write)
-            model.train()
-        if step % cfg.save_every == 0 and step < total:
-            _save_atomic(
-                {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(), "state": dict(state)},
-                os.path.join(cfg.output_dir, RESUME_FILE),
-            )
-        if on_step:
-            on_step(step)
-    bar.close()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.totals["loss_sum"] += loss.item()
+        self.totals["loss_n"] += 1
+        self.totals["elapsed_s"] += time.perf_counter() - t0
+
+    def evaluate(self, encoded, write) -> dict:
+        """Held-out metrics now, appended to the log (train_log.jsonl is rewritten from the rows)."""
+        t0 = time.perf_counter()
+        metrics = heldout_metrics(self.model, self.tokenizer, encoded, self.cfg.batch_size)
+        totals = self.totals
+        entry = {
+            "step": self.step,
+            "train/loss": totals["loss_sum"] / max(totals["loss_n"], 1),
+            **metrics,
+            "lr": self.scheduler.get_last_lr()[0],
+            "time/train_s": round(totals["elapsed_s"], 2),
+            "time/eval_s": round(time.perf_counter() - t0, 2),
+        }
+        totals["loss_sum"], totals["loss_n"] = 0.0, 0
+        self.rows.append(entry)
+        write_jsonl(Path(self.cfg.output_dir) / LOG_FILE, self.rows)
+        write(f"step {entry['step']}: train loss {entry['train/loss']:.4f}, held-out accuracy "
+              f"{entry['eval/accuracy']:.4f} on {entry['eval/pairs']} pairs, margin {entry['eval/margin']:.3f}")
+        return entry
 
 
-def _log_eval(cfg, model, tokenizer, encoded, state, scheduler, write) -> dict:
-    t0 = time.perf_counter()
-    metrics = heldout_metrics(model, tokenizer, encoded, cfg.batch_size)
-    entry = {
-        "step": state["step"],
-        "train/loss": state["loss_sum"] / max(state["loss_n"], 1),
-        **metrics,
-        "lr": scheduler.get_last_lr()[0],
-        "time/train_s": round(state["elapsed_s"], 2),
-        "time/eval_s": round(time.perf_counter() - t0, 2),
-    }
-    state["loss_sum"], state["loss_n"] = 0.0, 0
-    with open(os.path.join(cfg.output_dir, LOG_FILE), "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(entry) + "\n")
-    write(
-        f"step {entry['step']}: train loss {entry['train/loss']:.4f}, held-out accuracy "
-        f"{entry['eval/accuracy']:.4f} on {entry['eval/pairs']} pairs, margin {entry['eval/margin']:.3f}"
-    )
-    return entry
-
-
-def _finish(cfg, model, tokenizer, enc_train, enc_eval, state, log) -> dict:
+def _finish(run: _Run, enc_train, enc_eval, steps: int, log) -> dict:
     """Final full held-out eval, reward stats on a training sample, atomic export."""
-    final = _log_eval(cfg, model, tokenizer, enc_eval, state, _NoSched(), log) if enc_eval else {}
+    cfg = run.cfg
+    final = run.evaluate(enc_eval, log) if enc_eval else {}
     sample = random.Random(cfg.seed + 1).sample(enc_train, min(cfg.stats_max_pairs, len(enc_train)))
-    chosen, rejected = pair_scores(model, tokenizer, sample, cfg.batch_size)
+    chosen, rejected = pair_scores(run.model, run.tokenizer, sample, cfg.batch_size)
     stats = mean_std(chosen + rejected)
     result = {
         "mean": stats.mean,
         "std": stats.std,
         "n_scores": len(chosen) + len(rejected),
         "train_accuracy_sample": sum(c > r for c, r in zip(chosen, rejected)) / len(chosen),
-        "steps": state["step"],
-        "train_time_s": round(state["elapsed_s"], 1),
+        "steps": steps,
+        "train_time_s": round(run.totals["elapsed_s"], 1),
         "max_length": cfg.max_length,
         "backbone": cfg.backbone,
         **{k: v for k, v in final.items() if k.startswith("eval/")},
     }
-    _export(cfg, model, tokenizer, result)
+    _export(cfg, run.model, run.tokenizer, result)
     log(f"saved reward model to {cfg.output_dir} (reward mean {stats.mean:.4f}, std {stats.std:.4f})")
     return result
 
 
-class _NoSched:
-    """Stands in for the scheduler at the final evaluation (lr is 0 there)."""
-
-    def get_last_lr(self) -> list[float]:
-        return [0.0]
-
-
 def _export(cfg: RewardTrainConfig, model, tokenizer, result: dict) -> None:
-    """Write model + tokenizer into a temp dir, move the files in, reward_stats.json last."""
-    out = cfg.output_dir
+    """Model + tokenizer moved into output_dir file by file, reward_stats.json last (its presence = finished)."""
+    out = Path(cfg.output_dir)
     model.config.optune_max_length = cfg.max_length
-    tmp = tempfile.mkdtemp(dir=out, prefix=".export-")
-    try:
+
+    def save(tmp: Path) -> None:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        for name in os.listdir(tmp):
-            os.replace(os.path.join(tmp, name), os.path.join(out, name))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    _write_text_atomic(os.path.join(out, STATS_FILE), json.dumps(result, indent=2) + "\n")
-    resume_path = os.path.join(out, RESUME_FILE)
-    if os.path.exists(resume_path):
-        os.unlink(resume_path)
+
+    atomic_save_files(out, save)
+    write_json(out / STATS_FILE, result)
+    (out / STATE_FILE).unlink(missing_ok=True)

@@ -10,10 +10,11 @@ that allows a different number of raters per item).
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
+import io
 from collections import Counter, defaultdict
 from pathlib import Path
+
+from optune.store import atomic_write
 
 OUTCOMES = ("win", "loss", "tie")
 EXPORT_FIELDS = ["comparison", "first", "second", "prompt_id", "prompt", "rater", "shown_as_a", "shown_as_b",
@@ -115,16 +116,10 @@ def export_rows(ratings: list) -> list[dict]:
 
 
 def write_csv(path: str | Path, rows: list[dict], fieldnames: list[str]) -> None:
-    """Write a CSV atomically, so a reader never sees half a file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=fieldnames)
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write a CSV atomically (the store's writer: temp file, fsync, rename), so a reader never sees half a file."""
+    buf = io.StringIO(newline="")
+    writer = csv.DictWriter(buf, fieldnames=fieldnames)
+    writer.writeheader()
+    writer.writerows(rows)
+    data = buf.getvalue().encode("utf-8")
+    atomic_write(Path(path), lambda fh: fh.write(data))

@@ -127,16 +127,29 @@ def _insert_plan(conn: sqlite3.Connection, plan: StudyPlan) -> None:
     )
 
 
-def connect(path: str | Path) -> sqlite3.Connection:
+def is_busy(err: BaseException) -> bool:
+    """True for SQLite's "database is locked" / "database table is locked" (SQLITE_BUSY, SQLITE_LOCKED):
+    another connection held the lock for longer than the busy timeout; retrying later can succeed."""
+    if not isinstance(err, sqlite3.OperationalError):
+        return False
+    code = getattr(err, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(err)
+
+
+def connect(path: str | Path, busy_timeout: float = 10.0) -> sqlite3.Connection:
     """Open an existing study file for reading and writing, refusing anything else.
 
     Autocommit mode (`isolation_level=None`) so every write is its own explicit transaction;
     synchronous=FULL so a committed rating survives even a power cut, not just a killed process.
+    `busy_timeout` (seconds): how long a statement waits for another connection's write lock
+    before failing with "database is locked" (see `is_busy`).
     """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such study file (make one with `optune study create`)")
-    conn = sqlite3.connect(path, isolation_level=None, timeout=10.0, check_same_thread=False)
+    conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     try:
         conn.execute("PRAGMA foreign_keys=ON")
@@ -144,6 +157,8 @@ def connect(path: str | Path) -> sqlite3.Connection:
         row = conn.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
     except sqlite3.DatabaseError as err:
         conn.close()
+        if is_busy(err):
+            raise
         raise UserError(f"{path}: not an optune study file ({err})") from None
     if row is None or row[0] != FORMAT:
         conn.close()
@@ -192,25 +207,23 @@ def next_item(conn: sqlite3.Connection, rater_id: int) -> dict | None:
 
 
 def record_rating(conn: sqlite3.Connection, rater_id: int, assignment_id: int, choice: str) -> bool:
-    """Store one rating in its own transaction; True if new, False if this pair was already rated.
+    """Store one rating; True if new, False if this pair was already rated (the first answer stands).
 
     Raises LookupError when the assignment is not this rater's (a token reaches only its own items).
+    The ownership check is a plain read (assignments never change), so the write is a single
+    autocommit INSERT: the write lock is held only for that statement and its commit. When another
+    connection holds the lock past the busy timeout, sqlite3.OperationalError is raised (`is_busy`)
+    and nothing is written.
     """
     if choice not in CHOICES:
         raise ValueError(f"choice must be one of {CHOICES}, got {choice!r}")
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        owner = conn.execute("SELECT rater FROM assignments WHERE id = ?", (assignment_id,)).fetchone()
-        if owner is None or owner[0] != rater_id:
-            raise LookupError(f"assignment {assignment_id} is not assigned to rater {rater_id}")
-        cur = conn.execute(
-            "INSERT INTO ratings (assignment, choice, rated_at) VALUES (?, ?, ?) ON CONFLICT (assignment) DO NOTHING",
-            (assignment_id, choice, _now()),
-        )
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+    owner = conn.execute("SELECT rater FROM assignments WHERE id = ?", (assignment_id,)).fetchone()
+    if owner is None or owner[0] != rater_id:
+        raise LookupError(f"assignment {assignment_id} is not assigned to rater {rater_id}")
+    cur = conn.execute(
+        "INSERT INTO ratings (assignment, choice, rated_at) VALUES (?, ?, ?) ON CONFLICT (assignment) DO NOTHING",
+        (assignment_id, choice, _now()),
+    )
     return cur.rowcount == 1
 
 

@@ -28,7 +28,7 @@ def reference(ctx: Context, t: int, pairs: list[Pair], model) -> tuple[list, lis
     tc = ctx.cfg.train
     with progress(ctx, f"iter {t} reference", len(todo)) as bar, lora.adapter_disabled(ref_model):
         mine = reference_logps(ref_model, ctx.dist.split(todo), ctx.tokenizer.pad_token_id,
-                               tc.batch_size * 2, tc.bf16, bar)
+                               tc.batch_size * 2, tc.bf16, bar, tc.packing)
     del ref_model
     shares = ctx.dist.gather(mine)  # each process scored a contiguous share of the pairs
     chosen, rejected = [x for c, _ in shares for x in c], [x for _, r in shares for x in r]
@@ -67,6 +67,8 @@ def train(ctx: Context, t: int, pairs: list[Pair]) -> dict:
     """pi_t -> pi_{t+1}; the checkpoint (with its metrics) is written as one atomic directory."""
     store, cfg = ctx.store, ctx.cfg
     if store.train_metrics(t).is_file():
+        if store.writer:  # a kill between the checkpoint's rename and this unlink left it behind
+            store.train_state(t).unlink(missing_ok=True)
         ctx.model = load_model(str(store.checkpoint(t)), cfg.policy.dtype, cfg.policy.device)
         return read_json(store.train_metrics(t))
     release_generator(ctx)

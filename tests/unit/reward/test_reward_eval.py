@@ -31,6 +31,7 @@ def test_empty_scores_are_an_error():
         pairwise_metrics([], [])
 
 
+@pytest.mark.slow
 def test_evaluate_saved_model_on_file(tiny_bert, pair_files, tmp_path):
     from optune.reward.config import RewardTrainConfig
     from optune.reward.training import train_reward_model

@@ -66,8 +66,11 @@ def test_checkpoint_with_two_outputs_is_rejected(tmp_path):
 
 
 def test_missing_backbone_is_one_clear_error(tmp_path):
-    with pytest.raises(UserError, match="cannot load backbone"):
+    # a missing local path is said as such, not as a malformed hub repo id
+    with pytest.raises(UserError, match="nothing-here: no such path"):
         load_backbone(str(tmp_path / "nothing-here"))
+    with pytest.raises(UserError, match="no such path"):
+        load_backbone("./models/nothing-here")
 
 
 def test_score_texts_batched_matches_single_and_normalises(tiny_bert, tmp_path):

@@ -11,7 +11,7 @@ import torch
 from optune.errors import UserError
 from optune.reward.config import RewardTrainConfig
 from optune.reward.model import load_reward_model, score_texts
-from optune.reward.training import RESUME_FILE, config_for_resume, epoch_batches, train_reward_model
+from optune.reward.training import STATE_FILE, config_for_resume, epoch_batches, train_reward_model
 
 
 def _cfg(tiny_bert, pair_files, out, **kw) -> RewardTrainConfig:
@@ -26,6 +26,7 @@ def _log(tmp):
     return [json.loads(line) for line in open(os.path.join(tmp, "train_log.jsonl"))]
 
 
+@pytest.mark.slow
 def test_training_lowers_loss_and_exports_a_loadable_model(tiny_bert, pair_files, tmp_path):
     out = tmp_path / "rm"
     result = train_reward_model(_cfg(tiny_bert, pair_files, out, epochs=4.0), log=lambda s: None)
@@ -33,7 +34,7 @@ def test_training_lowers_loss_and_exports_a_loadable_model(tiny_bert, pair_files
     assert log[0]["step"] == 5 and log[-1]["step"] == 24  # 48 pairs / 8 = 6 steps per epoch
     assert log[-1]["eval/loss"] < log[0]["eval/loss"] < 0.75
     assert log[-1]["eval/accuracy"] == 1.0 and result["eval/accuracy"] == 1.0
-    assert not (out / RESUME_FILE).exists()
+    assert not (out / STATE_FILE).exists()
     model, tok, stats = load_reward_model(str(out))
     assert stats is not None and stats.std > 0
     good, bad = score_texts(model, tok, ["please help me"] * 2, ["good great helpful answer", "bad awful useless answer"])
@@ -46,6 +47,7 @@ class _Interrupt(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_resume_after_interruption_matches_uninterrupted_run(tiny_bert, pair_files, tmp_path):
     kw = dict(max_steps=7, eval_every=100, save_every=3)
     full = tmp_path / "full"
@@ -59,8 +61,8 @@ def test_resume_after_interruption_matches_uninterrupted_run(tiny_bert, pair_fil
 
     with pytest.raises(_Interrupt):
         train_reward_model(_cfg(tiny_bert, pair_files, cut, **kw), log=lambda s: None, on_step=stop_at_5)
-    assert (cut / RESUME_FILE).exists()
-    assert torch.load(cut / RESUME_FILE, weights_only=False)["state"]["step"] == 3
+    assert (cut / STATE_FILE).exists()
+    assert torch.load(cut / STATE_FILE, weights_only=False)["step"] == 3
     with pytest.raises(UserError, match="unfinished run; resume it"):
         train_reward_model(_cfg(tiny_bert, pair_files, cut, **kw), log=lambda s: None)
     messages = []
@@ -75,7 +77,7 @@ def test_resume_after_interruption_matches_uninterrupted_run(tiny_bert, pair_fil
 
 
 def test_resume_without_checkpoint_is_an_error(tiny_bert, pair_files, tmp_path):
-    with pytest.raises(UserError, match="no resume.pt to resume from"):
+    with pytest.raises(UserError, match="no reward_config.yaml: it is not a reward training directory"):
         train_reward_model(_cfg(tiny_bert, pair_files, tmp_path / "x"), resume=True)
 
 
@@ -90,3 +92,36 @@ def test_epoch_batches_cover_every_pair_once_and_are_deterministic():
 def test_empty_train_files_is_an_error(tiny_bert, pair_files, tmp_path):
     with pytest.raises(UserError, match="train_files is empty"):
         train_reward_model(_cfg(tiny_bert, pair_files, tmp_path / "x", train_files=[]), log=lambda s: None)
+
+
+def test_unfinished_run_of_an_older_version_is_refused_with_one_line(tiny_bert, pair_files, tmp_path):
+    """Before the shared training state, an unfinished run kept resume.pt: it cannot be continued now."""
+    out = tmp_path / "old"
+    out.mkdir()
+    (out / "reward_config.yaml").write_text(f"backbone: {tiny_bert}\n")
+    torch.save({"state": {"step": 3}, "torch_rng": torch.get_rng_state()}, out / "resume.pt")
+    for resume in (True, False):
+        with pytest.raises(UserError, match="unfinished run of an older optune \\(resume.pt\\)"):
+            train_reward_model(_cfg(tiny_bert, pair_files, out), resume=resume, log=lambda s: None)
+
+
+@pytest.mark.slow
+def test_a_killed_eval_line_is_not_doubled(tiny_bert, pair_files, tmp_path):
+    """train_log.jsonl is rewritten from the saved state: an evaluation logged after the last save and
+    redone on resume appears once (here: eval at step 4, last save at step 3, stop at step 5)."""
+    kw = dict(max_steps=7, eval_every=4, save_every=3)
+    full = tmp_path / "full"
+    train_reward_model(_cfg(tiny_bert, pair_files, full, **kw), log=lambda s: None)
+    cut = tmp_path / "cut"
+
+    def stop_at_5(step):
+        if step == 5:
+            raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        train_reward_model(_cfg(tiny_bert, pair_files, cut, **kw), log=lambda s: None, on_step=stop_at_5)
+    assert [row["step"] for row in _log(cut)] == [4]
+    train_reward_model(config_for_resume(str(cut)), resume=True, log=lambda s: None)
+    strip = [[{k: v for k, v in row.items() if not k.startswith("time/")} for row in _log(d)] for d in (cut, full)]
+    assert [row["step"] for row in strip[0]] == [4, 7] and strip[0] == strip[1]
+    assert (cut / "model.safetensors").read_bytes() == (full / "model.safetensors").read_bytes()

@@ -1,4 +1,5 @@
 import json
+import socket
 import stat
 
 from optune.cli import main
@@ -77,3 +78,28 @@ def test_serve_and_results_reject_a_missing_study(tmp_path, capsys):
     assert main(["study", "serve", str(tmp_path / "none.db")]) == 2
     assert "no such study file" in capsys.readouterr().err
     assert main(["study", "results", str(tmp_path / "none.db")]) == 2
+
+
+def test_serve_options_are_checked_in_one_line(tmp_path, capsys):
+    assert _create(tmp_path) == 0
+    capsys.readouterr()
+    db = str(tmp_path / "s.db")
+    for args, message in [(["--threads", "0"], "--threads must be 1-64, got 0"),
+                          (["--busy-timeout", "0"], "--busy-timeout must be more than 0"),
+                          (["--busy-timeout", "nan"], "--busy-timeout must be more than 0"),
+                          (["--port", "70000"], "--port must be 0-65535")]:
+        assert main(["study", "serve", db, *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("optune study: error:") and message in err and "\n" not in err, err
+
+
+def test_serve_on_a_taken_port_is_one_line(tmp_path, capsys):
+    assert _create(tmp_path) == 0
+    capsys.readouterr()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["study", "serve", str(tmp_path / "s.db"), "--port", str(port)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"optune study: error: cannot listen on 127.0.0.1:{port}") and "\n" not in err, err

@@ -1,3 +1,4 @@
+import pytest
 import copy
 
 import torch
@@ -37,6 +38,7 @@ def test_step_plan_covers_every_pair_each_epoch():
     assert plan == step_plan(10, TrainConfig(batch_size=3, grad_accum=2, epochs=2), seed=1)
 
 
+@pytest.mark.slow
 def test_batch8_equals_batch1_times_accum8(tiny_policy):
     pairs = make_pairs(8)
     base = load_model(tiny_policy)

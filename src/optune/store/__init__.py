@@ -1,14 +1,22 @@
 """Atomic files, and the run directory: a killed run leaves each file complete or absent.
 
-Every file a user keeps (run directories, reward models, reports, exports) is written by `atomic_write`:
-a temp file in the same directory, fsync, rename. A kill leaves at most a hidden temp file, which
-`clean_temporaries` removes on resume. `RunStore` names every file of a run directory; only its writer
-process writes (the main one in a multi-process run, optune.distributed).
+Every file a user keeps (run directories, reward models, reports, exports) is written by `atomic_write`
+(or `atomic_save_dir`, `atomic_save_files`; all in optune.store.atomic, re-exported here): a temp file in the
+same directory, fsync, rename. A kill leaves at most a hidden temp file, which `clean_temporaries` removes
+on resume. A write the file system refuses (disk full, read-only) raises `WriteError`, one line, and
+leaves no half-written file. `RunStore` names every file of a run directory;
+only its writer process writes (the main one in a multi-process run, optune.distributed), and it holds the
+directory's lock (optune.store.lock) for the run's life.
+
+A run directory either does not exist or is resumable: `create_dir` fills it under a hidden temp name
+beside its final path and renames it into place.
 
 Layout (RUN = the run directory, t = iteration, zero-padded to 3 digits):
   RUN/.optune-run                 marker: this directory is an optune run
+  RUN/.optune-lock                held (flock) by the process running it; holds its PID; gone after a clean exit
   RUN/config.yaml                 resolved config
   RUN/versions.json               package versions
+  RUN/prompts.jsonl               the training prompts' texts ({"id", "prompt", "history"}), for `optune export`
   RUN/metrics.jsonl               one JSON object per finished iteration (rebuilt from iter_*/metrics.json)
   RUN/iter_t/selection.json       ids of the prompts regenerated at t
   RUN/iter_t/gen/batch_k.jsonl    generated responses, one file per finished generation batch
@@ -19,122 +27,112 @@ Layout (RUN = the run directory, t = iteration, zero-padded to 3 digits):
   RUN/iter_t/ref_logps.json       reference log-probs of the pairs (computed once)
   RUN/iter_t/train_state.pt       training state every train.save_steps steps (deleted once checkpoint/ exists)
   RUN/iter_t/checkpoint/*         pi_{t+1}: safetensors + tokenizer (loadable by transformers), train_metrics.json, train_log.jsonl
+                                  (and README.md, the model card `optune export` writes beside the final checkpoint)
   RUN/iter_t/heldout/batch_k.jsonl    held-out responses of pi_{t+1} and their rewards, per batch
   RUN/iter_t/heldout.jsonl            all of them
   RUN/iter_000/heldout_start/batch_k.jsonl, RUN/iter_000/heldout_start.jsonl   the same for pi_0
   RUN/iter_t/metrics.json         written last: its presence means iteration t is finished
+  RUN/bench/iter_t.json           `optune bench` results of pi_{t+1} (written on demand)
+  RUN/export/preferences.parquet, RUN/export/preferences.jsonl   `optune export` without --out (on demand)
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO
 
+from optune.store.atomic import (
+    KEEP,
+    MARKER,
+    WriteError,
+    atomic_save_dir,
+    atomic_save_files,
+    atomic_write,
+    atomic_write_text,
+    check_new_dir,
+    clean_temporaries,
+    create_dir,
+    read_json,
+    read_jsonl,
+    write_json,
+    write_jsonl,
+)
 from optune.errors import UserError
+from optune.store.lock import DirLock
 
-MARKER = ".optune-run"
-
-
-def atomic_write(path: Path, write: Callable[[IO], None], text: bool = False, mode: int | None = None) -> None:
-    """`write(f)` into a temp file in the same directory (binary, or UTF-8 text), fsync, then rename over the target.
-
-    `mode` (e.g. 0o600) is set on the temp file before anything is written, so the content is never readable
-    with looser permissions.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        if mode is not None:
-            os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") if text else os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str, mode: int | None = None) -> None:
-    atomic_write(path, lambda f: f.write(text), text=True, mode=mode)
-
-
-def write_json(path: Path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, ensure_ascii=False, indent=1) + "\n")
-
-
-def read_json(path: Path):
-    return json.loads(Path(path).read_text(encoding="utf-8"))
-
-
-def write_jsonl(path: Path, rows: Iterable[dict]) -> None:
-    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def atomic_save_dir(target: Path, save: Callable[[Path], None]) -> None:
-    """Fill a temp directory with `save(tmp)` and rename it to target; a partial directory never appears."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        save(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def clean_temporaries(root: Path) -> None:
-    """Remove leftovers of writes interrupted by a kill (hidden temp files and directories)."""
-    for path in Path(root).rglob(".*"):
-        if path.name == MARKER or not path.exists():
-            continue
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
-
+__all__ = ["KEEP", "MARKER", "RunStore", "WriteError", "atomic_save_dir", "atomic_save_files", "atomic_write",
+           "atomic_write_text", "check_new_dir", "clean_temporaries", "create_dir", "read_json", "read_jsonl",
+           "write_json", "write_jsonl"]
 
 class RunStore:
-    """Named paths and atomic writes of one run directory; `writer=False` makes every write a no-op."""
+    """Named paths and atomic writes of one run directory; `writer=False` makes every write a no-op.
 
-    def __init__(self, root: Path, writer: bool = True):
+    A writer store holds the directory's lock until `close()` (or until the process ends).
+    """
+
+    def __init__(self, root: Path, writer: bool = True, lock: DirLock | None = None):
         self.root = Path(root)
         self.writer = writer
+        self.lock = lock
 
     @classmethod
     def open_existing(cls, root: str, writer: bool = True) -> RunStore:
+        """An existing run to resume (writer: locked, leftovers of a kill removed) or to read."""
         path = Path(root)
         if not path.is_dir():
             raise UserError(f"cannot resume {root}: no such directory")
         store = cls(path, writer)
-        if not store.marker.is_file() or not store.config.is_file():
+        if not store.config.is_file() or not (store.marker.is_file() or store._half_made()):
             raise UserError(f"cannot resume {root}: not an optune run directory (no {MARKER} or config.yaml)")
         if writer:
+            store.lock = DirLock.acquire(path, "run directory")
+            if not store.marker.is_file():  # made by an older optune, killed before its marker: finish it
+                atomic_write_text(store.marker, "optune run directory\n")
             clean_temporaries(path)
         return store
 
+    def _half_made(self) -> bool:
+        """What older versions left when killed while creating a run: an optune config.yaml (and perhaps
+        versions.json), nothing else, no marker."""
+        from optune.config import load_config
+
+        names = {p.name for p in self.root.iterdir() if not p.name.startswith(".")}
+        if not names <= {"config.yaml", "versions.json"}:
+            return False
+        try:
+            load_config(str(self.config))
+        except UserError:
+            return False
+        return True
+
     @classmethod
-    def create(cls, root: Path, config_yaml: str, versions: dict) -> RunStore:
-        root = Path(root)
-        if root.exists() and any(root.iterdir()):
-            raise UserError(f"output directory {root} already exists and is not empty; use --resume {root}")
-        root.mkdir(parents=True, exist_ok=True)
-        store = cls(root)
-        atomic_write_text(store.config, config_yaml)
-        write_json(store.versions, versions)
-        atomic_write_text(store.marker, "optune run directory\n")
-        return store
+    def create(cls, root: Path, config_yaml: str, versions: dict,
+               fill: Callable[[RunStore], None] | None = None) -> RunStore:
+        """A new run directory, complete or absent (`create_dir`); `fill(store)` adds to it before it appears."""
+
+        def build(tmp: Path) -> None:
+            store = cls(tmp)
+            atomic_write_text(store.config, config_yaml)
+            write_json(store.versions, versions)
+            if fill is not None:
+                fill(store)
+            atomic_write_text(store.marker, "optune run directory\n")
+
+        lock = create_dir(Path(root), build)
+        return cls(lock.root, lock=lock)
+
+    def close(self) -> None:
+        """Release the directory's lock (a no-op for readers and once closed)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     # -- named paths (the layout above) --------------------------------------------------------------
     @property
@@ -148,6 +146,10 @@ class RunStore:
     @property
     def versions(self) -> Path:
         return self.root / "versions.json"
+
+    @property
+    def prompts(self) -> Path:
+        return self.root / "prompts.jsonl"
 
     @property
     def metrics_log(self) -> Path:
@@ -195,6 +197,16 @@ class RunStore:
     def metrics(self, t: int) -> Path:
         return self.iter_dir(t) / "metrics.json"
 
+    def bench(self, t: int) -> Path:
+        return self.root / "bench" / f"{self.iter_dir(t).name}.json"
+
+    @property
+    def export_dir(self) -> Path:
+        return self.root / "export"
+
+    def model_card(self, t: int) -> Path:
+        return self.checkpoint(t) / "README.md"
+
     @staticmethod
     def batch_path(folder: Path, k: int) -> Path:
         return folder / f"batch_{k:05d}.jsonl"
@@ -203,8 +215,20 @@ class RunStore:
     def finished(self, t: int) -> bool:
         return self.metrics(t).is_file()
 
+    def complete(self, iterations: int) -> bool:
+        """Whether iterations 0 .. iterations-1 are all finished (a resume has nothing left to do)."""
+        return all(self.finished(t) for t in range(iterations))
+
+    def iterations(self) -> list[int]:
+        """Every iteration with a directory, finished or not."""
+        return sorted(int(p.name[5:]) for p in self.root.glob("iter_[0-9][0-9][0-9]") if p.is_dir())
+
     def finished_iterations(self) -> list[int]:
-        return sorted(int(p.name[5:]) for p in self.root.glob("iter_[0-9][0-9][0-9]") if (p / "metrics.json").is_file())
+        return [t for t in self.iterations() if self.finished(t)]
+
+    def checkpoints(self) -> list[int]:
+        """Iterations whose trained checkpoint pi_{t+1} is complete."""
+        return [t for t in self.iterations() if (self.checkpoint(t) / "config.json").is_file()]
 
     # -- writes (no-ops unless this process is the writer) -------------------------------------------
     def write_json(self, path: Path, obj) -> None:

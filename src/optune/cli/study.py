@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from optune.errors import UserError
+from optune.store import atomic_write_text
 from optune.study import results, storage
 from optune.study.create import create_study
 
@@ -42,6 +41,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     s.add_argument("db", help="study file made by `optune study create`")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this machine only)")
     s.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    s.add_argument("--threads", type=int, default=8, help="worker threads (default 8; 1-64)")
+    s.add_argument("--busy-timeout", type=float, default=5.0, metavar="SECONDS",
+                   help="how long a request waits for the study file's write lock before the rater is asked "
+                        "to retry (503); default 5")
+    s.add_argument("--debug", action="store_true",
+                   help="log tracebacks of failed requests (still without tokens or request paths as sent)")
 
     r = sub.add_parser("results", help="Table 4 (win/loss/tie per comparison), agreement, CSV export")
     r.add_argument("db", help="study file")
@@ -81,36 +86,35 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _write_private(path: Path, text: str) -> None:
-    """Write links readable only by the owner, atomically."""
+    """Write links readable only by the owner, atomically (mode 600 is set before the rename)."""
     if not path.parent.is_dir():
         raise UserError(f"{path.parent}: no such folder")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+
+    atomic_write_text(path, text, mode=0o600)
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from optune.study.app import make_study_server
+    from optune.study import logs, server
 
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port must be 0-65535, got {args.port}")
+    if not 1 <= args.threads <= 64:
+        raise UserError(f"--threads must be 1-64, got {args.threads}")
+    if not 0 < args.busy_timeout <= 600:
+        raise UserError(f"--busy-timeout must be more than 0 and at most 600 seconds, got {args.busy_timeout}")
     if args.host not in LOOPBACK:
         print(f"warning: serving on {args.host}: links carry rater tokens over plain HTTP; "
               "put the page behind HTTPS if it leaves this machine", file=sys.stderr)
     try:
-        server = make_study_server(args.db, args.host, args.port)
+        httpd = server.make_server(args.db, args.host, args.port, threads=args.threads,
+                                   busy_timeout=args.busy_timeout)
     except OSError as err:
         raise UserError(f"cannot listen on {args.host}:{args.port} ({err.strerror or err})") from None
-    host = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"serving study {args.db} at http://{host}:{server.server_port}/ (Ctrl-C to stop)", flush=True)
-    try:
-        server.serve_forever()  # returns on Ctrl-C (werkzeug handles KeyboardInterrupt)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    logs.configure(sys.stderr, debug=args.debug)
+    where = server.urls(httpd)
+    also = f" (also {', '.join(where[1:])})" if len(where) > 1 else ""
+    print(f"serving study {args.db} at {where[0]}{also} with {args.threads} threads (Ctrl-C to stop)", flush=True)
+    server.run(httpd)
     print("stopped; every rating given so far is saved", file=sys.stderr)
     return 0
 

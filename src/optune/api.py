@@ -1,0 +1,239 @@
+"""The Python API: `optune.run`, `optune.dpo` and `optune.export`; the `optune run|dpo|export` commands call these.
+
+    import optune
+
+    def brevity(prompts, responses):                      # any f(prompts, responses) -> list of floats
+        return [-len(r) / 100 for r in responses]
+
+    result = optune.run("configs/tiny.yaml", iterations=3, selection={"rho": 0.25},
+                        reward={"function": brevity})     # a Python function needs no module:function string
+    result.metrics[-1]["eval/heldout_reward"]             # one dict per iteration, as in metrics.jsonl
+    result.checkpoint                                     # the final policy, loadable by transformers
+    optune.export(result.run_dir, "prefs/")               # its preference pairs in TRL's format
+
+`config` is a YAML path, a mapping shaped like the YAML, a `RunConfig`, or None for the embedded default.
+Overrides are keyword arguments: a section as a mapping (`selection={"rho": 0.25}`), one key with a double
+underscore (`selection__rho=0.25`), or a dotted key (`**{"selection.rho": 0.25}`); values are Python values,
+checked like YAML ones. Mistakes raise `optune.UserError` (one line naming the problem) before any work.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from optune.config import (RunConfig, apply_mapping, callable_label, is_callable_label, label_name, nest_dotted,
+                           load_dataclass, read_yaml, validate)
+from optune.errors import UserError
+from optune.store import RunStore, read_json
+
+ConfigSource = str | os.PathLike | Mapping | RunConfig | None
+
+
+@dataclass
+class RunResult:
+    """What `optune.run` and `optune.dpo` return."""
+
+    run_dir: Path
+    """The run directory (resume it with optune.run(resume=run_dir) or `optune run --resume`)."""
+    config: RunConfig
+    """The resolved config the run used (its config.yaml)."""
+    metrics: list[dict]
+    """One dict per iteration, as in metrics.jsonl: TRL's metric names (loss, rewards/chosen, ...),
+    objective/scores, eval/heldout_reward (and eval/heldout_reward_start at iteration 0), the time split."""
+
+    @property
+    def checkpoint(self) -> Path:
+        """The final policy (safetensors and tokenizer), loadable with transformers' from_pretrained."""
+        return RunStore(self.run_dir, writer=False).checkpoint(len(self.metrics) - 1)
+
+    @property
+    def heldout_rewards(self) -> list[float]:
+        """The held-out curve: the starting policy's mean reward, then one per iteration (empty without one)."""
+        start = [self.metrics[0]["eval/heldout_reward_start"]] if "eval/heldout_reward_start" in self.metrics[0] else []
+        return start + [m["eval/heldout_reward"] for m in self.metrics if "eval/heldout_reward" in m]
+
+
+def run(config: ConfigSource = None, *, resume: str | os.PathLike | None = None, **overrides: Any) -> RunResult:
+    """Online preference tuning (OPTune), as `optune run`: every iteration's metrics once the run is done.
+
+    `resume=RUN_DIR` finishes an interrupted run with its own config; the only override it takes is
+    reward={"function": f}, for a run whose reward was a Python function (config.yaml cannot hold one).
+    """
+    return tune("run", config, _flat(overrides), resume)
+
+
+def dpo(config: ConfigSource = None, *, resume: str | os.PathLike | None = None, **overrides: Any) -> RunResult:
+    """Offline DPO / wDPO on fixed preference pairs (data.train), as `optune dpo`; arguments as for `run`."""
+    return tune("dpo", config, _flat(overrides), resume)
+
+
+def export(run_dir: str | os.PathLike, out: str | os.PathLike | None = None):
+    """A run's trained preference pairs in TRL's format, and a model card beside its final checkpoint.
+
+    Returns an optune.data.export.ExportResult (the paths written, pairs per iteration).
+    """
+    from optune.data.export import export_run
+
+    return export_run(run_dir, out)
+
+
+def _flat(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Keyword overrides with "__" for "." in their keys (selection__rho -> selection.rho)."""
+    return {key.replace("__", "."): value for key, value in overrides.items()}
+
+
+def _leaves(overrides: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"reward": {"function": f}} -> {"reward.function": f}."""
+    out = {}
+    for key, value in overrides.items():
+        if isinstance(value, Mapping):
+            out.update(_leaves(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def build_config(config: ConfigSource = None, overrides: Mapping[str, Any] | None = None) -> RunConfig:
+    """Defaults, then `config` (YAML path, mapping or RunConfig), then `overrides` (dotted keys or sections).
+
+    A Python function as reward.function selects the callable backend unless reward.backend is set too.
+    """
+    overrides = dict(overrides or {})
+    if isinstance(config, RunConfig):  # a copy: the caller's config stays as it was
+        cfg = dataclasses.replace(config, **{f.name: copy.copy(getattr(config, f.name))
+                                             for f in dataclasses.fields(config)
+                                             if dataclasses.is_dataclass(getattr(config, f.name))})
+    elif isinstance(config, Mapping):
+        cfg = RunConfig()
+        apply_mapping(cfg, dict(config))
+    elif config is None or isinstance(config, (str, os.PathLike)):
+        cfg = RunConfig()
+        if config is not None:
+            apply_mapping(cfg, read_yaml(os.fspath(config)))
+    else:
+        raise UserError(f"config must be a YAML path, a mapping or a RunConfig; got {type(config).__name__}")
+    for key, value in overrides.items():
+        apply_mapping(cfg, nest_dotted(key, value))
+    leaves = _leaves(overrides)
+    if callable(cfg.reward.function) and "reward.backend" not in leaves:
+        cfg.reward.backend = "callable"
+    validate(cfg)
+    return cfg
+
+
+def resumed_config(store: RunStore, overrides: Mapping[str, Any]) -> RunConfig:
+    """The run's own config; a reward function given again replaces the label config.yaml recorded."""
+    cfg = load_dataclass(RunConfig, str(store.config))
+    leaves = _leaves(overrides)
+    function = leaves.pop("reward.function", None)
+    if leaves or (function is not None and not callable(function)):
+        raise UserError("resume takes the run's own config: drop the config and overrides (a run whose reward "
+                        "was a Python function takes that function again as reward.function)")
+    if function is not None:
+        if not is_callable_label(cfg.reward.function):
+            raise UserError(f"resume: this run's reward.function is {cfg.reward.function!r} (from its config.yaml), "
+                            "not a Python function; pass no reward function")
+        if callable_label(function) != cfg.reward.function:
+            print(f"optune: note: resuming with {label_name(callable_label(function))}; the run started with "
+                  f"{label_name(cfg.reward.function)}", file=sys.stderr)
+        cfg.reward.function = function
+    validate(cfg)
+    return cfg
+
+
+def tune(command: str, config: ConfigSource, overrides: Mapping[str, Any], resume=None) -> RunResult:
+    """`optune run` ("run") or `optune dpo` ("dpo"): new or resumed, from Python or the command line.
+
+    The directory locks the run took (optune.store.lock) are released when it ends, however it ends, so the
+    same Python process can resume or export the run next.
+    """
+    from optune import distributed
+    from optune.store.lock import release_all
+
+    dist = distributed.init() if command == "run" else distributed.Dist()
+    try:
+        store = None
+        if resume is not None:
+            if config is not None:
+                raise UserError("resume takes the run's own config: drop the config and overrides")
+            store = RunStore.open_existing(os.fspath(resume), writer=dist.is_main)
+            cfg = resumed_config(store, overrides)
+        else:
+            cfg = build_config(config, overrides)
+        if command == "dpo":
+            cfg = _offline_config(cfg, store)
+        if _finished(store, cfg, dist):
+            return RunResult(run_dir=store.root, config=cfg,
+                             metrics=[read_json(store.metrics(t)) for t in range(cfg.iterations)])
+        distributed.check(dist, cfg)
+        return _offline(cfg, store) if command == "dpo" else _online(cfg, store, dist)
+    finally:
+        release_all()  # one run at a time per process: every lock held now is this run's
+
+
+def _finished(store: RunStore | None, cfg: RunConfig, dist) -> bool:
+    """A resumed run with nothing left says so, without loading anything (metrics.jsonl is rebuilt: a kill
+    after the last iteration's metrics.json may have cut it short)."""
+    if store is None or not store.complete(cfg.iterations):
+        return False
+    store.rebuild_metrics_log()
+    dist.print(f"{store.root} already finished its {cfg.iterations} iteration(s); nothing left to do")
+    return True
+
+
+def _online(cfg: RunConfig, store: RunStore | None, dist) -> RunResult:
+    from optune import loop
+    from optune.context import prepare
+
+    ctx = prepare(cfg, store, dist=dist)
+    ctx.dist.print(f"optune run: {ctx.store.root} | {len(ctx.prompts)} prompts, {len(ctx.heldout)} held-out | "
+                   f"{cfg.selection.strategy} rho={cfg.selection.rho:g} {cfg.loss.type} | {cfg.iterations} iterations",
+                   flush=True)
+    return _finish(ctx, loop.run(ctx))
+
+
+def _offline_config(cfg: RunConfig, store: RunStore | None) -> RunConfig:
+    """One pass over a fixed preference set (train.epochs times), the starting policy as the reference."""
+    if store is None:
+        if cfg.init_from:
+            raise UserError("init_from is for online runs; optune dpo starts from policy.model")
+        if cfg.output_dir is None:
+            cfg = dataclasses.replace(cfg, output_dir=f"runs/{time.strftime('%Y%m%d-%H%M%S')}-offline-{cfg.loss.type}")
+    return dataclasses.replace(cfg, iterations=1)
+
+
+def _offline(cfg: RunConfig, store: RunStore | None) -> RunResult:
+    from optune import loop
+    from optune.context import preflight, prepare
+    from optune.data.preferences import read_preferences
+    from optune.pairs import offline
+
+    if cfg.data.train.startswith("verifiable:"):
+        raise UserError("optune dpo needs preference pairs in data.train (the built-in task has prompts only)")
+    preflight(cfg, store)  # before the (possibly large) preference files are read
+    data = read_preferences([s.strip() for s in cfg.data.train.split(",") if s.strip()])
+    print(f"optune dpo: {data.summary()}", flush=True)
+    ctx = prepare(cfg, store, prompts=offline.prompt_records(data, cfg.data.max_prompts, cfg.seed),
+                  source=offline.OfflineSource())
+    print(f"optune dpo: {ctx.store.root} | {len(ctx.prompts)} pairs, {len(ctx.heldout)} held-out | "
+          f"{cfg.loss.type}, {cfg.train.epochs} epochs", flush=True)
+    return _finish(ctx, loop.run(ctx))
+
+
+def _finish(ctx, results: list[dict]) -> RunResult:
+    """Close trackers and print the before/after summary (main process only)."""
+    if ctx.tracker is not None:
+        ctx.tracker.close()
+    first, last = results[0], results[-1]
+    if "eval/heldout_reward_start" in first and "eval/heldout_reward" in last:
+        ctx.dist.print(f"held-out reward: {first['eval/heldout_reward_start']:.4f} -> {last['eval/heldout_reward']:.4f}")
+    ctx.dist.print(f"done: {ctx.store.root} ({last['time/elapsed_s']:.0f}s of generation, scoring and training)")
+    return RunResult(run_dir=ctx.store.root, config=ctx.cfg, metrics=results)

@@ -1,0 +1,21 @@
+"""`optune export RUN_DIR [--out DIR]`: a run's preference pairs in TRL's format and a model card (optune.data.export)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory of optune run or optune dpo")
+    parser.add_argument("--out", metavar="DIR", help="output folder (default: RUN_DIR/export)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from optune.data.export import export_run
+
+    result = export_run(args.run_dir, args.out)
+    counts = ", ".join(f"iteration {t}: {n}" for t, n in result.pairs_per_iteration.items())
+    print(f"optune export: {result.rows} pairs ({counts}) -> {result.parquet}, {result.jsonl}")
+    print(f"optune export: prompt texts from {result.prompts_from}")
+    print(f"optune export: model card -> {result.model_card}")
+    return 0

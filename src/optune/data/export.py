@@ -1,0 +1,144 @@
+"""`optune export`: a run's preference data in TRL's preference format, and a model card for its final policy.
+
+One row per trained pair of every finished iteration, in the conversational shape that TRL's DPOTrainer
+(`trl dpo`), open-instruct and hub preference sets use, as Parquet and JSONL:
+
+  prompt                        [{"role", "content"}, ...]: the earlier turns, then the user's prompt
+  chosen, rejected              [{"role": "assistant", "content": ...}]
+  score_chosen, score_rejected  the two responses' rewards
+  iteration                     the iteration that trained on the pair
+  prompt_id                     the prompt's id in the run
+
+A prompt whose responses OPTune reused is trained on again in the next iteration, so its pair appears once per
+iteration that trained on it (the same texts with a higher `iteration`). Prompt texts come from RUN/prompts.jsonl,
+written when the run starts; for a run made before that file existed they are re-read from its config's
+data.train (the same reader and limit the run used). Every file is written through optune.store's atomic writer.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from optune.config import RunConfig, load_dataclass
+from optune.data import tables
+from optune.errors import UserError
+from optune.store import RunStore, atomic_write, atomic_write_text, read_json, read_jsonl, write_jsonl
+
+COLUMNS = ("prompt", "chosen", "rejected", "score_chosen", "score_rejected", "iteration", "prompt_id")
+PARQUET, JSONL = "preferences.parquet", "preferences.jsonl"
+
+
+@dataclass
+class ExportResult:
+    out: Path
+    """The folder written (preferences.parquet and preferences.jsonl)."""
+    parquet: Path
+    jsonl: Path
+    model_card: Path
+    """README.md in the final checkpoint's folder."""
+    pairs_per_iteration: dict[int, int] = field(default_factory=dict)
+    prompts_from: str = ""
+    """Where the prompt texts came from: RUN/prompts.jsonl, or data.train re-read for an older run."""
+
+    @property
+    def rows(self) -> int:
+        return sum(self.pairs_per_iteration.values())
+
+
+def _stored_prompts(store: RunStore) -> dict[str, list[dict]]:
+    return {r["id"]: list(r.get("history") or []) + [{"role": "user", "content": r["prompt"]}]
+            for r in read_jsonl(store.prompts)}
+
+
+def _reread_prompts(store: RunStore, cfg: RunConfig) -> dict[str, list[dict]]:
+    """The run's prompt records read again from data.train, as the run read them (older runs)."""
+    first = read_jsonl(store.responses(store.finished_iterations()[0]))
+    offline = all(r["generated_at"] == -1 for row in first for r in row["responses"])
+    if offline:
+        from optune.data.preferences import read_preferences
+        from optune.pairs.offline import prompt_records
+
+        data = read_preferences([s.strip() for s in cfg.data.train.split(",") if s.strip()])
+        records = prompt_records(data, cfg.data.max_prompts, cfg.seed)
+    else:
+        from optune.data.prompts import load_prompts
+
+        records = load_prompts(cfg.data.train, cfg.data.max_prompts, field=cfg.data.prompt_field)
+    return {r["id"]: list(r.get("history") or []) + [{"role": "user", "content": r["prompt"]}] for r in records}
+
+
+def _assistant(text: str) -> list[dict]:
+    return [{"role": "assistant", "content": text}]
+
+
+def pair_rows(store: RunStore, t: int, prompts: dict[str, list[dict]]) -> list[dict]:
+    """The rows of iteration t's trained pairs: pairs.jsonl names them, responses.jsonl holds their texts.
+
+    The chosen response is the one with the pair's chosen reward (the first of two equal ones, as
+    optune.pairs.order picks it), so labelled offline pairs whose reward disagrees with the label stay as labelled.
+    """
+    responses = {row["prompt_id"]: row["responses"] for row in read_jsonl(store.responses(t))}
+    rows = []
+    for pair in read_jsonl(store.pairs(t)):
+        if not pair["trained"]:
+            continue
+        pid = pair["prompt_id"]
+        if pid not in prompts:
+            raise UserError(f"prompt {pid!r} of iteration {t} is not in the run's prompt set")
+        both = responses.get(pid, [])
+        picks = [i for i, r in enumerate(both) if r["reward"] == pair["chosen_reward"]
+                 and r["generated_at"] == pair.get("chosen_generated_at", r["generated_at"])]
+        if len(both) != 2 or not picks:
+            raise UserError(f"{store.pairs(t)} and {store.responses(t)} disagree about prompt {pid!r}")
+        chosen, rejected = both[picks[0]], both[1 - picks[0]]
+        rows.append({"prompt": prompts[pid], "chosen": _assistant(chosen["text"]),
+                     "rejected": _assistant(rejected["text"]), "score_chosen": float(chosen["reward"]),
+                     "score_rejected": float(rejected["reward"]), "iteration": t, "prompt_id": pid})
+    return rows
+
+
+def write_parquet(path: Path, rows: list[dict]) -> None:
+    """The rows as Parquet with a fixed schema (an export with no pairs still has its columns)."""
+    import pyarrow as pa  # noqa: PLC0415 (optional dependency)
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    messages = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+    schema = pa.schema([("prompt", messages), ("chosen", messages), ("rejected", messages),
+                        ("score_chosen", pa.float64()), ("score_rejected", pa.float64()),
+                        ("iteration", pa.int64()), ("prompt_id", pa.string())])
+    table = pa.Table.from_pylist(rows, schema=schema)
+    atomic_write(path, lambda f: pq.write_table(table, f))
+
+
+def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> ExportResult:
+    """Write RUN's trained pairs to OUT (default RUN/export) and a model card beside its final checkpoint."""
+    store = RunStore(Path(run_dir), writer=False)  # only read: a run still going on keeps its temporary files
+    if not (store.marker.is_file() and store.config.is_file()):
+        raise UserError(f"{run_dir} is not an optune run directory (no {store.marker.name} or config.yaml)")
+    finished = store.finished_iterations()
+    if not finished:
+        raise UserError(f"{run_dir} has no finished iteration yet")
+    tables.require_pyarrow("optune export (Parquet)")  # the one optional package this needs, checked before anything is written
+    cfg = load_dataclass(RunConfig, str(store.config))
+    if store.prompts.is_file():
+        prompts, source = _stored_prompts(store), str(store.prompts)
+    else:
+        prompts, source = _reread_prompts(store, cfg), f"data.train ({cfg.data.train}), re-read"
+    per_iteration = {t: pair_rows(store, t, prompts) for t in finished}
+    rows = [row for t in finished for row in per_iteration[t]]
+    out = Path(out) if out is not None else store.export_dir
+    write_parquet(out / PARQUET, rows)
+    write_jsonl(out / JSONL, rows)
+    from optune.report.card import model_card
+
+    metrics = [read_json(store.metrics(t)) for t in finished]
+    versions = read_json(store.versions) if store.versions.is_file() else {}
+    result = ExportResult(out=out, parquet=out / PARQUET, jsonl=out / JSONL,
+                          model_card=store.model_card(finished[-1]),
+                          pairs_per_iteration={t: len(r) for t, r in per_iteration.items()}, prompts_from=source)
+    text = model_card(cfg, store.config.read_text(encoding="utf-8"), metrics, versions, n_prompts=len(prompts),
+                      export_dir=out)
+    atomic_write_text(result.model_card, text)
+    return result

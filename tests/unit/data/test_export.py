@@ -1,0 +1,150 @@
+"""`optune export` on run directories written here through the run's own writers (store, build_pairs, state_rows).
+
+The end-to-end version (a real tiny run, exported, then trained on by `optune dpo`) is in tests/e2e/test_api.py.
+"""
+
+import json
+
+import pytest
+import yaml
+
+from optune.config import RunConfig, load_dataclass, to_dict
+from optune.data.export import export_run
+from optune.data.preferences import read_preferences
+from optune.errors import UserError
+from optune.losses import make_loss
+from optune.pairs import Response, build_pairs, state_rows
+from optune.store import RunStore, write_jsonl
+
+PROMPTS = [{"id": "p0", "prompt": "Name a colour.", "history": []},
+           {"id": "p1", "prompt": "And now?", "history": [{"role": "user", "content": "Hi"},
+                                                          {"role": "assistant", "content": "Hello"}]}]
+
+
+def response(text, reward, t):
+    return Response(text=text, ids=[1, 2], eos=True, reward=reward, generated_at=t)
+
+
+def metrics(t, n_pairs):
+    return {"iteration": t, "pairs/trained": n_pairs, "selection/n_regenerated": 2 if t == 0 else 1,
+            "objective/scores": 0.5 + t, "eval/heldout_reward": 0.25 + t, "time/generation_s": 3.0,
+            "time/rewarding_s": 1.0, "time/training_s": 4.0, "time/bookkeeping_s": 0.0, "time/eval_s": 2.0,
+            "time/elapsed_s": 8.0 * (t + 1), **({"eval/heldout_reward_start": 0.125} if t == 0 else {})}
+
+
+def make_run(root, states, labelled=False, store_prompts=True, **cfg_keys):
+    """A run directory whose iteration t has the responses states[t] (prompt id -> two Responses)."""
+    cfg = load_dataclass(RunConfig, None, [f"{k.replace('__', '.')}={v}" for k, v in cfg_keys.items()])
+    store = RunStore.create(root, yaml.safe_dump(to_dict(cfg), sort_keys=False), {"optune": "test"})
+    if store_prompts:
+        write_jsonl(store.prompts, PROMPTS)
+    records = [{**p, "ids": [1]} for p in PROMPTS]
+    for t, state in enumerate(states):
+        pairs, rows, _ = build_pairs(records, state, make_loss("wdpo", 0.1, 10.0).weights, labelled=labelled)
+        store.write_jsonl(store.responses(t), state_rows(records, state))
+        store.write_jsonl(store.pairs(t), rows)
+        store.write_metrics(t, metrics(t, len(pairs)))
+    store.close()  # as a finished run leaves it: unlocked
+    return store
+
+
+def online_states():
+    first = {"p0": [response("worse", 0.2, 0), response("better", 0.8, 0)],
+             "p1": [response("tie a", 0.5, 0), response("tie b", 0.5, 0)]}  # a tie: dropped, not exported
+    second = {"p0": first["p0"], "p1": [response("good", 0.9, 1), response("poor", 0.1, 1)]}
+    return [first, second]
+
+
+def assistant(text):
+    return [{"role": "assistant", "content": text}]
+
+
+def test_rows_in_trl_format_every_iteration(tmp_path):
+    store = make_run(tmp_path / "run", online_states())
+    result = export_run(store.root, tmp_path / "out")
+    assert result.pairs_per_iteration == {0: 1, 1: 2} and result.rows == 3
+    assert result.prompts_from == str(store.prompts)
+    rows = [json.loads(line) for line in result.jsonl.read_text().splitlines()]
+    user = [{"role": "user", "content": "Name a colour."}]
+    assert rows[0] == {"prompt": user, "chosen": assistant("better"), "rejected": assistant("worse"),
+                       "score_chosen": 0.8, "score_rejected": 0.2, "iteration": 0, "prompt_id": "p0"}
+    assert rows[1] == {**rows[0], "iteration": 1}  # reused responses: trained on again at iteration 1
+    assert rows[2]["prompt"] == PROMPTS[1]["history"] + [{"role": "user", "content": "And now?"}]
+    assert (rows[2]["chosen"], rows[2]["rejected"], rows[2]["iteration"]) == (assistant("good"), assistant("poor"), 1)
+
+
+def test_labelled_pairs_keep_their_label(tmp_path):
+    """Offline data: the first answer is the chosen one even where its reward is lower."""
+    state = {"p0": [response("labelled good", 0.1, -1), response("labelled bad", 0.5, -1)],
+             "p1": [response("same reward 1", 0.3, -1), response("same reward 2", 0.3, -1)]}
+    store = make_run(tmp_path / "run", [state], labelled=True)
+    rows = [json.loads(line) for line in export_run(store.root, tmp_path / "out").jsonl.read_text().splitlines()]
+    assert [(r["chosen"][0]["content"], r["score_chosen"], r["score_rejected"]) for r in rows] == [
+        ("labelled good", 0.1, 0.5), ("same reward 1", 0.3, 0.3)]
+
+
+def test_round_trip_through_datasets_and_optune_dpo_reader(tmp_path):
+    import datasets
+
+    store = make_run(tmp_path / "run", online_states())
+    result = export_run(store.root, tmp_path / "out")
+    from_parquet = datasets.load_dataset("parquet", data_files=str(result.parquet), split="train")
+    from_json = datasets.load_dataset("json", data_files=str(result.jsonl), split="train")
+    expected = [json.loads(line) for line in result.jsonl.read_text().splitlines()]
+    as_folder = datasets.load_dataset(str(result.out), split="train")  # the folder, as a hub name is loaded
+    assert list(from_parquet) == expected and list(from_json) == expected and list(as_folder) == expected
+    assert from_parquet.column_names == ["prompt", "chosen", "rejected", "score_chosen", "score_rejected",
+                                         "iteration", "prompt_id"]
+    for source in (str(result.parquet), str(result.jsonl), str(result.out)):
+        pairs = read_preferences(source).pairs
+        assert [(p["prompt"], p["history"], p["chosen"], p["rejected"], p["chosen_reward"], p["rejected_reward"])
+                for p in pairs] == [("Name a colour.", [], "better", "worse", 0.8, 0.2)] * 2 + [
+                   ("And now?", PROMPTS[1]["history"], "good", "poor", 0.9, 0.1)]
+
+
+def test_older_run_rereads_data_train(tmp_path):
+    data = tmp_path / "prompts.jsonl"
+    write_jsonl(data, PROMPTS)
+    store = make_run(tmp_path / "run", online_states(), store_prompts=False, data__train=str(data))
+    result = export_run(store.root, tmp_path / "out")
+    assert result.rows == 3 and result.prompts_from.startswith(f"data.train ({data})")
+    data.write_text(json.dumps({"id": "other", "prompt": "x"}) + "\n")  # the set changed since the run
+    with pytest.raises(UserError, match="prompt 'p0' of iteration 0 is not in the run's prompt set"):
+        export_run(store.root, tmp_path / "out2")
+
+
+def test_model_card_beside_the_final_checkpoint(tmp_path):
+    store = make_run(tmp_path / "run", online_states(), policy__model="HuggingFaceTB/SmolLM2-135M-Instruct",
+                     data__train="hf:trl-lib/ultrafeedback-prompt")
+    result = export_run(store.root, tmp_path / "out")
+    assert result.model_card == store.checkpoint(1) / "README.md"
+    text = result.model_card.read_text()
+    front = yaml.safe_load(text.split("---\n")[1])
+    assert front["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert front["datasets"] == ["trl-lib/ultrafeedback-prompt"] and "online-dpo" in front["tags"]
+    assert "| start (pi_0) | 0.1250 |" in text and "| after iteration 1 (pi_2) | 1.2500 | 1.5000 | 2 | 1 |" in text
+    assert "| all | 6.0 s (38%) | 2.0 s (12%) | 8.0 s (50%) | 0.0 s (0%) | 16.0 | |" in text
+    assert "```yaml\n" + store.config.read_text() in text  # the whole config
+
+
+def test_nothing_to_export(tmp_path):
+    with pytest.raises(UserError, match=r"is not an optune run directory"):
+        export_run(tmp_path)
+    store = make_run(tmp_path / "run", [])
+    with pytest.raises(UserError, match="has no finished iteration yet"):
+        export_run(store.root)
+    assert not (store.root / "export").exists()
+
+
+def test_cli(tmp_path, capsys):
+    from optune.cli import main
+
+    store = make_run(tmp_path / "run", online_states())
+    assert main(["export", str(store.root)]) == 0
+    out = capsys.readouterr().out
+    assert "3 pairs (iteration 0: 1, iteration 1: 2)" in out and str(store.root / "export" / "preferences.parquet") in out
+    assert (store.checkpoint(1) / "README.md").is_file()
+    assert main(["export", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"optune export: error: {tmp_path / 'nope'} is not an optune run directory (no .optune-run or " \
+                  "config.yaml)"
