@@ -1,7 +1,8 @@
 """Training speed per pair: the plain path (two padded sequences per pair) against the packed path (the
 prompt once per pair, `train.packing`), at the embedded default's shapes, in one run.
 
-    OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/train_speed.py [--repeats 3] [--bf16] [--rss] [--out FILE]
+    OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/train_speed.py [--repeats 3] [--variants plain,packed]
+        [--rss] [--out FILE]
 
 Policy: the embedded SmolLM2-135M-Instruct (converted once into the optune cache). Pairs: the first 96
 prompts of verifiable:train through the chat template; chosen and rejected responses of random token ids,
@@ -9,11 +10,12 @@ lengths drawn uniformly in [20, 64] with a fixed seed. One timed unit is one opt
 `train_iteration` runs it (the default TrainConfig: 8 pairs x 2 micro-batches, RMSprop, clipping): forward,
 backward and optimizer on 16 pairs (wall and this process's CPU seconds), then the reference pass (no
 gradient, batch 16) on the same pairs.
-Every repeat times every variant on the same 16 pairs, in a rotated order, so that load from other
-processes falls on all of them alike; the table gives medians, min and max over repeats, and each
-variant's ratio to the plain fp32 path (the median of the per-repeat ratios).
---bf16 adds bf16-autocast variants. --rss also runs one step of each variant in a fresh process and
-reports the step's peak resident memory (VmHWM reset after loading).
+Every repeat times every variant on the same 16 pairs, in a rotated order (with two variants: AB BA AB
+...), so that load from other processes falls on all of them alike; the table gives medians, min and max
+over repeats, and each variant's ratio to the plain fp32 path (the median of the per-repeat ratios).
+Compare few variants per run: the fewer, the closer in time each variant's step is to the plain one's.
+"+bf16" variants run under bf16 autocast (float32 weights). --rss also runs one step of each variant in a
+fresh process and reports the step's peak resident memory (VmHWM reset after loading).
 """
 
 from __future__ import annotations
@@ -139,7 +141,8 @@ def table(results: dict, names: list[str]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--bf16", action="store_true", help="also time bf16 autocast")
+    parser.add_argument("--variants", default="plain,packed",
+                        help=f"comma-separated, plain first (the ratios' base); of {', '.join(VARIANTS)}")
     parser.add_argument("--rss", action="store_true", help="peak memory of one step per variant (fresh processes)")
     parser.add_argument("--out", type=Path, help="write the raw figures as JSON")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -149,7 +152,9 @@ def main() -> None:
         return
     import torch
 
-    names = list(VARIANTS) if args.bf16 else ["plain", "packed"]
+    names = args.variants.split(",")
+    if names[0] != "plain" or not set(names) <= set(VARIANTS):
+        parser.error(f"--variants: plain first, then any of {', '.join(VARIANTS)}")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads "
           f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}), load average {os.getloadavg()[0]:.1f} at start")
     results, toks = timings(names, args.repeats)
