@@ -1,7 +1,7 @@
 """Where the time of one generation call and one training step of the embedded default run goes.
 
-    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/profile_step.py [--impl generate decode] [--prompts 32]
-        [--tokens 64] [--out benchmarks/out/profile_step.json]
+    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/profile_step.py [--impl generate decode] [--train plain packed]
+        [--prompts 32] [--tokens 64] [--out benchmarks/out/profile_step.json]
 
 Shapes of the default run: SmolLM2-135M-Instruct (float32), generation.batch_size 64 (32 prompts x 2
 samples), 64 new tokens (forced, so every call makes the same tokens), top_p 0.9, temperature 1; one
@@ -151,8 +151,9 @@ def sampling_costs(model, prompts, tokenizer) -> dict:
             "nucleus_tokens_median": float(nucleus.median()), "nucleus_tokens_max": float(nucleus.max())}
 
 
-def profile_training(model, pairs, pad_id: int) -> dict:
-    """One optimizer step of 2 micro-batches of 8 pairs (the second of two steps: optimizer state exists)."""
+def profile_training(model, pairs, pad_id: int, packing: bool) -> dict:
+    """One optimizer step of 2 micro-batches of 8 pairs (the second of two steps: optimizer state exists);
+    packing: train.packing (each pair's prompt computed once, training.packing)."""
     from optune.config import TrainConfig
     from optune.losses import make_loss
     from optune.training.logps import pair_logps
@@ -173,7 +174,7 @@ def profile_training(model, pairs, pad_id: int) -> dict:
         for i in range(0, len(step), cfg.batch_size):
             mb = step[i:i + cfg.batch_size]
             t0 = CLOCK()
-            pol_c, pol_r = pair_logps(model, mb, pad_id, bf16=False)
+            pol_c, pol_r = pair_logps(model, mb, pad_id, False, packing)
             t1 = CLOCK()
             ref_c, ref_r, rewards = pol_c.detach() - 0.1, pol_r.detach(), torch.ones(len(mb))
             out = loss(pol_c, pol_r, ref_c, ref_r, rewards, 0 * rewards)
@@ -191,7 +192,18 @@ def profile_training(model, pairs, pad_id: int) -> dict:
         times["optimizer step + zero_grad"] = CLOCK() - t4
     timers.remove()
     split = {f"forward/{part}": round(s, 3) for (_, part), s in sorted(timers.total.items())}
-    return {"pairs": len(step), "seconds": {k: round(v, 3) for k, v in times.items()}, "forward_split_s": split}
+    return {"pairs": len(step), "packing": packing, "seconds": {k: round(v, 3) for k, v in times.items()}, "forward_split_s": split}
+
+
+def training_rows(train: dict, fwd: float, ceil: float) -> list:
+    """Table rows of one profiled training step (fwd: model FLOPs of its forward pass)."""
+    t = train["seconds"]
+    total = sum(t.values())
+    table = [(k, v, v / total, fwd if k.startswith("forward") else 2 * fwd if k.startswith("loss") else None, ceil)
+             for k, v in t.items()]
+    table += [(f"  {k}", v, v / total, None, None) for k, v in train["forward_split_s"].items()]
+    table.append(("whole step", total, 1.0, 3 * fwd, ceil))
+    return table
 
 
 def report_generation(model, g: dict, lengths: list[int], rows: int, tokens: int, ceil: dict) -> list:
@@ -228,6 +240,8 @@ def print_table(title: str, rows: list) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--impl", nargs="+", default=["generate", "decode"], choices=["generate", "decode"])
+    parser.add_argument("--train", nargs="+", default=["plain", "packed"], choices=["plain", "packed"],
+                        help="training paths to profile (train.packing false / true)")
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--out", default="benchmarks/out/profile_step.json")
@@ -262,18 +276,15 @@ def main() -> None:
     result["sampling"] = sampling_costs(model, prompts, tokenizer)
     print("\nsampling one step:", json.dumps(result["sampling"]), flush=True)
     pairs = [Pair.of(p, a.ids, b.ids) for p, (a, b) in zip(prompts, out)]
-    result["training"] = train = profile_training(model, pairs, tokenizer.pad_token_id)
     seqs = [len(p.prompt_ids) + len(r.ids) for p in pairs[:16] for r in (p.chosen, p.rejected)]
     fwd = model_flops(model, sum(seqs), sum(seqs) / len(seqs) / 2, sum(len(p.chosen.ids) + len(p.rejected.ids)
                                                                            for p in pairs[:16]))
-    t = train["seconds"]
-    total = sum(t.values())
-    ceil = result["ceiling_gflops"]["train/float32"]
-    table = [(k, v, v / total, fwd if k.startswith("forward") else 2 * fwd if k.startswith("loss") else None, ceil)
-             for k, v in t.items()]
-    table += [(f"  {k}", v, v / total, None, None) for k, v in train["forward_split_s"].items()]
-    table.append(("whole step", total, 1.0, 3 * fwd, ceil))
-    print_table(f"training step: {train['pairs']} pairs (backward counted as 2x the forward FLOPs)", table)
+    result["training"] = []
+    for path in args.train:
+        train = profile_training(model, pairs, tokenizer.pad_token_id, path == "packed")
+        result["training"].append(train)
+        print_table(f"training step, {path}: {train['pairs']} pairs (model FLOPs of the unpacked sequences; "
+                    "backward counted as 2x the forward)", training_rows(train, fwd, result["ceiling_gflops"]["train/float32"]))
     result["ceiling_fp32_decode_end"] = round(ceiling(model, rows, torch.float32), 1)
     result["load_1min_end"] = os.getloadavg()[0]
     print(f"\nfp32 decode-shape ceiling at the start {result['ceiling_gflops']['decode/float32']} GFLOP/s, "
