@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from optune.config import describe, parse_override
+from optune.config import RunConfig, describe, parse_override
 from optune.errors import UserError
 
 
@@ -29,7 +29,7 @@ def overrides(texts: list[str]) -> dict:
 
 def main(args: argparse.Namespace, command: str = "run") -> int:
     if args.help_config:
-        print("\n".join(describe()))
+        print("\n".join(describe(RunConfig)))
         return 0
     from optune import api
 

@@ -1,0 +1,209 @@
+"""Config dataclasses from YAML files and `key.sub=value` overrides, and back to plain data.
+
+Works for any config dataclass whose fields carry docstrings (the string literal under each field):
+optune.config's RunConfig and optune.reward.config's RewardTrainConfig. Unknown keys are one error that lists
+the valid ones; values are checked and coerced to the field's type; range checks are the caller's.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import typing
+from collections.abc import Callable, Iterable
+from functools import cache
+from pathlib import Path
+
+import yaml
+
+from optune.errors import UserError
+
+T = typing.TypeVar("T")
+
+
+@cache
+def field_docs(cls: type) -> dict[str, str]:
+    """Attribute docstrings of a dataclass: {field name: text}."""
+    tree = ast.parse(inspect.getsource(cls))
+    body = tree.body[0].body
+    docs = {}
+    for node, nxt in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+            docs[node.target.id] = " ".join(str(nxt.value.value).split())
+    return docs
+
+
+def _coerce(value, tp, key: str):
+    """Check/convert a YAML value to the field's type; one clear error otherwise."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None and type(None) in args:
+            return None
+        if callable(value) and any(typing.get_origin(a) is Callable for a in args):
+            return value  # a Python function given through optune.run, never from YAML
+        return _coerce(value, next(a for a in args if a is not type(None)), key)
+    if origin is list:
+        if value is None or value == "":
+            value = []
+        elif isinstance(value, str):  # one item may be given without brackets
+            value = [value]
+        elif not isinstance(value, list):
+            _fail(value, f"a list of {args[0].__name__}", key)
+        return [_coerce(v, args[0], key) for v in value]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        try:  # YAML 1.1 reads "1e-5" (no dot) as a string
+            return float(value) if isinstance(value, str) else _fail(value, tp, key)
+        except ValueError:
+            pass
+    elif tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    _fail(value, tp, key)
+
+
+def _fail(value, tp, key: str):
+    expected = tp if isinstance(tp, str) else getattr(tp, "__name__", tp)
+    raise UserError(f"config key {key}: expected {expected}, got {value!r}")
+
+
+def apply_mapping(obj, data: dict, prefix: str = "") -> None:
+    """Set the keys of a (nested) mapping on a config dataclass, checked and coerced as YAML values are."""
+    _apply(obj, data, prefix)
+
+
+def _apply(obj, data: dict, prefix: str = "") -> None:
+    if not isinstance(data, dict):
+        raise UserError(f"config section {prefix.rstrip('.') or 'root'} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(type(obj))
+    for key, value in data.items():
+        full = prefix + str(key)
+        if key not in hints:
+            valid = ", ".join(prefix + f.name for f in dataclasses.fields(obj))
+            raise UserError(f"unknown config key {full!r}; valid keys here: {valid}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            _apply(current, value, full + ".")
+        else:
+            setattr(obj, key, _coerce(value, hints[key], full))
+
+
+def nest_dotted(dotted: str, value) -> dict:
+    """"a.b.c", v -> {"a": {"b": {"c": v}}}."""
+    out: dict = {}
+    node = out
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return out
+
+
+def parse_override(text: str) -> dict:
+    """"loss.beta1=0.2" -> {"loss": {"beta1": 0.2}}; the value is parsed as YAML."""
+    if "=" not in text:
+        raise UserError(f"override {text!r}: expected key=value (key.sub=value for a nested key)")
+    key, raw = text.split("=", 1)
+    if not key.strip():
+        raise UserError(f"override {text!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return nest_dotted(key.strip(), value)
+
+
+def read_yaml(path: str) -> dict:
+    """The mapping in a YAML config file; a missing, unreadable or non-mapping file is one clear error."""
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except yaml.MarkedYAMLError as err:
+        raise UserError(f"config file {path}: {_yaml_problem(err)}") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise UserError(f"cannot read config file {path}: {str(err).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"config file {path}: expected a mapping of config keys, got {type(data).__name__}")
+    return data
+
+
+def _yaml_problem(err: yaml.MarkedYAMLError) -> str:
+    """"line 3, column 7: mapping values are not allowed here" (1-based, where the parser stopped)."""
+    mark = err.problem_mark or err.context_mark
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    what = ": ".join(p for p in (err.context, err.problem) if p) or "malformed YAML"
+    return f"{where}{what}"
+
+
+def load_dataclass(cls: type[T], path: str | None = None, overrides: Iterable[str] = ()) -> T:
+    """Defaults of the config dataclass `cls`, then the YAML file, then the `key.sub=value` overrides.
+
+    Unknown keys (listing the valid ones) and mistyped values are errors; range checks are the caller's.
+    """
+    obj = cls()
+    if path is not None:
+        _apply(obj, read_yaml(path))
+    for text in overrides:
+        _apply(obj, parse_override(text))
+    return obj
+
+
+CALLABLE_PREFIX = "<python callable "
+
+
+def callable_label(fn) -> str:
+    """What config.yaml records for a Python function it cannot hold: "<python callable module.qualname>"."""
+    name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+    return f"{CALLABLE_PREFIX}{getattr(fn, '__module__', None) or '?'}.{name}>"
+
+
+def is_callable_label(value) -> bool:
+    return isinstance(value, str) and value.startswith(CALLABLE_PREFIX) and value.endswith(">")
+
+
+def label_name(label: str) -> str:
+    """"<python callable mod.f>" -> "mod.f"."""
+    return label[len(CALLABLE_PREFIX):-1]
+
+
+def to_dict(cfg) -> dict:
+    """A config dataclass as plain data (what its YAML file holds); Python functions become their labels.
+
+    Not dataclasses.asdict: that deep-copies every value, and a callable object may hold a whole model.
+    """
+    if callable(cfg):
+        return callable_label(cfg)
+    if dataclasses.is_dataclass(cfg):
+        return {f.name: to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    if isinstance(cfg, dict):
+        return {k: to_dict(v) for k, v in cfg.items()}
+    if isinstance(cfg, (list, tuple)):
+        return [to_dict(v) for v in cfg]
+    return cfg
+
+
+def describe(root: type) -> list[str]:
+    """Every key of the config dataclass `root` with its default and docstring, for `--help-config`."""
+    lines = []
+
+    def walk(obj, prefix):
+        docs = field_docs(type(obj))
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value):
+                walk(value, prefix + f.name + ".")
+            else:
+                lines.append(f"{prefix}{f.name} = {value!r}\n    {docs.get(f.name, '')}")
+
+    walk(root(), "")
+    return lines
