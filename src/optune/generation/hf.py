@@ -8,6 +8,8 @@ existed, seed for seed).
 
 from __future__ import annotations
 
+import sys
+
 import torch
 
 from optune.config import GenerationConfig
@@ -15,7 +17,7 @@ from optune.errors import UserError
 from optune.generation.base import Sample, left_pad
 
 # Logits processors `model.generate` would add from a checkpoint's own generation_config, with their
-# neutral values; the decode loop applies none of them, so it refuses a checkpoint that sets one.
+# neutral values; the decode loop applies none of them, so a checkpoint that sets one goes to model.generate.
 _PROCESSOR_FIELDS = {
     "repetition_penalty": 1.0, "encoder_repetition_penalty": 1.0, "no_repeat_ngram_size": 0,
     "encoder_no_repeat_ngram_size": 0, "typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0, "min_p": 0.0,
@@ -55,6 +57,7 @@ class TransformersGenerator:
     def __init__(self, cfg: GenerationConfig, tokenizer):
         self.cfg = cfg
         self.tokenizer = tokenizer
+        self._warned = False
 
     def generate(self, model, prompt_ids: list[list[int]], n: int, greedy: bool = False,
                  seed: int = 0, path: str | None = None) -> list[list[Sample]]:
@@ -62,7 +65,7 @@ class TransformersGenerator:
         was_training = model.training
         model.eval()
         try:
-            if self.cfg.impl == "generate":
+            if self.cfg.impl == "generate" or self._falls_back(model):
                 rows = [(ids, None) for ids in self._model_generate(model, prompt_ids, n, greedy, seed, stop)]
             else:
                 rows = self._decode(model, prompt_ids, n, greedy, seed, stop)
@@ -75,11 +78,24 @@ class TransformersGenerator:
             samples.append(Sample(text=text, ids=ids, eos=ended, logp=logp))
         return [samples[i * n:(i + 1) * n] for i in range(len(prompt_ids))]
 
-    def _decode(self, model, prompt_ids, n, greedy, seed, stop) -> list[tuple[list[int], float]]:
+    def _falls_back(self, model) -> bool:
+        """Whether impl "decode" hands this model to model.generate: its checkpoint's generation_config turns on
+        logits processors the decode loop lacks (e.g. Qwen2.5-Instruct's repetition_penalty), which
+        model.generate applies. Said once per generator; refused when the log-probs must serve as references."""
         unsupported = checkpoint_processors(model.generation_config)
-        if unsupported:
+        if not unsupported:
+            return False
+        if self.cfg.sampler_logprobs:
             raise UserError(f"the checkpoint's generation_config sets {', '.join(unsupported)}, which "
-                            "generation.impl=decode does not apply; use generation.impl=generate")
+                            "generation.impl=decode does not apply, and generation.sampler_logprobs needs "
+                            "decode's log-probs; set generation.sampler_logprobs=false")
+        if not self._warned:
+            self._warned = True
+            print(f"note: the checkpoint's generation_config sets {', '.join(unsupported)}; generating with "
+                  "model.generate, which applies it (generation.impl=generate)", file=sys.stderr)
+        return True
+
+    def _decode(self, model, prompt_ids, n, greedy, seed, stop) -> list[tuple[list[int], float]]:
         from optune.generation.decode import DecodeSettings, decode  # imports transformers
 
         cfg = self.cfg

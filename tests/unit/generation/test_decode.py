@@ -113,11 +113,19 @@ def test_logp_equals_a_float32_forward_pass(peaked):
         assert abs(a.logp - c) < 1e-4 and abs(b.logp - r) < 1e-4, (a.logp, c, b.logp, r)
 
 
-def test_checkpoint_processors_are_refused(peaked):
+def test_checkpoint_processors_send_decode_to_model_generate(peaked, capsys):
     tok, model, prompts = peaked
     model.generation_config.repetition_penalty = 1.3
     try:
-        with pytest.raises(UserError, match="repetition_penalty=1.3.*generation.impl=generate"):
-            TransformersGenerator(GenerationConfig(max_new_tokens=4, impl="decode"), tok).generate(model, prompts, n=2, seed=0)
+        gen = TransformersGenerator(GenerationConfig(max_new_tokens=4, impl="decode"), tok)
+        out = [gen.generate(model, prompts, n=2, seed=0) for _ in range(2)]
+        plain = TransformersGenerator(GenerationConfig(max_new_tokens=4, impl="generate"), tok)
+        expected = plain.generate(model, prompts, n=2, seed=0)
+        assert [[s.ids for s in p] for p in out[1]] == [[s.ids for s in p] for p in expected]
+        assert all(s.logp is None for p in out[0] for s in p)
+        assert capsys.readouterr().err.count("repetition_penalty=1.3; generating with model.generate") == 1
+        with pytest.raises(UserError, match="repetition_penalty=1.3.*sampler_logprobs=false"):
+            TransformersGenerator(GenerationConfig(max_new_tokens=4, impl="decode", sampler_logprobs=True),
+                                  tok).generate(model, prompts, n=2, seed=0)
     finally:
         model.generation_config.repetition_penalty = None
