@@ -39,7 +39,7 @@ def main() -> None:
     before = np.array([start[i]["reward"] for i in ids])
     after = np.array([end[i]["reward"] for i in ids])
     gain, lo, hi = paired_bootstrap(before, after)
-    print(f"{run}: {len(ids)} held-out prompts, {last.name}")
+    print(f"{run}: {len(ids)} held-out prompts, after iteration {last}")
     print(f"held-out reward {before.mean():.4f} -> {after.mean():.4f}; gain {gain:+.4f}, "
           f"95% paired bootstrap interval [{lo:+.4f}, {hi:+.4f}]"
           f" ({'excludes' if lo > 0 or hi < 0 else 'includes'} zero)")
