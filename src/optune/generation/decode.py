@@ -5,7 +5,7 @@ optune.generation.sampling) from the same in-memory model, and also returns each
 log-prob (before temperature and top-p), so fresh responses carry their log pi_t for the DPO reference.
 
 Where the time goes in `model.generate` at the default run's shapes, and what this loop does instead
-(measured in benchmarks/profile_step.py, docs/benchmarks.md "Generation speed"):
+(measured in benchmarks/profile_step.py, docs/benchmarks.md "Speed"):
 - top-p sorts the whole 49k vocabulary of every row at every step: here a partial sort (top k) with an
   exact fallback (sampling.sample_top_p);
 - grouped-query attention with a padding mask: transformers' sdpa path copies keys and values to every
