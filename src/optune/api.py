@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from optune.config import (RunConfig, apply_mapping, callable_label, is_callable_label, label_name, nest_dotted,
-                           load_dataclass, read_yaml, validate)
+from optune.config import (RunConfig, apply_mapping, callable_label, is_callable_label, label_name,
+                           load_run_config, nest_dotted, read_yaml, validate)
 from optune.errors import UserError
 from optune.store import RunStore, read_json
 
@@ -131,7 +131,7 @@ def build_config(config: ConfigSource = None, overrides: Mapping[str, Any] | Non
 
 def resumed_config(store: RunStore, overrides: Mapping[str, Any]) -> RunConfig:
     """The run's own config; a reward function given again replaces the label config.yaml recorded."""
-    cfg = load_dataclass(RunConfig, str(store.config))
+    cfg = load_run_config(str(store.config))
     leaves = _leaves(overrides)
     function = leaves.pop("reward.function", None)
     if leaves or (function is not None and not callable(function)):

@@ -264,6 +264,26 @@ def load_config(path: str | None = None, overrides: Iterable[str] = ()) -> RunCo
     return cfg
 
 
+CHANGED_DEFAULTS = {"generation.impl": "generate", "train.packing": False}
+"""Keys added with one default whose default later changed: a run directory's config.yaml written before the
+key existed ran with this value, so resuming it (or starting from its iteration 0) keeps it."""
+
+
+def load_run_config(path: str) -> RunConfig:
+    """The config a run directory recorded (config.yaml): keys it lacks take CHANGED_DEFAULTS' value if listed
+    there, else today's default. Not validated."""
+    data = read_yaml(path)
+    cfg = RunConfig()
+    for key, old in CHANGED_DEFAULTS.items():
+        node = data
+        for part in key.split("."):
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        if node == {}:
+            apply_mapping(cfg, nest_dotted(key, old))
+    apply_mapping(cfg, data)
+    return cfg
+
+
 def _get(cfg: RunConfig, dotted: str):
     node = cfg
     for part in dotted.split("."):

@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from optune import __version__
-from optune.config import RunConfig, load_config, to_dict
+from optune.config import RunConfig, load_run_config, to_dict
 from optune.distributed import Dist
 from optune.errors import UserError
 from optune.store import RunStore, atomic_save_dir, check_new_dir, read_json
@@ -106,8 +106,8 @@ def adopt_iteration0(cfg: RunConfig, store: RunStore) -> None:
     source = RunStore.open_existing(cfg.init_from, writer=False)
     if not source.finished(0):
         raise UserError(f"init_from {cfg.init_from}: iteration 0 is not finished there")
-    # through the dataclasses, so keys added since that run was made compare as their defaults
-    theirs = to_dict(load_config(str(source.config)))
+    # through the dataclasses, so keys added since that run was made compare as the values it ran with
+    theirs = to_dict(load_run_config(str(source.config)))
     mine = to_dict(cfg)
     differ = [k for k in SHARED_ITERATION0 if theirs.get(k) != mine.get(k)]
     if differ:

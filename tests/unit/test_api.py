@@ -132,3 +132,15 @@ def test_cli_resume_of_a_python_reward_run_says_how(tmp_path, capsys, monkeypatc
         import optune
 
         optune.run(resume=store.root)
+
+
+def test_resuming_a_run_recorded_before_a_default_changed_keeps_the_old_value(tmp_path):
+    recorded = to_dict(load_config(str(TINY)))
+    del recorded["generation"]["impl"], recorded["train"]["packing"]  # a config.yaml from before they existed
+    store = RunStore.create(tmp_path / "old", yaml.safe_dump(recorded, sort_keys=False), {})
+    store.close()
+    cfg = resumed_config(store, {})
+    assert (cfg.generation.impl, cfg.train.packing) == ("generate", False)
+    assert (RunConfig().generation.impl, RunConfig().train.packing) == ("decode", True)
+    today = _store(tmp_path / "new", load_config(str(TINY), ["generation.impl=decode"]))
+    assert (resumed_config(today, {}).generation.impl, resumed_config(today, {}).train.packing) == ("decode", True)

@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from optune.config import RunConfig, load_dataclass
+from optune.config import RunConfig, load_run_config
 from optune.data import tables
 from optune.errors import UserError
 from optune.store import RunStore, atomic_write, atomic_write_text, read_json, read_jsonl, write_jsonl
@@ -121,7 +121,7 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None)
     if not finished:
         raise UserError(f"{run_dir} has no finished iteration yet")
     tables.require_pyarrow("optune export (Parquet)")  # the one optional package this needs, checked before anything is written
-    cfg = load_dataclass(RunConfig, str(store.config))
+    cfg = load_run_config(str(store.config))
     if store.prompts.is_file():
         prompts, source = _stored_prompts(store), str(store.prompts)
     else:
