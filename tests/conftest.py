@@ -1,10 +1,17 @@
 import os
+import signal
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def interruptible() -> None:
+    """Popen's preexec_fn for a server a test stops with SIGINT (Ctrl-C). A shell starts a background job
+    (`bash .ci/run &`) with SIGINT ignored; its children inherit that, and Python then keeps it ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.fixture(scope="session", autouse=True)

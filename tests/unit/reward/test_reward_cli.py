@@ -107,13 +107,14 @@ def test_serve_command_answers_the_remote_backend(tiny_bert, tmp_path):
 
     from optune.config import RewardConfig
     from optune.reward.backends import HFReward, make_reward
-    from tests.conftest import REPO
+    from tests.conftest import REPO, interruptible
 
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
     log = tmp_path / "stderr.log"
     with open(log, "w") as err:
         proc = subprocess.Popen([sys.executable, "-m", "optune", "reward", "serve", "--model", str(tiny_bert),
-                                 "--port", "0"], stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+                                 "--port", "0"], stdout=subprocess.PIPE, stderr=err, text=True, env=env,
+                                preexec_fn=interruptible)
     try:
         line = proc.stdout.readline()  # printed once the socket listens
         assert line.startswith("serving "), f"{line!r}; stderr: {log.read_text()[-2000:]}"

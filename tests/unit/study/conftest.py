@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from optune.study.create import create_study
+from tests.conftest import interruptible
 
 SCRIPT = "<script>window.__pwned = 1</script>"
 
@@ -56,7 +57,7 @@ class ServeProcess:
         with self.log_path.open("w") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "optune.cli", "study", "serve", str(db), "--port", "0", *args],
-                stdout=subprocess.PIPE, stderr=log, text=True, env=env)
+                stdout=subprocess.PIPE, stderr=log, text=True, env=env, preexec_fn=interruptible)
         line = self.proc.stdout.readline()  # "serving study DB at http://127.0.0.1:PORT/ with N threads (...)"
         if " at http://127.0.0.1:" not in line:
             self.proc.kill()
