@@ -32,16 +32,13 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 
 def _quiet_libraries() -> None:
-    """Our own progress bars and summaries are the output; silence the libraries' per-file bars."""
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
-        from transformers.utils import logging as hf_logging
+    """Our own progress bars and summaries are the output; silence the libraries' per-file bars and logs.
 
-        hf_logging.disable_progress_bar()
-        hf_logging.set_verbosity_error()
-    except ImportError:
-        pass
+    Through the environment (read when transformers and huggingface_hub are first imported, which no command
+    has done yet), so commands that never load a model (study, report) do not pay for importing transformers."""
+    for key, value in (("HF_HUB_DISABLE_TELEMETRY", "1"), ("TOKENIZERS_PARALLELISM", "false"),
+                       ("HF_HUB_DISABLE_PROGRESS_BARS", "1"), ("TRANSFORMERS_VERBOSITY", "error")):
+        os.environ.setdefault(key, value)
 
 
 def main(argv: list[str] | None = None) -> int:
