@@ -30,6 +30,17 @@ def sequence_logps(logits: torch.Tensor, labels: torch.Tensor, loss_mask: torch.
     return (token_logps * mask).sum(-1)
 
 
+def summed_token_logps(logits: torch.Tensor, targets: torch.Tensor, sequence: torch.Tensor, n: int) -> torch.Tensor:
+    """Per sequence, the sum of the log-probabilities of its tokens, for tokens gathered from anywhere.
+
+    logits: [N, V] at the N positions that predict a response token (only those: the vocabulary projection
+    is not computed for prompt positions). targets: [N] the predicted token ids. sequence: [N] in [0, n), the
+    sequence each token belongs to. Returns [n] float32.
+    """
+    token_logps = logits.float().log_softmax(-1).gather(1, targets.unsqueeze(1)).squeeze(1)
+    return torch.zeros(n, dtype=token_logps.dtype, device=token_logps.device).index_add(0, sequence, token_logps)
+
+
 def dpo_logits(
     policy_chosen_logps: torch.Tensor,
     policy_rejected_logps: torch.Tensor,

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from optune.config import CHOICES
-from optune.losses import LOSSES, bradley_terry_loss, dpo_loss, make_loss, pair_weights, sequence_logps, wdpo_loss
+from optune.losses import (LOSSES, bradley_terry_loss, dpo_loss, make_loss, pair_weights, sequence_logps,
+                           summed_token_logps, wdpo_loss)
 
 
 def t(*xs):
@@ -91,3 +92,11 @@ def test_loss_names_match_the_config_choices():
     assert set(LOSSES) == set(CHOICES["loss.type"])
     with pytest.raises(ValueError, match="unknown loss type"):
         make_loss("ipo", beta1=0.1)
+
+
+def test_summed_token_logps_by_hand():
+    # rows: p = (1/4, 3/4), (1/2, 1/2), (3/4, 1/4); tokens 1, 0 of sequence 0 and token 1 of sequence 1
+    logits = torch.tensor([[0.0, math.log(3)], [0.0, 0.0], [math.log(3), 0.0]])
+    out = summed_token_logps(logits, torch.tensor([1, 0, 1]), torch.tensor([0, 0, 1]), 3)
+    expected = torch.tensor([math.log(3 / 4) + math.log(1 / 2), math.log(1 / 4), 0.0])
+    assert out.dtype == torch.float32 and torch.allclose(out, expected, atol=1e-6)

@@ -12,7 +12,7 @@ import contextlib
 
 import torch
 
-from optune.losses import sequence_logps
+from optune.losses import sequence_logps, summed_token_logps
 from optune.pairs import Pair
 from optune.training import packing as packed
 
@@ -54,10 +54,8 @@ def response_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
         return sequence_logps(logits, input_ids, loss_mask)
     hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
     predicts = loss_mask[:, 1:].bool()  # position t predicts token t + 1
-    logits = head(hidden[:, :-1][predicts]).float()  # [N response tokens, V]
-    token_logps = logits.log_softmax(-1).gather(1, input_ids[:, 1:][predicts].unsqueeze(1)).squeeze(1)
-    rows = predicts.nonzero()[:, 0]
-    return torch.zeros(len(input_ids), dtype=token_logps.dtype, device=token_logps.device).index_add(0, rows, token_logps)
+    return summed_token_logps(head(hidden[:, :-1][predicts]), input_ids[:, 1:][predicts], predicts.nonzero()[:, 0],
+                              len(input_ids))
 
 
 def pair_logps(model, pairs: list[Pair], pad_id: int, bf16: bool,

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from optune.losses import summed_token_logps
 from optune.pairs import Pair
 
 # Families whose decoder takes a custom 4-D mask and explicit position ids as they are, tested equal to the
@@ -183,7 +184,4 @@ def packed_logps(model, batch: PackedBatch) -> torch.Tensor:
     hidden = decoder(input_ids=batch.input_ids, attention_mask=mask, position_ids=batch.position_ids,
                      use_cache=False).last_hidden_state
     picked = hidden.reshape(-1, hidden.shape[-1]).index_select(0, batch.predict_at)
-    logits = head(picked).float()  # [N response tokens, V]
-    token_logps = logits.log_softmax(-1).gather(1, batch.targets.unsqueeze(1)).squeeze(1)
-    out = torch.zeros(2 * batch.n_pairs, dtype=token_logps.dtype, device=token_logps.device)
-    return out.index_add(0, batch.sequence, token_logps)
+    return summed_token_logps(head(picked), batch.targets, batch.sequence, 2 * batch.n_pairs)
