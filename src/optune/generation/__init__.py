@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from optune.config import GenerationConfig, PolicyConfig
 from optune.errors import UserError
-from optune.generation.base import Generator, Sample, encode_prompt
-from optune.generation.hf import TransformersGenerator, eos_ids, left_pad, split_response
+from optune.generation.base import Generator, Sample, encode_prompt, left_pad, split_response
+from optune.generation.hf import TransformersGenerator, eos_ids
 
 
 def _vllm(cfg: GenerationConfig, tokenizer, policy: PolicyConfig) -> Generator:

@@ -44,3 +44,11 @@ def left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, tor
         ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
         mask[i, width - len(s):] = 1
     return ids, mask
+
+
+def split_response(tokens: list[int], stop: set[int]) -> tuple[list[int], bool]:
+    """Cut generated tokens after the first EOS (kept); the rest is padding."""
+    for i, tok in enumerate(tokens):
+        if tok in stop:
+            return tokens[: i + 1], True
+    return tokens, False

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
+from optune.generation.base import split_response
 from optune.generation.kernels import cascade_attention, packed_linears
 from optune.generation.prefill import cascade_ready, prefill
 from optune.generation.sampling import PREFILTER, choose
@@ -68,9 +69,8 @@ def _finish(tokens: torch.Tensor, logps: torch.Tensor, stop: list[int]) -> list[
     """Per row of tokens/logps [B, S]: ids up to and including the first stop id, and their summed logp."""
     out = []
     for row, lp in zip(tokens.tolist(), logps.tolist()):
-        end = next((i + 1 for i, tok in enumerate(row) if tok in stop), None)
-        kept = row if end is None else row[:end]
-        out.append(Decoded(tokens=kept, ended=end is not None, logp=float(sum(lp[:len(kept)]))))
+        kept, ended = split_response(row, set(stop))
+        out.append(Decoded(tokens=kept, ended=ended, logp=float(sum(lp[:len(kept)]))))
     return out
 
 

@@ -14,7 +14,7 @@ import torch
 
 from optune.config import GenerationConfig
 from optune.errors import UserError
-from optune.generation.base import Sample, left_pad
+from optune.generation.base import Sample, left_pad, split_response
 
 # Logits processors `model.generate` would add from a checkpoint's own generation_config, with their
 # neutral values; the decode loop applies none of them, so a checkpoint that sets one goes to model.generate.
@@ -31,14 +31,6 @@ def eos_ids(model, tokenizer) -> list[int]:
     found = model.generation_config.eos_token_id
     found = found if isinstance(found, list) else [found]
     return sorted({i for i in found + [tokenizer.eos_token_id] if i is not None})
-
-
-def split_response(tokens: list[int], stop: set[int]) -> tuple[list[int], bool]:
-    """Cut generated tokens after the first EOS (kept); the rest is padding."""
-    for i, tok in enumerate(tokens):
-        if tok in stop:
-            return tokens[: i + 1], True
-    return tokens, False
 
 
 def checkpoint_processors(generation_config) -> list[str]:
@@ -66,16 +58,14 @@ class TransformersGenerator:
         model.eval()
         try:
             if self.cfg.impl == "generate" or self._falls_back(model):
-                rows = [(ids, None) for ids in self._model_generate(model, prompt_ids, n, greedy, seed, stop)]
+                rows = [(*split_response(tokens, set(stop)), None)
+                        for tokens in self._model_generate(model, prompt_ids, n, greedy, seed, stop)]
             else:
                 rows = self._decode(model, prompt_ids, n, greedy, seed, stop)
         finally:
             model.train(was_training)
-        samples = []
-        for tokens, logp in rows:
-            ids, ended = split_response(tokens, set(stop))
-            text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
-            samples.append(Sample(text=text, ids=ids, eos=ended, logp=logp))
+        samples = [Sample(text=self.tokenizer.decode(ids, skip_special_tokens=True).strip(), ids=ids, eos=ended,
+                          logp=logp) for ids, ended, logp in rows]
         return [samples[i * n:(i + 1) * n] for i in range(len(prompt_ids))]
 
     def _falls_back(self, model) -> bool:
@@ -95,7 +85,7 @@ class TransformersGenerator:
                   "model.generate, which applies it (generation.impl=generate)", file=sys.stderr)
         return True
 
-    def _decode(self, model, prompt_ids, n, greedy, seed, stop) -> list[tuple[list[int], float]]:
+    def _decode(self, model, prompt_ids, n, greedy, seed, stop) -> list[tuple[list[int], bool, float]]:
         from optune.generation.decode import DecodeSettings, decode  # imports transformers
 
         cfg = self.cfg
@@ -104,7 +94,7 @@ class TransformersGenerator:
                                   greedy=greedy, temperature=cfg.temperature, top_p=cfg.top_p,
                                   packed=not cfg.sampler_logprobs)
         out = decode(model, prompt_ids, n, self.tokenizer.pad_token_id, stop, settings, seed)
-        return [(d.tokens, d.logp) for d in out]
+        return [(d.tokens, d.ended, d.logp) for d in out]
 
     @torch.inference_mode()
     def _model_generate(self, model, prompt_ids, n, greedy, seed, stop) -> list[list[int]]:
