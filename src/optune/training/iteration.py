@@ -10,18 +10,23 @@ from optune.models.policy import load_model
 from optune.pairs import Pair
 from optune.store import read_json, write_json, write_jsonl
 from optune.training.logps import reference_logps
-from optune.training.policy import train_iteration
+from optune.training.policy import has_dropout, reference_from_training, train_iteration
 
 
 def reference(ctx: Context, t: int, pairs: list[Pair], model) -> tuple[list, list]:
-    """Reference log-probs, computed once per iteration before any update (so pi_t needs no second copy)."""
+    """Reference log-probs, computed once per iteration before any update (so pi_t needs no second copy).
+
+    None for the pairs training meets on its starting weights (`deferred`): training fills them in from its
+    own forward and stores them here through `save_reference`.
+    """
     path = ctx.store.ref_logps(t)
     if path.is_file():
         saved = read_json(path)
         if saved["prompt_ids"] == [p.prompt_id for p in pairs]:
             return saved["chosen"], saved["rejected"]
     sampled = sampler_reference(ctx, t, pairs)
-    todo = [p for p, ref in zip(pairs, sampled) if ref is None]
+    later = deferred(ctx, t, len(pairs), model)
+    todo = [p for i, (p, ref) in enumerate(zip(pairs, sampled)) if ref is None and i not in later]
     ref_model = model
     if ctx.cfg.loss.reference == "initial" and t > 0 and todo:
         ref_model = load_model(ctx.initial_model_path, ctx.cfg.policy.dtype, ctx.cfg.policy.device)
@@ -31,13 +36,28 @@ def reference(ctx: Context, t: int, pairs: list[Pair], model) -> tuple[list, lis
                                tc.batch_size * 2, tc.bf16, bar, tc.packing)
     del ref_model
     shares = ctx.dist.gather(mine)  # each process scored a contiguous share of the pairs
-    chosen, rejected = [x for c, _ in shares for x in c], [x for _, r in shares for x in r]
-    computed = iter(zip(chosen, rejected))
-    refs = [ref if ref is not None else next(computed) for ref in sampled]
+    computed = iter(zip([x for c, _ in shares for x in c], [x for _, r in shares for x in r]))
+    refs = [ref or ((None, None) if i in later else next(computed)) for i, ref in enumerate(sampled)]
     chosen, rejected = [c for c, _ in refs], [r for _, r in refs]
     ctx.store.write_json(path, {"prompt_ids": [p.prompt_id for p in pairs], "chosen": chosen, "rejected": rejected,
-                                "from_sampler": sum(ref is not None for ref in sampled)})
+                                "from_sampler": sum(ref is not None for ref in sampled), "from_training": len(later)})
     return chosen, rejected
+
+
+def fill_reference(ctx: Context, t: int, chosen: list, rejected: list) -> None:
+    """Store the reference log-probs with those training has filled in so far (train_iteration's on_reference)."""
+    saved = read_json(ctx.store.ref_logps(t))
+    ctx.store.write_json(ctx.store.ref_logps(t), {**saved, "chosen": chosen, "rejected": rejected})
+
+
+def deferred(ctx: Context, t: int, n_pairs: int, model) -> set[int]:
+    """Pairs whose reference log-probs training's own forward gives: those it meets on its starting weights
+    (`policy.reference_from_training`), where those weights are the reference (pi_t, and a single process)
+    and a training-mode forward equals an evaluation one (no dropout)."""
+    pi_t = ctx.cfg.loss.reference == "previous" or t == 0
+    if not pi_t or ctx.dist.active or has_dropout(model):
+        return set()
+    return reference_from_training(n_pairs, ctx.cfg.train, ctx.cfg.seed + t)
 
 
 def sampler_reference(ctx: Context, t: int, pairs: list[Pair]) -> list[tuple[float, float] | None]:
@@ -80,7 +100,8 @@ def train(ctx: Context, t: int, pairs: list[Pair]) -> dict:
         with progress(ctx, f"iter {t} train", len(pairs) * cfg.train.epochs) as bar:
             metrics = train_iteration(model, pairs, ref, ctx.tokenizer.pad_token_id, cfg.train, loss,
                                       seed=cfg.seed + t, progress=bar, log=log_rows.append, dist=ctx.dist,
-                                      state_path=store.train_state(t) if store.writer else None)
+                                      state_path=store.train_state(t) if store.writer else None,
+                                      on_reference=lambda c, r: fill_reference(ctx, t, c, r))
         state_dict = ctx.dist.full_state_dict()  # unsharded weights (FSDP/ZeRO-3); every process takes part
 
         def save(tmp):

@@ -24,8 +24,6 @@ class OptimizerSettings(Protocol):
 def make_optimizer(model, cfg: OptimizerSettings, total_steps: int):
     """Optimizer over the trainable parameters and its schedule: warmup over ceil(warmup_ratio x total_steps)
     steps, then linear/cosine decay to 0 at total_steps, or constant."""
-    from transformers import get_scheduler
-
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "rmsprop":
         optimizer = torch.optim.RMSprop(params, lr=cfg.lr)
@@ -33,9 +31,33 @@ def make_optimizer(model, cfg: OptimizerSettings, total_steps: int):
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=getattr(cfg, "weight_decay", 0.0))
     else:
         optimizer = torch.optim.SGD(params, lr=cfg.lr)
+    return optimizer, lr_scheduler(optimizer, cfg, total_steps)
+
+
+def lr_scheduler(optimizer, cfg: OptimizerSettings, total_steps: int):
+    """transformers' schedule of `cfg.lr_schedule` on `optimizer` (warmup as in `make_optimizer`)."""
+    from transformers import get_scheduler
+
     warmup = math.ceil(cfg.warmup_ratio * total_steps)
     name = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}[cfg.lr_schedule]
-    return optimizer, get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
+    return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
+
+
+def steps_on_start_weights(cfg: OptimizerSettings, total_steps: int) -> int:
+    """How many leading optimizer steps compute their forward on the starting weights.
+
+    Step 0 does, and so does each next step while every step before it had learning rate 0: with warmup,
+    transformers' schedules give the first step lr 0, and an update scaled by lr 0 leaves the weights as they
+    were (SGD, RMSprop, AdamW alike; tests/unit/training/test_schedule.py).
+    """
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
+    scheduler = lr_scheduler(optimizer, cfg, total_steps)
+    steps = min(1, total_steps)
+    while steps < total_steps and scheduler.get_last_lr()[0] == 0:
+        optimizer.step()  # no gradient: only keeps torch from warning about the order of the two calls
+        scheduler.step()
+        steps += 1
+    return steps
 
 
 def step_plan(n_pairs: int, cfg: TrainConfig, seed: int, world: int = 1) -> list[list[list[int]]]:

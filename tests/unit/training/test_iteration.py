@@ -5,12 +5,12 @@ from optune.pairs import Pair, Response
 from optune.training.iteration import sampler_reference
 
 
-def ctx_with(sampler_logprobs: bool, reference: str = "previous"):
+def ctx_with(sampler_logprobs: bool, reference: str = "previous", processes: bool = False):
     cfg = RunConfig()
     cfg.generation.backend = "vllm"
     cfg.generation.sampler_logprobs = sampler_logprobs
     cfg.loss.reference = reference
-    return SimpleNamespace(cfg=cfg)
+    return SimpleNamespace(cfg=cfg, dist=SimpleNamespace(active=processes))
 
 
 def pair(t_chosen, t_rejected, logp_chosen, logp_rejected, t):
@@ -30,3 +30,19 @@ def test_sampler_logps_used_only_where_they_are_the_reference():
     # reference pi_0: iteration 0 samples from pi_0, later iterations do not
     assert sampler_reference(ctx_with(True, "initial"), 0, pairs_at(0))[0] == (-3.0, -4.0)
     assert sampler_reference(ctx_with(True, "initial"), 2, pairs_at(2)) == [None, None, None]
+
+
+def test_training_gives_the_reference_only_where_its_start_is_the_reference():
+    import torch
+
+    from optune.training.iteration import deferred
+    from optune.training.policy import reference_from_training
+
+    plain, dropout = torch.nn.Linear(2, 2), torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.1))
+    ctx = ctx_with(False)
+    first = reference_from_training(40, ctx.cfg.train, ctx.cfg.seed + 1)
+    assert 0 < len(first) < 40 and deferred(ctx, 1, 40, plain) == first
+    assert deferred(ctx, 1, 40, dropout) == set()               # a training forward is not an evaluation one
+    assert deferred(ctx_with(False, "initial"), 0, 40, plain)   # pi_0 at iteration 0
+    assert deferred(ctx_with(False, "initial"), 1, 40, plain) == set()
+    assert deferred(ctx_with(False, processes=True), 1, 40, plain) == set()  # each process would fill its share

@@ -9,6 +9,7 @@ from optune.pairs import Pair
 from optune.models.policy import load_model
 from optune.losses import sequence_logps
 from optune.training import collate, response_logps, reference_logps, step_plan, train_iteration
+from optune.training.policy import has_dropout, reference_from_training
 
 
 def make_pairs(n=8, seed=0):
@@ -92,3 +93,48 @@ def test_response_only_logits_match_full_logits(tiny_policy):
                               batch["input_ids"], batch["loss_mask"])
         fast = response_logps(model, batch["input_ids"], batch["attention_mask"], batch["loss_mask"])
     assert torch.allclose(full, fast, atol=1e-5)
+
+
+def test_reference_from_the_first_forward_equals_the_reference_pass(tiny_policy):
+    """Pairs met on the starting weights take their reference from training's forward: same references,
+    same training, and every one stored before the weights move."""
+    pairs = make_pairs(8, seed=2)
+    base = load_model(tiny_policy)
+    cfg = TrainConfig(optimizer="sgd", lr=0.5, warmup_ratio=0.1, lr_schedule="linear", batch_size=2, grad_accum=1,
+                      epochs=2, max_grad_norm=None, bf16=False)  # 8 steps; steps 0 and 1 on the starting weights
+    later = reference_from_training(len(pairs), cfg, seed=5)
+    assert later == {i for step in step_plan(8, cfg, seed=5)[:2] for mb in step for i in mb} and len(later) == 4
+    full = reference_logps(base, pairs, 0, 4, False)
+    partial = tuple([None if i in later else x for i, x in enumerate(side)] for side in full)
+    runs, stored = [], []
+    for ref, on_ref in ((full, None), (partial, lambda c, r: stored.append((c, r)))):
+        model, log = copy.deepcopy(base), []
+        train_iteration(model, pairs, ref, 0, cfg, make_loss("wdpo", 0.5, 2.0), seed=5, log=log.append,
+                        on_reference=on_ref)
+        runs.append((model, log))
+    assert len(stored) == 2  # after each of the two steps that filled some
+    assert sum(x is None for x in stored[0][0]) == 2 and None not in stored[1][0] + stored[1][1]
+    for got, want in zip(stored[1], full):
+        assert got == pytest.approx(want, abs=1e-4)
+    assert [row["rewards/margins"] for row in runs[1][1][:2]] == [0.0, 0.0]
+    for a, b in zip(runs[0][0].parameters(), runs[1][0].parameters()):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(next(base.parameters()), next(runs[1][0].parameters()))
+
+
+def test_a_missing_reference_after_the_first_update_is_refused(tiny_policy):
+    pairs = make_pairs(4)
+    cfg = TrainConfig(batch_size=2, grad_accum=1, epochs=1, warmup_ratio=0.0)  # step 0 only
+    later = reference_from_training(4, cfg, seed=0)
+    ref = ([None if i not in later else -1.0 for i in range(4)], [-1.0] * 4)
+    with pytest.raises(ValueError, match="after the first update"):
+        train_iteration(load_model(tiny_policy), pairs, ref, 0, cfg, make_loss("dpo", 0.5), seed=0)
+
+
+def test_has_dropout(tiny_policy):
+    model = load_model(tiny_policy)
+    assert not has_dropout(model)
+    model.config.attention_dropout = 0.1
+    assert has_dropout(model)
+    assert has_dropout(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.1)))
+    assert not has_dropout(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.0)))
