@@ -24,7 +24,7 @@ Layout (RUN = the run directory, t = iteration, zero-padded to 3 digits):
   RUN/iter_t/responses.jsonl      every prompt's current two responses after this iteration's regeneration
   RUN/iter_t/pairs.jsonl          the pairs trained on (chosen/rejected rewards, weight) and the dropped ties
   RUN/iter_t/times.json           seconds spent so far in each phase of iteration t
-  RUN/iter_t/ref_logps.json       reference log-probs of the pairs (computed once)
+  RUN/iter_t/ref_logps.json       reference log-probs of the pairs (computed once; null until training fills them)
   RUN/iter_t/train_state.pt       training state every train.save_steps steps (deleted once checkpoint/ exists)
   RUN/iter_t/checkpoint/*         pi_{t+1}: safetensors + tokenizer (loadable by transformers), train_metrics.json, train_log.jsonl
                                   (and README.md, the model card `optune export` writes beside the final checkpoint)

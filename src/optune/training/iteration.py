@@ -17,7 +17,7 @@ def reference(ctx: Context, t: int, pairs: list[Pair], model) -> tuple[list, lis
     """Reference log-probs, computed once per iteration before any update (so pi_t needs no second copy).
 
     None for the pairs training meets on its starting weights (`deferred`): training fills them in from its
-    own forward and stores them here through `save_reference`.
+    own forward and stores them here through `fill_reference`.
     """
     path = ctx.store.ref_logps(t)
     if path.is_file():
