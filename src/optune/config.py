@@ -343,17 +343,22 @@ def validate(cfg: RunConfig) -> None:
                         "lora.target_modules non-empty")
     if not 0 <= cfg.lora.dropout < 1:
         raise UserError(f"lora.dropout must be in [0, 1); got {cfg.lora.dropout}")
-    if cfg.reward.backend == "hf" and not cfg.reward.model:
-        raise UserError("reward.backend hf needs reward.model (path of the reward model)")
-    if cfg.reward.backend == "callable" and not cfg.reward.function:
-        raise UserError("reward.backend callable needs reward.function (module:function)")
-    if callable(cfg.reward.function) and cfg.reward.backend != "callable":
-        raise UserError(f"reward.function is a Python function; it needs reward.backend callable, "
-                        f"not {cfg.reward.backend!r}")
     if cfg.data.prompt_field is not None and not cfg.data.prompt_field.strip():
         raise UserError("data.prompt_field must name a field, or be null for prompt/messages")
-    if cfg.reward.backend in ("remote", "llm"):
-        _validate_served_reward(cfg.reward)
+    validate_reward(cfg.reward)
+
+
+def validate_reward(reward: RewardConfig) -> None:
+    """The reward section's own checks (a run's, and `optune eval --reward FILE.yaml`'s)."""
+    if reward.backend == "hf" and not reward.model:
+        raise UserError("reward.backend hf needs reward.model (path of the reward model)")
+    if reward.backend == "callable" and not reward.function:
+        raise UserError("reward.backend callable needs reward.function (module:function)")
+    if callable(reward.function) and reward.backend != "callable":
+        raise UserError(f"reward.function is a Python function; it needs reward.backend callable, "
+                        f"not {reward.backend!r}")
+    if reward.backend in ("remote", "llm"):
+        _validate_served_reward(reward)
 
 
 def _validate_served_reward(reward: RewardConfig) -> None:

@@ -50,32 +50,38 @@ def configure(parser: argparse.ArgumentParser) -> None:
     j.add_argument("--judge-constrained", choices=("none", "structured_outputs", "guided_regex"), default="none",
                    help="force the score line by constrained decoding (vLLM servers)")
     j.add_argument("--judge-cache", help="judge cache file (default: OUT/judge_cache.jsonl)")
-    j.add_argument("--reward", help="reward judge: verifiable, hf:PATH (reward model) or MODULE:FUNCTION called as "
-                   "fn(prompts, responses) -> list[float]")
+    j.add_argument("--reward", help="reward judge: verifiable, hf:PATH (reward model), MODULE:FUNCTION called as "
+                   "fn(prompts, responses) -> list[float], or FILE.yaml: a run config's reward section (any backend, "
+                   "e.g. remote or llm with their settings)")
     j.add_argument("--reward-margin", type=float, default=0.0, help="reward gap counted as a tie")
     parser.add_argument("--export-alpaca-eval", action="store_true",
                         help="also write OUT/model_outputs.json for the alpaca_eval tool")
 
 
-def reward_backend(spec: str):
-    """--reward: "verifiable", "hf:PATH" (a reward model) or "MODULE:FUNCTION" / "FILE.py:FUNCTION"."""
-    from optune.config import RewardConfig
-    from optune.reward.backends import make_reward
+def reward_config(spec: str):
+    """--reward as a RewardConfig: "verifiable", "hf:PATH" (a reward model), "MODULE:FUNCTION" /
+    "FILE.py:FUNCTION", or "FILE.yaml" / "FILE.yml" holding the fields of a run config's `reward:` section."""
+    from optune.config import RewardConfig, load_dataclass, validate_reward
 
+    if spec.endswith((".yaml", ".yml")):
+        cfg = load_dataclass(RewardConfig, spec)
+        validate_reward(cfg)
+        return cfg
     if spec == "verifiable":
-        return make_reward(RewardConfig(backend="verifiable"))
+        return RewardConfig(backend="verifiable")
     if spec.startswith("hf:"):
-        return make_reward(RewardConfig(backend="hf", model=spec[3:]))
-    return make_reward(RewardConfig(backend="callable", function=spec))
+        return RewardConfig(backend="hf", model=spec[3:])
+    return RewardConfig(backend="callable", function=spec)
 
 
 def _build_judge(args, out: Path):
     if args.judge == "reward":
         from optune.eval.reward_judge import RewardJudge
+        from optune.reward.backends import make_reward
 
         if not args.reward:
-            raise UserError("--judge reward needs --reward (verifiable, hf:PATH or MODULE:FUNCTION)")
-        return RewardJudge(reward_backend(args.reward), args.reward_margin), {
+            raise UserError("--judge reward needs --reward (verifiable, hf:PATH, MODULE:FUNCTION or FILE.yaml)")
+        return RewardJudge(make_reward(reward_config(args.reward)), args.reward_margin), {
             "kind": "reward", "reward": args.reward, "margin": args.reward_margin}
     from optune.eval.judge_cache import JudgmentCache
     from optune.eval.llm_judge import LLMJudge, LLMJudgeConfig

@@ -46,6 +46,13 @@ def left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, tor
     return ids, mask
 
 
+def stop_ids(eos_token_id, tokenizer) -> list[int]:
+    """The ids that end a response: a generation config's `eos_token_id` (one id, a list or None) and the
+    tokenizer's EOS, as both backends use them."""
+    found = eos_token_id if isinstance(eos_token_id, list) else [eos_token_id]
+    return sorted({i for i in found + [tokenizer.eos_token_id] if i is not None})
+
+
 def split_response(tokens: list[int], stop: set[int]) -> tuple[list[int], bool]:
     """Cut generated tokens after the first EOS (kept); the rest is padding."""
     for i, tok in enumerate(tokens):

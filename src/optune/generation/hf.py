@@ -14,7 +14,7 @@ import torch
 
 from optune.config import GenerationConfig
 from optune.errors import UserError
-from optune.generation.base import Sample, left_pad, split_response
+from optune.generation.base import Sample, left_pad, split_response, stop_ids
 
 # Logits processors `model.generate` would add from a checkpoint's own generation_config, with their
 # neutral values; the decode loop applies none of them, so a checkpoint that sets one goes to model.generate.
@@ -28,9 +28,8 @@ _PROCESSOR_FIELDS = {
 
 
 def eos_ids(model, tokenizer) -> list[int]:
-    found = model.generation_config.eos_token_id
-    found = found if isinstance(found, list) else [found]
-    return sorted({i for i in found + [tokenizer.eos_token_id] if i is not None})
+    """The ids that end a response of this in-memory model (`base.stop_ids`)."""
+    return stop_ids(model.generation_config.eos_token_id, tokenizer)
 
 
 def checkpoint_processors(generation_config) -> list[str]:

@@ -27,7 +27,7 @@ import os
 
 from optune.config import GenerationConfig, PolicyConfig
 from optune.errors import UserError
-from optune.generation.base import Sample
+from optune.generation.base import Sample, stop_ids
 
 
 def _import_vllm():
@@ -47,8 +47,7 @@ def _stop_ids(path: str, tokenizer) -> list[int]:
         found = HFGenerationConfig.from_pretrained(path).eos_token_id
     except OSError:
         found = None
-    found = found if isinstance(found, list) else [found]
-    return sorted({i for i in found + [tokenizer.eos_token_id] if i is not None})
+    return stop_ids(found, tokenizer)
 
 
 _LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK",

@@ -41,17 +41,13 @@ def response_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     """[B] summed log-probs of the response tokens, computing vocabulary logits only where they are needed.
 
     The output projection and log-softmax over the vocabulary are a large share of a small model's cost;
-    prompt positions never need them. Models whose logits are post-processed (soft-capping, scaling) and
-    models wrapped for several processes take the plain path through `sequence_logps`.
+    prompt positions never need them. Models that `packing.head_apart` refuses (wrapped for several
+    processes, post-processed logits) take the plain path through `sequence_logps`.
     """
-    # A DDP/FSDP/DeepSpeed wrapper (optune.distributed) has neither method, so it takes the plain path: its
-    # gradient synchronisation and parameter gathering run in its own forward, which the fast path would skip.
-    decoder = getattr(model, "get_decoder", lambda: None)()
-    head = getattr(model, "get_output_embeddings", lambda: None)()
-    post = any(getattr(getattr(model, "config", None), k, None) for k in ("final_logit_softcapping", "logit_scale"))
-    if decoder is None or head is None or post:
+    if not packed.head_apart(model):
         logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
         return sequence_logps(logits, input_ids, loss_mask)
+    decoder, head = model.get_decoder(), model.get_output_embeddings()
     hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
     predicts = loss_mask[:, 1:].bool()  # position t predicts token t + 1
     return summed_token_logps(head(hidden[:, :-1][predicts]), input_ids[:, 1:][predicts], predicts.nonzero()[:, 0],

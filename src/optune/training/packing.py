@@ -156,18 +156,27 @@ def pack(pairs: list[Pair], pad_id: int, attention_weight: float = 0.0) -> Packe
                        torch.tensor(targets, dtype=torch.long), torch.tensor(seqs, dtype=torch.long), len(pairs))
 
 
+def head_apart(model) -> bool:
+    """Whether the decoder and the output projection may run apart (logits only where they are needed).
+
+    Not for a DDP/FSDP/DeepSpeed wrapper (optune.distributed), which has neither method: its gradient
+    synchronisation and parameter gathering run in its own forward, which running the parts would skip. Not
+    for models whose logits are post-processed (soft-capping, scaling).
+    """
+    decoder = getattr(model, "get_decoder", lambda: None)()
+    head = getattr(model, "get_output_embeddings", lambda: None)()
+    post = any(getattr(getattr(model, "config", None), k, None) for k in ("final_logit_softcapping", "logit_scale"))
+    return decoder is not None and head is not None and not post
+
+
 def supports(model, pairs: list[Pair]) -> bool:
     """Whether `model` can take the packed path for `pairs`: an unwrapped transformers causal LM of a tested
     family with sdpa or eager attention, no post-processing of its logits, and no sliding window shorter than
     the pairs' sequences (the custom mask replaces the model's own sliding-window mask)."""
     config = getattr(model, "config", None)
-    if getattr(model, "get_decoder", None) is None or getattr(model, "get_output_embeddings", None) is None:
-        return False  # e.g. DDP/FSDP wrappers: their own forward must run (see logps.response_logps)
-    if config is None or getattr(config, "model_type", None) not in PACKED_MODEL_TYPES:
+    if not head_apart(model) or getattr(config, "model_type", None) not in PACKED_MODEL_TYPES:
         return False
     if getattr(config, "_attn_implementation", None) not in PACKED_ATTENTION:
-        return False
-    if any(getattr(config, k, None) for k in ("final_logit_softcapping", "logit_scale")):
         return False
     window = getattr(config, "sliding_window", None)
     if window is not None and (config.model_type == "mistral" or getattr(config, "use_sliding_window", False)):

@@ -147,3 +147,44 @@ def test_out_is_created_only_after_the_inputs_are_checked(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert message in err[-1] and err[-1].startswith("optune eval: error:"), err
         assert not out.exists()
+
+
+def test_reward_judge_from_a_yaml_reward_section_served_over_http(tmp_path):
+    """--reward FILE.yaml takes any reward backend with its settings: here `remote`, against optune's own
+    reward server (real HTTP) wrapping the word-count reward."""
+    from optune.config import RewardConfig
+    from optune.reward.backends import make_reward
+    from optune.reward.serve import RewardServer
+
+    side_a, side_b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    for path, texts in ((side_a, ["one two three", "one", "one two"]), (side_b, ["one", "one two", "one two"])):
+        path.write_text("".join(json.dumps({"id": r["id"], "response": t}) + "\n" for r, t in zip(RECORDS, texts)))
+    server = RewardServer(make_reward(RewardConfig(backend="callable", function=words))).start()
+    try:
+        spec = tmp_path / "reward.yaml"
+        spec.write_text(f"backend: remote\nurl: {server.url}\nroute: optune\nbatch_size: 2\n")
+        out = tmp_path / "out"
+        argv = ["eval", "--prompts", str(_prompts(tmp_path)), "--outputs", str(side_a), "--baseline-outputs",
+                str(side_b), "--out", str(out), "--judge", "reward", "--reward", str(spec)]
+        assert cli_main(argv) == 0
+        assert server.requests >= 3  # 6 responses in batches of 2
+    finally:
+        server.close()
+    judgments = [json.loads(line)["combined"] for line in (out / "judgments.jsonl").read_text().splitlines()]
+    assert judgments == ["win", "lose", "tie"]
+
+
+@pytest.mark.parametrize("text,message", [
+    ("backend: remote\n", "reward.url"),
+    ("backend: remote\nurl: http://127.0.0.1:1\nroutes: optune\n", "unknown"),
+])
+def test_bad_yaml_reward_section_is_one_line(tmp_path, capsys, text, message):
+    spec = tmp_path / "reward.yaml"
+    spec.write_text(text)
+    argv = ["eval", "--prompts", str(_prompts(tmp_path)), "--model", str(tmp_path / "no_model"),
+            "--baseline-outputs", str(tmp_path / "none.json"), "--out", str(tmp_path / "o"),
+            "--judge", "reward", "--reward", str(spec)]
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("optune eval: error: ") and message in err and "\n" not in err
+    assert not (tmp_path / "o").exists()
