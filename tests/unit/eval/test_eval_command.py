@@ -57,18 +57,27 @@ def test_eval_reward_judge_between_two_checkpoints(tiny_model_dir, tiny_model_di
     assert "win score" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("extra,message", [
-    (["--judge", "llm"], "--judge llm needs --judge-base-url and --judge-model"),
-    (["--judge", "reward"], "--judge reward needs --reward"),
-    (["--judge", "reward", "--reward", "no_such_module_x:f"], "cannot import"),
-    (["--judge", "llm", "--judge-base-url", "localhost:1", "--judge-model", "m"], "must start with http"),
+REWARD_YAML = ["--judge", "reward", "--reward", "reward.yaml"]  # written from the case's text in tmp_path
+
+
+@pytest.mark.parametrize("extra,message,reward_yaml", [
+    (["--judge", "llm"], "--judge llm needs --judge-base-url and --judge-model", None),
+    (["--judge", "reward"], "--judge reward needs --reward", None),
+    (["--judge", "reward", "--reward", "no_such_module_x:f"], "cannot import", None),
+    (["--judge", "llm", "--judge-base-url", "localhost:1", "--judge-model", "m"], "must start with http", None),
+    (REWARD_YAML, "reward.url", "backend: remote\n"),
+    (REWARD_YAML, "unknown", "backend: remote\nurl: http://127.0.0.1:1\nroutes: optune\n"),
 ])
-def test_bad_judge_settings_fail_before_generation(tmp_path, capsys, extra, message):
+def test_bad_judge_settings_fail_before_generation(tmp_path, capsys, monkeypatch, extra, message, reward_yaml):
+    if reward_yaml is not None:
+        (tmp_path / "reward.yaml").write_text(reward_yaml)
+        monkeypatch.chdir(tmp_path)
     argv = ["eval", "--prompts", str(_prompts(tmp_path)), "--model", str(tmp_path / "no_model"),
             "--baseline-outputs", str(tmp_path / "none.json"), "--out", str(tmp_path / "o"), *extra]
     assert cli_main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("optune eval: error: ") and message in err and "\n" not in err
+    assert not (tmp_path / "o").exists()
 
 
 def test_missing_checkpoint_is_one_line(tmp_path, capsys, monkeypatch):
@@ -172,19 +181,3 @@ def test_reward_judge_from_a_yaml_reward_section_served_over_http(tmp_path):
         server.close()
     judgments = [json.loads(line)["combined"] for line in (out / "judgments.jsonl").read_text().splitlines()]
     assert judgments == ["win", "lose", "tie"]
-
-
-@pytest.mark.parametrize("text,message", [
-    ("backend: remote\n", "reward.url"),
-    ("backend: remote\nurl: http://127.0.0.1:1\nroutes: optune\n", "unknown"),
-])
-def test_bad_yaml_reward_section_is_one_line(tmp_path, capsys, text, message):
-    spec = tmp_path / "reward.yaml"
-    spec.write_text(text)
-    argv = ["eval", "--prompts", str(_prompts(tmp_path)), "--model", str(tmp_path / "no_model"),
-            "--baseline-outputs", str(tmp_path / "none.json"), "--out", str(tmp_path / "o"),
-            "--judge", "reward", "--reward", str(spec)]
-    assert cli_main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("optune eval: error: ") and message in err and "\n" not in err
-    assert not (tmp_path / "o").exists()
