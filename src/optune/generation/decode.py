@@ -67,9 +67,9 @@ step computes fewer rows (model.generate computes every row until the last one e
 
 def _finish(tokens: torch.Tensor, logps: torch.Tensor, stop: list[int]) -> list[Decoded]:
     """Per row of tokens/logps [B, S]: ids up to and including the first stop id, and their summed logp."""
-    out = []
+    out, stop_set = [], set(stop)
     for row, lp in zip(tokens.tolist(), logps.tolist()):
-        kept, ended = split_response(row, set(stop))
+        kept, ended = split_response(row, stop_set)
         out.append(Decoded(tokens=kept, ended=ended, logp=float(sum(lp[:len(kept)]))))
     return out
 

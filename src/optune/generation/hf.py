@@ -57,7 +57,8 @@ class TransformersGenerator:
         model.eval()
         try:
             if self.cfg.impl == "generate" or self._falls_back(model):
-                rows = [(*split_response(tokens, set(stop)), None)
+                stop_set = set(stop)
+                rows = [(*split_response(tokens, stop_set), None)
                         for tokens in self._model_generate(model, prompt_ids, n, greedy, seed, stop)]
             else:
                 rows = self._decode(model, prompt_ids, n, greedy, seed, stop)

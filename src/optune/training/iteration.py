@@ -37,7 +37,8 @@ def reference(ctx: Context, t: int, pairs: list[Pair], model) -> tuple[list, lis
     del ref_model
     shares = ctx.dist.gather(mine)  # each process scored a contiguous share of the pairs
     computed = iter(zip([x for c, _ in shares for x in c], [x for _, r in shares for x in r]))
-    refs = [ref or ((None, None) if i in later else next(computed)) for i, ref in enumerate(sampled)]
+    refs = [ref if ref is not None else (None, None) if i in later else next(computed)
+            for i, ref in enumerate(sampled)]
     chosen, rejected = [c for c, _ in refs], [r for _, r in refs]
     ctx.store.write_json(path, {"prompt_ids": [p.prompt_id for p in pairs], "chosen": chosen, "rejected": rejected,
                                 "from_sampler": sum(ref is not None for ref in sampled), "from_training": len(later)})
