@@ -246,7 +246,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--out", default="benchmarks/out/profile_step.json")
     args = parser.parse_args()
-    from optune.context import resolve_policy
+    from optune.prepare import resolve_policy
     from optune.data.prompts import load_prompts
     from optune.generation import encode_prompt
     from optune.models.policy import load_model, load_tokenizer

@@ -36,7 +36,7 @@ PER_STEP = 16
 
 
 def setup(n_prompts: int = 96, seed: int = 0):
-    from optune.context import resolve_policy
+    from optune.prepare import resolve_policy
     from optune.data.prompts import load_prompts
     from optune.generation import encode_prompt
     from optune.models.policy import load_model, load_tokenizer
@@ -60,12 +60,14 @@ def train_step(model, pairs, pad_id: int, packing: bool, bf16: bool, seed: int) 
     from optune.config import LossConfig, TrainConfig
     from optune.losses import make_loss
     from optune.training import train_iteration
+    from optune.training.policy import References, TrainInputs
 
     cfg = TrainConfig(epochs=1, save_steps=0, bf16=bf16, packing=packing)
     lc = LossConfig()
     ref = ([-60.0] * len(pairs), [-60.0] * len(pairs))
     start, cpu = time.perf_counter(), time.process_time()
-    metrics = train_iteration(model, pairs, ref, pad_id, cfg, make_loss(lc.type, lc.beta1, lc.beta2), seed)
+    metrics = train_iteration(model, TrainInputs(pairs, References.of(*ref), pad_id, seed), cfg,
+                              make_loss(lc.type, lc.beta1, lc.beta2))
     assert metrics["train/steps"] == 1
     return time.perf_counter() - start, time.process_time() - cpu
 

@@ -137,18 +137,18 @@ def base_config(out: Path):
     return load_config(str(RunStore(out / "optune-rho1").config))
 
 
-def encoded(cfg, tokenizer, spec: str, limit: int | None) -> list[dict]:
-    """Prompt records with optune's chat-template token ids (record["ids"])."""
-    from optune.generation import encode_prompt
+def encoded(cfg, tokenizer, spec: str, limit: int | None) -> list:
+    """optune's `Prompt`s with their chat-template token ids (`Prompt.ids`), as a run encodes them."""
+    import dataclasses
+
     from optune.data.prompts import load_prompts
+    from optune.generation import encode_prompt
 
-    records = load_prompts(spec, limit)
-    for r in records:
-        r["ids"] = encode_prompt(tokenizer, r, cfg.policy.max_prompt_tokens)
-    return records
+    return [dataclasses.replace(p, ids=encode_prompt(tokenizer, p, cfg.policy.max_prompt_tokens))
+            for p in load_prompts(spec, limit)]
 
 
-def heldout_reward(model, tokenizer, cfg, records: list[dict], reward) -> float:
+def heldout_reward(model, tokenizer, cfg, records: list, reward) -> float:
     """Mean reward of one response per held-out prompt, exactly as optune.loop.evaluate_heldout scores them."""
     from optune.generation import TransformersGenerator
     from optune.reward.backends import checked_score
@@ -157,7 +157,7 @@ def heldout_reward(model, tokenizer, cfg, records: list[dict], reward) -> float:
     total = 0.0
     for start in range(0, len(records), cfg.generation.batch_size):
         batch = records[start:start + cfg.generation.batch_size]
-        out = generator.generate(model, [r["ids"] for r in batch], n=1, greedy=cfg.generation.eval_greedy,
+        out = generator.generate(model, [r.ids for r in batch], n=1, greedy=cfg.generation.eval_greedy,
                                  seed=cfg.seed)
         total += sum(checked_score(reward, batch, [s[0].text for s in out]))
     return total / len(records)
@@ -181,11 +181,11 @@ def optune_side(out: Path, name: str, overrides: list[str]) -> dict:
             "resumed": resumed, "threads": torch.get_num_threads(), **peak_memory_mb()}
 
 
-def trl_reward_function(records: list[dict], backend, counts: dict):
+def trl_reward_function(records: list, backend, counts: dict):
     """optune's reward as a TRL reward function; TRL passes the dataset's "id" column (repeated per completion)."""
     from optune.reward.backends import checked_score
 
-    by_id = {r["id"]: r for r in records}
+    by_id = {r.id: r for r in records}
 
     def verifiable(prompts, completions, **columns):
         texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
@@ -196,19 +196,19 @@ def trl_reward_function(records: list[dict], backend, counts: dict):
     return verifiable
 
 
-def trl_prompt_mismatches(tokenizer, records: list[dict]) -> int:
+def trl_prompt_mismatches(tokenizer, records: list) -> int:
     """Prompts whose token ids under TRL's chat templating differ from optune's encode_prompt ids."""
     from trl.data_utils import maybe_apply_chat_template
 
     bad = 0
     for r in records:
         text = maybe_apply_chat_template({"prompt": trl_messages(r)}, tokenizer)["prompt"]
-        bad += tokenizer(text, add_special_tokens=False)["input_ids"] != r["ids"]
+        bad += tokenizer(text, add_special_tokens=False)["input_ids"] != r.ids
     return bad
 
 
-def trl_messages(record: dict) -> list[dict]:
-    return list(record.get("history") or []) + [{"role": "user", "content": record["prompt"]}]
+def trl_messages(prompt) -> list[dict]:
+    return prompt.messages()
 
 
 def online_config(cfg, out: Path):
@@ -251,7 +251,7 @@ def trl_online_side(out: Path) -> dict:
     from datasets import Dataset
     from trl.experimental.online_dpo import OnlineDPOTrainer
 
-    from optune.context import resolve_policy
+    from optune.prepare import resolve_policy
     from optune.models.policy import load_model, load_tokenizer
     from optune.reward.backends import make_reward
 
@@ -264,7 +264,7 @@ def trl_online_side(out: Path) -> dict:
     reward, times, counts = make_reward(cfg.reward), {}, {}
     callback = heldout_callback(lambda model: heldout_reward(model, tokenizer, cfg, heldout, reward) if heldout
                                 else None)
-    dataset = Dataset.from_list([{"prompt": trl_messages(r), "id": r["id"]} for r in prompts])
+    dataset = Dataset.from_list([{"prompt": trl_messages(r), "id": r.id} for r in prompts])
     trainer = OnlineDPOTrainer(
         model=load_model(path, cfg.policy.dtype, cfg.policy.device), args=online_config(cfg, out),
         reward_funcs=trl_reward_function(prompts, reward, counts), train_dataset=dataset,
@@ -289,7 +289,7 @@ def dpo_batch(out: Path, cfg, tokenizer) -> list[dict]:
     if not path.is_file():
         rows = [json.loads(line) for line in
                 RunStore(out / "optune-rho1").responses(0).read_text().splitlines()]
-        ids = {r["id"]: r["ids"] for r in encoded(cfg, tokenizer, cfg.data.train, cfg.data.max_prompts)}
+        ids = {r.id: r.ids for r in encoded(cfg, tokenizer, cfg.data.train, cfg.data.max_prompts)}
         pairs = pairs_from_responses(rows, ids, cfg.train.batch_size * cfg.train.grad_accum)
         path.write_text(json.dumps(pairs))
     return json.loads(path.read_text())
@@ -299,11 +299,12 @@ def dpo_optune_side(out: Path, steps: int) -> dict:
     """optune's training step: reference log-probs, then one optimizer step of DPO (train_iteration, 1 epoch)."""
     import torch
 
-    from optune.context import resolve_policy
+    from optune.prepare import resolve_policy
     from optune.models.policy import load_model, load_tokenizer
     from optune.losses import make_loss
     from optune.pairs import Pair
     from optune.training import reference_logps, train_iteration
+    from optune.training.policy import References, TrainInputs
 
     cfg = base_config(out)
     path = resolve_policy(cfg.policy.model)
@@ -317,7 +318,7 @@ def dpo_optune_side(out: Path, steps: int) -> dict:
     for k in range(steps):
         start = time.perf_counter()
         ref = reference_logps(model, typed, tokenizer.pad_token_id, train_cfg.batch_size * 2, train_cfg.bf16)
-        train_iteration(model, typed, ref, tokenizer.pad_token_id, train_cfg, loss, seed=k)
+        train_iteration(model, TrainInputs(typed, References.of(*ref), tokenizer.pad_token_id, seed=k), train_cfg, loss)
         seconds.append(time.perf_counter() - start)
     return {"side": "dpo-optune", "step_s": seconds, "pairs": len(pairs), "tokens": pair_tokens(pairs),
             "rss_before_mb": before["peak_rss_mb"], "threads": torch.get_num_threads(), **peak_memory_mb()}
@@ -346,7 +347,7 @@ def dpo_trl_side(out: Path, steps: int) -> dict:
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    from optune.context import resolve_policy
+    from optune.prepare import resolve_policy
     from optune.models.policy import load_model, load_tokenizer, resolve_device
 
     class PretokenizedDPOTrainer(DPOTrainer):

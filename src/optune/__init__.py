@@ -8,8 +8,8 @@ The Python API (optune.api) is loaded on first use, so `import optune` stays lig
 """
 
 from optune.errors import UserError
+from optune.version import __version__
 
-__version__ = "0.1.0"
 __all__ = ["run", "dpo", "export", "RunResult", "UserError", "__version__"]
 
 _API = ("run", "dpo", "export", "RunResult")

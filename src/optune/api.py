@@ -191,7 +191,7 @@ def _finished(store: RunStore | None, cfg: RunConfig, dist) -> bool:
 
 def _online(cfg: RunConfig, store: RunStore | None, dist) -> RunResult:
     from optune import loop
-    from optune.context import prepare
+    from optune.prepare import prepare
 
     ctx = prepare(cfg, store, dist=dist)
     ctx.dist.print(f"optune run: {ctx.store.root} | {len(ctx.prompts)} prompts, {len(ctx.heldout)} held-out | "
@@ -212,7 +212,7 @@ def _offline_config(cfg: RunConfig, store: RunStore | None) -> RunConfig:
 
 def _offline(cfg: RunConfig, store: RunStore | None) -> RunResult:
     from optune import loop
-    from optune.context import preflight, prepare
+    from optune.prepare import preflight, prepare
     from optune.data.preferences import read_preferences
     from optune.pairs import offline
 
@@ -221,8 +221,8 @@ def _offline(cfg: RunConfig, store: RunStore | None) -> RunResult:
     preflight(cfg, store)  # before the (possibly large) preference files are read
     data = read_preferences([s.strip() for s in cfg.data.train.split(",") if s.strip()])
     print(f"optune dpo: {data.summary()}", flush=True)
-    ctx = prepare(cfg, store, prompts=offline.prompt_records(data, cfg.data.max_prompts, cfg.seed),
-                  source=offline.OfflineSource())
+    pairs = offline.sample_pairs(data, cfg.data.max_prompts, cfg.seed)
+    ctx = prepare(cfg, store, prompts=offline.pair_prompts(pairs), source=offline.OfflineSource(pairs))
     print(f"optune dpo: {ctx.store.root} | {len(ctx.prompts)} pairs, {len(ctx.heldout)} held-out | "
           f"{cfg.loss.type}, {cfg.train.epochs} epochs", flush=True)
     return _finish(ctx, loop.run(ctx))

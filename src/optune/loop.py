@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import gc
 
-from optune.context import Context, Timer, progress
+from optune.clock import Clock
+from optune.context import Context
 from optune.distributed import batched
 from optune.losses import make_loss
+from optune.models.policy import load_model
 from optune.pairs import Pair, State, build_pairs, chosen_reward, state_from_rows, state_rows
-from optune.pairs.online import policy_path
+from optune.prompt import Prompt
 from optune.reward.backends import checked_score
 from optune.store import WriteError, read_json, read_jsonl
 from optune.training.iteration import release_generator, train
@@ -42,21 +44,21 @@ def pairs_for(ctx: Context, t: int, state: State) -> tuple[list[Pair], int]:
     return pairs, ties
 
 
-def evaluate_heldout(ctx: Context, t: int, start: bool = False) -> float | None:
-    """Step 6: mean reward of one greedy response per held-out prompt from the current policy."""
+def evaluate_heldout(ctx: Context, t: int, model, clock: Clock, start: bool = False) -> float | None:
+    """Step 6: mean reward of one greedy response per held-out prompt from `model` (pi_t at the start, else
+    pi_{t+1})."""
     if not (ctx.cfg.eval.heldout and ctx.heldout):
         return None
 
-    def work(records: list[dict]) -> list[dict]:
-        out = ctx.generator.generate(ctx.model, [r["ids"] for r in records], n=1,
-                                     greedy=ctx.cfg.generation.eval_greedy, seed=ctx.cfg.seed,
-                                     path=policy_path(ctx, t, trained=not start))
+    def work(prompts: list[Prompt]) -> list[dict]:
+        out = ctx.generator.generate(model, [p.ids for p in prompts], n=1, greedy=ctx.cfg.generation.eval_greedy,
+                                     seed=ctx.cfg.seed, path=ctx.policy_path(t, trained=not start))
         texts = [s[0].text for s in out]
-        scores = checked_score(ctx.reward, records, texts)
-        return [{"prompt_id": r["id"], "prompt": r["prompt"], "response": s[0].text, "eos": s[0].eos,
-                 "reward": sc} for r, s, sc in zip(records, out, scores)]
+        scores = checked_score(ctx.reward, prompts, texts)
+        return [{"prompt_id": p.id, "prompt": p.text, "response": s[0].text, "eos": s[0].eos,
+                 "reward": sc} for p, s, sc in zip(prompts, out, scores)]
 
-    with Timer(ctx.times, "eval"), progress(ctx, f"iter {t} held-out", len(ctx.heldout)) as bar:
+    with clock.phase("eval"), ctx.progress(f"iter {t} held-out", len(ctx.heldout)) as bar:
         rows = batched(ctx.dist, ctx.store, ctx.store.heldout_dir(t, start), ctx.heldout,
                        ctx.cfg.generation.batch_size, work, bar)
     ctx.store.write_jsonl(ctx.store.heldout(t, start), rows)
@@ -70,9 +72,9 @@ def _mean(values) -> float:
 
 def iteration_metrics(ctx: Context, t: int, state: State, pairs: list[Pair], ties: int, n_picked: int,
                       train_metrics: dict) -> dict:
-    chosen = [chosen_reward(state[p["id"]]) for p in ctx.prompts]
-    rejected = [min(r.reward for r in state[p["id"]]) for p in ctx.prompts]
-    eos = [r.eos for p in ctx.prompts for r in state[p["id"]]]
+    chosen = [chosen_reward(state[p.id]) for p in ctx.prompts]
+    rejected = [min(r.reward for r in state[p.id]) for p in ctx.prompts]
+    eos = [r.eos for p in ctx.prompts for r in state[p.id]]
     return {"iteration": t, **train_metrics, "objective/scores": _mean(chosen),
             "objective/scores_margin": _mean(c - r for c, r in zip(chosen, rejected)),
             "objective/scores_all": _mean(chosen + rejected), "val/contain_eos_token": _mean(eos),
@@ -81,9 +83,9 @@ def iteration_metrics(ctx: Context, t: int, state: State, pairs: list[Pair], tie
             "selection/frac_regenerated": n_picked / len(ctx.prompts)}
 
 
-def time_metrics(ctx: Context, t: int) -> dict:
+def time_metrics(ctx: Context, t: int, clock: Clock) -> dict:
     """The time split of the iteration (the paper's Table 1): seconds and share of each phase."""
-    times = {k: ctx.times.get(k, 0.0) for k in PHASES}
+    times = {k: clock.seconds.get(k, 0.0) for k in PHASES}
     work = sum(v for k, v in times.items() if k != "eval")
     out = {}
     for key, value in times.items():
@@ -95,28 +97,37 @@ def time_metrics(ctx: Context, t: int) -> dict:
     return out
 
 
-def run_iteration(ctx: Context, t: int, state: State) -> tuple[State, dict]:
-    """Steps 2-6 of iteration t; its metrics.json, written last, marks it finished."""
+def start_policy(ctx: Context, t: int):
+    """pi_t, the policy iteration t starts from: pi_0, or the checkpoint iteration t - 1 saved."""
+    path = ctx.store.checkpoint(t - 1) if t > 0 else ctx.initial_model_path
+    return load_model(str(path), ctx.cfg.policy.dtype, ctx.cfg.policy.device)
+
+
+def run_iteration(ctx: Context, t: int, state: State, model) -> tuple[State, object, dict]:
+    """Steps 2-6 of iteration t on pi_t (`model`): the new state, pi_{t+1} and the iteration's metrics.
+
+    Its metrics.json, written last, marks the iteration finished.
+    """
     times_path = ctx.store.times(t)
-    ctx.times = read_json(times_path) if times_path.is_file() else {}
-    state, n_picked = ctx.source.responses(ctx, t, state)
-    with Timer(ctx.times, "bookkeeping"):
+    clock = Clock(read_json(times_path) if times_path.is_file() else None)
+    state, n_picked = ctx.source.responses(ctx, t, state, model, clock)
+    with clock.phase("bookkeeping"):
         ctx.store.write_jsonl(ctx.store.responses(t), state_rows(ctx.prompts, state))
         pairs, ties = pairs_for(ctx, t, state)
-        ctx.store.write_json(times_path, ctx.times)
-    start = evaluate_heldout(ctx, t, start=True) if t == 0 else None
-    train_metrics = train(ctx, t, pairs)
-    ctx.store.write_json(times_path, ctx.times)
-    heldout = evaluate_heldout(ctx, t)
+        ctx.store.write_json(times_path, clock.seconds)
+    start = evaluate_heldout(ctx, t, model, clock, start=True) if t == 0 else None
+    model, train_metrics = train(ctx, t, pairs, model, clock)
+    ctx.store.write_json(times_path, clock.seconds)
+    heldout = evaluate_heldout(ctx, t, model, clock)
     metrics = iteration_metrics(ctx, t, state, pairs, ties, n_picked, train_metrics)
     if heldout is not None:
         metrics["eval/heldout_reward"] = heldout
     if start is not None:
         metrics["eval/heldout_reward_start"] = start
-    metrics.update(time_metrics(ctx, t))
+    metrics.update(time_metrics(ctx, t, clock))
     metrics = {k: v for k, v in metrics.items() if v is not None}
     ctx.store.write_metrics(t, metrics)
-    return state, metrics
+    return state, model, metrics
 
 
 def summary_line(m: dict) -> str:
@@ -147,12 +158,15 @@ def _run(ctx: Context, log) -> list[dict]:
     ctx.store.rebuild_metrics_log()  # a kill after an iteration's metrics.json may have cut this short
     state: State = {}
     results = []
+    model = None
     for t in range(ctx.cfg.iterations):
         if ctx.store.finished(t):
             state = state_from_rows(read_jsonl(ctx.store.responses(t)))
             results.append(read_json(ctx.store.metrics(t)))
             continue
-        state, metrics = run_iteration(ctx, t, state)
+        if model is None:  # the first unfinished iteration: later ones continue from what it trained
+            model = start_policy(ctx, t)
+        state, model, metrics = run_iteration(ctx, t, state, model)
         results.append(metrics)
         if ctx.dist.is_main:
             log(summary_line(metrics))

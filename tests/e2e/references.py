@@ -17,11 +17,12 @@ def forward_reference(model_path: str, run: Path, t: int) -> list[float]:
     """Chosen then rejected log-probs of iteration t's reference pairs under model_path (float32 forward)."""
     from optune.generation import encode_prompt
     from optune.models.policy import load_model, load_tokenizer
+    from optune.data.prompts import load_prompts
     from optune.pairs import Pair
     from optune.training.logps import reference_logps
 
     tok = load_tokenizer(model_path)
-    prompts = {json.loads(line)["id"]: json.loads(line) for line in (REPO / "tests/data/prompts8.jsonl").open()}
+    prompts = {p.id: p for p in load_prompts(str(REPO / "tests/data/prompts8.jsonl"))}
     state = {r["prompt_id"]: r for r in rows(run / f"iter_{t:03d}" / "responses.jsonl")}
     ref = json.loads((run / f"iter_{t:03d}" / "ref_logps.json").read_text())
     pairs = []

@@ -16,6 +16,7 @@ from optune.config import RewardConfig, RunConfig, load_config, to_dict
 from optune.errors import UserError
 from optune.reward.backends import make_reward
 from optune.store import RunStore
+from optune.prompt import Prompt
 from tests.conftest import REPO
 
 TINY = REPO / "configs" / "tiny.yaml"
@@ -63,7 +64,7 @@ def test_python_function_as_reward():
     label = "<python callable tests.unit.test_api.brevity>"
     assert to_dict(cfg)["reward"]["function"] == label
     assert yaml.safe_load(yaml.safe_dump(to_dict(cfg)))["reward"]["function"] == label  # config.yaml stays YAML
-    assert make_reward(cfg.reward).score([{"prompt": "p"}] * 2, ["ab", "abcd"]) == [-0.02, -0.04]
+    assert make_reward(cfg.reward).score([Prompt("p", "p")] * 2, ["ab", "abcd"]) == [-0.02, -0.04]
     scorer = type("Scorer", (), {"__call__": lambda self, p, r: [1.0] * len(r)})()  # a callable object
     assert build_config(None, {"reward.function": scorer}).reward.backend == "callable"
 
@@ -115,10 +116,10 @@ def test_import_optune_stays_light():
 
 def test_cli_resume_of_a_python_reward_run_says_how(tmp_path, capsys, monkeypatch):
     """An unfinished run whose reward was a Python function: one line telling how to resume, before any model."""
-    import optune.context
+    import optune.prepare
     from optune.cli import main
 
-    monkeypatch.setattr(optune.context, "resolve_policy", lambda *a: pytest.fail("a model was resolved"))
+    monkeypatch.setattr(optune.prepare, "resolve_policy", lambda *a: pytest.fail("a model was resolved"))
     prompts = str(REPO / "tests" / "data" / "prompts8.jsonl")
     cfg = build_config(TINY, {"reward.function": brevity, "data.train": prompts, "data.heldout": prompts,
                               "output_dir": str(tmp_path / "run")})

@@ -15,6 +15,7 @@ from optune.errors import UserError
 from optune.eval.export import export_alpaca_eval, write_json_atomic
 from optune.eval.pairwise import combine_orders, summarize
 from optune.data.prompts import FORMATS, read_prompts
+from optune.prompt import Prompt
 from optune.eval.generate import GenerationSettings
 from optune.store import write_jsonl
 
@@ -96,20 +97,20 @@ def _build_judge(args, out: Path):
     return LLMJudge(config, cache), {"kind": "llm", **config.public()}
 
 
-def _stored(args, side: str, records: list[dict]) -> tuple[list[str], dict] | None:
+def _stored(args, side: str, prompts: list[Prompt]) -> tuple[list[str], dict] | None:
     """The stored outputs of a side (read and matched now, before --out exists), or None for a checkpoint."""
     from optune.eval.systems import read_outputs
 
     model = args.model if side == "a" else args.baseline_model
     outputs = args.outputs if side == "a" else args.baseline_outputs
     if outputs:
-        return read_outputs(outputs, records), {"outputs": str(Path(outputs).resolve())}
+        return read_outputs(outputs, prompts), {"outputs": str(Path(outputs).resolve())}
     if not (Path(model) / "config.json").is_file():
         raise UserError(f"not a model checkpoint (no config.json): {model}")
     return None
 
 
-def _generated(args, side: str, records: list[dict], out: Path) -> tuple[list[str], dict]:
+def _generated(args, side: str, prompts: list[Prompt], out: Path) -> tuple[list[str], dict]:
     from optune.eval.generate import CheckpointGenerator, GenerationSettings
     from optune.eval.systems import generated_outputs, weights_fingerprint
 
@@ -117,7 +118,7 @@ def _generated(args, side: str, records: list[dict], out: Path) -> tuple[list[st
     settings = GenerationSettings(args.max_new_tokens, args.temperature, args.top_p, args.seed, args.batch_size)
     source = {"model": str(Path(model).resolve()), "weights": weights_fingerprint(Path(model)),
               "generation": settings.public()}
-    responses = generated_outputs(out / f"responses_{side}.json", source, records,
+    responses = generated_outputs(out / f"responses_{side}.json", source, prompts,
                                   lambda: CheckpointGenerator(model, settings, args.device))
     return responses, source
 
@@ -132,31 +133,31 @@ def main(args) -> int:
         raise UserError(f"--out must be a folder, and {out} is a file")
     if args.limit is not None and args.limit < 1:
         raise UserError("--limit must be >= 1")
-    records = read_prompts(args.prompts, args.format, args.limit)
+    prompts = read_prompts(args.prompts, args.format, args.limit)
     judge, judge_info = _build_judge(args, out)  # checks judge settings before any generation
     GenerationSettings(args.max_new_tokens, args.temperature, args.top_p, args.seed, args.batch_size).validate()
-    stored = {side: _stored(args, side, records) for side in ("a", "b")}
+    stored = {side: _stored(args, side, prompts) for side in ("a", "b")}
     created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)  # only now: every input has been checked
     except OSError as err:
         raise UserError(f"--out {out}: cannot create it: {err.strerror}") from None
     try:
-        return _evaluate(args, out, records, judge, judge_info, stored)
+        return _evaluate(args, out, prompts, judge, judge_info, stored)
     except BaseException:
         if created and not any(out.iterdir()):
             out.rmdir()  # failed before anything worth keeping (e.g. the judge is unreachable)
         raise
 
 
-def _evaluate(args, out: Path, records: list[dict], judge, judge_info: dict, stored: dict) -> int:
+def _evaluate(args, out: Path, prompts: list[Prompt], judge, judge_info: dict, stored: dict) -> int:
     """Generate what is not stored, judge, write judgments.jsonl and summary.json."""
-    answers_a, source_a = stored["a"] or _generated(args, "a", records, out)
-    answers_b, source_b = stored["b"] or _generated(args, "b", records, out)
+    answers_a, source_a = stored["a"] or _generated(args, "a", prompts, out)
+    answers_b, source_b = stored["b"] or _generated(args, "b", prompts, out)
     if args.export_alpaca_eval:
         name = args.name or Path(args.model or args.outputs).name
-        export_alpaca_eval(out / "model_outputs.json", records, answers_a, name)
-    judgments = judge.compare(records, answers_a, answers_b, progress=_progress)
+        export_alpaca_eval(out / "model_outputs.json", prompts, answers_a, name)
+    judgments = judge.compare(prompts, answers_a, answers_b, progress=_progress)
     for j in judgments:
         j["combined"] = combine_orders(j["first"], j["second"]) if j["first"] and j["second"] else None
     write_jsonl(out / "judgments.jsonl", judgments)
@@ -166,7 +167,7 @@ def _evaluate(args, out: Path, records: list[dict], judge, judge_info: dict, sto
                         f"{sample[:80]!r}); replies kept in {out / 'judgments.jsonl'}; "
                         "a small judge may need --judge-constrained")
     summary = summarize([j["combined"] for j in judgments], seed=args.seed)
-    summary.update({"prompts": str(Path(args.prompts).resolve()), "n_prompts": len(records),
+    summary.update({"prompts": str(Path(args.prompts).resolve()), "n_prompts": len(prompts),
                     "evaluated": source_a, "baseline": source_b, "judge": judge_info})
     write_json_atomic(out / "summary.json", summary)
     low, high = summary["ci95"]

@@ -24,6 +24,7 @@ from pathlib import Path
 from optune.config import RunConfig, load_run_config
 from optune.data import tables
 from optune.errors import UserError
+from optune.prompt import Prompt
 from optune.store import RunStore, atomic_write, atomic_write_text, read_json, read_jsonl, write_jsonl
 
 COLUMNS = ("prompt", "chosen", "rejected", "score_chosen", "score_rejected", "iteration", "prompt_id")
@@ -48,8 +49,7 @@ class ExportResult:
 
 
 def _stored_prompts(store: RunStore) -> dict[str, list[dict]]:
-    return {r["id"]: list(r.get("history") or []) + [{"role": "user", "content": r["prompt"]}]
-            for r in read_jsonl(store.prompts)}
+    return {p.id: p.messages() for p in map(Prompt.from_record, read_jsonl(store.prompts))}
 
 
 def _reread_prompts(store: RunStore, cfg: RunConfig) -> dict[str, list[dict]]:
@@ -58,15 +58,15 @@ def _reread_prompts(store: RunStore, cfg: RunConfig) -> dict[str, list[dict]]:
     offline = all(r["generated_at"] == -1 for row in first for r in row["responses"])
     if offline:
         from optune.data.preferences import read_preferences
-        from optune.pairs.offline import prompt_records
+        from optune.pairs.offline import pair_prompts, sample_pairs
 
         data = read_preferences([s.strip() for s in cfg.data.train.split(",") if s.strip()])
-        records = prompt_records(data, cfg.data.max_prompts, cfg.seed)
+        prompts = pair_prompts(sample_pairs(data, cfg.data.max_prompts, cfg.seed))
     else:
         from optune.data.prompts import load_prompts
 
-        records = load_prompts(cfg.data.train, cfg.data.max_prompts, field=cfg.data.prompt_field)
-    return {r["id"]: list(r.get("history") or []) + [{"role": "user", "content": r["prompt"]}] for r in records}
+        prompts = load_prompts(cfg.data.train, cfg.data.max_prompts, field=cfg.data.prompt_field)
+    return {p.id: p.messages() for p in prompts}
 
 
 def _assistant(text: str) -> list[dict]:

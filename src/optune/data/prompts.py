@@ -1,7 +1,8 @@
-"""Prompt sets: records {"id", "prompt", ...} from the built-in task, JSON files or tabular data sets.
+"""Prompt sets: `Prompt`s (optune.prompt) from the built-in task, JSON files or tabular data sets.
 
 Every public set stores its prompts differently (see shared/data/SOURCES.md); reading them here once
-means the loop, the judges and the exporter only ever see one record shape. JSON files (a list or JSONL,
+means the loop, the judges and the exporter only ever see one record. Each format's reader turns a row into
+a plain record {"id", "prompt", "history"?, **the set's other fields}; `_checked` makes them `Prompt`s. JSON files (a list or JSONL,
 plain or gzip) are read by optune.data.readers; Parquet, Arrow, `datasets` folders and `hf:NAME[:SPLIT]`
 by optune.data.tables. A prompt is a string, or a conversation (a list of {"role", "content"} messages,
 the conversational shape of TRL and the hub): the turns up to its last user turn become the record's
@@ -17,6 +18,7 @@ from pathlib import Path
 from optune.data import tables
 from optune.data.readers import Located, is_json_list, parse_records, read_records, read_text
 from optune.errors import UserError
+from optune.prompt import Prompt
 
 BUILTIN = ("verifiable:train", "verifiable:heldout")
 
@@ -194,7 +196,8 @@ def detect_format(path: Path) -> str:
                     f"formats (first record keys: {sorted(first)}); or name the field with data.prompt_field")
 
 
-def _checked(records: list[dict], source) -> list[dict]:
+def _checked(records: list[dict], source) -> list[Prompt]:
+    """The records as `Prompt`s, once the set is known to be non-empty with unique ids."""
     if not records:
         raise UserError(f"prompt set {source} is empty")
     seen: set[str] = set()
@@ -202,10 +205,11 @@ def _checked(records: list[dict], source) -> list[dict]:
         if r["id"] in seen:
             raise UserError(f"prompt set {source} has duplicate prompt id {r['id']!r}")
         seen.add(r["id"])
-    return records
+    return [Prompt.from_record(r) for r in records]
 
 
-def read_prompts(path: str | Path, fmt: str = "auto", limit: int | None = None, field: str | None = None) -> list[dict]:
+def read_prompts(path: str | Path, fmt: str = "auto", limit: int | None = None,
+                 field: str | None = None) -> list[Prompt]:
     """Read a JSON prompt set in any of FORMATS ("auto" detects it); ids are unique strings.
 
     `field` names the prompt's field (a string or a conversation) and reads the file in the generic shape.
@@ -225,19 +229,20 @@ def read_prompts(path: str | Path, fmt: str = "auto", limit: int | None = None, 
     return records[:limit] if limit else records
 
 
-def read_table_prompts(source: str, limit: int | None = None, field: str | None = None) -> list[dict]:
+def read_table_prompts(source: str, limit: int | None = None, field: str | None = None) -> list[Prompt]:
     """The first `limit` prompts of a tabular set (optune.data.tables); only those rows are read."""
     return _checked(_records(tables.read_rows(source, "prompt set", limit), field, extras=False), source)
 
 
-def load_prompts(source: str, limit: int | None = None, fmt: str = "auto", field: str | None = None) -> list[dict]:
+def load_prompts(source: str, limit: int | None = None, fmt: str = "auto",
+                 field: str | None = None) -> list[Prompt]:
     """A built-in set ("verifiable:train", "verifiable:heldout"), a JSON file in any of FORMATS, or a tabular
     set (Parquet, Arrow, a `datasets` folder, hf:NAME[:SPLIT]); `field` is data.prompt_field."""
     if source in BUILTIN:
         from optune.tasks import verifiable
 
         records = verifiable.load(source.split(":", 1)[1])
-        return records[:limit] if limit else records
+        return [Prompt.from_record(r) for r in (records[:limit] if limit else records)]
     if tables.is_table(source):
         return read_table_prompts(source, limit, field)
     if ":" in source and not Path(source).exists() and "/" not in source:

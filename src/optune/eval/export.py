@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from optune.prompt import Prompt
 from optune.store import atomic_write_text
 
 
@@ -17,14 +18,14 @@ def write_json_atomic(path: str | Path, value) -> None:
     atomic_write_text(Path(path), json.dumps(value, ensure_ascii=False, indent=2) + "\n")
 
 
-def alpaca_eval_outputs(records: list[dict], outputs: list[str], generator: str) -> list[dict]:
-    """AlpacaEval rows; `dataset` is kept from AlpacaEval-read records, else "optune"."""
-    if len(records) != len(outputs):
-        raise ValueError("one output per record is needed")
-    return [{"instruction": rec["prompt"], "output": out, "generator": generator,
-             "dataset": rec.get("dataset", "optune")} for rec, out in zip(records, outputs)]
+def alpaca_eval_outputs(prompts: list[Prompt], outputs: list[str], generator: str) -> list[dict]:
+    """AlpacaEval rows; `dataset` is kept from AlpacaEval-read prompts, else "optune"."""
+    if len(prompts) != len(outputs):
+        raise ValueError("one output per prompt is needed")
+    return [{"instruction": p.text, "output": out, "generator": generator,
+             "dataset": p.fields.get("dataset", "optune")} for p, out in zip(prompts, outputs)]
 
 
-def export_alpaca_eval(path: str | Path, records: list[dict], outputs: list[str], generator: str) -> Path:
-    write_json_atomic(path, alpaca_eval_outputs(records, outputs, generator))
+def export_alpaca_eval(path: str | Path, prompts: list[Prompt], outputs: list[str], generator: str) -> Path:
+    write_json_atomic(path, alpaca_eval_outputs(prompts, outputs, generator))
     return Path(path)

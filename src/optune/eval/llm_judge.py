@@ -20,6 +20,7 @@ from optune.errors import UserError
 from optune.eval import rating
 from optune.eval.judge_cache import JudgmentCache, cache_key
 from optune.eval.pairwise import outcome_from_scores
+from optune.prompt import Prompt
 
 CONSTRAINED_MODES = ("none", "structured_outputs", "guided_regex")
 
@@ -59,7 +60,7 @@ class LLMJudgeConfig:
 
 
 class LLMJudge:
-    """Pairwise judge: `compare(records, answers_a, answers_b)` returns one judgment dict per prompt."""
+    """Pairwise judge: `compare(prompts, answers_a, answers_b)` returns one judgment dict per prompt."""
 
     def __init__(self, config: LLMJudgeConfig, cache: JudgmentCache, sleep: Callable[[float], None] = time.sleep):
         config.validate()
@@ -87,15 +88,15 @@ class LLMJudge:
         self.cache.put(key, reply, self.judge_id)
         return reply
 
-    def compare(self, records: list[dict], answers_a: list[str], answers_b: list[str],
+    def compare(self, prompts: list[Prompt], answers_a: list[str], answers_b: list[str],
                 progress: Callable[[int, int], None] | None = None) -> list[dict]:
-        """Judge system A against system B on every record, both orders; A is the evaluated system."""
+        """Judge system A against system B on every prompt, both orders; A is the evaluated system."""
         tasks = []
-        for i, rec in enumerate(records):
-            tasks.append((i, 0, rec["prompt"], answers_a[i], answers_b[i]))
-            tasks.append((i, 1, rec["prompt"], answers_b[i], answers_a[i]))
+        for i, p in enumerate(prompts):
+            tasks.append((i, 0, p.text, answers_a[i], answers_b[i]))
+            tasks.append((i, 1, p.text, answers_b[i], answers_a[i]))
         replies = self._run(tasks, progress)
-        return [self._judgment(rec, replies[(i, 0)], replies[(i, 1)]) for i, rec in enumerate(records)]
+        return [self._judgment(p, replies[(i, 0)], replies[(i, 1)]) for i, p in enumerate(prompts)]
 
     def _run(self, tasks: list[tuple], progress: Callable[[int, int], None] | None) -> dict:
         """Ask all tasks in a bounded pool; after the first permanent failure no new request starts."""
@@ -109,12 +110,12 @@ class LLMJudge:
         return {(tasks[k][0], tasks[k][1]): reply for k, reply in results.items()}
 
     @staticmethod
-    def _judgment(record: dict, reply_1: str, reply_2: str) -> dict:
+    def _judgment(prompt: Prompt, reply_1: str, reply_2: str) -> dict:
         first_scores = rating.parse_scores(reply_1)   # (A, B)
         second_scores = rating.parse_scores(reply_2)  # (B, A)
         first = outcome_from_scores(*first_scores) if first_scores else None
         second = outcome_from_scores(second_scores[1], second_scores[0]) if second_scores else None
-        return {"id": record["id"], "first": first, "second": second,
+        return {"id": prompt.id, "first": first, "second": second,
                 "scores_first": list(first_scores) if first_scores else None,
                 "scores_second": list(second_scores) if second_scores else None,
                 "reply_first": reply_1, "reply_second": reply_2}

@@ -15,10 +15,11 @@ from pathlib import Path
 from optune.errors import UserError
 from optune.eval.export import write_json_atomic
 from optune.data.readers import is_json_list, parse_records, read_text
+from optune.prompt import Prompt
 
 
-def read_outputs(path: str | Path, records: list[dict]) -> list[str]:
-    """Stored answers for `records`: AlpacaEval json (matched by instruction) or JSONL (matched by id).
+def read_outputs(path: str | Path, prompts: list[Prompt]) -> list[str]:
+    """Stored answers for `prompts`: AlpacaEval json (matched by instruction) or JSONL (matched by id).
 
     JSONL rows need "id" or "prompt_id", and "response" or "output".
     """
@@ -27,10 +28,10 @@ def read_outputs(path: str | Path, records: list[dict]) -> list[str]:
     rows = [r for _, r in parse_records(text, path)]
     if is_json_list(text):
         by_key = {r.get("instruction"): r.get("output") for r in rows}
-        keys = [rec["prompt"] for rec in records]
+        keys = [p.text for p in prompts]
     else:
         by_key = {str(r.get("id", r.get("prompt_id"))): r.get("response", r.get("output")) for r in rows}
-        keys = [rec["id"] for rec in records]
+        keys = [p.id for p in prompts]
     missing = [k for k in keys if not isinstance(by_key.get(k), str)]
     if missing:
         raise UserError(f"{path}: no output for {len(missing)} of {len(keys)} prompts "
@@ -46,17 +47,17 @@ def weights_fingerprint(model_dir: Path) -> str:
     return hashlib.sha256(json.dumps(stats).encode()).hexdigest()[:16]
 
 
-def generated_outputs(out_path: Path, source: dict, records: list[dict],
+def generated_outputs(out_path: Path, source: dict, prompts: list[Prompt],
                       make_generator: Callable[[], Callable[[list[str]], list[str]]]) -> list[str]:
     """Responses from `make_generator()`, cached in `out_path` under `source` (model + settings)."""
-    ids = [r["id"] for r in records]
+    ids = [p.id for p in prompts]
     if out_path.is_file():
         saved = json.loads(out_path.read_text(encoding="utf-8"))
         if saved.get("source") == source and [r["id"] for r in saved.get("rows", [])] == ids:
             return [r["response"] for r in saved["rows"]]
-    responses = make_generator()([r["prompt"] for r in records])
-    if len(responses) != len(records):
-        raise UserError(f"generator returned {len(responses)} responses for {len(records)} prompts")
-    rows = [{"id": r["id"], "prompt": r["prompt"], "response": resp} for r, resp in zip(records, responses)]
+    responses = make_generator()([p.text for p in prompts])
+    if len(responses) != len(prompts):
+        raise UserError(f"generator returned {len(responses)} responses for {len(prompts)} prompts")
+    rows = [{"id": p.id, "prompt": p.text, "response": resp} for p, resp in zip(prompts, responses)]
     write_json_atomic(out_path, {"source": source, "rows": rows})
     return responses

@@ -7,6 +7,8 @@ from typing import Protocol
 
 import torch
 
+from optune.prompt import Prompt
+
 
 @dataclass
 class Sample:
@@ -28,10 +30,10 @@ class Generator(Protocol):
         ...
 
 
-def encode_prompt(tokenizer, record: dict, max_tokens: int) -> list[int]:
-    """Chat-template token ids of a prompt record (earlier turns in record["history"]), left-truncated."""
-    messages = list(record.get("history") or []) + [{"role": "user", "content": record["prompt"]}]
-    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+def encode_prompt(tokenizer, prompt: Prompt, max_tokens: int) -> list[int]:
+    """Chat-template token ids of a prompt (its history, then the request), left-truncated."""
+    ids = tokenizer.apply_chat_template(prompt.messages(), add_generation_prompt=True, tokenize=True,
+                                        return_dict=False)
     return list(ids)[-max_tokens:]
 
 

@@ -2,17 +2,18 @@
 
 A prompt's current two scored responses are `Response`s; `merge` replaces the regenerated prompts'
 responses and keeps everyone else's; `build_pairs` turns them into `Pair`s (chosen = higher reward, ties
-dropped and counted). A `PairSource` gives each iteration's responses: `online.OnlineSource` (select,
-generate, score: OPTune's step 2-3) or `offline.OfflineSource` (a fixed preference set, `optune dpo`).
-The loop calls a source without knowing which one it is.
+dropped and counted). A pair source (optune.context.PairSource) gives each iteration's responses:
+`online.OnlineSource` (select, generate, score: OPTune's step 2-3) or `offline.OfflineSource` (a fixed
+preference set, `optune dpo`). The loop calls a source without knowing which one it is.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
 
 import torch
+
+from optune.prompt import Prompt
 
 State = dict[str, list["Response"]]
 """prompt id -> its current two responses."""
@@ -66,18 +67,9 @@ class Pair:
         return self.chosen.generated_at == self.rejected.generated_at == t
 
 
-class PairSource(Protocol):
-    labelled: bool
-    """True when the first response is the chosen one whatever the rewards say (human labels)."""
-
-    def responses(self, ctx, t: int, state: State) -> tuple[State, int]:
-        """Every prompt's two scored responses for iteration t, and how many prompts got fresh ones."""
-        ...
-
-
-def state_rows(prompts: list[dict], state: State) -> list[dict]:
+def state_rows(prompts: list[Prompt], state: State) -> list[dict]:
     """responses.jsonl rows, in prompt order."""
-    return [{"prompt_id": p["id"], "responses": [r.to_row() for r in state[p["id"]]]} for p in prompts]
+    return [{"prompt_id": p.id, "responses": [r.to_row() for r in state[p.id]]} for p in prompts]
 
 
 def state_from_rows(rows: list[dict]) -> State:
@@ -98,7 +90,7 @@ def order(a: Response, b: Response, labelled: bool) -> tuple[Response, Response]
     return (a, b) if labelled or a.reward >= b.reward else (b, a)
 
 
-def build_pairs(prompts: list[dict], state: State, weights, labelled: bool = False,
+def build_pairs(prompts: list[Prompt], state: State, weights, labelled: bool = False,
                 drop_ties: bool = True) -> tuple[list[Pair], list[dict], int]:
     """(pairs to train on, one pairs.jsonl row per prompt, number of ties).
 
@@ -108,15 +100,15 @@ def build_pairs(prompts: list[dict], state: State, weights, labelled: bool = Fal
     """
     pairs, rows, ties = [], [], 0
     for p in prompts:
-        a, b = state[p["id"]]
+        a, b = state[p.id]
         chosen, rejected = order(a, b, labelled)
         tie = a.reward == b.reward and not labelled
         trained = not (tie and drop_ties)
         ties += tie
-        rows.append({"prompt_id": p["id"], "chosen_reward": chosen.reward, "rejected_reward": rejected.reward,
+        rows.append({"prompt_id": p.id, "chosen_reward": chosen.reward, "rejected_reward": rejected.reward,
                      "chosen_generated_at": chosen.generated_at, "tie": tie, "trained": trained})
         if trained:
-            pairs.append(Pair(p["id"], p["ids"], chosen, rejected))
+            pairs.append(Pair(p.id, p.ids, chosen, rejected))
     if rows:
         w = weights(torch.tensor([r["chosen_reward"] for r in rows], dtype=torch.float32),
                     torch.tensor([r["rejected_reward"] for r in rows], dtype=torch.float32))

@@ -10,23 +10,29 @@ from __future__ import annotations
 
 import random
 
-from optune.context import Context, Timer, progress
-from optune.data.preferences import PreferenceData
+from optune.clock import Clock
+from optune.context import Context
+from optune.data.preferences import PreferenceData, PreferencePair
 from optune.pairs import Response, State, merge
+from optune.prompt import Prompt
 from optune.reward.backends import checked_score
 
 
-def prompt_records(data: PreferenceData, limit: int | None, seed: int = 0) -> list[dict]:
-    """One prompt record per pair; the pair itself rides along for `OfflineSource`.
+def sample_pairs(data: PreferenceData, limit: int | None, seed: int = 0) -> dict[str, PreferencePair]:
+    """The pairs a run trains on, by prompt id ("pair-000017": its index in the data), in file order.
 
-    With a limit, a seeded uniform sample of the pairs (in file order): preference files are often
-    grouped by source, so their first N pairs would not be representative.
+    With a limit, a seeded uniform sample of the pairs: preference files are often grouped by source, so
+    their first N pairs would not be representative.
     """
     keep = range(len(data.pairs))
     if limit and limit < len(data.pairs):
         keep = sorted(random.Random(seed).sample(keep, limit))
-    return [{"id": f"pair-{i:06d}", "prompt": data.pairs[i]["prompt"], "history": data.pairs[i]["history"],
-             "pair": data.pairs[i]} for i in keep]
+    return {f"pair-{i:06d}": data.pairs[i] for i in keep}
+
+
+def pair_prompts(pairs: dict[str, PreferencePair]) -> list[Prompt]:
+    """One prompt per pair: its last user turn and the turns before it."""
+    return [Prompt(id=pid, text=pair["prompt"], history=list(pair["history"])) for pid, pair in pairs.items()]
 
 
 def response_ids(tokenizer, text: str, max_tokens: int) -> tuple[list[int], bool]:
@@ -38,7 +44,7 @@ def response_ids(tokenizer, text: str, max_tokens: int) -> tuple[list[int], bool
 
 
 class OfflineSource:
-    """The fixed pairs of `prompt_records` as every prompt's responses (the first is the chosen one).
+    """The fixed pairs of `sample_pairs` as their prompts' responses (the first is the chosen one).
 
     Rewards come from the data, else they are scored once by the run's reward backend (wDPO needs them;
     DPO ignores them).
@@ -46,23 +52,26 @@ class OfflineSource:
 
     labelled = True
 
-    def responses(self, ctx: Context, t: int, state: State) -> tuple[State, int]:
-        missing = [r for r in ctx.prompts if "chosen_reward" not in r["pair"]]
+    def __init__(self, pairs: dict[str, PreferencePair]):
+        self.pairs = pairs
 
-        def score(batch: list[dict]) -> list[dict]:
-            texts = [text for r in batch for text in (r["pair"]["chosen"], r["pair"]["rejected"])]
-            scores = checked_score(ctx.reward, [r for r in batch for _ in (0, 1)], texts)
-            return [{"prompt_id": r["id"], "rewards": scores[2 * k:2 * k + 2]} for k, r in enumerate(batch)]
+    def responses(self, ctx: Context, t: int, state: State, model, clock: Clock) -> tuple[State, int]:
+        missing = [p for p in ctx.prompts if "chosen_reward" not in self.pairs[p.id]]
 
-        with Timer(ctx.times, "rewarding"), progress(ctx, f"iter {t} score pairs", len(missing)) as bar:
+        def score(batch: list[Prompt]) -> list[dict]:
+            texts = [text for p in batch for text in (self.pairs[p.id]["chosen"], self.pairs[p.id]["rejected"])]
+            scores = checked_score(ctx.reward, [p for p in batch for _ in (0, 1)], texts)
+            return [{"prompt_id": p.id, "rewards": scores[2 * k:2 * k + 2]} for k, p in enumerate(batch)]
+
+        with clock.phase("rewarding"), ctx.progress(f"iter {t} score pairs", len(missing)) as bar:
             scored = ctx.store.batched(ctx.store.score_dir(t), missing, max(1, ctx.cfg.reward.batch_size // 2),
                                        score, bar)
         rewards = {row["prompt_id"]: row["rewards"] for row in scored}
         fresh = {}
-        for record in ctx.prompts:
-            pair = record["pair"]
-            pair_rewards = rewards.get(record["id"], [pair.get("chosen_reward"), pair.get("rejected_reward")])
-            fresh[record["id"]] = [Response(text, *response_ids(ctx.tokenizer, text, ctx.cfg.generation.max_new_tokens),
-                                            reward=reward, generated_at=-1)
-                                   for text, reward in zip((pair["chosen"], pair["rejected"]), pair_rewards)]
+        for p in ctx.prompts:
+            pair = self.pairs[p.id]
+            pair_rewards = rewards.get(p.id, [pair.get("chosen_reward"), pair.get("rejected_reward")])
+            fresh[p.id] = [Response(text, *response_ids(ctx.tokenizer, text, ctx.cfg.generation.max_new_tokens),
+                                    reward=reward, generated_at=-1)
+                           for text, reward in zip((pair["chosen"], pair["rejected"]), pair_rewards)]
         return merge(state, fresh), 0

@@ -6,7 +6,8 @@ batches), so a resumed run picks the same prompts and redoes no finished batch.
 
 from __future__ import annotations
 
-from optune.context import Context, Timer, progress
+from optune.clock import Clock
+from optune.context import Context
 from optune.distributed import batched
 from optune.pairs import Response, State, chosen_reward, merge
 from optune.reward.backends import checked_score
@@ -19,25 +20,15 @@ def select(ctx: Context, t: int, state: State) -> list[int]:
     path = ctx.store.selection(t)
     if path.is_file():
         ids = set(read_json(path)["prompt_ids"])
-        return [i for i, p in enumerate(ctx.prompts) if p["id"] in ids]
+        return [i for i, p in enumerate(ctx.prompts) if p.id in ids]
     if t == 0:
         picked = list(range(len(ctx.prompts)))
     else:
         sel = ctx.cfg.selection
-        rewards = [chosen_reward(state[p["id"]]) for p in ctx.prompts]
+        rewards = [chosen_reward(state[p.id]) for p in ctx.prompts]
         picked = select_prompts(rewards, sel.rho, sel.strategy, seed=ctx.cfg.seed * 7919 + t).tolist()
-    ctx.store.write_json(path, {"iteration": t, "prompt_ids": [ctx.prompts[i]["id"] for i in picked]})
+    ctx.store.write_json(path, {"iteration": t, "prompt_ids": [ctx.prompts[i].id for i in picked]})
     return picked
-
-
-def policy_path(ctx: Context, t: int, trained: bool = False) -> str:
-    """The checkpoint on disk that holds the in-memory policy: pi_t at iteration t, or pi_{t+1} once trained.
-
-    Backends that load weights themselves (vllm) sample from it; the loop writes pi_{t+1} before using it.
-    """
-    if trained:
-        return str(ctx.store.checkpoint(t))
-    return str(ctx.store.checkpoint(t - 1)) if t > 0 else ctx.initial_model_path
 
 
 def sample_row(sample) -> dict:
@@ -45,29 +36,29 @@ def sample_row(sample) -> dict:
     return {k: v for k, v in vars(sample).items() if not (k == "logp" and v is None)}
 
 
-def generate_and_score(ctx: Context, t: int, picked: list[int]) -> State:
-    """Two fresh scored responses for each picked prompt; one atomic file per batch (resumable)."""
+def generate_and_score(ctx: Context, t: int, picked: list[int], model, clock: Clock) -> State:
+    """Two fresh scored responses from pi_t (`model`) for each picked prompt; one atomic file per batch."""
     cfg = ctx.cfg
 
     def generate(indices: list[int]) -> list[dict]:
         seed = cfg.seed * 1_000_003 + t * 10_007 + indices[0]
-        out = ctx.generator.generate(ctx.model, [ctx.prompts[i]["ids"] for i in indices], n=2, seed=seed,
-                                     path=policy_path(ctx, t))
-        return [{"prompt_id": ctx.prompts[i]["id"], "samples": [sample_row(s) for s in samples]}
+        out = ctx.generator.generate(model, [ctx.prompts[i].ids for i in indices], n=2, seed=seed,
+                                     path=ctx.policy_path(t))
+        return [{"prompt_id": ctx.prompts[i].id, "samples": [sample_row(s) for s in samples]}
                 for i, samples in zip(indices, out)]
 
-    with Timer(ctx.times, "generation"), progress(ctx, f"iter {t} generate", len(picked)) as bar:
+    with clock.phase("generation"), ctx.progress(f"iter {t} generate", len(picked)) as bar:
         rows = batched(ctx.dist, ctx.store, ctx.store.gen_dir(t), picked, max(1, cfg.generation.batch_size // 2),
                        generate, bar)
-    by_id = {p["id"]: p for p in ctx.prompts}
+    by_id = {p.id: p for p in ctx.prompts}
 
     def score(batch: list[dict]) -> list[dict]:
-        records = [by_id[r["prompt_id"]] for r in batch for _ in r["samples"]]
+        prompts = [by_id[r["prompt_id"]] for r in batch for _ in r["samples"]]
         texts = [s["text"] for r in batch for s in r["samples"]]
-        scores = checked_score(ctx.reward, records, texts)
+        scores = checked_score(ctx.reward, prompts, texts)
         return [{"prompt_id": r["prompt_id"], "rewards": scores[2 * k:2 * k + 2]} for k, r in enumerate(batch)]
 
-    with Timer(ctx.times, "rewarding"), progress(ctx, f"iter {t} score", len(rows)) as bar:
+    with clock.phase("rewarding"), ctx.progress(f"iter {t} score", len(rows)) as bar:
         scores = batched(ctx.dist, ctx.store, ctx.store.score_dir(t), rows, max(1, cfg.reward.batch_size // 2),
                          score, bar)
     return {row["prompt_id"]: [Response(**s, reward=reward, generated_at=t)
@@ -80,7 +71,7 @@ class OnlineSource:
 
     labelled = False
 
-    def responses(self, ctx: Context, t: int, state: State) -> tuple[State, int]:
-        with Timer(ctx.times, "bookkeeping"):
+    def responses(self, ctx: Context, t: int, state: State, model, clock: Clock) -> tuple[State, int]:
+        with clock.phase("bookkeeping"):
             picked = select(ctx, t, state)
-        return merge(state, generate_and_score(ctx, t, picked)), len(picked)
+        return merge(state, generate_and_score(ctx, t, picked, model, clock)), len(picked)

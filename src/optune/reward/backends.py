@@ -1,7 +1,7 @@
-"""Reward backends: `score(records, responses) -> list[float]`, one finite number per response.
+"""Reward backends: `score(prompts, responses) -> list[float]`, one finite number per response.
 
-records are prompt records ({"id", "prompt", ...}); a backend may use more of the record than the text
-(the verifiable task reads its constraints). Backends are chosen by name from `BACKENDS`; the served ones
+prompts are `Prompt`s (optune.prompt); a backend may use more of the prompt than its text (the verifiable
+task reads the constraints among its fields). Backends are chosen by name from `BACKENDS`; the served ones
 (`remote`: a reward model over HTTP, `llm`: an LLM's 1-10 rating) live in reward/remote.py and reward/llm.py.
 """
 
@@ -15,10 +15,11 @@ from typing import Protocol
 
 from optune.config import RewardConfig, callable_label, is_callable_label, label_name
 from optune.errors import UserError
+from optune.prompt import Prompt
 
 
 class RewardBackend(Protocol):
-    def score(self, records: list[dict], responses: list[str]) -> list[float]:
+    def score(self, prompts: list[Prompt], responses: list[str]) -> list[float]:
         ...
 
 
@@ -30,11 +31,11 @@ class VerifiableReward:
 
         self._reward = verifiable.reward
 
-    def score(self, records, responses):
-        for r in records:
-            if "constraints" not in r:
-                raise UserError(f"reward verifiable: prompt {r['id']!r} has no constraints; use the built-in prompts")
-        return [float(self._reward(r, text)) for r, text in zip(records, responses)]
+    def score(self, prompts: list[Prompt], responses: list[str]) -> list[float]:
+        for p in prompts:
+            if "constraints" not in p.fields:
+                raise UserError(f"reward verifiable: prompt {p.id!r} has no constraints; use the built-in prompts")
+        return [float(self._reward(p.record(), text)) for p, text in zip(prompts, responses)]
 
 
 def load_function(spec: str):
@@ -78,9 +79,9 @@ class CallableReward:
         self.name = cfg.function
         self.fn = load_function(cfg.function)
 
-    def score(self, records, responses):
+    def score(self, prompts: list[Prompt], responses: list[str]) -> list[float]:
         try:
-            scores = self.fn([r["prompt"] for r in records], list(responses))
+            scores = self.fn([p.text for p in prompts], list(responses))
         except Exception as err:  # a bug in the user's function: one line (the traceback with optune --debug)
             raise UserError(f"reward function {self.name} raised {_describe(err)}") from err
         try:
@@ -106,10 +107,10 @@ class HFReward:
         self.model, self.tokenizer, self.stats = reward_model.load_reward_model(cfg.model)
         self._score_texts = reward_model.score_texts
 
-    def score(self, records, responses):
+    def score(self, prompts: list[Prompt], responses: list[str]) -> list[float]:
         return self._score_texts(
-            self.model, self.tokenizer, [r["prompt"] for r in records], list(responses),
-            histories=[r.get("history") for r in records], batch_size=self.cfg.batch_size, stats=self.stats,
+            self.model, self.tokenizer, [p.text for p in prompts], list(responses),
+            histories=[p.history for p in prompts], batch_size=self.cfg.batch_size, stats=self.stats,
         )
 
 
@@ -137,9 +138,9 @@ def make_reward(cfg: RewardConfig) -> RewardBackend:
     return BACKENDS[cfg.backend](cfg)
 
 
-def checked_score(backend: RewardBackend, records: list[dict], responses: list[str]) -> list[float]:
+def checked_score(backend: RewardBackend, prompts: list[Prompt], responses: list[str]) -> list[float]:
     """Score and insist on one finite float per response: a broken reward must not poison training."""
-    scores = backend.score(records, responses)
+    scores = backend.score(prompts, responses)
     try:
         scores = [float(s) for s in scores]
     except (TypeError, ValueError):

@@ -23,6 +23,7 @@ from functools import partial
 from optune.config import RewardConfig
 from optune.endpoint import Endpoint, chat_content, check_key_env, check_url, run_bounded
 from optune.errors import UserError
+from optune.prompt import Prompt
 from optune.eval.judge_cache import JudgmentCache, cache_key
 
 # Bump when the prompt text changes, so cached ratings of the old prompt are not reused.
@@ -53,14 +54,14 @@ _OUT_OF_TEN = re.compile(r"(\d+(?:\.\d+)?)\s*(?:/|out\s+of)\s*10(?!\d)", re.IGNO
 _NUMBER = re.compile(r"(?<![\w.])(-?\d+(?:\.\d+)?)(?![\w]|\.\d)")
 
 
-def messages(record: dict, response: str) -> list[dict]:
+def messages(prompt: Prompt, response: str) -> list[dict]:
     """The rating request for one response (earlier turns of the conversation shown as context)."""
-    turns = record.get("history") or []
+    turns = prompt.history
     context = ""
     if turns:
         lines = [f"{m['role'].capitalize()}: {m['content']}" for m in turns]
         context = "[Earlier Conversation]\n" + "\n".join(lines) + "\n\n"
-    user = USER_TEMPLATE.format(context=context, question=record["prompt"], answer=response)
+    user = USER_TEMPLATE.format(context=context, question=prompt.text, answer=response)
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
 
@@ -89,8 +90,8 @@ class LLMReward:
         self.rater_id = "|".join([PROMPT_VERSION, cfg.model, f"t={cfg.temperature}", f"max={cfg.max_tokens}",
                                   f"c={cfg.constrained}"])
 
-    def score(self, records: list[dict], responses: list[str]) -> list[float]:
-        calls = [partial(self._rate, r, text) for r, text in zip(records, responses)]
+    def score(self, prompts: list[Prompt], responses: list[str]) -> list[float]:
+        calls = [partial(self._rate, p, text) for p, text in zip(prompts, responses)]
         results, error = run_bounded(calls, self.cfg.concurrency)
         if error is not None:
             if isinstance(error, UserError) and self.cache.path is not None:
@@ -98,15 +99,15 @@ class LLMReward:
             raise error
         return [results[i] for i in range(len(calls))]
 
-    def _rate(self, record: dict, response: str) -> float:
-        chat = messages(record, response)
+    def _rate(self, prompt: Prompt, response: str) -> float:
+        chat = messages(prompt, response)
         for attempt in range(self.cfg.parse_retries + 1):
             reply = self._ask(chat, attempt)
             value = parse_rating(reply)
             if value is not None:
                 return value
         raise UserError(
-            f"reward LLM at {self.base_url} gave no 1-10 rating for prompt {record['id']!r} in {attempt + 1} "
+            f"reward LLM at {self.base_url} gave no 1-10 rating for prompt {prompt.id!r} in {attempt + 1} "
             f"tries (last reply: {reply[:120]!r}); a vLLM server can force one with "
             "reward.constrained=structured_outputs, or use a stronger model")
 

@@ -26,16 +26,14 @@ from functools import partial
 from optune.config import RewardConfig
 from optune.endpoint import Endpoint, check_key_env, check_url, run_bounded
 from optune.errors import UserError
+from optune.prompt import Prompt
 
 ROUTES = {"classify": "/classify", "pooling": "/pooling", "optune": "/rewards"}
 
 
-def conversation(record: dict, response: str) -> list[dict]:
+def conversation(prompt: Prompt, response: str) -> list[dict]:
     """Chat messages of one scored exchange: earlier turns, the prompt, the response."""
-    return list(record.get("history") or []) + [
-        {"role": "user", "content": record["prompt"]},
-        {"role": "assistant", "content": response},
-    ]
+    return [*prompt.messages(), {"role": "assistant", "content": response}]
 
 
 def _short(reply) -> str:
@@ -54,13 +52,13 @@ class RemoteReward:
         check_key_env(cfg.api_key_env, "reward.api_key_env")
         self.endpoint = Endpoint("reward server", cfg.api_key_env, cfg.timeout_s, cfg.max_retries, sleep=sleep)
 
-    def score(self, records: list[dict], responses: list[str]) -> list[float]:
+    def score(self, prompts: list[Prompt], responses: list[str]) -> list[float]:
         n = len(responses)
         if self.cfg.route == "optune":
             size = self.cfg.batch_size
-            calls = [partial(self._score_batch, records[s:s + size], responses[s:s + size]) for s in range(0, n, size)]
+            calls = [partial(self._score_batch, prompts[s:s + size], responses[s:s + size]) for s in range(0, n, size)]
         else:
-            calls = [partial(self._score_one, records[i], responses[i]) for i in range(n)]
+            calls = [partial(self._score_one, prompts[i], responses[i]) for i in range(n)]
         results, error = run_bounded(calls, self.cfg.concurrency)
         if error is not None:
             raise error
@@ -69,8 +67,8 @@ class RemoteReward:
     def _body(self, extra: dict) -> dict:
         return ({"model": self.cfg.model} if self.cfg.model else {}) | extra
 
-    def _score_one(self, record: dict, response: str) -> list[float]:
-        body = self._body({"messages": conversation(record, response), "use_activation": False})
+    def _score_one(self, prompt: Prompt, response: str) -> list[float]:
+        body = self._body({"messages": conversation(prompt, response), "use_activation": False})
         if self.cfg.route == "pooling":
             body["task"] = "classify"
         reply = self.endpoint.post_json(self.url, body, expected="JSON")
@@ -78,32 +76,32 @@ class RemoteReward:
         try:
             value = reply["data"][0][field]
         except (KeyError, IndexError, TypeError):
-            raise UserError(f"reward server at {self.url} sent no data[0].{field} for prompt {record['id']!r}: "
+            raise UserError(f"reward server at {self.url} sent no data[0].{field} for prompt {prompt.id!r}: "
                             f"{_short(reply)}") from None
         if isinstance(value, list):
             if len(value) != 1:
                 raise UserError(f"reward server at {self.url} sent {len(value)} numbers for one response of prompt "
-                                f"{record['id']!r}; a reward model has exactly one output (a sequence classifier "
+                                f"{prompt.id!r}; a reward model has exactly one output (a sequence classifier "
                                 "with num_labels=1)")
             value = value[0]
-        return [self._number(value, record)]
+        return [self._number(value, prompt)]
 
-    def _score_batch(self, records: list[dict], responses: list[str]) -> list[float]:
-        items = [{"id": r["id"], "prompt": r["prompt"], "response": text, "messages": conversation(r, text)}
-                 for r, text in zip(records, responses)]
+    def _score_batch(self, prompts: list[Prompt], responses: list[str]) -> list[float]:
+        items = [{"id": p.id, "prompt": p.text, "response": text, "messages": conversation(p, text)}
+                 for p, text in zip(prompts, responses)]
         reply = self.endpoint.post_json(self.url, self._body({"items": items}), expected="JSON")
         scores = reply.get("scores") if isinstance(reply, dict) else None
         if not isinstance(scores, list):
             raise UserError(f"reward server at {self.url} sent no \"scores\" list for the batch starting at prompt "
-                            f"{records[0]['id']!r}: {_short(reply)}")
+                            f"{prompts[0].id!r}: {_short(reply)}")
         if len(scores) != len(items):
             raise UserError(f"reward server at {self.url} sent {len(scores)} scores for {len(items)} responses "
-                            f"(batch starting at prompt {records[0]['id']!r})")
-        return [self._number(value, record) for value, record in zip(scores, records)]
+                            f"(batch starting at prompt {prompts[0].id!r})")
+        return [self._number(value, prompt) for value, prompt in zip(scores, prompts)]
 
-    def _number(self, value, record: dict) -> float:
+    def _number(self, value, prompt: Prompt) -> float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         if not ok:
             raise UserError(f"reward server at {self.url} sent {value!r} as the score of a response to prompt "
-                            f"{record['id']!r}; expected a finite number")
+                            f"{prompt.id!r}; expected a finite number")
         return float(value)

@@ -20,29 +20,30 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from optune.errors import UserError
+from optune.prompt import Prompt
 
 
 def _line(err: BaseException) -> str:
     return (str(err).splitlines() or [type(err).__name__])[0]
 
 
-def records_from_items(items) -> tuple[list[dict], list[str]]:
-    """Protocol items -> (prompt records, responses); a ValueError names the first bad item."""
+def prompts_from_items(items) -> tuple[list[Prompt], list[str]]:
+    """Protocol items -> (prompts, responses); a ValueError names the first bad item."""
     if not isinstance(items, list) or not items:
         raise ValueError('"items" must be a non-empty list')
-    records, responses = [], []
+    prompts, responses = [], []
     for i, item in enumerate(items):
         if not isinstance(item, dict) or not isinstance(item.get("prompt"), str) or \
                 not isinstance(item.get("response"), str):
             raise ValueError(f'item {i} needs string fields "prompt" and "response"')
         history = item.get("messages", [])[:-2] if isinstance(item.get("messages"), list) else []
-        records.append({"id": str(item.get("id", i)), "prompt": item["prompt"], "history": history})
+        prompts.append(Prompt(id=str(item.get("id", i)), text=item["prompt"], history=history))
         responses.append(item["response"])
-    return records, responses
+    return prompts, responses
 
 
 class RewardServer:
-    """The protocol over `backend` (anything with score(records, responses)) on host:port (0: any free port)."""
+    """The protocol over `backend` (anything with score(prompts, responses)) on host:port (0: any free port)."""
 
     def __init__(self, backend, host: str = "127.0.0.1", port: int = 0, api_key_env: str | None = None):
         if api_key_env and not os.environ.get(api_key_env):
@@ -78,10 +79,10 @@ class RewardServer:
         return hmac.compare_digest((header or "").encode(), expected.encode())
 
     def score(self, body) -> list[float]:
-        records, responses = records_from_items(body.get("items") if isinstance(body, dict) else None)
+        prompts, responses = prompts_from_items(body.get("items") if isinstance(body, dict) else None)
         with self._lock:
             self.requests += 1
-            return [float(s) for s in self.backend.score(records, responses)]
+            return [float(s) for s in self.backend.score(prompts, responses)]
 
     def _handler(self):
         server = self

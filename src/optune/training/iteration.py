@@ -3,27 +3,43 @@ updates, and pi_{t+1} saved as one atomic checkpoint directory (with its trainin
 
 from __future__ import annotations
 
-from optune.context import Context, Timer, progress
+import math
+
+from optune.clock import Clock
+from optune.context import Context
 from optune.losses import make_loss
 from optune.models import lora
 from optune.models.policy import load_model
 from optune.pairs import Pair
 from optune.store import read_json, write_json, write_jsonl
 from optune.training.logps import reference_logps
-from optune.training.policy import has_dropout, reference_from_training, train_iteration
+from optune.training.policy import (References, TrainHooks, TrainInputs, has_dropout, reference_from_training,
+                                    train_iteration)
 
 
-def reference(ctx: Context, t: int, pairs: list[Pair], model) -> tuple[list, list]:
+def store_reference(ctx: Context, t: int, pairs: list[Pair], ref: References, **counts: int) -> None:
+    """iter_t/ref_logps.json: the pairs' reference log-probs, null where training has yet to fill them in."""
+    def floats(values) -> list[float | None]:
+        return [None if math.isnan(x) else x for x in values.tolist()]
+
+    saved = read_json(ctx.store.ref_logps(t)) if not counts else counts
+    counts = {k: saved[k] for k in ("from_sampler", "from_training")}
+    ctx.store.write_json(ctx.store.ref_logps(t), {"prompt_ids": [p.prompt_id for p in pairs],
+                                                  "chosen": floats(ref.chosen), "rejected": floats(ref.rejected),
+                                                  **counts})
+
+
+def reference(ctx: Context, t: int, pairs: list[Pair], model) -> References:
     """Reference log-probs, computed once per iteration before any update (so pi_t needs no second copy).
 
-    None for the pairs training meets on its starting weights (`deferred`): training fills them in from its
-    own forward and stores them here through `fill_reference`.
+    NaN for the pairs training meets on its starting weights (`deferred`): training fills them in from its
+    own forward, and `store_reference` records them as it does.
     """
     path = ctx.store.ref_logps(t)
     if path.is_file():
         saved = read_json(path)
         if saved["prompt_ids"] == [p.prompt_id for p in pairs]:
-            return saved["chosen"], saved["rejected"]
+            return References.of(saved["chosen"], saved["rejected"])
     sampled = sampler_reference(ctx, t, pairs)
     later = deferred(ctx, t, len(pairs), model)
     todo = [p for i, (p, ref) in enumerate(zip(pairs, sampled)) if ref is None and i not in later]
@@ -31,24 +47,17 @@ def reference(ctx: Context, t: int, pairs: list[Pair], model) -> tuple[list, lis
     if ctx.cfg.loss.reference == "initial" and t > 0 and todo:
         ref_model = load_model(ctx.initial_model_path, ctx.cfg.policy.dtype, ctx.cfg.policy.device)
     tc = ctx.cfg.train
-    with progress(ctx, f"iter {t} reference", len(todo)) as bar, lora.adapter_disabled(ref_model):
+    with ctx.progress(f"iter {t} reference", len(todo)) as bar, lora.adapter_disabled(ref_model):
         mine = reference_logps(ref_model, ctx.dist.split(todo), ctx.tokenizer.pad_token_id,
                                tc.batch_size * 2, tc.bf16, bar, tc.packing)
     del ref_model
     shares = ctx.dist.gather(mine)  # each process scored a contiguous share of the pairs
     computed = iter(zip([x for c, _ in shares for x in c], [x for _, r in shares for x in r]))
-    refs = [ref if ref is not None else (None, None) if i in later else next(computed)
+    refs = [ref if ref is not None else (math.nan, math.nan) if i in later else next(computed)
             for i, ref in enumerate(sampled)]
-    chosen, rejected = [c for c, _ in refs], [r for _, r in refs]
-    ctx.store.write_json(path, {"prompt_ids": [p.prompt_id for p in pairs], "chosen": chosen, "rejected": rejected,
-                                "from_sampler": sum(ref is not None for ref in sampled), "from_training": len(later)})
-    return chosen, rejected
-
-
-def fill_reference(ctx: Context, t: int, chosen: list, rejected: list) -> None:
-    """Store the reference log-probs with those training has filled in so far (train_iteration's on_reference)."""
-    saved = read_json(ctx.store.ref_logps(t))
-    ctx.store.write_json(ctx.store.ref_logps(t), {**saved, "chosen": chosen, "rejected": rejected})
+    ref = References.of([c for c, _ in refs], [r for _, r in refs])
+    store_reference(ctx, t, pairs, ref, from_sampler=sum(r is not None for r in sampled), from_training=len(later))
+    return ref
 
 
 def deferred(ctx: Context, t: int, n_pairs: int, model) -> set[int]:
@@ -84,29 +93,31 @@ def release_generator(ctx: Context) -> None:
         release()
 
 
-def train(ctx: Context, t: int, pairs: list[Pair]) -> dict:
-    """pi_t -> pi_{t+1}; the checkpoint (with its metrics) is written as one atomic directory."""
+def train(ctx: Context, t: int, pairs: list[Pair], model, clock: Clock) -> tuple[object, dict]:
+    """pi_t (`model`) -> pi_{t+1}: (pi_{t+1}, the training metrics); the checkpoint (with its metrics) is written
+    as one atomic directory."""
     store, cfg = ctx.store, ctx.cfg
     if store.train_metrics(t).is_file():
         if store.writer:  # a kill between the checkpoint's rename and this unlink left it behind
             store.train_state(t).unlink(missing_ok=True)
-        ctx.model = load_model(str(store.checkpoint(t)), cfg.policy.dtype, cfg.policy.device)
-        return read_json(store.train_metrics(t))
+        return load_model(str(store.checkpoint(t)), cfg.policy.dtype, cfg.policy.device), read_json(store.train_metrics(t))
     release_generator(ctx)
-    with Timer(ctx.times, "training"):
-        model = lora.attach(ctx.model, cfg.lora)  # pi_t itself without LoRA
-        ref = reference(ctx, t, pairs, model)
+    with clock.phase("training"):
+        model = lora.attach(model, cfg.lora)  # pi_t itself without LoRA
+        inputs = TrainInputs(pairs, reference(ctx, t, pairs, model), ctx.tokenizer.pad_token_id, seed=cfg.seed + t)
         log_rows: list[dict] = []
         loss = make_loss(cfg.loss.type, cfg.loss.beta1, cfg.loss.beta2)
-        with progress(ctx, f"iter {t} train", len(pairs) * cfg.train.epochs) as bar:
-            metrics = train_iteration(model, pairs, ref, ctx.tokenizer.pad_token_id, cfg.train, loss,
-                                      seed=cfg.seed + t, progress=bar, log=log_rows.append, dist=ctx.dist,
-                                      state_path=store.train_state(t) if store.writer else None,
-                                      on_reference=lambda c, r: fill_reference(ctx, t, c, r))
+        with ctx.progress(f"iter {t} train", len(pairs) * cfg.train.epochs) as bar:
+            hooks = TrainHooks(progress=bar, log=log_rows.append,
+                               on_reference=lambda ref: store_reference(ctx, t, pairs, ref),
+                               state_path=store.train_state(t) if store.writer else None)
+            metrics = train_iteration(model, inputs, cfg.train, loss, hooks, ctx.dist)
         state_dict = ctx.dist.full_state_dict()  # unsharded weights (FSDP/ZeRO-3); every process takes part
+        trained = model
 
         def save(tmp):
-            ctx.model = lora.save_merged(model, tmp, state_dict)
+            nonlocal trained
+            trained = lora.save_merged(model, tmp, state_dict)
             ctx.tokenizer.save_pretrained(tmp)
             write_json(tmp / "train_metrics.json", metrics)
             write_jsonl(tmp / "train_log.jsonl", log_rows)
@@ -116,5 +127,5 @@ def train(ctx: Context, t: int, pairs: list[Pair]) -> dict:
             store.train_state(t).unlink(missing_ok=True)  # the checkpoint supersedes the mid-iteration state
         if ctx.dist.active:  # every process continues from the saved pi_{t+1}, whatever wrapped it
             ctx.dist.barrier()
-            ctx.model = load_model(str(store.checkpoint(t)), cfg.policy.dtype, cfg.policy.device)
-    return metrics
+            trained = load_model(str(store.checkpoint(t)), cfg.policy.dtype, cfg.policy.device)
+    return trained, metrics

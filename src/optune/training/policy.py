@@ -10,8 +10,12 @@ no reference pass: its reference log-probs are this forward's, detached (`refere
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -23,26 +27,80 @@ from optune.training.schedule import make_optimizer, rank_share, step_plan, step
 from optune.training.state import resume, save_train_state
 
 
-STAT_KEYS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "weights/mean", "logps/chosen",
-             "logps/rejected")
+@dataclass
+class References:
+    """Each pair's reference log-probs (chosen, rejected), [N] float32 each.
+
+    NaN marks a pair whose reference training's own forward gives (`reference_from_training`): the one
+    encoding of "not yet computed" in memory; the run store writes it as JSON null.
+    """
+
+    chosen: torch.Tensor
+    rejected: torch.Tensor
+
+    @classmethod
+    def of(cls, chosen: list[float], rejected: list[float], device=None) -> References:
+        """From two lists of floats (NaN, or None as read from JSON, where still to come)."""
+        def tensor(values: list) -> torch.Tensor:
+            return torch.tensor([math.nan if v is None else v for v in values], dtype=torch.float32, device=device)
+
+        return cls(tensor(chosen), tensor(rejected))
+
+    def missing(self) -> set[int]:
+        return set((self.chosen.isnan() | self.rejected.isnan()).nonzero().flatten().tolist())
+
+    def to(self, device) -> References:
+        return References(self.chosen.to(device), self.rejected.to(device))
 
 
-def micro_batch(model, pairs: list[Pair], mb: list[int], tensors: tuple, scale: float, pad_id: int,
-                cfg: TrainConfig, loss: PreferenceLoss, dist) -> list[float]:
-    """Forward/backward of one micro-batch with loss = scale x sum of per-pair losses; summed stats x scale."""
-    ref_c_all, ref_r_all, rew_c_all, rew_r_all = tensors
-    idx = torch.tensor(mb, device=ref_c_all.device)
-    pol_c, pol_r = pair_logps(model, [pairs[i] for i in mb], pad_id, cfg.bf16, cfg.packing)
-    ref_c, ref_r = ref_c_all[idx], ref_r_all[idx]
+@dataclass
+class TrainInputs:
+    """What one iteration's training works on: the pairs, their references, the padding id and the seed of the
+    step plan (so a resumed run replays the same steps)."""
+
+    pairs: list[Pair]
+    reference: References
+    pad_id: int
+    seed: int
+
+
+@dataclass
+class TrainHooks:
+    """What training reports to, all optional: a progress bar, each step's metrics row, the references as
+    training fills them in (after each step that filled some, before any training state is saved), and the
+    file of the mid-iteration training state (single process)."""
+
+    progress: Any = None
+    log: Callable[[dict], None] | None = None
+    on_reference: Callable[[References], None] | None = None
+    state_path: Path | None = None
+
+
+def micro_batch(model, inputs: TrainInputs, mb: list[int], scale: float, cfg: TrainConfig, loss: PreferenceLoss,
+                dist) -> dict[str, float]:
+    """Forward/backward of one micro-batch with loss = scale x sum of per-pair losses; summed stats x scale.
+
+    A reference still NaN is filled from this forward (train_iteration allows it only on the starting
+    weights, where pi_t's forward is this one).
+    """
+    ref = inputs.reference
+    idx = torch.tensor(mb, device=ref.chosen.device)
+    pairs = [inputs.pairs[i] for i in mb]
+    pol_c, pol_r = pair_logps(model, pairs, inputs.pad_id, cfg.bf16, cfg.packing)
+    ref_c, ref_r = ref.chosen[idx], ref.rejected[idx]
     missing = ref_c.isnan() | ref_r.isnan()
-    if missing.any():  # train_iteration allows it only on the starting weights, where pi_t's forward is this one
+    if missing.any():
         ref_c, ref_r = torch.where(missing, pol_c.detach(), ref_c), torch.where(missing, pol_r.detach(), ref_r)
-        ref_c_all[idx], ref_r_all[idx] = ref_c, ref_r
-    out = loss(pol_c, pol_r, ref_c, ref_r, rew_c_all[idx], rew_r_all[idx])
+        ref.chosen[idx], ref.rejected[idx] = ref_c, ref_r
+    scores = [torch.tensor([getattr(p, side).reward for p in pairs], dtype=torch.float32, device=idx.device)
+              for side in ("chosen", "rejected")]
+    out = loss(pol_c, pol_r, ref_c, ref_r, *scores)
     dist.backward(out.losses.sum() * scale)
-    values = (out.losses.detach(), out.chosen_rewards, out.rejected_rewards,
-              (out.chosen_rewards > out.rejected_rewards).float(), out.weights, pol_c.detach(), pol_r.detach())
-    return [float(v.sum()) * scale for v in values]
+    stats = {"loss": out.losses.detach(), "rewards/chosen": out.chosen_rewards,
+             "rewards/rejected": out.rejected_rewards,
+             "rewards/accuracies": (out.chosen_rewards > out.rejected_rewards).float(), "weights/mean": out.weights,
+             "logps/chosen": pol_c.detach(), "logps/rejected": pol_r.detach()}
+    return {key: float(value.sum()) * scale for key, value in stats.items()}
 
 
 def reference_from_training(n_pairs: int, cfg: TrainConfig, seed: int) -> set[int]:
@@ -64,86 +122,79 @@ def has_dropout(model) -> bool:
     return any(("dropout" in k or "pdrop" in k) and isinstance(v, (int, float)) and v > 0 for k, v in settings.items())
 
 
-def as_floats(values: torch.Tensor) -> list[float | None]:
-    """A reference tensor as stored: NaN (not yet computed) as None."""
-    return [None if math.isnan(x) else x for x in values.tolist()]
+def train_iteration(model, inputs: TrainInputs, cfg: TrainConfig, loss: PreferenceLoss,
+                    hooks: TrainHooks | None = None, dist=None) -> dict:
+    """Train in place on `inputs.pairs`; returns the iteration's mean metrics (TRL names).
 
-
-def pair_tensors(pairs: list[Pair], ref: tuple[list, list], device) -> tuple[torch.Tensor, ...]:
-    """[N] float32 reference log-probs (chosen, rejected; NaN where None) and rewards (chosen, rejected)."""
-    refs = tuple([math.nan if x is None else x for x in r] for r in ref)
-    scores = ([p.chosen.reward for p in pairs], [p.rejected.reward for p in pairs])
-    return tuple(torch.tensor(x, dtype=torch.float32, device=device) for x in (*refs, *scores))
-
-
-def train_iteration(model, pairs: list[Pair], ref: tuple[list, list], pad_id: int, cfg: TrainConfig,
-                    loss: PreferenceLoss, seed: int, progress=None, log=None, dist=None,
-                    state_path: Path | None = None, on_reference=None) -> dict:
-    """Train in place on `pairs`; returns the iteration's mean metrics (TRL names).
-
-    `ref` holds each pair's reference log-probs (chosen, rejected), or None for a pair in
-    `reference_from_training`: the caller guarantees that the starting weights are the reference (no dropout
-    either), and `on_reference(chosen, rejected)` receives all of them, None where still to come, after each
-    step that filled some (before any training state is saved).
+    A NaN reference is allowed only for a pair in `reference_from_training`: the caller guarantees that the
+    starting weights are the reference (no dropout either); training fills it in from its own forward.
     With an active `dist` (optune.distributed) each step's pairs are split over processes; the loss is
     multiplied by the world size because DDP/FSDP average the processes' gradients.
-    With `state_path` (single process), the training state is saved there every `cfg.save_steps` steps
+    With `hooks.state_path` (single process), the training state is saved there every `cfg.save_steps` steps
     and, if present, training continues from it: the step plan is a function of the seed, so skipping
     the finished steps reproduces the uninterrupted run.
     """
     from optune.distributed import Dist
 
-    dist = dist or Dist()
-    plan = step_plan(len(pairs), cfg, seed, dist.world)
-    pending = {i for i, (c, r) in enumerate(zip(*ref)) if c is None or r is None}
-    if pending and (dist.active or pending - reference_from_training(len(pairs), cfg, seed)):
+    dist, hooks = dist or Dist(), hooks or TrainHooks()
+    plan = step_plan(len(inputs.pairs), cfg, inputs.seed, dist.world)
+    pending = inputs.reference.missing()
+    if pending and (dist.active or pending - reference_from_training(len(inputs.pairs), cfg, inputs.seed)):
         raise ValueError("reference log-probs missing for pairs trained after the first update")
-    tensors = pair_tensors(pairs, ref, next(model.parameters()).device)
+    inputs = dataclasses.replace(inputs, reference=inputs.reference.to(next(model.parameters()).device))
     optimizer, scheduler = make_optimizer(model, cfg, len(plan))
     if cfg.gradient_checkpointing:
         dist.unwrap(model).gradient_checkpointing_enable()
     model, optimizer = dist.prepare(model, optimizer)
     model.train()
-    state_path = None if dist.active or not cfg.save_steps else state_path
-    start, totals, rows = resume(state_path, model, optimizer, scheduler, plan, progress, log)
+    state_path = None if dist.active or not cfg.save_steps else hooks.state_path
+    start, totals, rows = resume(state_path, model, optimizer, scheduler, plan, hooks.progress, hooks.log)
     for step, micro_batches in enumerate(plan):
         if step < start:
             continue
-        n_step = sum(len(mb) for mb in micro_batches)
-        mine, n_micro = rank_share(micro_batches, cfg.batch_size, dist.world, dist.rank)
-        sums = [0.0] * len(STAT_KEYS)
-        for j in range(n_micro):
-            mb, scale = (mine[j], dist.world / n_step) if j < len(mine) else (micro_batches[0][:1], 0.0)
-            with dist.no_sync(model, sync=j == n_micro - 1):
-                part = micro_batch(model, pairs, mb, tensors, scale, pad_id, cfg, loss, dist)
-            sums = [a + b / dist.world for a, b in zip(sums, part)]
-        stats = dict(zip(STAT_KEYS, dist.sum(sums)))
-        if cfg.max_grad_norm is not None:
-            clip = dist.accelerator.clip_grad_norm_ if dist.active else torch.nn.utils.clip_grad_norm_
-            norm = clip(model.parameters(), cfg.max_grad_norm)  # None under DeepSpeed (its config clips)
-            if norm is not None:
-                stats["grad_norm"] = float(norm)
-        optimizer.step()
+        stats = train_step(model, inputs, micro_batches, optimizer, cfg, loss, dist)
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         filled = pending.intersection(i for mb in micro_batches for i in mb)
         if filled:
             pending -= filled
-            if on_reference is not None:
-                on_reference(as_floats(tensors[0]), as_floats(tensors[1]))
+            if hooks.on_reference is not None:
+                hooks.on_reference(inputs.reference)
         stats["rewards/margins"] = stats["rewards/chosen"] - stats["rewards/rejected"]
         stats["lr"] = scheduler.get_last_lr()[0]
         rows.append({"step": step, **stats})
-        if log is not None:
-            log(rows[-1])
+        if hooks.log is not None:
+            hooks.log(rows[-1])
         for key, value in stats.items():
             totals[key] = totals.get(key, 0.0) + value / len(plan)
         if state_path is not None and (step + 1) % cfg.save_steps == 0 and step + 1 < len(plan):
             save_train_state(state_path, model, optimizer, scheduler, step + 1, totals, rows)
-        if progress is not None:
-            progress.update(n_step)
-            progress.set_postfix(loss=f"{stats['loss']:.4f}", acc=f"{stats['rewards/accuracies']:.2f}")
+        if hooks.progress is not None:
+            hooks.progress.update(sum(len(mb) for mb in micro_batches))
+            hooks.progress.set_postfix(loss=f"{stats['loss']:.4f}", acc=f"{stats['rewards/accuracies']:.2f}")
     if cfg.gradient_checkpointing:
         dist.unwrap(model).gradient_checkpointing_disable()
     totals["train/steps"] = len(plan)
     return totals
+
+
+def train_step(model, inputs: TrainInputs, micro_batches: list[list[int]], optimizer, cfg: TrainConfig,
+               loss: PreferenceLoss, dist) -> dict[str, float]:
+    """One optimizer step over this process's share of the step's micro-batches (the scheduler steps after);
+    the step's summed stats, averaged over processes."""
+    n_step = sum(len(mb) for mb in micro_batches)
+    mine, n_micro = rank_share(micro_batches, cfg.batch_size, dist.world, dist.rank)
+    sums: dict[str, float] = {}
+    for j in range(n_micro):
+        mb, scale = (mine[j], dist.world / n_step) if j < len(mine) else (micro_batches[0][:1], 0.0)
+        with dist.no_sync(model, sync=j == n_micro - 1):
+            part = micro_batch(model, inputs, mb, scale, cfg, loss, dist)
+        sums = {key: sums.get(key, 0.0) + value / dist.world for key, value in part.items()}
+    stats = dict(zip(sums, dist.sum(list(sums.values()))))
+    if cfg.max_grad_norm is not None:
+        clip = dist.accelerator.clip_grad_norm_ if dist.active else torch.nn.utils.clip_grad_norm_
+        norm = clip(model.parameters(), cfg.max_grad_norm)  # None under DeepSpeed (its config clips)
+        if norm is not None:
+            stats["grad_norm"] = float(norm)
+    optimizer.step()
+    return stats

@@ -20,13 +20,13 @@ TINY = str(REPO / "configs" / "tiny.yaml")
 @pytest.fixture(autouse=True)
 def no_model_loads(monkeypatch):
     """Every case here must fail (or finish) before a policy is resolved or loaded."""
-    import optune.context
+    import optune.prepare
     import optune.models.policy
 
     def forbidden(*args, **kwargs):
         raise AssertionError("a model was loaded before the input was checked")
 
-    monkeypatch.setattr(optune.context, "resolve_policy", forbidden)
+    monkeypatch.setattr(optune.prepare, "resolve_policy", forbidden)
     monkeypatch.setattr(optune.models.policy, "load_model", forbidden)
 
 

@@ -14,6 +14,7 @@ from optune.data.preferences import read_preferences
 from optune.errors import UserError
 from optune.losses import make_loss
 from optune.pairs import Response, build_pairs, state_rows
+from optune.prompt import Prompt
 from optune.store import RunStore, write_jsonl
 
 PROMPTS = [{"id": "p0", "prompt": "Name a colour.", "history": []},
@@ -38,7 +39,7 @@ def make_run(root, states, labelled=False, store_prompts=True, **cfg_keys):
     store = RunStore.create(root, yaml.safe_dump(to_dict(cfg), sort_keys=False), {"optune": "test"})
     if store_prompts:
         write_jsonl(store.prompts, PROMPTS)
-    records = [{**p, "ids": [1]} for p in PROMPTS]
+    records = [Prompt.from_record({**p, "ids": [1]}) for p in PROMPTS]
     for t, state in enumerate(states):
         pairs, rows, _ = build_pairs(records, state, make_loss("wdpo", 0.1, 10.0).weights, labelled=labelled)
         store.write_jsonl(store.responses(t), state_rows(records, state))

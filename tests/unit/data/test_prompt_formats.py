@@ -7,6 +7,7 @@ import pytest
 
 from optune.errors import UserError
 from optune.data.prompts import detect_format, read_prompts
+from optune.prompt import Prompt
 
 DATA = Path(__file__).resolve().parents[4] / "shared" / "data"
 if not DATA.is_dir():
@@ -24,8 +25,8 @@ def test_lima_splits_on_newline_only(tmp_path):
     p.write_text(json.dumps({"conversations": "a\u2028b"}, ensure_ascii=False) + "\n"
                  + json.dumps({"conversations": "second"}) + "\n", encoding="utf-8")
     recs = read_prompts(p)
-    assert [r["prompt"] for r in recs] == ["a\u2028b", "second"]
-    assert [r["id"] for r in recs] == ["lima_0", "lima_1"]
+    assert [r.text for r in recs] == ["a\u2028b", "second"]
+    assert [r.id for r in recs] == ["lima_0", "lima_1"]
 
 
 def test_self_instruct_joins_first_instance_input(tmp_path):
@@ -34,8 +35,8 @@ def test_self_instruct_joins_first_instance_input(tmp_path):
                                                                        {"input": "other", "output": "y"}]},
         {"id": "t1", "instruction": "Tell a joke.", "instances": [{"input": "", "output": "x"}]}])
     recs = read_prompts(p)
-    assert recs[0] == {"id": "t0", "prompt": "Fix the grammar.\n\nHe go."}
-    assert recs[1]["prompt"] == "Tell a joke."
+    assert recs[0] == Prompt.from_record({"id": "t0", "prompt": "Fix the grammar.\n\nHe go."})
+    assert recs[1].text == "Tell a joke."
 
 
 def test_formats_detected_and_read(tmp_path):
@@ -49,16 +50,16 @@ def test_formats_detected_and_read(tmp_path):
         p = _jsonl(tmp_path / f"{fmt}.jsonl", rows)
         assert detect_format(p) == fmt
         rec = read_prompts(p)[0]
-        assert (rec["id"], rec["prompt"]) == (rid, prompt)
+        assert (rec.id, rec.text) == (rid, prompt)
     dolly = tmp_path / "dolly.json"
     dolly.write_text(json.dumps([{"instruction": "Summarise.", "category": "summarization", "input": "Text."}]))
     assert detect_format(dolly) == "dolly"
-    assert read_prompts(dolly)[0]["prompt"] == "Summarise.\n\nText."
+    assert read_prompts(dolly)[0].text == "Summarise.\n\nText."
     ae = tmp_path / "ae.json"
     ae.write_text(json.dumps([{"dataset": "vicuna", "instruction": "Q?", "output": "A.", "generator": "g"}]))
     assert detect_format(ae) == "alpaca_eval"
-    assert read_prompts(ae)[0] == {"id": "alpaca_eval_0", "prompt": "Q?", "dataset": "vicuna", "output": "A.",
-                                   "generator": "g"}
+    assert read_prompts(ae)[0] == Prompt.from_record({"id": "alpaca_eval_0", "prompt": "Q?", "dataset": "vicuna", "output": "A.",
+                                   "generator": "g"})
 
 
 @pytest.mark.parametrize("content,match", [
@@ -101,15 +102,15 @@ def test_real_sets(rel, fmt, count):
     assert detect_format(path) == fmt
     recs = read_prompts(path)
     assert len(recs) == count
-    assert all(isinstance(r["prompt"], str) and r["prompt"].strip() for r in recs)
+    assert all(isinstance(r.text, str) and r.text.strip() for r in recs)
 
 
 def test_real_self_instruct_matches_alpaca_eval_merge():
     si, ae = DATA / REAL[4][0], DATA / REAL[1][0]
     if not (si.is_file() and ae.is_file()):
         pytest.skip("shared data files absent")
-    alpaca = {r["prompt"] for r in read_prompts(ae) if r.get("dataset") == "selfinstruct"}
-    ours = [r["prompt"] for r in read_prompts(si)]
+    alpaca = {r.text for r in read_prompts(ae) if r.fields.get("dataset") == "selfinstruct"}
+    ours = [r.text for r in read_prompts(si)]
     # AlpacaEval merged instruction and input of these 252 tasks; most match our join exactly.
     assert sum(p in alpaca for p in ours) > 200
 

@@ -4,6 +4,7 @@ import pytest
 
 from optune.errors import UserError
 from optune.data.prompts import load_prompts
+from optune.prompt import Prompt
 
 
 def write(path, rows):
@@ -13,11 +14,11 @@ def write(path, rows):
 
 def test_jsonl_and_alpaca_json(tmp_path):
     p = write(tmp_path / "a.jsonl", [{"id": "x", "prompt": "hi"}, {"prompt": "there"}])
-    assert [(r["id"], r["prompt"]) for r in load_prompts(p)] == [("x", "hi"), ("1", "there")]
+    assert [(r.id, r.text) for r in load_prompts(p)] == [("x", "hi"), ("1", "there")]
     j = tmp_path / "d.json"
     j.write_text(json.dumps([{"instruction": "Sum", "input": "1 2", "category": "qa"},
                              {"instruction": "Go", "input": "", "category": "qa"}]))
-    assert [r["prompt"] for r in load_prompts(str(j))] == ["Sum\n\n1 2", "Go"]
+    assert [r.text for r in load_prompts(str(j))] == ["Sum\n\n1 2", "Go"]
 
 
 def test_limit(tmp_path):

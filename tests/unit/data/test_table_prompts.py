@@ -15,6 +15,7 @@ from optune.data.prompts import load_prompts
 from optune.errors import UserError
 from optune.generation.base import encode_prompt
 from optune.models.tiny import build_tokenizer
+from optune.prompt import Prompt
 
 
 def user(text):
@@ -34,8 +35,8 @@ def test_standard_shape_parquet(tmp_path):
     rows = [{"prompt": "Name a colour.", "prompt_id": "abc", "source": "x"}, {"prompt": "Count to three.",
                                                                           "prompt_id": "def", "source": "y"}]
     recs = load_prompts(parquet(tmp_path / "p.parquet", rows))
-    assert recs == [{"id": "abc", "prompt_id": "abc", "prompt": "Name a colour.", "source": "x"},
-                    {"id": "def", "prompt_id": "def", "prompt": "Count to three.", "source": "y"}]
+    assert recs == [Prompt("abc", "Name a colour.", fields={"prompt_id": "abc", "source": "x"}),
+                    Prompt("def", "Count to three.", fields={"prompt_id": "def", "source": "y"})]
 
 
 def test_conversational_shape_cut_at_last_user_turn(tmp_path):
@@ -45,11 +46,11 @@ def test_conversational_shape_cut_at_last_user_turn(tmp_path):
         {"prompt": [user("q1"), assistant("a1"), user("q2"), assistant("reference answer")]},
     ]
     recs = load_prompts(parquet(tmp_path / "c.parquet", rows))
-    assert [r["id"] for r in recs] == ["0", "1", "2"]
-    assert recs[0] == {"id": "0", "prompt": "Hi"}
-    assert recs[1]["prompt"] == "c"
-    assert recs[1]["history"] == [{"role": "system", "content": "Be brief."}, user("a"), assistant("b")]
-    assert (recs[2]["prompt"], recs[2]["history"]) == ("q2", [user("q1"), assistant("a1")])
+    assert [r.id for r in recs] == ["0", "1", "2"]
+    assert recs[0] == Prompt.from_record({"id": "0", "prompt": "Hi"})
+    assert recs[1].text == "c"
+    assert recs[1].history == [{"role": "system", "content": "Be brief."}, user("a"), assistant("b")]
+    assert (recs[2].text, recs[2].history) == ("q2", [user("q1"), assistant("a1")])
 
 
 def test_conversation_rendered_with_the_chat_template(tmp_path):
@@ -66,17 +67,17 @@ def test_messages_column_and_prompt_field(tmp_path):
     rows = [{"prompt": "first question", "messages": [user("first question"), assistant("x")],
              "question": "other text"}]
     src = parquet(tmp_path / "u.parquet", rows)
-    assert load_prompts(src)[0]["prompt"] == "first question"
+    assert load_prompts(src)[0].text == "first question"
     rec = load_prompts(src, field="messages")[0]
-    assert rec["prompt"] == "first question" and "messages" not in rec  # the conversation became the record
-    assert load_prompts(src, field="question")[0]["prompt"] == "other text"
+    assert rec.text == "first question" and "messages" not in rec.fields  # the conversation became the prompt
+    assert load_prompts(src, field="question")[0].text == "other text"
     only_messages = parquet(tmp_path / "m.parquet", [{"messages": [user("hey")]}])
-    assert load_prompts(only_messages)[0]["prompt"] == "hey"
+    assert load_prompts(only_messages)[0].text == "hey"
 
 
 def test_nested_columns_are_not_kept_from_tables(tmp_path):
     rows = [{"prompt": "q", "chosen": [assistant("big")], "score": 1.5}]
-    assert load_prompts(parquet(tmp_path / "p.parquet", rows)) == [{"id": "0", "prompt": "q", "score": 1.5}]
+    assert load_prompts(parquet(tmp_path / "p.parquet", rows)) == [Prompt("0", "q", fields={"score": 1.5})]
 
 
 @pytest.mark.parametrize("shape", ["standard", "conversational"])
@@ -89,7 +90,7 @@ def test_arrow_save_to_disk_and_hub_path(tmp_path, shape):
     parquet(tmp_path / "hub" / "data" / "train-00000-of-00001.parquet", rows)
     for src in (str(arrow), str(tmp_path / "saved"), f"hf:{tmp_path / 'hub'}", f"hf:{tmp_path / 'hub'}:train"):
         recs = load_prompts(src, limit=3)
-        assert [(r["id"], r["prompt"]) for r in recs] == [("x0", "q0"), ("x1", "q1"), ("x2", "q2")], src
+        assert [(r.id, r.text) for r in recs] == [("x0", "q0"), ("x1", "q1"), ("x2", "q2")], src
 
 
 # (rows, error after "FILE[1]: ") for a set whose second row has no usable prompt
@@ -134,5 +135,5 @@ def test_jsonl_in_the_conversational_shape(tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in [{"messages": [user("a"), assistant("b"), user("c")]},
                                                            {"prompt": [user("d")], "id": "z"}]))
     recs = load_prompts(str(path))
-    assert [(r["id"], r["prompt"], r.get("history")) for r in recs] == [("0", "c", [user("a"), assistant("b")]),
+    assert [(r.id, r.text, (r.history or None)) for r in recs] == [("0", "c", [user("a"), assistant("b")]),
                                                                         ("z", "d", None)]

@@ -11,8 +11,9 @@ from optune.cli import main as cli_main
 from optune.eval.export import alpaca_eval_outputs
 from optune.eval.generate import CheckpointGenerator, GenerationSettings
 from optune.eval.systems import read_outputs
+from optune.prompt import Prompt
 
-RECORDS = [{"id": f"p{i}", "prompt": f"Say something about {w}."} for i, w in enumerate(["cats", "rain", "tea"])]
+RECORDS = [Prompt(f"p{i}", f"Say something about {w}.") for i, w in enumerate(["cats", "rain", "tea"])]
 
 
 def words(prompts, responses):
@@ -22,7 +23,7 @@ def words(prompts, responses):
 
 def _prompts(tmp_path):
     p = tmp_path / "prompts.jsonl"
-    p.write_text("".join(json.dumps(r) + "\n" for r in RECORDS))
+    p.write_text("".join(json.dumps({"id": r.id, "prompt": r.text}) + "\n" for r in RECORDS))
     return p
 
 
@@ -30,9 +31,9 @@ def _prompts(tmp_path):
 def test_generator_one_response_per_prompt_and_seeded(tiny_model_dir):
     settings = GenerationSettings(max_new_tokens=6, temperature=1.0, top_p=0.9, seed=3, batch_size=2)
     gen = CheckpointGenerator(tiny_model_dir, settings)
-    first = gen([r["prompt"] for r in RECORDS])
+    first = gen([r.text for r in RECORDS])
     assert len(first) == 3 and all(isinstance(t, str) for t in first)
-    assert gen([r["prompt"] for r in RECORDS]) == first  # same seed, same answers
+    assert gen([r.text for r in RECORDS]) == first  # same seed, same answers
 
 
 @pytest.mark.slow
@@ -94,7 +95,7 @@ def test_read_outputs_by_instruction_or_id(tmp_path):
     ae.write_text(json.dumps(alpaca_eval_outputs(RECORDS, ["x", "y", "z"], "gen")))
     assert read_outputs(ae, RECORDS[::-1]) == ["z", "y", "x"]
     jl = tmp_path / "o.jsonl"
-    jl.write_text("".join(json.dumps({"prompt_id": r["id"], "response": r["id"] + "!"}) + "\n" for r in RECORDS))
+    jl.write_text("".join(json.dumps({"prompt_id": r.id, "response": r.id + "!"}) + "\n" for r in RECORDS))
     assert read_outputs(jl, RECORDS) == ["p0!", "p1!", "p2!"]
     jl.write_text(json.dumps({"id": "p0", "response": "a"}) + "\n")
     with pytest.raises(Exception, match="no output for 2 of 3"):
@@ -102,7 +103,7 @@ def test_read_outputs_by_instruction_or_id(tmp_path):
 
 
 def test_alpaca_eval_export_format():
-    rows = alpaca_eval_outputs([{"id": "1", "prompt": "Q", "dataset": "koala"}, {"id": "2", "prompt": "R"}],
+    rows = alpaca_eval_outputs([Prompt("1", "Q", fields={"dataset": "koala"}), Prompt("2", "R")],
                                ["A", "B"], "optune-rho0.5")
     assert rows == [{"instruction": "Q", "output": "A", "generator": "optune-rho0.5", "dataset": "koala"},
                     {"instruction": "R", "output": "B", "generator": "optune-rho0.5", "dataset": "optune"}]
@@ -141,7 +142,7 @@ def test_out_is_created_only_after_the_inputs_are_checked(tmp_path, capsys):
 
     prompts = _prompts(tmp_path)
     outputs = tmp_path / "outputs.jsonl"
-    outputs.write_text("".join(json.dumps({"id": r["id"], "response": "ok"}) + "\n" for r in RECORDS))
+    outputs.write_text("".join(json.dumps({"id": r.id, "response": "ok"}) + "\n" for r in RECORDS))
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -167,7 +168,7 @@ def test_reward_judge_from_a_yaml_reward_section_served_over_http(tmp_path):
 
     side_a, side_b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     for path, texts in ((side_a, ["one two three", "one", "one two"]), (side_b, ["one", "one two", "one two"])):
-        path.write_text("".join(json.dumps({"id": r["id"], "response": t}) + "\n" for r, t in zip(RECORDS, texts)))
+        path.write_text("".join(json.dumps({"id": r.id, "response": t}) + "\n" for r, t in zip(RECORDS, texts)))
     server = RewardServer(make_reward(RewardConfig(backend="callable", function=words))).start()
     try:
         spec = tmp_path / "reward.yaml"

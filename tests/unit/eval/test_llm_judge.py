@@ -14,8 +14,9 @@ import pytest
 
 from optune.eval.judge_cache import JudgmentCache
 from optune.eval.llm_judge import JudgeError, LLMJudge, LLMJudgeConfig
+from optune.prompt import Prompt
 
-RECORDS = [{"id": f"p{i}", "prompt": f"question {i}"} for i in range(3)]
+RECORDS = [Prompt(f"p{i}", f"question {i}") for i in range(3)]
 A = [f"good answer {i}" for i in range(3)]
 B = [f"bad answer {i}" for i in range(3)]
 

@@ -15,11 +15,12 @@ import pytest
 from optune.cli import main as cli_main
 from optune.eval.judge_cache import JudgmentCache
 from optune.eval.llm_judge import JudgeError, LLMJudge, LLMJudgeConfig
+from optune.prompt import Prompt
 from tests.unit.conftest import VLLM_KEY as KEY
 from tests.unit.conftest import VLLM_KEY_ENV as KEY_ENV
 
 pytestmark = pytest.mark.slow
-RECORDS = [{"id": f"p{i}", "prompt": f"Name a colour, {i}."} for i in range(3)]
+RECORDS = [Prompt(f"p{i}", f"Name a colour, {i}.") for i in range(3)]
 A = ["Blue.", "Red is a colour.", "Green."]
 B = ["I do not know.", "Chair.", "Green, like grass."]
 
@@ -59,9 +60,9 @@ def test_wrong_key_is_a_clear_error(vllm_server, tmp_path, monkeypatch):
 def test_cli_eval_checkpoint_against_stored_outputs(vllm_server, tiny_model_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(KEY_ENV, KEY)
     prompts = tmp_path / "prompts.jsonl"
-    prompts.write_text("".join(json.dumps(r) + "\n" for r in RECORDS))
+    prompts.write_text("".join(json.dumps({"id": r.id, "prompt": r.text}) + "\n" for r in RECORDS))
     baseline = tmp_path / "baseline.json"
-    baseline.write_text(json.dumps([{"instruction": r["prompt"], "output": b, "generator": "ref", "dataset": "t"}
+    baseline.write_text(json.dumps([{"instruction": r.text, "output": b, "generator": "ref", "dataset": "t"}
                                     for r, b in zip(RECORDS, B)]))
     out = tmp_path / "out"
     argv = ["eval", "--prompts", str(prompts), "--model", str(tiny_model_dir), "--baseline-outputs", str(baseline),
@@ -75,7 +76,7 @@ def test_cli_eval_checkpoint_against_stored_outputs(vllm_server, tiny_model_dir,
     assert summary["judge"]["api_key_env"] == KEY_ENV and KEY not in (out / "summary.json").read_text()
     assert summary["evaluated"]["generation"]["max_new_tokens"] == 8
     exported = json.loads((out / "model_outputs.json").read_text())
-    assert [e["instruction"] for e in exported] == [r["prompt"] for r in RECORDS]
+    assert [e["instruction"] for e in exported] == [r.text for r in RECORDS]
     assert "win score" in capsys.readouterr().out
     # A rerun reuses the generated responses and the judge cache: same numbers.
     assert cli_main(argv) == 0

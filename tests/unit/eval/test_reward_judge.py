@@ -6,6 +6,7 @@ import pytest
 
 from optune.errors import UserError
 from optune.eval.reward_judge import RewardJudge
+from optune.prompt import Prompt
 
 
 class LengthReward:
@@ -20,7 +21,7 @@ class LengthReward:
         return [float(len(r.split())) for r in responses]
 
 
-RECORDS = [{"id": str(i), "prompt": "q"} for i in range(3)]
+RECORDS = [Prompt(str(i), "q") for i in range(3)]
 
 
 def test_outcomes_and_margin():

@@ -12,6 +12,7 @@ from optune.generation.sampling import sample_top_p
 from optune.models.policy import load_model, load_tokenizer
 from optune.pairs import Pair
 from optune.training.logps import pair_logps
+from optune.prompt import Prompt
 
 EOS = 2
 TEXTS = ("hi", "a longer prompt here", "x", "another one, of a middling length")
@@ -27,7 +28,7 @@ def peaked(tiny_policy):
         for p in model.parameters():
             p.copy_(torch.randn(p.shape, generator=gen) * 0.3 + (1.0 if p.dim() == 1 else 0.0))
         model.model.embed_tokens.weight[EOS] *= 2.5
-    prompts = [encode_prompt(tok, {"prompt": t}, 64) for t in TEXTS]
+    prompts = [encode_prompt(tok, Prompt("p", t), 64) for t in TEXTS]
     return tok, model, prompts
 
 

@@ -5,6 +5,7 @@ from optune.models.policy import load_model, load_tokenizer
 import pytest
 
 from optune.errors import UserError
+from optune.prompt import Prompt
 
 
 def test_split_response_keeps_eos():
@@ -24,7 +25,7 @@ def test_left_pad():
 def test_generate_two_samples_per_prompt(tiny_policy, impl):
     tok, model = load_tokenizer(tiny_policy), load_model(tiny_policy)
     assert tok.padding_side == "left"
-    prompts = [encode_prompt(tok, {"prompt": p}, 64) for p in ("hi", "a longer prompt here")]
+    prompts = [encode_prompt(tok, Prompt("p", p), 64) for p in ("hi", "a longer prompt here")]
     gen = TransformersGenerator(GenerationConfig(max_new_tokens=8, impl=impl), tok)
     out = gen.generate(model, prompts, n=2, seed=0)
     assert [len(o) for o in out] == [2, 2]
@@ -41,8 +42,8 @@ def test_generate_two_samples_per_prompt(tiny_policy, impl):
 
 def test_prompt_truncation_keeps_the_end(tiny_policy):
     tok = load_tokenizer(tiny_policy)
-    full = encode_prompt(tok, {"prompt": "x" * 50}, 1000)
-    assert encode_prompt(tok, {"prompt": "x" * 50}, 10) == full[-10:]
+    full = encode_prompt(tok, Prompt("p", "x" * 50), 1000)
+    assert encode_prompt(tok, Prompt("p", "x" * 50), 10) == full[-10:]
 
 
 def test_unknown_backend(tiny_policy):
@@ -53,7 +54,7 @@ def test_unknown_backend(tiny_policy):
 @pytest.mark.parametrize("impl", ["decode", "generate"])
 def test_min_new_tokens_forces_the_length(tiny_policy, impl):
     tok, model = load_tokenizer(tiny_policy), load_model(tiny_policy)
-    prompts = [encode_prompt(tok, {"prompt": "hi"}, 64)]
+    prompts = [encode_prompt(tok, Prompt("p", "hi"), 64)]
     gen = TransformersGenerator(GenerationConfig(max_new_tokens=6, min_new_tokens=6, impl=impl), tok)
     out = gen.generate(model, prompts, n=4, seed=1)
     assert all(len(s.ids) == 6 and tok.eos_token_id not in s.ids for s in out[0])
@@ -69,5 +70,5 @@ def test_sampler_logprobs_keep_the_training_kernels(tiny_policy, monkeypatch, sa
     monkeypatch.setattr(decode_module, "decode", lambda *a, **k: seen.append(a[5].packed) or real(*a, **k))
     tok, model = load_tokenizer(tiny_policy), load_model(tiny_policy)
     config = GenerationConfig(max_new_tokens=3, impl="decode", sampler_logprobs=sampler_logprobs)
-    TransformersGenerator(config, tok).generate(model, [encode_prompt(tok, {"prompt": "hi"}, 64)], n=2, seed=0)
+    TransformersGenerator(config, tok).generate(model, [encode_prompt(tok, Prompt("p", "hi"), 64)], n=2, seed=0)
     assert seen == [not sampler_logprobs]

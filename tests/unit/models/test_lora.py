@@ -13,6 +13,7 @@ from optune.losses import make_loss
 from optune.errors import UserError
 from optune.models.policy import load_model
 from optune.training import reference_logps, train_iteration
+from optune.training.policy import References, TrainHooks, TrainInputs
 from tests.unit.training.test_policy import make_pairs
 
 CFG = LoraConfig(r=2, alpha=4.0, target_modules=["q_proj", "v_proj"])
@@ -28,7 +29,8 @@ def trained(tiny_policy):
     with lora.adapter_disabled(model):
         ref = reference_logps(model, pairs, 0, 8, False)
     log = []
-    train_iteration(model, pairs, ref, 0, TRAIN, make_loss("dpo", 0.5), seed=0, log=log.append)
+    train_iteration(model, TrainInputs(pairs, References.of(*ref), 0, seed=0), TRAIN, make_loss("dpo", 0.5),
+                    TrainHooks(log=log.append))
     return model, before, pairs, ref, log
 
 

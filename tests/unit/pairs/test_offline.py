@@ -1,4 +1,4 @@
-from optune.pairs.offline import prompt_records, response_ids
+from optune.pairs.offline import pair_prompts, response_ids, sample_pairs
 from optune.data.preferences import PreferenceData
 
 
@@ -8,18 +8,20 @@ def _data(n: int) -> PreferenceData:
 
 def test_limit_takes_a_seeded_sample_in_file_order():
     data = _data(100)
-    a, b = prompt_records(data, 10, seed=0), prompt_records(data, 10, seed=0)
-    ids = [r["id"] for r in a]
-    assert ids == [r["id"] for r in b] and len(set(ids)) == 10 and ids == sorted(ids)
+    a, b = sample_pairs(data, 10, seed=0), sample_pairs(data, 10, seed=0)
+    ids = list(a)
+    assert ids == list(b) and len(set(ids)) == 10 and ids == sorted(ids)
     assert ids != [f"pair-{i:06d}" for i in range(10)]  # not simply the first ten
-    assert ids != [r["id"] for r in prompt_records(data, 10, seed=1)]
-    assert all(r["prompt"] == r["pair"]["prompt"] == f"p{int(r['id'][5:])}" for r in a)
+    assert ids != list(sample_pairs(data, 10, seed=1))
+    assert all(pair["prompt"] == f"p{int(pid[5:])}" for pid, pair in a.items())
+    prompts = pair_prompts(a)
+    assert [p.id for p in prompts] == ids and all(p.text == a[p.id]["prompt"] for p in prompts)
 
 
 def test_no_limit_or_large_limit_keeps_every_pair():
     data = _data(5)
-    assert [r["id"] for r in prompt_records(data, None)] == [f"pair-{i:06d}" for i in range(5)]
-    assert len(prompt_records(data, 50)) == 5
+    assert list(sample_pairs(data, None)) == [f"pair-{i:06d}" for i in range(5)]
+    assert len(sample_pairs(data, 50)) == 5
 
 
 class _Tok:

@@ -5,13 +5,14 @@ from types import SimpleNamespace
 from optune.config import RunConfig
 from optune.pairs import Response
 from optune.pairs.online import select
+from optune.prompt import Prompt
 from optune.store import RunStore, read_json
 
 
 def ctx_for(tmp_path, rho=0.5, strategy="optune"):
     cfg = RunConfig()
     cfg.selection.rho, cfg.selection.strategy = rho, strategy
-    prompts = [{"id": f"p{i}"} for i in range(6)]
+    prompts = [Prompt(f"p{i}", "") for i in range(6)]
     return SimpleNamespace(cfg=cfg, store=RunStore(tmp_path), prompts=prompts)
 
 

@@ -5,8 +5,9 @@ import torch
 
 from optune.losses import make_loss
 from optune.pairs import Pair, Response, build_pairs, merge, state_from_rows, state_rows
+from optune.prompt import Prompt
 
-PROMPTS = [{"id": "a", "ids": [1]}, {"id": "b", "ids": [2, 2]}, {"id": "c", "ids": [3]}]
+PROMPTS = [Prompt("a", "", ids=[1]), Prompt("b", "", ids=[2, 2]), Prompt("c", "", ids=[3])]
 
 
 def resp(reward, t=0, ids=(7,), logp=None):

@@ -3,6 +3,7 @@ import pytest
 from optune.config import RewardConfig
 from optune.errors import UserError
 from optune.reward.backends import checked_score, load_function, make_reward
+from optune.prompt import Prompt
 
 
 class Fixed:
@@ -14,7 +15,7 @@ class Fixed:
 
 
 def test_checked_score_rejects_wrong_count_and_non_finite():
-    recs = [{"id": "a", "prompt": "p"}] * 2
+    recs = [Prompt("a", "p")] * 2
     assert checked_score(Fixed([1, 0.5]), recs, ["x", "y"]) == [1.0, 0.5]
     with pytest.raises(UserError, match="returned 1 scores for 2 responses"):
         checked_score(Fixed([1.0]), recs, ["x", "y"])
@@ -26,7 +27,7 @@ def test_checked_score_rejects_wrong_count_and_non_finite():
 
 def test_callable_from_module_and_file(tmp_path):
     backend = make_reward(RewardConfig(backend="callable", function="optune.tasks.toy:letter_fraction"))
-    hi, lo = backend.score([{"id": "a", "prompt": "p"}] * 2, ["abc def", "ABC!!!"])
+    hi, lo = backend.score([Prompt("a", "p")] * 2, ["abc def", "ABC!!!"])
     assert hi > lo
     f = tmp_path / "r.py"
     f.write_text("def length(prompts, responses):\n    return [len(r) for r in responses]\n")

@@ -15,8 +15,9 @@ from optune.config import RewardConfig, load_config
 from optune.errors import UserError
 from optune.reward.backends import checked_score, make_reward
 from optune.reward.llm import RATING_LINE_REGEX, LLMReward, messages, parse_rating
+from optune.prompt import Prompt
 
-RECORDS = [{"id": f"p{i}", "prompt": f"question {i}"} for i in range(3)]
+RECORDS = [Prompt(f"p{i}", f"question {i}") for i in range(3)]
 RESPONSES = ["answer rated 8", "answer rated 3", "answer rated 10"]
 
 
@@ -54,14 +55,14 @@ def test_rating_regex_admits_exactly_the_scale():
 
 
 def test_prompt_shows_question_answer_and_earlier_turns():
-    record = {"id": "x", "prompt": "And in Spain?", "history": [
-        {"role": "user", "content": "Capital of France?"}, {"role": "assistant", "content": "Paris."}]}
+    record = Prompt("x", "And in Spain?", history=[
+        {"role": "user", "content": "Capital of France?"}, {"role": "assistant", "content": "Paris."}])
     system, user = messages(record, "Madrid.")
     assert system["role"] == "system" and user["role"] == "user"
     text = user["content"]
     assert "[Earlier Conversation]\nUser: Capital of France?\nAssistant: Paris.\n\n[Question]\nAnd in Spain?" in text
     assert "[The Start of the Assistant's Answer]\nMadrid.\n" in text and "scale of 1 to 10" in text
-    assert "[Earlier Conversation]" not in messages({"id": "y", "prompt": "q"}, "a")[1]["content"]
+    assert "[Earlier Conversation]" not in messages(Prompt("y", "q"), "a")[1]["content"]
 
 
 def test_ratings_in_order_cached_and_never_asked_twice(server_factory, tmp_path):

@@ -17,13 +17,14 @@ from optune.cli import main as cli_main
 from optune.config import RewardConfig
 from optune.errors import UserError
 from optune.reward.backends import checked_score, make_reward
+from optune.prompt import Prompt
 from tests.conftest import REPO
 from tests.unit.conftest import VLLM_KEY as KEY
 from tests.unit.conftest import VLLM_KEY_ENV as KEY_ENV
 
 pytestmark = pytest.mark.slow
 
-RECORDS = [{"id": f"p{i}", "prompt": f"Name a colour, {i}."} for i in range(3)]
+RECORDS = [Prompt(f"p{i}", f"Name a colour, {i}.") for i in range(3)]
 RESPONSES = ["Blue.", "Chair.", "Green, like grass."]
 
 

@@ -19,10 +19,11 @@ from optune.errors import UserError
 from optune.reward.backends import HFReward, checked_score, make_reward
 from optune.reward.remote import RemoteReward
 from optune.reward.serve import RewardServer
+from optune.prompt import Prompt
 
 WORDS = ["what is the best way to cook rice ?", "please help me", "is this a good question ?"]
-RECORDS = [{"id": f"p{i}", "prompt": WORDS[i % 3]} for i in range(5)]
-RECORDS[4]["history"] = [{"role": "user", "content": "please help me"}, {"role": "assistant", "content": "sure"}]
+RECORDS = [Prompt(f"p{i}", WORDS[i % 3]) for i in range(5)]
+RECORDS[4].history.extend([{"role": "user", "content": "please help me"}, {"role": "assistant", "content": "sure"}])
 RESPONSES = ["good great helpful answer", "bad awful", "sure here are some", "no", "yes thanks"]
 
 
@@ -49,7 +50,7 @@ def test_minimal_protocol_matches_in_process_scores_in_batches(hf_server, tiny_b
 
 def test_history_reaches_the_server(hf_server, tiny_bert):
     """The multi-turn record scores differently with and without its earlier turns, both ends agree."""
-    flat = [{"id": "x", "prompt": RECORDS[4]["prompt"]}]
+    flat = [Prompt("x", RECORDS[4].text)]
     backend = remote(hf_server.url, route="optune")
     assert backend.score(RECORDS[4:], RESPONSES[4:]) != pytest.approx(backend.score(flat, RESPONSES[4:]))
 
@@ -158,7 +159,7 @@ def test_vllm_request_shapes(server_factory):
     assert first["path"] == "/classify" and second["path"] == "/pooling"
     assert first["body"] == {"model": "rm", "use_activation": False, "messages": [
         {"role": "user", "content": "please help me"}, {"role": "assistant", "content": "sure"},
-        {"role": "user", "content": RECORDS[4]["prompt"]}, {"role": "assistant", "content": RESPONSES[4]}]}
+        {"role": "user", "content": RECORDS[4].text}, {"role": "assistant", "content": RESPONSES[4]}]}
     assert "model" not in second["body"] and second["body"]["task"] == "classify"
 
 
@@ -173,7 +174,7 @@ def test_concurrency_is_bounded_and_order_kept(server_factory):
         return classify_reply(float(body["messages"][-1]["content"]))
 
     srv = server_factory(script)
-    records = [{"id": f"q{i}", "prompt": "p"} for i in range(12)]
+    records = [Prompt(f"q{i}", "p") for i in range(12)]
     scores = remote(srv.root, concurrency=3).score(records, [str(i) for i in range(12)])
     assert scores == [float(i) for i in range(12)]
     assert len(srv.requests) == 12 and srv.max_in_flight <= 3
@@ -181,7 +182,7 @@ def test_concurrency_is_bounded_and_order_kept(server_factory):
 
 def test_first_failure_stops_new_requests(server_factory):
     srv = server_factory(lambda n, body: (400, {"error": "bad input"}, {}))
-    records = [{"id": f"q{i}", "prompt": "p"} for i in range(20)]
+    records = [Prompt(f"q{i}", "p") for i in range(20)]
     with pytest.raises(UserError, match=r"HTTP 400"):
         remote(srv.root, concurrency=2).score(records, ["r"] * 20)
     assert len(srv.requests) <= 3  # the failing one and at most the others already in flight

@@ -18,6 +18,8 @@ from optune.cli import main as cli_main
 from optune.config import RewardConfig
 from optune.errors import UserError
 from optune.reward.backends import HFReward, make_reward
+from optune.data.prompts import load_prompts
+from optune.prompt import Prompt
 from tests.conftest import REPO
 from tests.unit.conftest import VLLM_KEY as KEY
 from tests.unit.conftest import VLLM_KEY_ENV as KEY_ENV
@@ -25,10 +27,10 @@ from tests.unit.conftest import build_tiny_model, start_vllm
 
 pytestmark = pytest.mark.slow
 
-RECORDS = [{"id": "a", "prompt": "What is the capital of France?"}, {"id": "b", "prompt": "Name a colour."},
-           {"id": "c", "prompt": "And of Spain?", "history": [
+RECORDS = [Prompt("a", "What is the capital of France?"), Prompt("b", "Name a colour."),
+           Prompt("c", "And of Spain?", history=[
                {"role": "user", "content": "What is the capital of France?"},
-               {"role": "assistant", "content": "Paris."}]}]
+               {"role": "assistant", "content": "Paris."}])]
 RESPONSES = ["Paris.", "", "Madrid is the capital of Spain."]
 
 
@@ -95,8 +97,7 @@ def test_run_trains_on_vllm_rewards(classify_server, classifier, tmp_path, monke
     assert cli_main(argv) == 0
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
     # The rewards stored for iteration 0 are what the reward model gives those responses in this process.
-    prompts = {json.loads(line)["id"]: json.loads(line) for line in
-               (REPO / "tests" / "data" / "prompts8.jsonl").read_text().splitlines()}
+    prompts = {p.id: p for p in load_prompts(str(REPO / "tests" / "data" / "prompts8.jsonl"))}
     rows = [json.loads(line) for line in (run / "iter_000" / "responses.jsonl").read_text().splitlines()]
     records = [prompts[r["prompt_id"]] for r in rows for _ in r["responses"]]
     texts = [s["text"] for r in rows for s in r["responses"]]

@@ -9,6 +9,7 @@ import pytest
 from tests.unit.reward.conftest import make_bert
 
 from optune.cli import main
+from optune.prompt import Prompt
 
 
 def _run(capsys, argv):
@@ -120,7 +121,7 @@ def test_serve_command_answers_the_remote_backend(tiny_bert, tmp_path):
         assert line.startswith("serving "), f"{line!r}; stderr: {log.read_text()[-2000:]}"
         url = line.split(" at ")[1].split()[0]
         assert url.startswith("http://127.0.0.1:")
-        records = [{"id": "a", "prompt": "please help me"}, {"id": "b", "prompt": "what is this ?"}]
+        records = [Prompt("a", "please help me"), Prompt("b", "what is this ?")]
         responses = ["good great answer", "bad"]
         remote = make_reward(RewardConfig(backend="remote", url=url, route="optune")).score(records, responses)
         local = HFReward(RewardConfig(backend="hf", model=str(tiny_bert))).score(records, responses)

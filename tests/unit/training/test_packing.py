@@ -10,6 +10,7 @@ from optune.losses import make_loss
 from optune.models.policy import load_model
 from optune.pairs import Pair
 from optune.training import collate, pair_logps, reference_logps, response_logps, train_iteration
+from optune.training.policy import References, TrainInputs
 from optune.training.packing import CHOSEN, PAD, PROMPT, REJECTED, pack, packed_logps, rows_for, supports
 
 
@@ -197,7 +198,7 @@ def test_a_training_step_is_the_same_with_and_without_packing(tiny_policy, check
         cfg = TrainConfig(optimizer="sgd", lr=1.0, warmup_ratio=0.0, lr_schedule="constant", batch_size=5,
                           grad_accum=2, epochs=1, max_grad_norm=None, packing=packing, save_steps=0,
                           gradient_checkpointing=checkpointing and packing)
-        train_iteration(model, PAIRS, ref, 0, cfg, make_loss("wdpo", 0.5, 2.0), seed=1)
+        train_iteration(model, TrainInputs(PAIRS, References.of(*ref), 0, seed=1), cfg, make_loss("wdpo", 0.5, 2.0))
         models.append(model)
     moved = False
     for (name, a), b, c in zip(models[0].named_parameters(), models[1].parameters(), base.parameters()):

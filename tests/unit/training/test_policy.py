@@ -1,5 +1,6 @@
 import pytest
 import copy
+import math
 
 import torch
 
@@ -9,6 +10,7 @@ from optune.pairs import Pair
 from optune.models.policy import load_model
 from optune.losses import sequence_logps
 from optune.training import collate, response_logps, reference_logps, step_plan, train_iteration
+from optune.training.policy import References, TrainHooks, TrainInputs
 from optune.training.policy import has_dropout, reference_from_training
 
 
@@ -51,7 +53,7 @@ def test_batch8_equals_batch1_times_accum8(tiny_policy):
         # close to lr * sign(g) and flips on gradients that are zero up to rounding).
         cfg = TrainConfig(optimizer="sgd", lr=1.0, warmup_ratio=0.0, lr_schedule="constant", batch_size=batch,
                           grad_accum=accum, epochs=1, max_grad_norm=None, bf16=False)
-        train_iteration(model, pairs, ref, 0, cfg, make_loss("wdpo", 0.5, 2.0), seed=3)
+        train_iteration(model, TrainInputs(pairs, References.of(*ref), 0, seed=3), cfg, make_loss("wdpo", 0.5, 2.0))
         results.append(model)
     changed = False
     for (name, a), b in zip(results[0].named_parameters(), results[1].parameters()):
@@ -67,7 +69,8 @@ def test_training_lowers_the_loss(tiny_policy):
     cfg = TrainConfig(optimizer="adamw", lr=1e-2, warmup_ratio=0.0, lr_schedule="constant", batch_size=4,
                       grad_accum=1, epochs=8, bf16=False)
     log = []
-    metrics = train_iteration(model, pairs, ref, 0, cfg, make_loss("dpo", 0.5), seed=0, log=log.append)
+    metrics = train_iteration(model, TrainInputs(pairs, References.of(*ref), 0, seed=0), cfg, make_loss("dpo", 0.5),
+                              TrainHooks(log=log.append))
     assert log[0]["loss"] > log[-1]["loss"]
     assert log[-1]["rewards/accuracies"] == 1.0
     assert metrics["train/steps"] == 16
@@ -105,15 +108,19 @@ def test_reference_from_the_first_forward_equals_the_reference_pass(tiny_policy)
     later = reference_from_training(len(pairs), cfg, seed=5)
     assert later == {i for step in step_plan(8, cfg, seed=5)[:2] for mb in step for i in mb} and len(later) == 4
     full = reference_logps(base, pairs, 0, 4, False)
-    partial = tuple([None if i in later else x for i, x in enumerate(side)] for side in full)
+    partial = tuple([math.nan if i in later else x for i, x in enumerate(side)] for side in full)
     runs, stored = [], []
-    for ref, on_ref in ((full, None), (partial, lambda c, r: stored.append((c, r)))):
+
+    def on_ref(ref):
+        stored.append((ref.chosen.tolist(), ref.rejected.tolist()))
+
+    for ref, hook in ((full, None), (partial, on_ref)):
         model, log = copy.deepcopy(base), []
-        train_iteration(model, pairs, ref, 0, cfg, make_loss("wdpo", 0.5, 2.0), seed=5, log=log.append,
-                        on_reference=on_ref)
+        train_iteration(model, TrainInputs(pairs, References.of(*ref), 0, seed=5), cfg, make_loss("wdpo", 0.5, 2.0),
+                        TrainHooks(log=log.append, on_reference=hook))
         runs.append((model, log))
     assert len(stored) == 2  # after each of the two steps that filled some
-    assert sum(x is None for x in stored[0][0]) == 2 and None not in stored[1][0] + stored[1][1]
+    assert sum(map(math.isnan, stored[0][0])) == 2 and not any(map(math.isnan, stored[1][0] + stored[1][1]))
     for got, want in zip(stored[1], full):
         assert got == pytest.approx(want, abs=1e-4)
     assert [row["rewards/margins"] for row in runs[1][1][:2]] == [0.0, 0.0]
@@ -126,9 +133,9 @@ def test_a_missing_reference_after_the_first_update_is_refused(tiny_policy):
     pairs = make_pairs(4)
     cfg = TrainConfig(batch_size=2, grad_accum=1, epochs=1, warmup_ratio=0.0)  # step 0 only
     later = reference_from_training(4, cfg, seed=0)
-    ref = ([None if i not in later else -1.0 for i in range(4)], [-1.0] * 4)
+    ref = References.of([math.nan if i not in later else -1.0 for i in range(4)], [-1.0] * 4)
     with pytest.raises(ValueError, match="after the first update"):
-        train_iteration(load_model(tiny_policy), pairs, ref, 0, cfg, make_loss("dpo", 0.5), seed=0)
+        train_iteration(load_model(tiny_policy), TrainInputs(pairs, ref, 0, seed=0), cfg, make_loss("dpo", 0.5))
 
 
 def test_has_dropout(tiny_policy):

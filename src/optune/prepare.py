@@ -1,0 +1,188 @@
+"""Build a run's `Context` (optune.context): `prepare` checks and loads everything before the first iteration.
+
+`prepare` first checks everything that needs no model (`preflight`: output directory, device, backend
+names, reward paths), then loads and checks the cheap parts (prompts, reward, policy path, tokenizer,
+generation backend), all before a new run directory is created, so a mistake leaves nothing behind; then
+it creates (atomically, optune.store.create_dir) or reopens the run store. The loop loads the policy the
+first unfinished iteration starts from (`start_policy`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+
+import yaml
+
+from optune.config import RunConfig, load_run_config, to_dict
+from optune.context import Context, PairSource
+from optune.distributed import Dist
+from optune.errors import UserError
+from optune.prompt import Prompt
+from optune.store import RunStore, atomic_save_dir, check_new_dir, read_json
+from optune.version import __version__
+
+
+def versions() -> dict:
+    import accelerate
+    import torch
+    import transformers
+
+    return {"optune": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "accelerate": accelerate.__version__,
+            "platform": platform.platform()}
+
+
+def resolve_policy(spec: str) -> str:
+    from optune.models.policy import cache_root, resolve_model_path
+
+    if spec == "tiny:llama":
+        from optune.models.tiny import build_tiny_policy
+
+        out = cache_root() / "models" / "tiny-llama"
+        if not (out / "config.json").is_file():
+            atomic_save_dir(out, build_tiny_policy)
+        return str(out)
+    return resolve_model_path(spec)
+
+
+def default_output_dir(cfg: RunConfig) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{stamp}-{cfg.selection.strategy}-rho{cfg.selection.rho:g}-{cfg.loss.type}"
+
+
+# iteration 0 samples, scores and trains pi_0 -> pi_1, so everything but selection must match to share it
+SHARED_ITERATION0 = ("policy", "data", "generation", "reward", "seed", "loss", "train", "lora")
+
+
+def adopt_iteration0(cfg: RunConfig, store: RunStore) -> None:
+    """Start from another run's finished iteration 0 (checkpoint, responses, metrics), hard-linked."""
+    source = RunStore.open_existing(cfg.init_from, writer=False)
+    if not source.finished(0):
+        raise UserError(f"init_from {cfg.init_from}: iteration 0 is not finished there")
+    # through the dataclasses, so keys added since that run was made compare as the values it ran with
+    theirs = to_dict(load_run_config(str(source.config)))
+    mine = to_dict(cfg)
+    differ = [k for k in SHARED_ITERATION0 if theirs.get(k) != mine.get(k)]
+    if differ:
+        raise UserError(f"init_from {cfg.init_from}: its iteration 0 used different settings for {', '.join(differ)}")
+
+    def copy(tmp: Path) -> None:
+        shutil.copytree(source.iter_dir(0), tmp, dirs_exist_ok=True, copy_function=_link_or_copy)
+
+    store.save_dir(store.iter_dir(0), copy)
+    store.write_metrics(0, read_json(store.metrics(0)))
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def name_output_dir(cfg: RunConfig, dist: Dist) -> RunConfig:
+    """cfg with the new run's directory set (the default is timestamped: the main process names it)."""
+    out = Path(cfg.output_dir) if cfg.output_dir else default_output_dir(cfg)
+    return dataclasses.replace(cfg, output_dir=dist.broadcast(str(out)))
+
+
+def check_device(spec: str) -> None:
+    """policy.device names a device this machine has."""
+    if spec in ("auto", "cpu"):
+        return
+    import torch
+
+    from optune.models.policy import resolve_device
+
+    device = resolve_device(spec)  # raises when CUDA is missing altogether
+    kind, _, index = device.partition(":")
+    if kind == "cuda" and index and int(index) >= torch.cuda.device_count():
+        raise UserError(f"policy.device {spec}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"policy.device {spec}: MPS is not available here (use auto or cpu)")
+
+
+def preflight(cfg: RunConfig, store: RunStore | None) -> None:
+    """Checks that need no model, before a run directory is created or anything is loaded.
+
+    A new run's output_dir must be creatable (not a file, not under a file, writable, empty if present);
+    the device must exist; backend names must be known; files the reward and init_from name must exist.
+    """
+    if store is None:
+        check_new_dir(Path(cfg.output_dir))  # first: the commonest mistake, found before torch is imported
+    from optune.generation import BACKENDS as GENERATORS
+    from optune.reward.backends import BACKENDS as REWARDS
+
+    check_device(cfg.policy.device)
+    if cfg.generation.backend not in GENERATORS:
+        raise UserError(f"unknown generation backend {cfg.generation.backend!r}; choose one of {', '.join(GENERATORS)}")
+    if cfg.reward.backend not in REWARDS:
+        raise UserError(f"unknown reward backend {cfg.reward.backend!r}; choose one of {', '.join(REWARDS)}")
+    if cfg.reward.backend == "hf" and not Path(cfg.reward.model).expanduser().is_dir():
+        raise UserError(f"reward.model {cfg.reward.model}: no such directory")
+    if cfg.init_from and not Path(cfg.init_from).is_dir():
+        raise UserError(f"init_from {cfg.init_from} does not exist")
+
+
+def create_store(cfg: RunConfig, dist: Dist) -> RunStore:
+    """The new run directory, made by the main process all at once (the others only read it)."""
+    if not dist.is_main:
+        return RunStore(Path(cfg.output_dir), writer=False)
+    fill = (lambda store: adopt_iteration0(cfg, store)) if cfg.init_from else None
+    return RunStore.create(Path(cfg.output_dir), yaml.safe_dump(to_dict(cfg), sort_keys=False),
+                           {**versions(), "processes": dist.world}, fill)
+
+
+def prepare(cfg: RunConfig, store: RunStore | None, prompts: list[Prompt] | None = None, dist: Dist | None = None,
+            source: PairSource | None = None) -> Context:
+    """Load and check everything (prompts, reward, tokenizer) before a new run directory is created."""
+    dist = dist or Dist()
+    if store is None:
+        cfg = name_output_dir(cfg, dist)
+    preflight(cfg, store)
+    from optune.data.prompts import load_prompts
+    from optune.generation import encode_prompt, make_generator
+    from optune.models.policy import load_tokenizer
+    from optune.reward.backends import checked_score, make_reward
+    from optune.tracking import make_tracker
+
+    if prompts is None:
+        prompts = load_prompts(cfg.data.train, cfg.data.max_prompts, field=cfg.data.prompt_field)
+    use_heldout = cfg.eval.heldout and cfg.data.heldout
+    heldout = load_prompts(cfg.data.heldout, cfg.data.max_heldout, field=cfg.data.prompt_field) if use_heldout else []
+    reward = make_reward(cfg.reward)
+    checked_score(reward, prompts[:2], ["", "A short answer."][: len(prompts[:2])])
+    initial = resolve_policy(cfg.policy.model) if dist.is_main else None
+    dist.barrier()  # the main process converts/builds a cached model once; the others then find it
+    initial = initial or resolve_policy(cfg.policy.model)
+    tokenizer = load_tokenizer(initial)
+    generator = make_generator(cfg.generation, tokenizer, cfg.policy)
+    created = store is None
+    if created:
+        store = create_store(cfg, dist)
+    try:
+        tracker = make_tracker(cfg.report_to, str(store.root), to_dict(cfg)) if dist.is_main else None
+    except UserError:
+        if created:
+            shutil.rmtree(store.root)  # nothing half-made: the run never started
+            store.close()
+        raise
+    if not store.prompts.is_file():  # the prompt texts, so that `optune export` needs no access to data.train
+        store.write_jsonl(store.prompts, [{"id": p.id, "prompt": p.text, "history": p.history} for p in prompts])
+    dist.barrier()  # the other processes read what the main process wrote
+
+    def encoded(ps: list[Prompt]) -> list[Prompt]:
+        return [dataclasses.replace(p, ids=encode_prompt(tokenizer, p, cfg.policy.max_prompt_tokens)) for p in ps]
+
+    if source is None:
+        from optune.pairs.online import OnlineSource
+
+        source = OnlineSource()
+    return Context(cfg=cfg, store=store, tokenizer=tokenizer, generator=generator, reward=reward,
+                   prompts=encoded(prompts), heldout=encoded(heldout), initial_model_path=initial, source=source,
+                   tracker=tracker, dist=dist)
