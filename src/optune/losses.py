@@ -1,6 +1,8 @@
 """Preference losses as pure tensor functions (no model imports).
 
-`make_loss(type, beta1, beta2)` is the one place a run's loss type is chosen; the rest are the equations.
+`make_loss(type, beta1, beta2)` is the one place a run's loss type (optune.choices.LossType) is chosen; the
+rest are the equations, each written once. Naming: the reward model's outputs are *scores*; DPO's
+beta * log(pi / ref) are *implicit rewards*.
 
 Shapes: B = pairs in the batch, T = tokens, V = vocabulary. Every loss returns the per-pair loss
 [B]; the caller takes the mean (or a sum over micro-batches divided by the global batch size).
@@ -12,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from optune.choices import LossType
 
 
 def sequence_logps(logits: torch.Tensor, labels: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
@@ -63,9 +67,10 @@ def dpo_loss(
     return -F.logsigmoid(beta * h)
 
 
-def pair_weights(chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor, beta2: float) -> torch.Tensor:
-    """wDPO weight sigmoid(beta2 * (r_w - r_l)) per pair, [B] -> [B], detached (a constant)."""
-    return torch.sigmoid(beta2 * (chosen_rewards - rejected_rewards)).detach()
+def pair_weights(chosen_scores: torch.Tensor, rejected_scores: torch.Tensor, beta2: float) -> torch.Tensor:
+    """wDPO's w = sigmoid(beta2 * (r_w - r_l)) per pair (Eq. 6), from the reward model's scores of the two
+    responses; [B], [B] -> [B], detached (a constant)."""
+    return torch.sigmoid(beta2 * (chosen_scores - rejected_scores)).detach()
 
 
 def wdpo_loss(
@@ -73,17 +78,15 @@ def wdpo_loss(
     policy_rejected_logps: torch.Tensor,
     ref_chosen_logps: torch.Tensor,
     ref_rejected_logps: torch.Tensor,
-    chosen_rewards: torch.Tensor,
-    rejected_rewards: torch.Tensor,
+    weights: torch.Tensor,
     beta1: float,
-    beta2: float,
 ) -> torch.Tensor:
-    """Eq. 6: w * (-log sigmoid(beta1 * h)) with w = sigmoid(beta2 * (r_w - r_l)); returns [B].
+    """Eq. 6: w * (-log sigmoid(beta1 * h)) per pair, w from `pair_weights`; all inputs [B], returns [B].
 
-    No gradient flows into w. With beta2 = 0 every w is 0.5, so this is half of `dpo_loss`.
+    No gradient flows into w. With w = 1 this is DPO (Eq. 5); with beta2 = 0 every w is 0.5.
     """
-    weights = pair_weights(chosen_rewards, rejected_rewards, beta2).to(policy_chosen_logps.dtype)
-    return weights * dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta1)
+    w = weights.to(policy_chosen_logps.dtype)
+    return w * dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta1)
 
 
 def bradley_terry_loss(chosen_scores: torch.Tensor, rejected_scores: torch.Tensor) -> torch.Tensor:
@@ -93,48 +96,46 @@ def bradley_terry_loss(chosen_scores: torch.Tensor, rejected_scores: torch.Tenso
 
 @dataclass(frozen=True)
 class LossOutput:
-    """What a preference loss gives per pair, all [B]: the loss, the implicit rewards, the pair weights."""
+    """What a preference loss gives per pair, all [B]: the loss, DPO's implicit rewards, the pair weights.
+
+    Implicit rewards are DPO's beta * log(pi / ref) of a response (TRL's rewards/chosen); the reward model's
+    outputs are called scores throughout, so the two never share a name.
+    """
 
     losses: torch.Tensor
-    chosen_rewards: torch.Tensor
-    """beta * (log pi(y_w) - log ref(y_w)), detached (TRL's rewards/chosen)."""
-    rejected_rewards: torch.Tensor
+    chosen_implicit_rewards: torch.Tensor
+    """beta1 * (log pi(y_w) - log ref(y_w)), detached."""
+    rejected_implicit_rewards: torch.Tensor
     weights: torch.Tensor
     """The weight each pair's loss carries (1 for DPO), detached."""
 
 
 @dataclass(frozen=True)
 class PreferenceLoss:
-    """DPO (Eq. 5) or wDPO (Eq. 6) with its temperatures; the one place the loss type is chosen."""
+    """DPO (Eq. 5) or wDPO (Eq. 6) with its temperatures; `make_loss` builds it from the config's loss type."""
 
     weighted: bool
     beta1: float
     beta2: float
 
-    def weights(self, chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor) -> torch.Tensor:
-        """[B] reward scores of the pair -> [B] weights: sigmoid(beta2 * gap) for wDPO, ones for DPO."""
+    def weights(self, chosen_scores: torch.Tensor, rejected_scores: torch.Tensor) -> torch.Tensor:
+        """[B] reward-model scores of the pair -> [B] weights: sigmoid(beta2 * gap) for wDPO, ones for DPO."""
         if self.weighted:
-            return pair_weights(chosen_rewards, rejected_rewards, self.beta2)
-        return torch.ones_like(chosen_rewards)
+            return pair_weights(chosen_scores, rejected_scores, self.beta2)
+        return torch.ones_like(chosen_scores)
 
     def __call__(self, policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps,
                  chosen_scores, rejected_scores) -> LossOutput:
-        """All inputs [B]: sequence log-probs under the policy and the reference, and the reward scores."""
+        """All inputs [B]: sequence log-probs under the policy and the reference, and the reward-model scores."""
         w = self.weights(chosen_scores, rejected_scores).to(policy_chosen_logps.dtype)
-        losses = w * dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps,
-                              self.beta1)
+        losses = wdpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, w,
+                           self.beta1)
         with torch.no_grad():
             chosen = self.beta1 * (policy_chosen_logps - ref_chosen_logps)
             rejected = self.beta1 * (policy_rejected_logps - ref_rejected_logps)
         return LossOutput(losses, chosen.detach(), rejected.detach(), w)
 
 
-# loss.type -> whether pairs are weighted by their reward gap
-LOSSES = {"dpo": False, "wdpo": True}
-
-
-def make_loss(type: str, beta1: float, beta2: float = 0.0) -> PreferenceLoss:
-    """The per-pair preference loss named by `type` ("dpo" or "wdpo")."""
-    if type not in LOSSES:
-        raise ValueError(f"unknown loss type {type!r}; choose one of {', '.join(LOSSES)}")
-    return PreferenceLoss(LOSSES[type], beta1, beta2)
+def make_loss(type: LossType | str, beta1: float, beta2: float = 0.0) -> PreferenceLoss:
+    """The per-pair preference loss of loss.type (a ValueError for a name that is not a LossType)."""
+    return PreferenceLoss(LossType(type) is LossType.WDPO, beta1, beta2)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from optune.choices import RewardBackendName
 from optune.config import RunConfig, load_run_config, to_dict
 from optune.context import Context, PairSource
 from optune.distributed import Dist
@@ -111,19 +112,13 @@ def preflight(cfg: RunConfig, store: RunStore | None) -> None:
     """Checks that need no model, before a run directory is created or anything is loaded.
 
     A new run's output_dir must be creatable (not a file, not under a file, writable, empty if present);
-    the device must exist; backend names must be known; files the reward and init_from name must exist.
+    the device must exist; files the reward and init_from name must exist (names of choices were checked as
+    the config loaded).
     """
     if store is None:
         check_new_dir(Path(cfg.output_dir))  # first: the commonest mistake, found before torch is imported
-    from optune.generation import BACKENDS as GENERATORS
-    from optune.reward.backends import BACKENDS as REWARDS
-
     check_device(cfg.policy.device)
-    if cfg.generation.backend not in GENERATORS:
-        raise UserError(f"unknown generation backend {cfg.generation.backend!r}; choose one of {', '.join(GENERATORS)}")
-    if cfg.reward.backend not in REWARDS:
-        raise UserError(f"unknown reward backend {cfg.reward.backend!r}; choose one of {', '.join(REWARDS)}")
-    if cfg.reward.backend == "hf" and not Path(cfg.reward.model).expanduser().is_dir():
+    if cfg.reward.backend == RewardBackendName.HF and not Path(cfg.reward.model).expanduser().is_dir():
         raise UserError(f"reward.model {cfg.reward.model}: no such directory")
     if cfg.init_from and not Path(cfg.init_from).is_dir():
         raise UserError(f"init_from {cfg.init_from} does not exist")

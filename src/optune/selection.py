@@ -9,9 +9,8 @@ import math
 
 import numpy as np
 
+from optune.choices import SelectionStrategy
 from optune.errors import UserError
-
-STRATEGIES = ("optune", "random", "full")
 
 
 def num_selected(n_prompts: int, rho: float) -> int:
@@ -19,7 +18,7 @@ def num_selected(n_prompts: int, rho: float) -> int:
     return min(n_prompts, math.ceil(round(rho * n_prompts, 9)))
 
 
-def select_prompts(rewards, rho: float, strategy: str, seed: int) -> np.ndarray:
+def select_prompts(rewards, rho: float, strategy: SelectionStrategy, seed: int) -> np.ndarray:
     """Indices of the prompts to regenerate, in ascending index order.
 
     rewards: [n] the reward of each prompt's current chosen (higher-reward) response.
@@ -31,13 +30,12 @@ def select_prompts(rewards, rho: float, strategy: str, seed: int) -> np.ndarray:
         raise UserError(f"rewards must be one number per prompt; got shape {rewards.shape}")
     if not 0 < rho <= 1:
         raise UserError(f"rho must be in (0, 1]; got {rho}")
-    if strategy not in STRATEGIES:
-        raise UserError(f"unknown selection strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    strategy = SelectionStrategy(strategy)  # ValueError for a name that is not one
     n = len(rewards)
-    if strategy == "full":
+    if strategy is SelectionStrategy.FULL:
         return np.arange(n)
     k = num_selected(n, rho)
-    if strategy == "optune":
+    if strategy is SelectionStrategy.OPTUNE:
         if np.isnan(rewards).any():
             raise UserError("a prompt's chosen reward is NaN; cannot rank prompts")
         chosen = np.argsort(rewards, kind="stable")[:k]

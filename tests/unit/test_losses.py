@@ -3,9 +3,9 @@ import math
 import pytest
 import torch
 
-from optune.config import CHOICES
-from optune.losses import (LOSSES, bradley_terry_loss, dpo_loss, make_loss, pair_weights, sequence_logps,
-                           summed_token_logps, wdpo_loss)
+from optune.choices import LossType
+from optune.losses import (bradley_terry_loss, dpo_loss, make_loss, pair_weights, sequence_logps, summed_token_logps,
+                           wdpo_loss)
 
 
 def t(*xs):
@@ -27,7 +27,7 @@ def test_dpo_loss_at_reference_is_log2():
 
 def test_wdpo_loss_hand_worked():
     # w = sigmoid(2 * (0.9 - 0.4)) = sigmoid(1) = 0.7310586; loss = w * 0.4740770
-    loss = wdpo_loss(t(-1.0), t(-2.0), t(-1.5), t(-1.5), t(0.9), t(0.4), beta1=0.5, beta2=2.0)
+    loss = wdpo_loss(t(-1.0), t(-2.0), t(-1.5), t(-1.5), pair_weights(t(0.9), t(0.4), beta2=2.0), beta1=0.5)
     assert loss.item() == pytest.approx(0.7310586 * 0.4740770, rel=1e-5)
 
 
@@ -35,13 +35,14 @@ def test_wdpo_with_beta2_zero_is_half_dpo():
     g = torch.Generator().manual_seed(0)
     pc, pr, rc, rr = (torch.randn(16, generator=g) * 5 for _ in range(4))
     rw, rl = torch.rand(16, generator=g), torch.rand(16, generator=g)
-    assert torch.allclose(wdpo_loss(pc, pr, rc, rr, rw, rl, 0.3, 0.0), 0.5 * dpo_loss(pc, pr, rc, rr, 0.3))
+    assert torch.allclose(wdpo_loss(pc, pr, rc, rr, pair_weights(rw, rl, 0.0), 0.3), 0.5 * dpo_loss(pc, pr, rc, rr, 0.3))
+    assert torch.equal(wdpo_loss(pc, pr, rc, rr, torch.ones(16), 0.3), dpo_loss(pc, pr, rc, rr, 0.3))  # w = 1: Eq. 5
 
 
 def test_wdpo_weight_carries_no_gradient():
     rw = torch.tensor([0.8], requires_grad=True)
     pc = torch.tensor([-1.0], requires_grad=True)
-    loss = wdpo_loss(pc, t(-2.0), t(-1.5), t(-1.5), rw, t(0.1), 0.5, 3.0)
+    loss = wdpo_loss(pc, t(-2.0), t(-1.5), t(-1.5), pair_weights(rw, t(0.1), 3.0), 0.5)
     loss.sum().backward()
     assert rw.grad is None or torch.all(rw.grad == 0)
     assert pc.grad is not None and pc.grad.item() != 0
@@ -81,16 +82,18 @@ def test_make_loss_is_the_equations():
     assert torch.equal(dpo.losses, dpo_loss(pc, pr, rc, rr, 0.5))
     assert torch.equal(dpo.weights, t(1.0, 1.0))
     # implicit rewards: beta * (log pi - log ref), hand-worked for the first pair: 0.5 * 0.5, 0.5 * -0.5
-    assert dpo.chosen_rewards.tolist() == pytest.approx([0.25, -0.5])
-    assert dpo.rejected_rewards.tolist() == pytest.approx([-0.25, 0.75])
+    assert dpo.chosen_implicit_rewards.tolist() == pytest.approx([0.25, -0.5])
+    assert dpo.rejected_implicit_rewards.tolist() == pytest.approx([-0.25, 0.75])
     wdpo = make_loss("wdpo", beta1=0.5, beta2=10.0)(pc, pr, rc, rr, sc, sr)
-    assert torch.equal(wdpo.losses, wdpo_loss(pc, pr, rc, rr, sc, sr, 0.5, 10.0))
+    assert torch.equal(wdpo.losses, wdpo_loss(pc, pr, rc, rr, pair_weights(sc, sr, 10.0), 0.5))
+    # hand-worked, first pair: w = sigmoid(10 * 0.5); h = (-1 + 1.5) - (-2 + 1.5) = 1; loss = w * log(1 + e^-0.5)
+    assert wdpo.losses[0].item() == pytest.approx(1 / (1 + math.exp(-5.0)) * math.log(1 + math.exp(-0.5)), rel=1e-6)
     assert wdpo.weights.tolist() == pytest.approx([1 / (1 + math.exp(-5.0)), 1 / (1 + math.exp(3.0))])
 
 
-def test_loss_names_match_the_config_choices():
-    assert set(LOSSES) == set(CHOICES["loss.type"])
-    with pytest.raises(ValueError, match="unknown loss type"):
+def test_every_loss_type_builds_and_nothing_else_does():
+    assert [make_loss(kind, beta1=0.1).weighted for kind in LossType] == [True, False]
+    with pytest.raises(ValueError, match="LossType"):
         make_loss("ipo", beta1=0.1)
 
 

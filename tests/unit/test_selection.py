@@ -52,5 +52,5 @@ def test_bad_rho(rho):
 
 
 def test_unknown_strategy():
-    with pytest.raises(UserError, match="strategy"):
+    with pytest.raises(ValueError, match="SelectionStrategy"):
         select_prompts([0.1], 0.5, "greedy", 0)

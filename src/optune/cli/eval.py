@@ -17,6 +17,7 @@ from optune.eval.pairwise import combine_orders, summarize
 from optune.data.prompts import FORMATS, read_prompts
 from optune.prompt import Prompt
 from optune.eval.generate import GenerationSettings
+from optune.eval.generate import validate as validate_settings
 from optune.store import write_jsonl
 
 
@@ -135,7 +136,7 @@ def main(args) -> int:
         raise UserError("--limit must be >= 1")
     prompts = read_prompts(args.prompts, args.format, args.limit)
     judge, judge_info = _build_judge(args, out)  # checks judge settings before any generation
-    GenerationSettings(args.max_new_tokens, args.temperature, args.top_p, args.seed, args.batch_size).validate()
+    validate_settings(GenerationSettings(args.max_new_tokens, args.temperature, args.top_p, args.seed, args.batch_size))
     stored = {side: _stored(args, side, prompts) for side in ("a", "b")}
     created = not out.exists()
     try:

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from optune.errors import UserError
+from optune.configfile import Range, check_ranges
 
 
 @dataclass
@@ -21,21 +22,24 @@ class GenerationSettings:
     seed: int = 0
     batch_size: int = 8
 
-    def validate(self) -> None:
-        if self.max_new_tokens < 1 or self.batch_size < 1:
-            raise UserError("max new tokens and batch size must be >= 1")
-        if self.temperature < 0 or not 0 < self.top_p <= 1:
-            raise UserError("temperature must be >= 0 and top_p in (0, 1]")
-
     def public(self) -> dict:
         return asdict(self)
+
+
+SETTINGS_RANGES = {"max_new_tokens": Range(1), "batch_size": Range(1), "temperature": Range(0),
+                   "top_p": Range(0, 1, low_open=True)}
+"""The generation settings and the values each may take."""
+
+
+def validate(settings: GenerationSettings) -> None:
+    check_ranges(settings, SETTINGS_RANGES, prefix="generation setting ")
 
 
 class CheckpointGenerator:
     """Callable `generate(prompts) -> responses` over a local HF checkpoint, through the loop's own backend."""
 
     def __init__(self, path: str | Path, settings: GenerationSettings, device: str = "cpu"):
-        settings.validate()
+        validate(settings)
         path = Path(path)
         if not (path / "config.json").is_file():
             raise UserError(f"not a model checkpoint (no config.json): {path}")

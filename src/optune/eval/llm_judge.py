@@ -21,8 +21,9 @@ from optune.eval import rating
 from optune.eval.judge_cache import JudgmentCache, cache_key
 from optune.eval.pairwise import outcome_from_scores
 from optune.prompt import Prompt
+from optune.choices import Constrained
+from optune.configfile import Range, check_ranges, choice
 
-CONSTRAINED_MODES = ("none", "structured_outputs", "guided_regex")
 
 
 class JudgeError(UserError):
@@ -42,28 +43,33 @@ class LLMJudgeConfig:
     max_backoff_s: float = 60.0
     timeout_s: float = 120.0
     # "structured_outputs" (vLLM >= 0.10) or "guided_regex" (older vLLM) force the score line.
-    constrained: str = "none"
-
-    def validate(self) -> None:
-        if not self.base_url.startswith(("http://", "https://")):
-            raise UserError(f"judge base URL must start with http:// or https://, got {self.base_url!r}")
-        if not self.model:
-            raise UserError("judge model name is empty")
-        if self.constrained not in CONSTRAINED_MODES:
-            raise UserError(f"judge constrained mode must be one of {CONSTRAINED_MODES}, got {self.constrained!r}")
-        if self.concurrency < 1 or self.max_retries < 0 or self.max_tokens < 4:
-            raise UserError("judge concurrency must be >= 1, retries >= 0 and max tokens >= 4")
+    constrained: Constrained = Constrained.NONE
 
     def public(self) -> dict:
         """The settings as recorded in outputs: the env var's name only, never its value."""
         return asdict(self)
 
 
+JUDGE_RANGES = {"concurrency": Range(1), "max_retries": Range(0), "max_tokens": Range(4),
+                "temperature": Range(0), "timeout_s": Range(0, low_open=True), "backoff_s": Range(0),
+                "max_backoff_s": Range(0)}
+"""The judge's numeric settings and the values each may take."""
+
+
+def validate(config: LLMJudgeConfig) -> None:
+    if not config.base_url.startswith(("http://", "https://")):
+        raise UserError(f"judge base URL must start with http:// or https://, got {config.base_url!r}")
+    if not config.model:
+        raise UserError("judge model name is empty")
+    check_ranges(config, JUDGE_RANGES, prefix="judge ")
+    choice(config.constrained, Constrained, "judge constrained")
+
+
 class LLMJudge:
     """Pairwise judge: `compare(prompts, answers_a, answers_b)` returns one judgment dict per prompt."""
 
     def __init__(self, config: LLMJudgeConfig, cache: JudgmentCache, sleep: Callable[[float], None] = time.sleep):
-        config.validate()
+        validate(config)
         self.config = config
         self.cache = cache
         self.endpoint = Endpoint("judge", config.api_key_env, config.timeout_s, config.max_retries, config.backoff_s,

@@ -10,8 +10,8 @@ training.
 
 from __future__ import annotations
 
+from optune.choices import GenerationBackend
 from optune.config import GenerationConfig, PolicyConfig
-from optune.errors import UserError
 from optune.generation.base import Generator, Sample, encode_prompt, left_pad, split_response
 from optune.generation.hf import TransformersGenerator, eos_ids
 
@@ -22,17 +22,15 @@ def _vllm(cfg: GenerationConfig, tokenizer, policy: PolicyConfig) -> Generator:
     return VLLMGenerator(cfg, tokenizer, policy)
 
 
-# name -> factory(generation config, tokenizer, policy config)
+# generation.backend -> factory(generation config, tokenizer, policy config)
 BACKENDS = {
-    "transformers": lambda cfg, tokenizer, policy: TransformersGenerator(cfg, tokenizer),
-    "vllm": _vllm,
+    GenerationBackend.TRANSFORMERS: lambda cfg, tokenizer, policy: TransformersGenerator(cfg, tokenizer),
+    GenerationBackend.VLLM: _vllm,
 }
 
 
 def make_generator(cfg: GenerationConfig, tokenizer, policy: PolicyConfig | None = None) -> Generator:
-    if cfg.backend not in BACKENDS:
-        raise UserError(f"unknown generation backend {cfg.backend!r}; choose one of {', '.join(BACKENDS)}")
-    return BACKENDS[cfg.backend](cfg, tokenizer, policy or PolicyConfig())
+    return BACKENDS[GenerationBackend(cfg.backend)](cfg, tokenizer, policy or PolicyConfig())
 
 
 __all__ = ["BACKENDS", "Generator", "Sample", "TransformersGenerator", "encode_prompt", "eos_ids", "left_pad",

@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 from typing import Protocol
 
+from optune.choices import RewardBackendName
 from optune.config import RewardConfig, callable_label, is_callable_label, label_name
 from optune.errors import UserError
 from optune.prompt import Prompt
@@ -128,14 +129,13 @@ def llm_reward(cfg: RewardConfig) -> RewardBackend:
     return LLMReward(cfg)
 
 
-BACKENDS = {"verifiable": VerifiableReward, "callable": CallableReward, "hf": HFReward, "remote": remote_reward,
-            "llm": llm_reward}
+# reward.backend -> factory(reward config)
+BACKENDS = {RewardBackendName.VERIFIABLE: VerifiableReward, RewardBackendName.CALLABLE: CallableReward,
+            RewardBackendName.HF: HFReward, RewardBackendName.REMOTE: remote_reward, RewardBackendName.LLM: llm_reward}
 
 
 def make_reward(cfg: RewardConfig) -> RewardBackend:
-    if cfg.backend not in BACKENDS:
-        raise UserError(f"unknown reward backend {cfg.backend!r}; choose one of {', '.join(BACKENDS)}")
-    return BACKENDS[cfg.backend](cfg)
+    return BACKENDS[RewardBackendName(cfg.backend)](cfg)
 
 
 def checked_score(backend: RewardBackend, prompts: list[Prompt], responses: list[str]) -> list[float]:

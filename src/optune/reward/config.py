@@ -3,7 +3,7 @@
 The machinery is the run config's (optune.config): every field has a default and a docstring, a
 YAML file sets any subset, command-line `key=value` overrides win, and unknown keys are errors that
 list the valid ones. Values in overrides are parsed as YAML, so `lr=2e-5`, `epochs=2` and
-`eval_files=[a.jsonl]` work. Only the range checks below are this config's own.
+`eval_files=[a.jsonl]` work. Only the ranges below are this config's own.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from optune.config import load_dataclass
-from optune.errors import UserError
+from optune.choices import LrSchedule, Optimizer
+from optune.config import Range, check_ranges, load_dataclass
 
 
 @dataclass
@@ -39,11 +39,11 @@ class RewardTrainConfig:
     """Passes over the training pairs; fractions stop part-way through the last pass."""
     max_steps: int | None = None
     """Stop after this many optimizer steps (overrides epochs); for smoke tests."""
-    optimizer: str = "adamw"
+    optimizer: Optimizer = Optimizer.ADAMW
     """"adamw", "rmsprop" or "sgd" (the policy trainer's choices: optune.training.schedule)."""
     lr: float = 3e-5
     """Peak learning rate."""
-    lr_schedule: str = "linear"
+    lr_schedule: LrSchedule = LrSchedule.LINEAR
     """After warmup: "linear" decay to 0 at the last step, "cosine" or "constant"."""
     warmup_ratio: float = 0.1
     """Fraction of the steps spent warming up the learning rate (ceil(warmup_ratio x steps) steps)."""
@@ -63,24 +63,20 @@ class RewardTrainConfig:
     """Seed for the head initialisation, data order and dropout."""
 
 
-def _validate(cfg: RewardTrainConfig) -> None:
-    positive = ["max_length", "batch_size", "eval_every", "save_every", "eval_max_pairs", "stats_max_pairs"]
-    for name in positive:
-        if getattr(cfg, name) <= 0:
-            raise UserError(f"config {name}: must be positive, got {getattr(cfg, name)}")
-    if cfg.epochs <= 0 or cfg.lr <= 0:
-        raise UserError("config epochs and lr must be positive")
-    for name, allowed in (("optimizer", ("adamw", "rmsprop", "sgd")), ("lr_schedule", ("linear", "cosine", "constant"))):
-        if getattr(cfg, name) not in allowed:
-            raise UserError(f"config {name}: must be one of {', '.join(allowed)}; got {getattr(cfg, name)!r}")
-    if not 0 <= cfg.warmup_ratio < 1:
-        raise UserError(f"config warmup_ratio: must be in [0, 1), got {cfg.warmup_ratio}")
-    if cfg.max_steps is not None and cfg.max_steps <= 0:
-        raise UserError(f"config max_steps: must be positive, got {cfg.max_steps}")
+POSITIVE = Range(0, low_open=True)
+RANGES = {"max_length": POSITIVE, "batch_size": POSITIVE, "eval_every": POSITIVE, "save_every": POSITIVE,
+          "eval_max_pairs": POSITIVE, "stats_max_pairs": POSITIVE, "epochs": POSITIVE, "lr": POSITIVE,
+          "warmup_ratio": Range(0, 1, high_open=True), "max_steps": Range(0, low_open=True, nullable=True),
+          "weight_decay": Range(0), "max_grad_norm": POSITIVE}
+"""Numeric keys and the values each may take (checked at load)."""
+
+
+def validate(cfg: RewardTrainConfig) -> None:
+    check_ranges(cfg, RANGES)
 
 
 def load_reward_config(path: str | None = None, overrides: Iterable[str] | None = None) -> RewardTrainConfig:
     """Defaults <- YAML file <- `key=value` overrides; unknown keys and bad values are errors."""
     cfg = load_dataclass(RewardTrainConfig, path, overrides or ())
-    _validate(cfg)
+    validate(cfg)
     return cfg

@@ -23,12 +23,13 @@ import time
 from collections.abc import Callable
 from functools import partial
 
+from optune.choices import RewardRoute
 from optune.config import RewardConfig
 from optune.endpoint import Endpoint, check_key_env, check_url, run_bounded
 from optune.errors import UserError
 from optune.prompt import Prompt
 
-ROUTES = {"classify": "/classify", "pooling": "/pooling", "optune": "/rewards"}
+ROUTES = {RewardRoute.CLASSIFY: "/classify", RewardRoute.POOLING: "/pooling", RewardRoute.OPTUNE: "/rewards"}
 
 
 def conversation(prompt: Prompt, response: str) -> list[dict]:
@@ -45,10 +46,8 @@ class RemoteReward:
     """Scores from a reward server: vLLM's /classify or /pooling, or the minimal protocol at /rewards."""
 
     def __init__(self, cfg: RewardConfig, sleep: Callable[[float], None] = time.sleep):
-        if cfg.route not in ROUTES:
-            raise UserError(f"reward.route must be one of {', '.join(ROUTES)}; got {cfg.route!r}")
         self.cfg = cfg
-        self.url = check_url(cfg.url, "reward.url") + ROUTES[cfg.route]
+        self.url = check_url(cfg.url, "reward.url") + ROUTES[RewardRoute(cfg.route)]
         check_key_env(cfg.api_key_env, "reward.api_key_env")
         self.endpoint = Endpoint("reward server", cfg.api_key_env, cfg.timeout_s, cfg.max_retries, sleep=sleep)
 

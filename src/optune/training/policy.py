@@ -96,9 +96,9 @@ def micro_batch(model, inputs: TrainInputs, mb: list[int], scale: float, cfg: Tr
               for side in ("chosen", "rejected")]
     out = loss(pol_c, pol_r, ref_c, ref_r, *scores)
     dist.backward(out.losses.sum() * scale)
-    stats = {"loss": out.losses.detach(), "rewards/chosen": out.chosen_rewards,
-             "rewards/rejected": out.rejected_rewards,
-             "rewards/accuracies": (out.chosen_rewards > out.rejected_rewards).float(), "weights/mean": out.weights,
+    stats = {"loss": out.losses.detach(), "rewards/chosen": out.chosen_implicit_rewards,
+             "rewards/rejected": out.rejected_implicit_rewards,
+             "rewards/accuracies": (out.chosen_implicit_rewards > out.rejected_implicit_rewards).float(), "weights/mean": out.weights,
              "logps/chosen": pol_c.detach(), "logps/rejected": pol_r.detach()}
     return {key: float(value.sum()) * scale for key, value in stats.items()}
 

@@ -47,7 +47,7 @@ def test_prompt_truncation_keeps_the_end(tiny_policy):
 
 
 def test_unknown_backend(tiny_policy):
-    with pytest.raises(UserError, match="unknown generation backend"):
+    with pytest.raises(ValueError, match="GenerationBackend"):  # configs are checked as they load
         make_generator(GenerationConfig(backend="nope"), None)
 
 

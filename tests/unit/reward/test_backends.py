@@ -42,5 +42,5 @@ def test_bad_function_specs(spec, match):
 
 
 def test_unknown_backend():
-    with pytest.raises(UserError, match="unknown reward backend"):
+    with pytest.raises(ValueError, match="RewardBackendName"):  # configs are checked as they load
         make_reward(RewardConfig(backend="gpt"))

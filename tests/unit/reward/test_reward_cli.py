@@ -57,7 +57,7 @@ def test_bad_inputs_are_one_line_errors(pair_files, tmp_path, capsys):
          "is a file, not a directory"),
         (["reward", "train", f"backbone={two}", f"train_files=[{pair_files[0]}]", f"output_dir={empty}/o"],
          "empty.jsonl is a file, not a directory"),
-        (["reward", "train", "optimizer=adam"], "config optimizer: must be one of adamw, rmsprop, sgd"),
+        (["reward", "train", "optimizer=adam"], "optimizer must be one of rmsprop, adamw, sgd; got 'adam'"),
     ]
     for argv, message in cases:
         code, _, err = _run(capsys, argv)

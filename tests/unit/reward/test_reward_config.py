@@ -28,10 +28,10 @@ def test_list_override_and_string_promoted_to_list():
     [
         ("nonsense=1", "unknown config key 'nonsense'; valid keys here: backbone, "),
         ("batch_size=abc", "config key batch_size: expected int"),
-        ("batch_size=0", "config batch_size: must be positive"),
+        ("batch_size=0", "batch_size must be > 0; got 0"),
         ("batch_size=true", "config key batch_size: expected int"),
         ("train_files=5", "config key train_files: expected a list of str"),
-        ("warmup_ratio=1.5", "warmup_ratio: must be in"),
+        ("warmup_ratio=1.5", "warmup_ratio must be in \\[0, 1\\); got 1.5"),
         ("lr", "expected key=value"),
     ],
 )

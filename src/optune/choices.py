@@ -1,0 +1,90 @@
+"""Every named choice a config offers, one `StrEnum` each.
+
+Config fields are typed with these, so loading a YAML value or a `key=value` override checks it against the
+members (optune.configfile), `--help-config` lists them, and the code compares and dispatches on them. A
+member equals its string ("wdpo" == LossType.WDPO), so config.yaml stays plain text.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class LossType(StrEnum):
+    WDPO = "wdpo"
+    """Eq. 6: each pair's DPO loss weighted by sigmoid(beta2 * reward gap)."""
+    DPO = "dpo"
+    """Eq. 5: plain DPO."""
+
+
+class Reference(StrEnum):
+    PREVIOUS = "previous"
+    """pi_t, the policy the iteration starts from (the paper)."""
+    INITIAL = "initial"
+    """pi_0, kept fixed."""
+
+
+class SelectionStrategy(StrEnum):
+    OPTUNE = "optune"
+    """The ceil(rho * n) prompts with the lowest chosen reward."""
+    RANDOM = "random"
+    """The same count, uniformly at random."""
+    FULL = "full"
+    """Every prompt (rho ignored)."""
+
+
+class GenerationBackend(StrEnum):
+    TRANSFORMERS = "transformers"
+    VLLM = "vllm"
+
+
+class GenerationImpl(StrEnum):
+    DECODE = "decode"
+    GENERATE = "generate"
+
+
+class RewardBackendName(StrEnum):
+    VERIFIABLE = "verifiable"
+    CALLABLE = "callable"
+    HF = "hf"
+    REMOTE = "remote"
+    LLM = "llm"
+
+
+class RewardRoute(StrEnum):
+    CLASSIFY = "classify"
+    POOLING = "pooling"
+    OPTUNE = "optune"
+
+
+class Constrained(StrEnum):
+    """How an LLM rater or judge is made to write a well-formed score line."""
+
+    NONE = "none"
+    STRUCTURED_OUTPUTS = "structured_outputs"
+    GUIDED_REGEX = "guided_regex"
+
+
+class Optimizer(StrEnum):
+    RMSPROP = "rmsprop"
+    ADAMW = "adamw"
+    SGD = "sgd"
+
+
+class LrSchedule(StrEnum):
+    LINEAR = "linear"
+    COSINE = "cosine"
+    CONSTANT = "constant"
+
+
+class Dtype(StrEnum):
+    FLOAT32 = "float32"
+    BFLOAT16 = "bfloat16"
+
+
+class VllmDtype(StrEnum):
+    POLICY = "policy"
+    AUTO = "auto"
+    FLOAT32 = "float32"
+    BFLOAT16 = "bfloat16"
+    FLOAT16 = "float16"
