@@ -134,7 +134,8 @@ def summary(passes: list[dict]) -> dict:
                       if (variant, r) in rate and ("generate", r) in rate]
             if ratios:
                 out[f"{variant}/{key}"] = {
-                    "speedup_per_round": [round(x, 2) for x in ratios], "speedup_median": round(statistics.median(ratios), 2),
+                    "speedup_per_round": [round(x, 2) for x in ratios],
+                    "speedup_median": round(statistics.median(ratios), 2),
                     "speedup_min": round(min(ratios), 2), "speedup_max": round(max(ratios), 2),
                     **{f"{v}_median": round(statistics.median(p[key] for p in passes if p["variant"] == v), 2)
                        for v in ("generate", variant)}}

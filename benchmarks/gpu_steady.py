@@ -23,8 +23,9 @@ training) and attention (4 x layers x heads x head_dim per attended key, causal,
 counts every prompt once (not once per sample) and every decode step; training counts the tokens the path
 runs (plain: prompt + response twice per pair; packed: prompt once), x3 for forward + backward.
 MFU = model FLOPs / seconds / peak. Training's "response tok/s" counts chosen + rejected response tokens
-(as gpu_check.py does), "run tok/s" the tokens the path runs. Each part has its own time budget; rows are printed (flushed) and
-OUT/gpu_steady.json rewritten as each measurement finishes, so a timeout keeps what was done.
+(as gpu_check.py does), "run tok/s" the tokens the path runs. Each part has its own time budget; rows are
+printed (flushed) and OUT/gpu_steady.json rewritten as each measurement finishes, so a timeout keeps what was
+done.
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-
 from gpu_check import SMOLLM2_135M, padded_tokenizer
 from profile_step import linear_shapes, model_flops
 
@@ -118,7 +118,8 @@ def peak_rate(n: int, device, dtype) -> float:
     """FLOP/s of an n x n x n matmul: the better of x @ w and F.linear(x, w) (x @ w.T, as nn.Linear runs)."""
     x = torch.randn(n, n, device=device, dtype=dtype)
     w = torch.randn(n, n, device=device, dtype=dtype)
-    best = min(min(repeat_timed(lambda: [fn(x, w) for _ in range(10)], 2, 5, float("inf")))
+    best = min(min(repeat_timed(lambda: [fn(x, w) for _ in range(10)],  # noqa: B023 (called within the iteration)
+                                2, 5, float("inf")))
                for fn in (torch.matmul, F.linear))
     return 2 * n**3 * 10 / best
 
@@ -275,7 +276,7 @@ def attempt(measure, info: dict, record):
     measurement (out of memory, a path that breaks on the GPU) must not cost the ones after it."""
     try:
         return measure()
-    except Exception as exc:  # noqa: BLE001 - recorded, and the run goes on
+    except Exception as exc:  # any failure: recorded, and the run goes on
         traceback.print_exc()
         record({**info, "error": f"{type(exc).__name__}: {exc}"[:500]})
         print(f"| {' | '.join(map(str, info.values()))} | failed: {type(exc).__name__} |", flush=True)
@@ -301,8 +302,9 @@ def generation_part(model, tokenizer, plan: dict, rows_list: list[int], clock: C
             if clock.left() <= 0:
                 skipped(info, record)
                 continue
-            g = attempt(lambda: measure_generation(model, tokenizer, prompts, impl, rows, plan["new_tokens"],
-                                                   min(plan["cap_s"], clock.left())), info, record)
+            g = attempt(lambda: measure_generation(model, tokenizer, prompts,
+                                                   impl, rows,  # noqa: B023 (called within the iteration)
+                                                   plan["new_tokens"], min(plan["cap_s"], clock.left())), info, record)
             free_memory()
             if g is None:
                 continue
@@ -330,7 +332,8 @@ def training_part(model, pad_id: int, plan: dict, sizes: list[int], modes: list,
                 if clock.left() <= 0:
                     skipped(info, record)
                     continue
-                t = attempt(lambda: measure_training(model, pairs, pad_id, size, packing, autocast,
+                t = attempt(lambda: measure_training(model, pairs, pad_id,
+                                                     size, packing, autocast,  # noqa: B023 (called within the iteration)
                                                      min(plan["cap_s"], clock.left())), info, record)
                 model.zero_grad(set_to_none=True)
                 free_memory()

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from heldout_gain import paired_bootstrap  # noqa: E402
+from heldout_gain import paired_bootstrap
 
 from optune.store import RunStore, read_jsonl
 

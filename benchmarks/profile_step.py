@@ -59,7 +59,7 @@ def ceiling(model, rows: int, dtype: torch.dtype, head: bool = True) -> float:
         if name == "lm_head" and not head:
             continue
         x, w = torch.randn(rows, d_in, dtype=dtype), torch.randn(d_out, d_in, dtype=dtype)
-        t = best_of(lambda: F.linear(x, w))
+        t = best_of(lambda: F.linear(x, w))  # noqa: B023 (called within the iteration)
         flops += 2 * rows * d_in * d_out * count
         seconds += t * count
     return flops / seconds / 1e9
@@ -192,7 +192,8 @@ def profile_training(model, pairs, pad_id: int, packing: bool) -> dict:
         times["optimizer step + zero_grad"] = CLOCK() - t4
     timers.remove()
     split = {f"forward/{part}": round(s, 3) for (_, part), s in sorted(timers.total.items())}
-    return {"pairs": len(step), "packing": packing, "seconds": {k: round(v, 3) for k, v in times.items()}, "forward_split_s": split}
+    return {"pairs": len(step), "packing": packing, "seconds": {k: round(v, 3) for k, v in times.items()},
+            "forward_split_s": split}
 
 
 def training_rows(train: dict, fwd: float, ceil: float) -> list:
@@ -229,7 +230,8 @@ def report_generation(model, g: dict, lengths: list[int], rows: int, tokens: int
 
 
 def print_table(title: str, rows: list) -> None:
-    print(f"\n{title}\n| phase | CPU s | share | model GFLOP | GFLOP/s | % of fp32 ceiling |\n|---|---:|---:|---:|---:|---:|")
+    print(f"\n{title}\n| phase | CPU s | share | model GFLOP | GFLOP/s | % of fp32 ceiling |\n"
+          "|---|---:|---:|---:|---:|---:|")
     for name, sec, share, flops, ceil in rows:
         rate = flops / sec / 1e9 if flops and sec else None
         cells = [f"{sec:.2f}", f"{100 * share:.0f}%", f"{flops / 1e9:.0f}" if flops else "",
@@ -246,11 +248,11 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--out", default="benchmarks/out/profile_step.json")
     args = parser.parse_args()
-    from optune.prepare import resolve_policy
     from optune.data.prompts import load_prompts
     from optune.generation import encode_prompt
     from optune.models.policy import load_model, load_tokenizer
     from optune.pairs import Pair
+    from optune.prepare import resolve_policy
 
     path = resolve_policy("embedded:smollm2-135m-instruct")
     tokenizer, model = load_tokenizer(path), load_model(path)
@@ -269,7 +271,8 @@ def main() -> None:
     for impl in args.impl:
         g, out = profile_generation(model, tokenizer, prompts, impl, args.tokens)
         result["generation"].append(g)
-        ceil = {"decode": result["ceiling_gflops"]["decode/float32"], "prefill": result["ceiling_gflops"]["prefill/float32"]}
+        ceil = {"decode": result["ceiling_gflops"]["decode/float32"],
+                "prefill": result["ceiling_gflops"]["prefill/float32"]}
         print_table(f"generation, impl {impl}: {rows} sequences x {args.tokens} tokens, "
                     f"{rows * args.tokens / g['cpu_s']:.1f} tokens per CPU second ({g['wall_s']:.1f} s wall clock)",
                     report_generation(model, g, lengths, rows, args.tokens, ceil))
@@ -284,7 +287,8 @@ def main() -> None:
         train = profile_training(model, pairs, tokenizer.pad_token_id, path == "packed")
         result["training"].append(train)
         print_table(f"training step, {path}: {train['pairs']} pairs (model FLOPs of the unpacked sequences; "
-                    "backward counted as 2x the forward)", training_rows(train, fwd, result["ceiling_gflops"]["train/float32"]))
+                    "backward counted as 2x the forward)",
+                    training_rows(train, fwd, result["ceiling_gflops"]["train/float32"]))
     result["ceiling_fp32_decode_end"] = round(ceiling(model, rows, torch.float32), 1)
     result["load_1min_end"] = os.getloadavg()[0]
     print(f"\nfp32 decode-shape ceiling at the start {result['ceiling_gflops']['decode/float32']} GFLOP/s, "

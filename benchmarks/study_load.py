@@ -34,7 +34,7 @@ from pathlib import Path
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 sys.path.insert(0, SRC)
 
-from optune.study.create import create_study  # noqa: E402
+from optune.study.create import create_study  # noqa: E402 (needs the sys.path entry above)
 
 WERKZEUG = (
     "import sys\n"

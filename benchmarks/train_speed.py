@@ -36,11 +36,11 @@ PER_STEP = 16
 
 
 def setup(n_prompts: int = 96, seed: int = 0):
-    from optune.prepare import resolve_policy
     from optune.data.prompts import load_prompts
     from optune.generation import encode_prompt
     from optune.models.policy import load_model, load_tokenizer
     from optune.pairs import Pair
+    from optune.prepare import resolve_policy
 
     path = resolve_policy("embedded:smollm2-135m-instruct")
     tokenizer = load_tokenizer(path)
@@ -115,7 +115,7 @@ def timings(names: list[str], repeats: int) -> tuple[dict, dict]:
 def peak_rss(name: str) -> dict:
     """Peak resident memory (kB) of one training step of `name` in this (fresh) process."""
     model, pairs, pad_id = setup()
-    rss = lambda key: int(next(l for l in open("/proc/self/status") if l.startswith(key)).split()[1])  # noqa: E731
+    rss = lambda key: int(next(line for line in open("/proc/self/status") if line.startswith(key)).split()[1])
     before = rss("VmRSS:")
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # resets VmHWM to the current RSS
@@ -162,7 +162,8 @@ def main() -> None:
     results, toks = timings(names, args.repeats)
     print(f"{args.repeats} repeats x {PER_STEP} pairs; decoder tokens per repeat (rows x width, summed over "
           f"micro-batches): plain {toks['plain'] // args.repeats}, packed {toks['packed'] // args.repeats}, "
-          f"real (prompt + chosen + rejected) {toks['real'] // args.repeats}; load average {os.getloadavg()[0]:.1f} at end")
+          f"real (prompt + chosen + rejected) {toks['real'] // args.repeats}; "
+          f"load average {os.getloadavg()[0]:.1f} at end")
     print("\n".join(table(results, names)))
     rss = []
     if args.rss:

@@ -251,8 +251,8 @@ def trl_online_side(out: Path) -> dict:
     from datasets import Dataset
     from trl.experimental.online_dpo import OnlineDPOTrainer
 
-    from optune.prepare import resolve_policy
     from optune.models.policy import load_model, load_tokenizer
+    from optune.prepare import resolve_policy
     from optune.reward.backends import make_reward
 
     cfg = base_config(out)
@@ -299,10 +299,10 @@ def dpo_optune_side(out: Path, steps: int) -> dict:
     """optune's training step: reference log-probs, then one optimizer step of DPO (train_iteration, 1 epoch)."""
     import torch
 
-    from optune.prepare import resolve_policy
-    from optune.models.policy import load_model, load_tokenizer
     from optune.losses import make_loss
+    from optune.models.policy import load_model, load_tokenizer
     from optune.pairs import Pair
+    from optune.prepare import resolve_policy
     from optune.training import reference_logps, train_iteration
     from optune.training.policy import References, TrainInputs
 
@@ -347,8 +347,8 @@ def dpo_trl_side(out: Path, steps: int) -> dict:
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    from optune.prepare import resolve_policy
     from optune.models.policy import load_model, load_tokenizer, resolve_device
+    from optune.prepare import resolve_policy
 
     class PretokenizedDPOTrainer(DPOTrainer):
         def _prepare_dataset(self, dataset, *args, **kwargs):  # already optune's token ids

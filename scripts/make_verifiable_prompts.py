@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import verifiable_catalog as cat  # noqa: E402
+import verifiable_catalog as cat
 
 SEED = 20240611
 N_TRAIN, N_HELDOUT = 480, 180

@@ -22,7 +22,7 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from optune.tasks import verifiable  # noqa: E402
+from optune.tasks import verifiable
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 

@@ -29,8 +29,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from optune.config import (RunConfig, apply_mapping, callable_label, is_callable_label, label_name,
-                           load_run_config, nest_dotted, read_yaml, validate)
+from optune.config import (
+    RunConfig,
+    apply_mapping,
+    callable_label,
+    is_callable_label,
+    label_name,
+    load_run_config,
+    nest_dotted,
+    read_yaml,
+    validate,
+)
 from optune.errors import UserError
 from optune.store import RunStore, read_json
 
@@ -212,9 +221,9 @@ def _offline_config(cfg: RunConfig, store: RunStore | None) -> RunConfig:
 
 def _offline(cfg: RunConfig, store: RunStore | None) -> RunResult:
     from optune import loop
-    from optune.prepare import preflight, prepare
     from optune.data.preferences import read_preferences
     from optune.pairs import offline
+    from optune.prepare import preflight, prepare
 
     if cfg.data.train.startswith("verifiable:"):
         raise UserError("optune dpo needs preference pairs in data.train (the built-in task has prompts only)")
@@ -234,6 +243,7 @@ def _finish(ctx, results: list[dict]) -> RunResult:
         ctx.tracker.close()
     first, last = results[0], results[-1]
     if "eval/heldout_reward_start" in first and "eval/heldout_reward" in last:
-        ctx.dist.print(f"held-out reward: {first['eval/heldout_reward_start']:.4f} -> {last['eval/heldout_reward']:.4f}")
+        ctx.dist.print(f"held-out reward: {first['eval/heldout_reward_start']:.4f} -> "
+                       f"{last['eval/heldout_reward']:.4f}")
     ctx.dist.print(f"done: {ctx.store.root} ({last['time/elapsed_s']:.0f}s of generation, scoring and training)")
     return RunResult(run_dir=ctx.store.root, config=ctx.cfg, metrics=results)

@@ -15,11 +15,35 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from optune.choices import (Constrained, Dtype, GenerationBackend, GenerationImpl, LossType, LrSchedule, Optimizer,
-                            Reference, RewardBackendName, RewardRoute, SelectionStrategy, VllmDtype)
-from optune.configfile import (Range, apply_mapping, callable_label, check_ranges, describe, field_docs,
-                               is_callable_label, label_name, load_dataclass, nest_dotted, parse_override, read_yaml,
-                               to_dict)
+from optune.choices import (
+    Constrained,
+    Dtype,
+    GenerationBackend,
+    GenerationImpl,
+    LossType,
+    LrSchedule,
+    Optimizer,
+    Reference,
+    RewardBackendName,
+    RewardRoute,
+    SelectionStrategy,
+    VllmDtype,
+)
+from optune.configfile import (
+    Range,
+    apply_mapping,
+    callable_label,
+    check_ranges,
+    describe,
+    field_docs,
+    is_callable_label,
+    label_name,
+    load_dataclass,
+    nest_dotted,
+    parse_override,
+    read_yaml,
+    to_dict,
+)
 from optune.errors import UserError
 
 # The names callers use from optune.config (the machinery lives in optune.configfile).

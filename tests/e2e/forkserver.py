@@ -74,9 +74,9 @@ class Zygote:
 
 PRELOAD = ("torch", "transformers.models.bert.modeling_bert", "transformers.models.llama.modeling_llama",
            "transformers.models.auto.tokenization_auto", "peft", "safetensors.torch", "optune.cli.run",
-           "optune.cli.dpo", "optune.cli.reward", "optune.api", "optune.prepare", "optune.context", "optune.loop", "optune.generation",
-           "optune.models.tiny", "optune.data.prompts", "optune.data.preferences", "optune.pairs.offline",
-           "optune.reward.training", "optune.tasks.toy", "optune.tracking")
+           "optune.cli.dpo", "optune.cli.reward", "optune.api", "optune.prepare", "optune.context", "optune.loop",
+           "optune.generation", "optune.models.tiny", "optune.data.prompts", "optune.data.preferences",
+           "optune.pairs.offline", "optune.reward.training", "optune.tasks.toy", "optune.tracking")
 """What commands import on the way (found by diffing sys.modules around a tiny run): imported once here."""
 
 

@@ -15,9 +15,9 @@ def rows(path: Path) -> list[dict]:
 
 def forward_reference(model_path: str, run: Path, t: int) -> list[float]:
     """Chosen then rejected log-probs of iteration t's reference pairs under model_path (float32 forward)."""
+    from optune.data.prompts import load_prompts
     from optune.generation import encode_prompt
     from optune.models.policy import load_model, load_tokenizer
-    from optune.data.prompts import load_prompts
     from optune.pairs import Pair
     from optune.training.logps import reference_logps
 

@@ -31,7 +31,8 @@ def conversational_prompts(path):
     rows = []
     for line in (REPO / "tests" / "data" / "prompts8.jsonl").read_text().splitlines():
         rec = json.loads(line)
-        earlier = [{"role": "user", "content": "Hi."}, {"role": "assistant", "content": "Hello!"}] if rec["id"] < "p4" else []
+        earlier = ([{"role": "user", "content": "Hi."}, {"role": "assistant", "content": "Hello!"}]
+                   if rec["id"] < "p4" else [])
         rows.append({"prompt_id": rec["id"], "messages": earlier + [{"role": "user", "content": rec["prompt"]},
                                                                     {"role": "assistant", "content": "a reference"}]})
     pq.write_table(pa.Table.from_pylist(rows), path)
@@ -47,7 +48,8 @@ def test_api_run_export_and_dpo_round_trip(tmp_path, capsys):
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert result.metrics == [json.loads(line) for line in lines] and len(result.metrics) == 2
     assert (result.checkpoint / "model.safetensors").is_file()
-    assert "function: <python callable tests.e2e.test_api.lowercase_share>" in (result.run_dir / "config.yaml").read_text()
+    assert ("function: <python callable tests.e2e.test_api.lowercase_share>"
+            in (result.run_dir / "config.yaml").read_text())
     stored = [json.loads(line) for line in (result.run_dir / "prompts.jsonl").read_text().splitlines()]
     assert stored[0] == {"id": "p0", "prompt": "Say hello.", "history": [{"role": "user", "content": "Hi."},
                                                                          {"role": "assistant", "content": "Hello!"}]}

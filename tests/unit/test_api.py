@@ -14,9 +14,9 @@ from optune.api import RunResult, build_config, resumed_config
 from optune.cli.run import overrides as cli_overrides
 from optune.config import RewardConfig, RunConfig, load_config, to_dict
 from optune.errors import UserError
+from optune.prompt import Prompt
 from optune.reward.backends import make_reward
 from optune.store import RunStore
-from optune.prompt import Prompt
 from tests.conftest import REPO
 
 TINY = REPO / "configs" / "tiny.yaml"
@@ -107,7 +107,8 @@ def test_result_curve_and_checkpoint(tmp_path):
 
 def test_import_optune_stays_light():
     code = ("import sys, optune; assert 'torch' not in sys.modules and 'optune.api' not in sys.modules; "
-            "optune.run; optune.dpo; optune.export; assert 'torch' not in sys.modules; print(optune.RunResult.__name__)")
+            "optune.run; optune.dpo; optune.export; assert 'torch' not in sys.modules; "
+            "print(optune.RunResult.__name__)")
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

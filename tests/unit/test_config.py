@@ -75,7 +75,8 @@ def test_sampler_logprobs_needs_a_backend_that_returns_them():
 
     with pytest.raises(UserError, match="sampler_logprobs needs generation.backend vllm, or transformers with"):
         load_config(None, ["generation.sampler_logprobs=true", "generation.impl=generate"])
-    assert load_config(None, ["generation.sampler_logprobs=true", "generation.backend=vllm"]).generation.sampler_logprobs
+    assert load_config(None, ["generation.sampler_logprobs=true",
+                              "generation.backend=vllm"]).generation.sampler_logprobs
     assert load_config(None, ["generation.sampler_logprobs=true", "generation.impl=decode"]).generation.sampler_logprobs
     with pytest.raises(UserError, match="generation.impl must be one of decode, generate"):
         load_config(None, ["generation.impl=fast"])

@@ -4,8 +4,15 @@ import pytest
 import torch
 
 from optune.choices import LossType
-from optune.losses import (bradley_terry_loss, dpo_loss, make_loss, pair_weights, sequence_logps, summed_token_logps,
-                           wdpo_loss)
+from optune.losses import (
+    bradley_terry_loss,
+    dpo_loss,
+    make_loss,
+    pair_weights,
+    sequence_logps,
+    summed_token_logps,
+    wdpo_loss,
+)
 
 
 def t(*xs):
@@ -35,7 +42,8 @@ def test_wdpo_with_beta2_zero_is_half_dpo():
     g = torch.Generator().manual_seed(0)
     pc, pr, rc, rr = (torch.randn(16, generator=g) * 5 for _ in range(4))
     rw, rl = torch.rand(16, generator=g), torch.rand(16, generator=g)
-    assert torch.allclose(wdpo_loss(pc, pr, rc, rr, pair_weights(rw, rl, 0.0), 0.3), 0.5 * dpo_loss(pc, pr, rc, rr, 0.3))
+    assert torch.allclose(wdpo_loss(pc, pr, rc, rr, pair_weights(rw, rl, 0.0), 0.3),
+                          0.5 * dpo_loss(pc, pr, rc, rr, 0.3))
     assert torch.equal(wdpo_loss(pc, pr, rc, rr, torch.ones(16), 0.3), dpo_loss(pc, pr, rc, rr, 0.3))  # w = 1: Eq. 5
 
 

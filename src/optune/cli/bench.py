@@ -13,7 +13,8 @@ from optune.eval.export import write_json_atomic
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", help="checkpoint folder, or a run directory (its latest iteration's checkpoint)")
     parser.add_argument("--tasks", default="paper",
-                        help="'paper' (Table 5) or TASK[:SHOTS[:METRIC[:FILTER]]],... e.g. gsm8k:5:exact_match:strict-match")
+                        help="'paper' (Table 5) or TASK[:SHOTS[:METRIC[:FILTER]]],... "
+                             "e.g. gsm8k:5:exact_match:strict-match")
     parser.add_argument("--include-path", help="folder of extra lm-eval task YAML files")
     parser.add_argument("--limit", type=float, help="examples per task (a fraction if < 1), for quick checks")
     parser.add_argument("--batch-size", type=int, default=8)

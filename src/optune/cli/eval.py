@@ -11,13 +11,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from optune.data.prompts import FORMATS, read_prompts
 from optune.errors import UserError
 from optune.eval.export import export_alpaca_eval, write_json_atomic
-from optune.eval.pairwise import combine_orders, summarize
-from optune.data.prompts import FORMATS, read_prompts
-from optune.prompt import Prompt
 from optune.eval.generate import GenerationSettings
 from optune.eval.generate import validate as validate_settings
+from optune.eval.pairwise import combine_orders, summarize
+from optune.prompt import Prompt
 from optune.store import write_jsonl
 
 

@@ -1,4 +1,5 @@
-"""`optune export RUN_DIR [--out DIR]`: a run's preference pairs in TRL's format and a model card (optune.data.export)."""
+"""`optune export RUN_DIR [--out DIR]`: a run's preference pairs in TRL's format and a model card
+(optune.data.export)."""
 
 from __future__ import annotations
 

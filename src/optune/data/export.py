@@ -101,8 +101,8 @@ def pair_rows(store: RunStore, t: int, prompts: dict[str, list[dict]]) -> list[d
 
 def write_parquet(path: Path, rows: list[dict]) -> None:
     """The rows as Parquet with a fixed schema (an export with no pairs still has its columns)."""
-    import pyarrow as pa  # noqa: PLC0415 (optional dependency)
-    import pyarrow.parquet as pq  # noqa: PLC0415
+    import pyarrow as pa  # optional dependency
+    import pyarrow.parquet as pq
 
     messages = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
     schema = pa.schema([("prompt", messages), ("chosen", messages), ("rejected", messages),
@@ -120,7 +120,8 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None)
     finished = store.finished_iterations()
     if not finished:
         raise UserError(f"{run_dir} has no finished iteration yet")
-    tables.require_pyarrow("optune export (Parquet)")  # the one optional package this needs, checked before anything is written
+    # the one optional package this needs, checked before anything is written
+    tables.require_pyarrow("optune export (Parquet)")
     cfg = load_run_config(str(store.config))
     if store.prompts.is_file():
         prompts, source = _stored_prompts(store), str(store.prompts)

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable, TypedDict
+from typing import Any, TypedDict
 
 from optune.data import tables
 from optune.data.readers import read_records

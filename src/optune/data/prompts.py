@@ -2,10 +2,10 @@
 
 Every public set stores its prompts differently (see shared/data/SOURCES.md); reading them here once
 means the loop, the judges and the exporter only ever see one record. Each format's reader turns a row into
-a plain record {"id", "prompt", "history"?, **the set's other fields}; `_checked` makes them `Prompt`s. JSON files (a list or JSONL,
-plain or gzip) are read by optune.data.readers; Parquet, Arrow, `datasets` folders and `hf:NAME[:SPLIT]`
-by optune.data.tables. A prompt is a string, or a conversation (a list of {"role", "content"} messages,
-the conversational shape of TRL and the hub): the turns up to its last user turn become the record's
+a plain record {"id", "prompt", "history"?, **the set's other fields}; `_checked` makes them `Prompt`s. JSON files
+(a list or JSONL, plain or gzip) are read by optune.data.readers; Parquet, Arrow, `datasets` folders and
+`hf:NAME[:SPLIT]` by optune.data.tables. A prompt is a string, or a conversation (a list of {"role", "content"}
+messages, the conversational shape of TRL and the hub): the turns up to its last user turn become the record's
 "history" and "prompt", rendered later with the policy's chat template. Every check happens here,
 before any model is loaded.
 """

@@ -62,9 +62,9 @@ def read_rows(source: str, kind: str = "data set", limit: int | None = None) -> 
 def require_pyarrow(purpose: str):
     """pyarrow, or one clear error saying what needs it and which extra installs it."""
     try:
-        import pyarrow  # noqa: PLC0415 (optional dependency, imported only when used)
-        import pyarrow.ipc  # noqa: F401, PLC0415
-        import pyarrow.parquet  # noqa: F401, PLC0415
+        import pyarrow  # optional dependency, imported only when used
+        import pyarrow.ipc
+        import pyarrow.parquet
     except ImportError:
         raise UserError(f"{purpose} needs the 'pyarrow' package: {EXTRA}") from None
     return pyarrow
@@ -72,7 +72,7 @@ def require_pyarrow(purpose: str):
 
 def _datasets(source: str):
     try:
-        import datasets  # noqa: PLC0415 (optional dependency, imported only when used)
+        import datasets  # optional dependency, imported only when used
     except ImportError:
         raise UserError(f"reading {source} needs the 'datasets' package: {EXTRA}") from None
     return datasets
@@ -120,7 +120,7 @@ def _saved_rows(path: Path, split: str, kind: str) -> Iterator[dict]:
     datasets = _datasets(str(path))
     try:
         data = datasets.load_from_disk(str(path))
-    except Exception as err:  # noqa: BLE001 (any failure here means: not a readable datasets folder)
+    except Exception as err:  # any failure here means: not a readable datasets folder
         raise UserError(f"cannot read {kind} {path}: {err}") from None
     if isinstance(data, datasets.DatasetDict):
         if split not in data:
@@ -139,7 +139,7 @@ def _hf_rows(name: str, split: str, kind: str) -> Iterator[dict]:
     datasets = _datasets(f"hf:{name}")
     try:
         data = datasets.load_dataset(name, split=split)
-    except Exception as err:  # noqa: BLE001 (hub, network, name and split errors all mean: cannot read it)
+    except Exception as err:  # hub, network, name and split errors all mean: cannot read it
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise UserError(f"cannot load {kind} {name} split {split}: {message}") from None
     yield from data

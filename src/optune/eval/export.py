@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+
 from optune.prompt import Prompt
 from optune.store import atomic_write_text
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from optune.errors import UserError
 from optune.configfile import Range, check_ranges
+from optune.errors import UserError
 
 
 @dataclass

@@ -15,15 +15,14 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+from optune.choices import Constrained
+from optune.configfile import Range, check_ranges, choice
 from optune.endpoint import Endpoint, chat_content, run_bounded
 from optune.errors import UserError
 from optune.eval import rating
 from optune.eval.judge_cache import JudgmentCache, cache_key
 from optune.eval.pairwise import outcome_from_scores
 from optune.prompt import Prompt
-from optune.choices import Constrained
-from optune.configfile import Range, check_ranges, choice
-
 
 
 class JudgeError(UserError):

@@ -9,6 +9,7 @@ orders give the same outcome and the two-order rule reduces to that outcome.
 from __future__ import annotations
 
 import math
+
 from optune.errors import UserError
 from optune.eval.pairwise import outcome_from_scores
 from optune.prompt import Prompt

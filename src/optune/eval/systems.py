@@ -12,9 +12,9 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from optune.data.readers import is_json_list, parse_records, read_text
 from optune.errors import UserError
 from optune.eval.export import write_json_atomic
-from optune.data.readers import is_json_list, parse_records, read_text
 from optune.prompt import Prompt
 
 

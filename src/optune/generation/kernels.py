@@ -68,7 +68,8 @@ def cascade_step(query: torch.Tensor, gen_keys: torch.Tensor, gen_values: torch.
     to_prompt = probs[..., :width]
     if not every:
         to_prompt = probs.new_zeros(slots, kv_heads, g, width).index_copy_(0, rows, to_prompt)
-    to_prompt = to_prompt.reshape(prompts, n, kv_heads, g, width).transpose(1, 2).reshape(prompts, kv_heads, n * g, width)
+    to_prompt = to_prompt.reshape(prompts, n, kv_heads, g, width).transpose(1, 2)
+    to_prompt = to_prompt.reshape(prompts, kv_heads, n * g, width)
     out = torch.matmul(to_prompt, prompt_values).view(prompts, kv_heads, n, g, dim).transpose(1, 2)
     out = out.reshape(slots, kv_heads, g, dim)
     out = (out if every else out.index_select(0, rows)) + torch.matmul(probs[..., width:], gen_values)

@@ -130,7 +130,8 @@ class VLLMGenerator:
         engine = self._engine(path, seed)
         params = vllm.SamplingParams(
             n=n, temperature=0.0 if greedy else self.cfg.temperature, top_p=1.0 if greedy else self.cfg.top_p,
-            max_tokens=self.cfg.max_new_tokens, min_tokens=self.cfg.min_new_tokens, logprobs=0, stop_token_ids=self.stop, detokenize=False,
+            max_tokens=self.cfg.max_new_tokens, min_tokens=self.cfg.min_new_tokens, logprobs=0,
+            stop_token_ids=self.stop, detokenize=False,
             seed=None if self.on_cpu else seed,
         )
         requests = [{"prompt_token_ids": list(ids)} for ids in prompt_ids]

@@ -37,7 +37,8 @@ def _offline(metrics: list[dict]) -> bool:
 
 
 def _front_matter(cfg: RunConfig, metrics: list[dict]) -> str:
-    tags = ["optune", "dpo"] + (["wdpo"] if cfg.loss.type == "wdpo" else []) + ([] if _offline(metrics) else ["online-dpo"])
+    tags = (["optune", "dpo"] + (["wdpo"] if cfg.loss.type == "wdpo" else [])
+            + ([] if _offline(metrics) else ["online-dpo"]))
     meta = {"library_name": "transformers", "tags": tags}
     base = hub_id(cfg.policy.model)
     if base:

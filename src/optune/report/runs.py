@@ -15,6 +15,7 @@ from pathlib import Path
 from optune.errors import UserError
 from optune.store import RunStore
 
+
 def _jsonl_rows(path: Path) -> list[dict]:
     if not path.is_file():
         return []

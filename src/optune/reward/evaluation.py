@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 
-from optune.errors import UserError
 from optune.data.preferences import read_preferences
+from optune.errors import UserError
 from optune.reward.model import load_reward_model, model_max_length
 
 DEFAULT_EDGES = (0.0, 0.25, 0.5, 1.0, 2.0)
@@ -46,7 +46,8 @@ def pairwise_metrics(chosen: list[float], rejected: list[float], edges=DEFAULT_E
     }
 
 
-def evaluate_reward_model(model_dir: str, sources: list[str], batch_size: int = 16, max_pairs: int | None = None) -> dict:
+def evaluate_reward_model(model_dir: str, sources: list[str], batch_size: int = 16,
+                          max_pairs: int | None = None) -> dict:
     """Score every held-out pair with the checkpoint (normalised when it has stats) and summarise."""
     from optune.reward.training import encode_pairs, pair_scores
 

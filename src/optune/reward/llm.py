@@ -23,8 +23,8 @@ from functools import partial
 from optune.config import RewardConfig
 from optune.endpoint import Endpoint, chat_content, check_key_env, check_url, run_bounded
 from optune.errors import UserError
-from optune.prompt import Prompt
 from optune.eval.judge_cache import JudgmentCache, cache_key
+from optune.prompt import Prompt
 
 # Bump when the prompt text changes, so cached ratings of the old prompt are not reused.
 PROMPT_VERSION = "pointwise-v1"

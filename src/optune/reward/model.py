@@ -97,7 +97,6 @@ def check_single_output(config, where: str) -> None:
 def load_backbone(backbone: str, gguf_file: str | None = None):
     """Load tokenizer and a fresh one-output head on `backbone` for training (float32, CPU)."""
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
-
     from transformers.utils import logging as hf_logging
 
     path, gguf = checked_backbone(backbone, gguf_file)

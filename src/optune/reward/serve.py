@@ -112,7 +112,7 @@ class RewardServer:
                     scores = server.score(body)
                 except (ValueError, UserError) as err:
                     return self._send(400, {"error": _line(err)})
-                except Exception as err:  # noqa: BLE001 - the client gets one line; the server keeps serving
+                except Exception as err:  # the client gets one line; the server keeps serving
                     return self._send(500, {"error": f"{type(err).__name__}: {_line(err)}"})
                 self._send(200, {"scores": scores})
 

@@ -18,18 +18,17 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 import yaml
 from tqdm import tqdm
 
 from optune.config import to_dict
-from optune.errors import UserError
-from optune.store.lock import DirLock
-from optune.losses import bradley_terry_loss
 from optune.data.preferences import PreferencePair, read_preferences
+from optune.errors import UserError
+from optune.losses import bradley_terry_loss
 from optune.reward.config import RewardTrainConfig, load_reward_config
 from optune.reward.model import (
     STATS_FILE,
@@ -52,6 +51,7 @@ from optune.store import (
     write_json,
     write_jsonl,
 )
+from optune.store.lock import DirLock
 from optune.training.schedule import make_optimizer
 from optune.training.state import load_train_state, save_train_state
 

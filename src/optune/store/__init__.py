@@ -26,8 +26,9 @@ Layout (RUN = the run directory, t = iteration, zero-padded to 3 digits):
   RUN/iter_t/times.json           seconds spent so far in each phase of iteration t
   RUN/iter_t/ref_logps.json       reference log-probs of the pairs (computed once; null until training fills them)
   RUN/iter_t/train_state.pt       training state every train.save_steps steps (deleted once checkpoint/ exists)
-  RUN/iter_t/checkpoint/*         pi_{t+1}: safetensors + tokenizer (loadable by transformers), train_metrics.json, train_log.jsonl
-                                  (and README.md, the model card `optune export` writes beside the final checkpoint)
+  RUN/iter_t/checkpoint/*         pi_{t+1}: safetensors + tokenizer (loadable by transformers), train_metrics.json,
+                                  train_log.jsonl (and README.md, the model card `optune export` writes beside the final
+                                  checkpoint)
   RUN/iter_t/heldout/batch_k.jsonl    held-out responses of pi_{t+1} and their rewards, per batch
   RUN/iter_t/heldout.jsonl            all of them
   RUN/iter_000/heldout_start/batch_k.jsonl, RUN/iter_000/heldout_start.jsonl   the same for pi_0
@@ -42,6 +43,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO
 
+from optune.errors import UserError
 from optune.store.atomic import (
     KEEP,
     MARKER,
@@ -58,7 +60,6 @@ from optune.store.atomic import (
     write_json,
     write_jsonl,
 )
-from optune.errors import UserError
 from optune.store.lock import DirLock
 
 __all__ = ["KEEP", "MARKER", "RunStore", "WriteError", "atomic_save_dir", "atomic_save_files", "atomic_write",

@@ -131,7 +131,7 @@ class AccessLog:
 
         try:
             body = self.app(environ, recording_start_response)
-        except Exception as exc:  # noqa: BLE001 - Flask answers its own errors; this is the backstop
+        except Exception as exc:  # Flask answers its own errors; this is the backstop
             log_error(environ, exc)
             status[0] = "500"
             start_response("500 Internal Server Error", [("Content-Type", "text/plain; charset=utf-8")],

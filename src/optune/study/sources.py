@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from optune.errors import UserError
 from optune.data.readers import read_records
+from optune.errors import UserError
 
 PROMPT_KEYS = ("instruction", "prompt")
 RESPONSE_KEYS = ("output", "response")

@@ -13,8 +13,14 @@ from optune.models.policy import load_model
 from optune.pairs import Pair
 from optune.store import read_json, write_json, write_jsonl
 from optune.training.logps import reference_logps
-from optune.training.policy import (References, TrainHooks, TrainInputs, has_dropout, reference_from_training,
-                                    train_iteration)
+from optune.training.policy import (
+    References,
+    TrainHooks,
+    TrainInputs,
+    has_dropout,
+    reference_from_training,
+    train_iteration,
+)
 
 
 def store_reference(ctx: Context, t: int, pairs: list[Pair], ref: References, **counts: int) -> None:
@@ -100,7 +106,8 @@ def train(ctx: Context, t: int, pairs: list[Pair], model, clock: Clock) -> tuple
     if store.train_metrics(t).is_file():
         if store.writer:  # a kill between the checkpoint's rename and this unlink left it behind
             store.train_state(t).unlink(missing_ok=True)
-        return load_model(str(store.checkpoint(t)), cfg.policy.dtype, cfg.policy.device), read_json(store.train_metrics(t))
+        return (load_model(str(store.checkpoint(t)), cfg.policy.dtype, cfg.policy.device),
+                read_json(store.train_metrics(t)))
     release_generator(ctx)
     with clock.phase("training"):
         model = lora.attach(model, cfg.lora)  # pi_t itself without LoRA

@@ -59,7 +59,8 @@ class PackedBatch:
         allowed = (same & causal & ~cross).unsqueeze(1)
         if kind == "sdpa":
             return allowed
-        return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
+        return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(
+            ~allowed, torch.finfo(dtype).min)
 
 
 def _block(pair: Pair) -> tuple[list[int], list[int], list[int]]:

@@ -98,7 +98,8 @@ def micro_batch(model, inputs: TrainInputs, mb: list[int], scale: float, cfg: Tr
     dist.backward(out.losses.sum() * scale)
     stats = {"loss": out.losses.detach(), "rewards/chosen": out.chosen_implicit_rewards,
              "rewards/rejected": out.rejected_implicit_rewards,
-             "rewards/accuracies": (out.chosen_implicit_rewards > out.rejected_implicit_rewards).float(), "weights/mean": out.weights,
+             "rewards/accuracies": (out.chosen_implicit_rewards > out.rejected_implicit_rewards).float(),
+             "weights/mean": out.weights,
              "logps/chosen": pol_c.detach(), "logps/rejected": pol_r.detach()}
     return {key: float(value.sum()) * scale for key, value in stats.items()}
 

@@ -20,8 +20,8 @@ TINY = str(REPO / "configs" / "tiny.yaml")
 @pytest.fixture(autouse=True)
 def no_model_loads(monkeypatch):
     """Every case here must fail (or finish) before a policy is resolved or loaded."""
-    import optune.prepare
     import optune.models.policy
+    import optune.prepare
 
     def forbidden(*args, **kwargs):
         raise AssertionError("a model was loaded before the input was checked")
@@ -56,7 +56,8 @@ BAD = {
     "output_dir not writable": (["output_dir=/sys/optune-test-run"], "cannot write to /sys"),
     "output_dir holds a run": (["output_dir={run}"], "already holds an optune run; resume it with --resume"),
     "output_dir not empty": (["output_dir={full}"], "already exists and is not empty"),
-    "unknown generation backend": (["output_dir={new}", "generation.backend=tgi"], "generation.backend must be one of transformers, vllm; got 'tgi'"),
+    "unknown generation backend": (["output_dir={new}", "generation.backend=tgi"],
+                                   "generation.backend must be one of transformers, vllm; got 'tgi'"),
     "missing reward model": (["output_dir={new}", "reward.backend=hf", "reward.model={tmp}/no-rm"],
                              "no-rm: no such directory"),
     "reward module fails to import": (["output_dir={new}", "reward.function={tmp}/broken.py:f"],

@@ -143,7 +143,8 @@ def test_cli(tmp_path, capsys):
     store = make_run(tmp_path / "run", online_states())
     assert main(["export", str(store.root)]) == 0
     out = capsys.readouterr().out
-    assert "3 pairs (iteration 0: 1, iteration 1: 2)" in out and str(store.root / "export" / "preferences.parquet") in out
+    assert ("3 pairs (iteration 0: 1, iteration 1: 2)" in out
+            and str(store.root / "export" / "preferences.parquet") in out)
     assert (store.checkpoint(1) / "README.md").is_file()
     assert main(["export", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err.strip()

@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from optune.errors import UserError
 from optune.data.preferences import pairs_from_records, read_preference_file, read_preferences, split_hh_transcripts
+from optune.errors import UserError
 
 HH_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "shared", "data", "hh-rlhf")
 HH_DIR = os.environ.get("OPTUNE_HH_DIR", os.path.normpath(HH_DIR))
@@ -117,14 +117,16 @@ def test_non_hh_transcript_without_prompt_is_reported(tmp_path):
 def test_missing_file_and_wrong_message_role(tmp_path):
     with pytest.raises(UserError, match=r"preference file .*nope\.jsonl does not exist"):
         read_preferences([str(tmp_path / "nope.jsonl")])
-    path = _jsonl(tmp_path / "r.jsonl", [{"prompt": "x", "chosen": [{"role": "user", "content": "a"}], "rejected": "b"}])
+    path = _jsonl(tmp_path / "r.jsonl",
+                  [{"prompt": "x", "chosen": [{"role": "user", "content": "a"}], "rejected": "b"}])
     with pytest.raises(UserError, match=r"r\.jsonl:1: 'chosen' message list must end with an assistant message"):
         read_preference_file(path)
 
 
 def test_dataset_rows_use_the_same_conversion():
     # The `hf:` path feeds dataset rows through pairs_from_records; test it without `datasets`.
-    rows = [{"prompt": "q", "chosen": "a", "rejected": "b", "extra": 1}, {"prompt": "q", "chosen": "c", "rejected": "c"}]
+    rows = [{"prompt": "q", "chosen": "a", "rejected": "b", "extra": 1},
+            {"prompt": "q", "chosen": "c", "rejected": "c"}]
     data = pairs_from_records(((f"hf:x[{i}]", r) for i, r in enumerate(rows)), "hf:x")
     assert len(data.pairs) == 1 and data.dropped_identical == 1
 

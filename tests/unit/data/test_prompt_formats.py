@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from optune.errors import UserError
 from optune.data.prompts import detect_format, read_prompts
+from optune.errors import UserError
 from optune.prompt import Prompt
 
 DATA = Path(__file__).resolve().parents[4] / "shared" / "data"
@@ -58,8 +58,8 @@ def test_formats_detected_and_read(tmp_path):
     ae = tmp_path / "ae.json"
     ae.write_text(json.dumps([{"dataset": "vicuna", "instruction": "Q?", "output": "A.", "generator": "g"}]))
     assert detect_format(ae) == "alpaca_eval"
-    assert read_prompts(ae)[0] == Prompt.from_record({"id": "alpaca_eval_0", "prompt": "Q?", "dataset": "vicuna", "output": "A.",
-                                   "generator": "g"})
+    assert read_prompts(ae)[0] == Prompt.from_record({"id": "alpaca_eval_0", "prompt": "Q?", "dataset": "vicuna",
+                                                      "output": "A.", "generator": "g"})
 
 
 @pytest.mark.parametrize("content,match", [

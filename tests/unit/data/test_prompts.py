@@ -2,9 +2,8 @@ import json
 
 import pytest
 
-from optune.errors import UserError
 from optune.data.prompts import load_prompts
-from optune.prompt import Prompt
+from optune.errors import UserError
 
 
 def write(path, rows):

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from optune.errors import UserError
 from optune.data.readers import read_records
+from optune.errors import UserError
 
 
 def test_jsonl_skips_blank_lines_and_keeps_line_numbers(tmp_path):

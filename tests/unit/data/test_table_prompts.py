@@ -124,7 +124,8 @@ def test_no_prompt_column_names_the_fields(tmp_path):
 
 def test_prompt_field_missing_and_duplicate_ids(tmp_path):
     src = parquet(tmp_path / "p.parquet", [{"prompt": "a", "id": 1}, {"prompt": "b", "id": 1}])
-    with pytest.raises(UserError, match=r"p\.parquet\[0\]: no 'question' field \(data.prompt_field\); fields: id, prompt"):
+    with pytest.raises(UserError,
+                       match=r"p\.parquet\[0\]: no 'question' field \(data.prompt_field\); fields: id, prompt"):
         load_prompts(src, field="question")
     with pytest.raises(UserError, match="duplicate prompt id '1'"):
         load_prompts(src)

@@ -149,7 +149,8 @@ def test_out_is_created_only_after_the_inputs_are_checked(tmp_path, capsys):
     judge = ["--judge", "llm", "--judge-base-url", f"http://127.0.0.1:{port}/v1", "--judge-model", "m",
              "--judge-retries", "0"]
     cases = [(["--outputs", str(tmp_path / "none.jsonl"), "--baseline-outputs", str(outputs), *judge], "none.jsonl"),
-             (["--outputs", str(outputs), "--baseline-model", str(tmp_path / "nomodel"), *judge], "not a model checkpoint"),
+             (["--outputs", str(outputs), "--baseline-model", str(tmp_path / "nomodel"), *judge],
+              "not a model checkpoint"),
              (["--outputs", str(outputs), "--baseline-outputs", str(outputs), *judge], "cannot reach judge")]
     for extra, message in cases:
         out = tmp_path / "o"

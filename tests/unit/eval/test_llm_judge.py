@@ -1,8 +1,8 @@
 """LLM judge client: caching, retries, failure behaviour, key handling.
 
 Failures (429, 401, 500, a dead port, garbage) are injected by a scripted HTTP endpoint on
-loopback (`server_factory`, tests/unit/conftest.py), because a real server cannot be made to rate-limit on demand; the judge against a real
-OpenAI-compatible server (vLLM) is in test_llm_judge_vllm.py.
+loopback (`server_factory`, tests/unit/conftest.py), because a real server cannot be made to rate-limit on demand;
+the judge against a real OpenAI-compatible server (vLLM) is in test_llm_judge_vllm.py.
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ from optune.generation.decode import DecodeSettings, decode
 from optune.generation.sampling import sample_top_p
 from optune.models.policy import load_model, load_tokenizer
 from optune.pairs import Pair
-from optune.training.logps import pair_logps
 from optune.prompt import Prompt
+from optune.training.logps import pair_logps
 
 EOS = 2
 TEXTS = ("hi", "a longer prompt here", "x", "another one, of a middling length")
@@ -46,7 +46,8 @@ def test_greedy_matches_model_generate(peaked, attention, min_new):
         out = {}
         for impl in ("generate", "decode"):
             gen = TransformersGenerator(GenerationConfig(max_new_tokens=12, min_new_tokens=min_new, impl=impl), tok)
-            out[impl] = [[(s.ids, s.eos) for s in samples] for samples in gen.generate(model, prompts, n=2, greedy=True)]
+            out[impl] = [[(s.ids, s.eos) for s in samples]
+                         for samples in gen.generate(model, prompts, n=2, greedy=True)]
     finally:
         model.set_attn_implementation("sdpa")
     assert out["decode"] == out["generate"]

@@ -1,10 +1,8 @@
+import pytest
+
 from optune.config import GenerationConfig
 from optune.generation import TransformersGenerator, encode_prompt, left_pad, make_generator, split_response
 from optune.models.policy import load_model, load_tokenizer
-
-import pytest
-
-from optune.errors import UserError
 from optune.prompt import Prompt
 
 

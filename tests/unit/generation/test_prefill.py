@@ -70,7 +70,8 @@ def test_same_tokens_and_logps_as_one_padded_batch(model, monkeypatch, cascade_s
     sampled = dict(top_p=0.9, temperature=1.0)
     with monkeypatch.context() as plain:
         plain_path(plain)
-        plain_greedy, plain = outputs(model, PROMPTS[prompts], n, greedy=True), outputs(model, PROMPTS[prompts], n, **sampled)
+        plain_greedy, plain = (outputs(model, PROMPTS[prompts], n, greedy=True),
+                               outputs(model, PROMPTS[prompts], n, **sampled))
     assert not cascade_steps
     monkeypatch.setattr(prefill_module, "PREFILL_CHUNK", chunk)
     assert same(outputs(model, PROMPTS[prompts], n, greedy=True), plain_greedy)

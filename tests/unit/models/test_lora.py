@@ -7,10 +7,10 @@ import torch
 
 pytest.importorskip("peft")
 
-from optune.models import lora
 from optune.config import LoraConfig, TrainConfig
-from optune.losses import make_loss
 from optune.errors import UserError
+from optune.losses import make_loss
+from optune.models import lora
 from optune.models.policy import load_model
 from optune.training import reference_logps, train_iteration
 from optune.training.policy import References, TrainHooks, TrainInputs

@@ -1,5 +1,5 @@
-from optune.pairs.offline import pair_prompts, response_ids, sample_pairs
 from optune.data.preferences import PreferenceData
+from optune.pairs.offline import pair_prompts, response_ids, sample_pairs
 
 
 def _data(n: int) -> PreferenceData:

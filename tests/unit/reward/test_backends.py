@@ -2,8 +2,8 @@ import pytest
 
 from optune.config import RewardConfig
 from optune.errors import UserError
-from optune.reward.backends import checked_score, load_function, make_reward
 from optune.prompt import Prompt
+from optune.reward.backends import checked_score, load_function, make_reward
 
 
 class Fixed:

@@ -13,9 +13,9 @@ import pytest
 
 from optune.config import RewardConfig, load_config
 from optune.errors import UserError
+from optune.prompt import Prompt
 from optune.reward.backends import checked_score, make_reward
 from optune.reward.llm import RATING_LINE_REGEX, LLMReward, messages, parse_rating
-from optune.prompt import Prompt
 
 RECORDS = [Prompt(f"p{i}", f"question {i}") for i in range(3)]
 RESPONSES = ["answer rated 8", "answer rated 3", "answer rated 10"]

@@ -16,8 +16,8 @@ import pytest
 from optune.cli import main as cli_main
 from optune.config import RewardConfig
 from optune.errors import UserError
-from optune.reward.backends import checked_score, make_reward
 from optune.prompt import Prompt
+from optune.reward.backends import checked_score, make_reward
 from tests.conftest import REPO
 from tests.unit.conftest import VLLM_KEY as KEY
 from tests.unit.conftest import VLLM_KEY_ENV as KEY_ENV

@@ -16,10 +16,10 @@ import pytest
 
 from optune.cli import main as cli_main
 from optune.config import RewardConfig
-from optune.errors import UserError
-from optune.reward.backends import HFReward, make_reward
 from optune.data.prompts import load_prompts
+from optune.errors import UserError
 from optune.prompt import Prompt
+from optune.reward.backends import HFReward, make_reward
 from tests.conftest import REPO
 from tests.unit.conftest import VLLM_KEY as KEY
 from tests.unit.conftest import VLLM_KEY_ENV as KEY_ENV

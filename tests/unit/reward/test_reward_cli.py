@@ -6,10 +6,9 @@ import json
 
 import pytest
 
-from tests.unit.reward.conftest import make_bert
-
 from optune.cli import main
 from optune.prompt import Prompt
+from tests.unit.reward.conftest import make_bert
 
 
 def _run(capsys, argv):
@@ -72,7 +71,8 @@ def test_empty_and_one_sided_data_files(tiny_bert, tmp_path, capsys):
     empty.write_text("")
     one_sided = tmp_path / "one.jsonl"
     one_sided.write_text('{"prompt": "p", "rejected": "r"}\n')
-    for path, message in [(empty, "no usable preference pairs"), (one_sided, "one.jsonl:1: record has 'rejected' but no 'chosen'")]:
+    for path, message in [(empty, "no usable preference pairs"),
+                          (one_sided, "one.jsonl:1: record has 'rejected' but no 'chosen'")]:
         code, _, err = _run(capsys, ["reward", "train", f"backbone={tiny_bert}", f"train_files=[{path}]",
                                      f"output_dir={tmp_path / 'o'}"])
         last = err.strip().splitlines()[-1]

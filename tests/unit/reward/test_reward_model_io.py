@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-from tests.unit.reward.conftest import make_bert, make_causal
 
 from optune.errors import UserError
 from optune.reward.model import (
@@ -19,6 +18,7 @@ from optune.reward.model import (
     render,
     score_texts,
 )
+from tests.unit.reward.conftest import make_bert, make_causal
 
 CHATML = (
     "{% for m in messages %}{{ '<|' + m['role'] + '|> ' + m['content'] + ' ' }}{% endfor %}"

@@ -37,7 +37,8 @@ def test_training_lowers_loss_and_exports_a_loadable_model(tiny_bert, pair_files
     assert not (out / STATE_FILE).exists()
     model, tok, stats = load_reward_model(str(out))
     assert stats is not None and stats.std > 0
-    good, bad = score_texts(model, tok, ["please help me"] * 2, ["good great helpful answer", "bad awful useless answer"])
+    good, bad = score_texts(model, tok, ["please help me"] * 2,
+                            ["good great helpful answer", "bad awful useless answer"])
     assert good > bad
     with pytest.raises(UserError, match="already holds a trained reward model"):
         train_reward_model(_cfg(tiny_bert, pair_files, out), log=lambda s: None)

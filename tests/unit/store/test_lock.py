@@ -12,8 +12,8 @@ from optune.store.lock import LOCK, DirLock, holder, is_locked, release_all
 from tests.conftest import REPO
 
 # a second process that only imports optune.store.lock (no torch): it locks, says so, and waits to be killed
-HOLD = ("import sys, time; from optune.store.lock import DirLock; DirLock.acquire(sys.argv[1]); print('held', flush=True); "
-        "time.sleep(600)")
+HOLD = ("import sys, time; from optune.store.lock import DirLock; DirLock.acquire(sys.argv[1]); "
+        "print('held', flush=True); time.sleep(600)")
 TRY = "import sys; from optune.store.lock import DirLock; DirLock.acquire(sys.argv[1]); print('got it')"
 
 

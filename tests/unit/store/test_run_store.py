@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from optune.errors import UserError
-from optune.store.lock import LOCK, DirLock, is_locked
 from optune.store import (
     MARKER,
     RunStore,
@@ -21,6 +20,7 @@ from optune.store import (
     read_jsonl,
     write_json,
 )
+from optune.store.lock import LOCK, DirLock, is_locked
 
 
 def test_batched_skips_finished_batches(tmp_path):

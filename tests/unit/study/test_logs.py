@@ -60,11 +60,11 @@ def test_every_record_through_the_handler_is_redacted(debug):
     handler = logs.configure(stream, debug=debug)
     try:
         waitress = logging.getLogger("waitress")
-        waitress.info("Client disconnected while serving /r/%s/rate" % TOKEN)  # below WARNING: not shown
+        waitress.info(f"Client disconnected while serving /r/{TOKEN}/rate")  # below WARNING: not shown
         try:
             _raise_chained()
         except ValueError:
-            waitress.exception("Exception while serving /r/%s/rate" % TOKEN)
+            waitress.exception(f"Exception while serving /r/{TOKEN}/rate")
         logging.getLogger("optune.study.app").warning("odd %s and 50%% done", TOKEN)
     finally:
         for name in (logs.LOGGER_NAME, "waitress"):

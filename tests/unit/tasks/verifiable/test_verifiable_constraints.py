@@ -6,7 +6,6 @@ import pytest
 
 from optune.tasks.verifiable import constraints as C
 
-
 # --- words -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(
