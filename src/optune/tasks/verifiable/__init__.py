@@ -21,7 +21,7 @@ in (0, 1); a failed all-or-nothing one (start phrase, end phrase, title, JSON) h
 `answer` (`answer_score`, formula in the `answer` module): whether the response says something
 about the request. It counts the distinct new content words of the answer body (not function words
 or vague filler, not words of the prompt, not the <<title>> or a required start/end phrase) against a
-floor of 10 (less under a tight word limit) and against one per 4 words written; it discounts words
+floor of 10 (less under a tight word limit) and against one per 5 words written; it discounts words
 inside a 4-word sequence that repeats earlier text or copies the prompt, and halves an answer that
 never names its topic.
 

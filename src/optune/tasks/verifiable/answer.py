@@ -76,7 +76,8 @@ seems feel feels want wants wanted need needs like likes love use uses used usin
 take takes find finds found keep keeps try tries starts started begin let lets allow allows enjoy
 consider remember understand learn explain explains describe provide provides offer offers include
 includes ensure achieve improve create creates bring brings come comes put set work works play plays
-mind worth matters taking making giving getting keeping starting doing having
+mind worth matters taking making giving getting keeping starting doing having concise version sample
+assist assistance hint
 """.split())
 
 _SUFFIXES = ("ing", "ed", "es", "s", "ly")
