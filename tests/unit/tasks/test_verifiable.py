@@ -20,50 +20,52 @@ def words(n: int, sep: str = " ") -> str:
     return sep.join(["word"] * n)
 
 
-# --- reward ------------------------------------------------------------------------------------
+# --- the constraint factor (the whole reward before issue 23; now multiplied by the answer factor) ---
 
-def test_reward_single_numeric_constraint_hand_worked():
+def test_constraint_score_single_numeric_constraint_hand_worked():
     record = {"id": "r", "constraints": [MAX50]}
-    assert verifiable.reward(record, words(50)) == 1.0
-    assert verifiable.reward(record, words(60)) == pytest.approx(0.5 * math.exp(-10 / 50))
-    assert verifiable.reward(record, words(200)) == pytest.approx(0.5 * math.exp(-150 / 50))
-    assert verifiable.reward(record, words(60)) > verifiable.reward(record, words(200))
+    assert verifiable.constraint_score(record, words(50)) == 1.0
+    assert verifiable.constraint_score(record, words(60)) == pytest.approx(0.5 * math.exp(-10 / 50))
+    assert verifiable.constraint_score(record, words(200)) == pytest.approx(0.5 * math.exp(-150 / 50))
+    assert verifiable.constraint_score(record, words(60)) > verifiable.constraint_score(record, words(200))
 
 
-def test_reward_two_constraints_hand_worked():
+def test_constraint_score_two_constraints_hand_worked():
     record = {"id": "r", "constraints": [MAX50, {"kind": "no_commas"}]}
     # 60 words, no comma: one satisfied, the failed word count is close: (1 + 0.5 * e^-0.2) / 2
-    assert verifiable.reward(record, words(60)) == pytest.approx((1 + 0.5 * math.exp(-0.2)) / 2)
+    assert verifiable.constraint_score(record, words(60)) == pytest.approx((1 + 0.5 * math.exp(-0.2)) / 2)
     # 60 words, 59 commas: both fail, mean closeness (e^-0.2 + e^-59) / 2, reward (0 + 0.5 * mean) / 2
     mean = (math.exp(-0.2) + math.exp(-59)) / 2
-    assert verifiable.reward(record, words(60, ", ")) == pytest.approx(0.5 * mean / 2)
+    assert verifiable.constraint_score(record, words(60, ", ")) == pytest.approx(0.5 * mean / 2)
     # 10 words, 9 commas: (1 + 0.5 * e^-9) / 2; one comma fewer scores higher
-    assert verifiable.reward(record, words(10, ", ")) == pytest.approx((1 + 0.5 * math.exp(-9)) / 2)
-    assert verifiable.reward(record, words(9, ", ")) > verifiable.reward(record, words(10, ", "))
+    assert verifiable.constraint_score(record, words(10, ", ")) == pytest.approx((1 + 0.5 * math.exp(-9)) / 2)
+    assert verifiable.constraint_score(record, words(9, ", ")) > verifiable.constraint_score(record, words(10, ", "))
 
 
-def test_reward_mixes_graded_and_binary_failures():
+def test_constraint_score_mixes_graded_and_binary_failures():
     record = {"id": "r", "constraints": [{"kind": "lowercase"}, {"kind": "title"}, {"kind": "no_commas"}]}
-    assert verifiable.reward(record, "<<tides>>\nthe moon pulls the sea.") == 1.0
+    assert verifiable.constraint_score(record, "<<tides>>\nthe moon pulls the sea.") == 1.0
     # 2 capitals among 23 letters: (2 + 0.5 * e^(-2/23)) / 3
-    assert verifiable.reward(record, "<<Tides>>\nThe moon pulls the sea.") == pytest.approx(
+    assert verifiable.constraint_score(record, "<<Tides>>\nThe moon pulls the sea.") == pytest.approx(
         (2 + 0.5 * math.exp(-2 / 23)) / 3)
     # all three fail: lowercase e^(-1/13), title 0, one comma e^-1
     mean = (math.exp(-1 / 13) + 0.0 + math.exp(-1)) / 3
-    assert verifiable.reward(record, "The moon, the sea.") == pytest.approx(0.5 * mean / 3)
+    assert verifiable.constraint_score(record, "The moon, the sea.") == pytest.approx(0.5 * mean / 3)
 
 
 def test_binary_failures_have_no_smooth_term():
     record = {"id": "r", "constraints": [{"kind": "start_with", "phrase": "In short"}, {"kind": "title"}]}
-    assert verifiable.reward(record, "Hello there.") == 0.0
-    assert verifiable.reward(record, "In short <<t>>") == 1.0
+    assert verifiable.constraint_score(record, "Hello there.") == 0.0
+    assert verifiable.constraint_score(record, "In short <<t>>") == 1.0
 
 
 def test_empty_or_blank_response_scores_zero_even_if_vacuously_satisfied():
     record = {"id": "r", "constraints": [{"kind": "no_commas"}, {"kind": "exclude_words", "words": ["very"]}]}
-    assert verifiable.reward(record, "") == 0.0
-    assert verifiable.reward(record, " \n\t") == 0.0
-    assert verifiable.reward(record, "fine") == 1.0
+    for score in (verifiable.reward, verifiable.constraint_score):
+        assert score(record, "") == 0.0
+        assert score(record, " \n\t") == 0.0
+    assert verifiable.constraint_score(record, "fine") == 1.0
+    assert verifiable.reward(record, "fine") == 0.0  # meets both constraints, but says nothing
 
 
 def _sample_responses(rng: random.Random) -> list[str]:
@@ -73,13 +75,14 @@ def _sample_responses(rng: random.Random) -> list[str]:
     return ["\n".join(rng.choices(pieces, k=rng.randint(0, 8))) for _ in range(30)] + [words(55), words(12)]
 
 
-def test_reward_bounds_and_ordering_properties_on_many_records():
+def test_constraint_score_bounds_and_ordering_properties_on_many_records():
     """In [0, 1]; 1 exactly when every constraint holds; more constraints satisfied always wins."""
     rng = random.Random(0)
     responses = _sample_responses(rng)
     for record in verifiable.load("heldout") + verifiable.load("train")[:100]:
         for response in responses:
-            r = verifiable.reward(record, response)
+            r = verifiable.constraint_score(record, response)
+            assert 0.0 <= verifiable.reward(record, response) <= r * 0.75 + 0.25
             checks = [verifiable.check(c, response) for c in record["constraints"]]
             satisfied = sum(s == 1.0 for s in checks)
             n = len(checks)
@@ -92,15 +95,17 @@ def test_reward_bounds_and_ordering_properties_on_many_records():
 def test_fully_satisfied_beats_any_failure_with_three_constraints():
     bullets, sentences = {"kind": "bullets", "count": 2}, {"kind": "max_sentences", "count": 3}
     record = {"id": "r", "constraints": [MAX50, bullets, sentences]}
-    best = verifiable.reward(record, "- one idea.\n- two ideas.")
+    best = verifiable.constraint_score(record, "- one idea.\n- two ideas.")
     near_misses = ["- one idea.\n- two ideas.\n- three.", words(51), "- a. b. c. d.\n- e."]
     assert best == 1.0
-    assert all(verifiable.reward(record, m) < best for m in near_misses)
+    assert all(verifiable.constraint_score(record, m) < best for m in near_misses)
 
 
 def test_reward_many_and_length_mismatch():
     recs = [{"id": "a", "constraints": [MAX50]}, {"id": "b", "constraints": [{"kind": "uppercase"}]}]
-    assert verifiable.reward_many(recs, ["short", "LOUD"]) == [1.0, 1.0]
+    texts = ["Tides rise twice daily because the Moon pulls oceans.", "LOUD"]
+    assert verifiable.reward_many(recs, texts) == [verifiable.reward(r, t) for r, t in zip(recs, texts)]
+    assert verifiable.reward_many(recs, texts)[0] > verifiable.reward_many(recs, texts)[1]
     with pytest.raises(UserError, match="2 records but 1 responses"):
         verifiable.reward_many(recs, ["x"])
 

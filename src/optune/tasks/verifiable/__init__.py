@@ -5,18 +5,35 @@ no network, no GPU and no reward network, and whose gains a person can check by 
 an everyday request carrying one to three constraints ("answer in at most 40 words", "use no
 commas"); the constraints are stored in the record as data, so the reward never parses prompt text.
 
-Reward of a response to a record with n constraints, k of them satisfied:
+The reward of a response is the product of two factors, each in [0, 1]:
 
-    reward = (k + 0.5 * mean closeness of the failed constraints) / n     (no failure: k / n = 1)
+    reward = (0.25 + 0.75 * constraints) * answer
 
-A failed graded constraint (one that counts: words, bullets, numbered items, paragraphs,
-sentences, included or excluded words, commas, letters in the wrong case) has closeness
-exp(-relative distance) in (0, 1); a failed all-or-nothing one (start phrase, end phrase, title,
-JSON) has 0 (see `constraints`). Consequences: the reward lies in [0, 1]; it is 1 only when every
-constraint holds; satisfying more constraints always scores higher than satisfying fewer (the
-smooth term is below 0.5 / n); and among responses that fail, the nearer miss wins (60 words beat
-200 for "at most 50 words"), so two responses rarely tie. An empty or
-whitespace-only response scores 0: it answers nothing, whatever it vacuously satisfies.
+`constraints` (`constraint_score`): for a record with n constraints, k of them satisfied,
+
+    constraints = (k + 0.5 * mean closeness of the failed constraints) / n     (no failure: 1)
+
+A failed graded constraint (one that counts: words, bullets, numbered items, paragraphs, sentences,
+included or excluded words, commas, letters in the wrong case) has closeness exp(-relative distance)
+in (0, 1); a failed all-or-nothing one (start phrase, end phrase, title, JSON) has 0 (see
+`constraints`). So satisfying more constraints scores higher, and the nearer miss wins.
+
+`answer` (`answer_score`, formula in the `answer` module): whether the response says something
+about the request. It counts the distinct new content words of the answer body (not function words
+or vague filler, not words of the prompt, not the <<title>> or a required start/end phrase) against a
+floor of 10 (less under a tight word limit) and against one per 5 words written; it discounts words
+inside a 4-word sequence that repeats earlier text or copies the prompt, and halves an answer that
+never names its topic.
+
+Why a product: a checker of constraints alone was maximised by answering nothing ("Sure.", a bare
+<<title>>, the request copied back, a sentence repeated to the word limit), and online DPO learned
+exactly that; with `answer` at or near 0 those now score at or near 0 whatever they satisfy. The 0.25
+floor keeps answer quality ordering two responses that both fail an all-or-nothing constraint, and
+with the same answer, meeting more constraints still always scores higher. The reward lies in
+[0, 1]; it is 1 only when every constraint holds and the answer clears both floors with no repeated
+or copied text. An empty or whitespace-only response scores 0. It is deterministic, pure text and
+takes well under a millisecond per response. What it cannot catch (false, off-topic-but-named or
+keyword-list answers) is listed in docs/verifiable-task.md.
 """
 
 from __future__ import annotations
@@ -25,11 +42,15 @@ import json
 from importlib import resources
 
 from optune.errors import UserError
+from optune.tasks.verifiable.answer import answer_parts, answer_score
 from optune.tasks.verifiable.constraints import CHECKERS
 
 SPLITS = ("train", "heldout")
 # Weight of the closeness of failed constraints; below 1, so it never outweighs one satisfied constraint.
 SMOOTH_WEIGHT = 0.5
+# Share of the answer score a response keeps when it meets no constraint: above 0 so answer quality
+# still orders two responses that both fail an all-or-nothing constraint (those would tie at 0).
+CONSTRAINT_FLOOR = 0.25
 
 
 def _count(value: object) -> bool:
@@ -51,7 +72,8 @@ PARAM_TYPES = {
     "phrase": lambda v: isinstance(v, str) and bool(v.strip()),
 }
 
-__all__ = ["SPLITS", "check", "load", "reward", "reward_many", "validate_constraint"]
+__all__ = ["SPLITS", "answer_parts", "answer_score", "check", "constraint_score", "load", "reward",
+           "reward_many", "validate_constraint"]
 
 
 def load(split: str) -> list[dict]:
@@ -94,18 +116,34 @@ def check(constraint: dict, response: str) -> float:
 
 def reward(record: dict, response: str) -> float:
     """Reward in [0, 1] of `response` to `record` (formula in the module docstring)."""
-    constraints = record.get("constraints") if isinstance(record, dict) else None
-    if not isinstance(constraints, list) or not constraints:
-        raise UserError(f"record {_record_id(record)} has no list of constraints")
-    if not isinstance(response, str):
-        raise UserError(f"response to record {_record_id(record)} is not text")
-    scores = [check(c, response) for c in constraints]
+    constraints = constraint_score(record, response)
+    if not response.strip():
+        return 0.0
+    return (CONSTRAINT_FLOOR + (1.0 - CONSTRAINT_FLOOR) * constraints) * answer_score(record, response)
+
+
+def constraint_score(record: dict, response: str) -> float:
+    """The constraint factor in [0, 1]: (satisfied + 0.5 * mean closeness of the failed) / n."""
+    _check_record(record, response)
+    scores = [check(c, response) for c in record["constraints"]]
     if not response.strip():
         return 0.0
     failed = [s for s in scores if s < 1.0]  # numeric kinds: closeness; other kinds: 0.0
     satisfied = len(scores) - len(failed)
     smooth = SMOOTH_WEIGHT * sum(failed) / len(failed) if failed else 0.0
     return (satisfied + smooth) / len(scores)
+
+
+def _check_record(record: object, response: object) -> None:
+    """Raise UserError on a record the reward cannot read, before any text is scored."""
+    constraints = record.get("constraints") if isinstance(record, dict) else None
+    if not isinstance(constraints, list) or not constraints:
+        raise UserError(f"record {_record_id(record)} has no list of constraints")
+    for field in ("prompt", "topic"):  # optional, but read as text by the answer factor
+        if field in record and not isinstance(record[field], str):
+            raise UserError(f"record {_record_id(record)}: {field!r} is not text")
+    if not isinstance(response, str):
+        raise UserError(f"response to record {_record_id(record)} is not text")
 
 
 def reward_many(records: list[dict], responses: list[str]) -> list[float]:
