@@ -48,7 +48,8 @@ def test_hand_worked_full_answer_under_a_word_limit():
     # send, tim, signal, phone, measur, delay, comput, position = 9. T = round(0.3 * 20) = 6.
     # substance = min(1, 9 / max(6, 0.2 * 16)) = 1; nothing repeated or copied; topic: gps and
     # navigation both named. answer = 1, constraints = 1 (16 <= 20 words), reward = 1.
-    text = "GPS satellites send timing signals. Your phone measures their delays and computes its position for navigation."
+    text = ("GPS satellites send timing signals. Your phone measures their delays and computes its position "
+            "for navigation.")
     assert A.answer_parts(GPS20, text) == A.AnswerParts(words=16, new=9, target=6, wasted=0, topic=1.0)
     assert verifiable.reward(GPS20, text) == 1.0
 
@@ -91,7 +92,8 @@ def test_hand_worked_constraint_failure_keeps_a_quarter():
         (TITLED, "<<How GPS finds you>>\n" + GPS_ANSWER, "<<Satellites orbit Earth sending timing signals>>"),
         (GPS, GPS_ANSWER, "GPS navigation is a great and important topic that many people find interesting."),
         (PRESS_TITLED, "<<Gutenberg>> " + PRESS_ANSWER, '<<"printing press"-smell it!>>'),  # a real trained output
-        (PRESS, PRESS_ANSWER, "I hope this helps you understand the printing press. Let me know if you have questions!"),
+        (PRESS, PRESS_ANSWER,
+         "I hope this helps you understand the printing press. Let me know if you have questions!"),
     ],
 )
 def test_an_answer_beats_a_non_answer_that_meets_the_same_constraints(record, answer, non_answer):
@@ -142,7 +144,8 @@ def test_short_complete_answer_beats_itself_padded_with_its_own_sentences():
     first = TIDES.split(". ")[0] + "."
     padded = TIDES + " " + " ".join([first] * 3)  # now 62 words: meets "at least 50"
     assert verifiable.constraint_score(MIN50, padded) == 1.0
-    honest = TIDES + " Twice a day each coast passes through a bulge, so the water climbs the beach and then drains away."
+    honest = TIDES + (" Twice a day each coast passes through a bulge, so the water climbs the beach and then "
+                      "drains away.")
     assert verifiable.constraint_score(MIN50, honest) == 1.0
     assert verifiable.reward(MIN50, honest) > verifiable.reward(MIN50, padded)
     assert verifiable.answer_parts(MIN50, padded).wasted >= 3 * len(first.split())
