@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from optune import health
 from optune.config import (
     RunConfig,
     apply_mapping,
@@ -62,6 +63,17 @@ class RunResult:
     def checkpoint(self) -> Path:
         """The final policy (safetensors and tokenizer), loadable with transformers' from_pretrained."""
         return RunStore(self.run_dir, writer=False).checkpoint(len(self.metrics) - 1)
+
+    @property
+    def best_iteration(self) -> int | None:
+        """The iteration whose trained policy scored the highest held-out reward (None without held-out prompts)."""
+        return health.best_iteration(self.metrics)
+
+    @property
+    def best_checkpoint(self) -> Path | None:
+        """That iteration's checkpoint (pi_{t+1}), the one to use where the held-out reward is the goal."""
+        t = self.best_iteration
+        return None if t is None else RunStore(self.run_dir, writer=False).checkpoint(t)
 
     @property
     def heldout_rewards(self) -> list[float]:
@@ -180,8 +192,7 @@ def tune(command: str, config: ConfigSource, overrides: Mapping[str, Any], resum
         if command == "dpo":
             cfg = _offline_config(cfg, store)
         if _finished(store, cfg, dist):
-            return RunResult(run_dir=store.root, config=cfg,
-                             metrics=[read_json(store.metrics(t)) for t in range(cfg.iterations)])
+            return RunResult(run_dir=store.root, config=cfg, metrics=_finished_metrics(store, cfg))
         distributed.check(dist, cfg)
         return _offline(cfg, store) if command == "dpo" else _online(cfg, store, dist)
     finally:
@@ -191,11 +202,27 @@ def tune(command: str, config: ConfigSource, overrides: Mapping[str, Any], resum
 def _finished(store: RunStore | None, cfg: RunConfig, dist) -> bool:
     """A resumed run with nothing left says so, without loading anything (metrics.jsonl is rebuilt: a kill
     after the last iteration's metrics.json may have cut it short)."""
-    if store is None or not store.complete(cfg.iterations):
+    if store is None:
+        return False
+    done = _finished_metrics(store, cfg)
+    stopped = health.stop_early(done, cfg.eval.early_stop)
+    if len(done) < cfg.iterations and not stopped:
         return False
     store.rebuild_metrics_log()
-    dist.print(f"{store.root} already finished its {cfg.iterations} iteration(s); nothing left to do")
+    how = (f"its {cfg.iterations} iteration(s)" if len(done) == cfg.iterations else
+           f"{len(done)} of its {cfg.iterations} iterations and stopped early (eval.early_stop)")
+    dist.print(f"{store.root} already finished {how}; nothing left to do")
     return True
+
+
+def _finished_metrics(store: RunStore, cfg: RunConfig) -> list[dict]:
+    """The metrics of the finished iterations before the first unfinished one."""
+    out = []
+    for t in range(cfg.iterations):
+        if not store.finished(t):
+            break
+        out.append(read_json(store.metrics(t)))
+    return out
 
 
 def _online(cfg: RunConfig, store: RunStore | None, dist) -> RunResult:
@@ -245,5 +272,16 @@ def _finish(ctx, results: list[dict]) -> RunResult:
     if "eval/heldout_reward_start" in first and "eval/heldout_reward" in last:
         ctx.dist.print(f"held-out reward: {first['eval/heldout_reward_start']:.4f} -> "
                        f"{last['eval/heldout_reward']:.4f}")
+    result = RunResult(run_dir=ctx.store.root, config=ctx.cfg, metrics=results)
+    best = result.best_iteration
+    if ctx.dist.is_main:
+        ctx.store.write_json(ctx.store.summary, {
+            "iterations_run": len(results), "iterations": ctx.cfg.iterations,
+            "stopped_early": len(results) < ctx.cfg.iterations, "heldout_rewards": result.heldout_rewards,
+            "best_iteration": best, "best_checkpoint": str(result.best_checkpoint) if best is not None else None,
+            "final_checkpoint": str(result.checkpoint)})
     ctx.dist.print(f"done: {ctx.store.root} ({last['time/elapsed_s']:.0f}s of generation, scoring and training)")
-    return RunResult(run_dir=ctx.store.root, config=ctx.cfg, metrics=results)
+    if best is not None:
+        ctx.dist.print(f"best held-out reward: iteration {best} ({results[best]['eval/heldout_reward']:.4f}), "
+                       f"checkpoint {result.best_checkpoint}")
+    return result

@@ -9,7 +9,10 @@
 4. Build pairs for all prompts: chosen = higher reward, rejected = lower; pairs with equal rewards carry no
    preference and are dropped (by default) and counted.
 5. Train pi_t -> pi_{t+1} with DPO (Eq. 5) or wDPO (Eq. 6), pi_t frozen as the reference (or pi_0).
-6. Score one greedy response per held-out prompt from pi_{t+1}: the curve every benchmark compares.
+6. Score one greedy response per held-out prompt from pi_{t+1}: the curve every benchmark compares, with
+   the policy's health on the same responses (length, EOS, repetition, KL; optune.heldout) so that a
+   reward won by answering less shows in the log. eval.early_stop ends the run when the held-out reward
+   has fallen for that many iterations; the best iteration is named at the end.
 
 Steps 2-3 are the context's pair source (optune.pairs.online); offline DPO swaps in a fixed set of pairs
 (optune.pairs.offline) and the rest is the same. Every step writes its results atomically to the run
@@ -21,14 +24,13 @@ from __future__ import annotations
 
 import gc
 
+from optune import health
 from optune.clock import Clock
 from optune.context import Context
-from optune.distributed import batched
+from optune.heldout import evaluate_heldout, health_warnings
 from optune.losses import make_loss
 from optune.models.policy import load_model
 from optune.pairs import Pair, State, build_pairs, chosen_reward, state_from_rows, state_rows
-from optune.prompt import Prompt
-from optune.reward.backends import checked_score
 from optune.store import WriteError, read_json, read_jsonl
 from optune.training.iteration import release_generator, train
 
@@ -42,27 +44,6 @@ def pairs_for(ctx: Context, t: int, state: State) -> tuple[list[Pair], int]:
                                     drop_ties=ctx.cfg.loss.drop_ties)
     ctx.store.write_jsonl(ctx.store.pairs(t), rows)
     return pairs, ties
-
-
-def evaluate_heldout(ctx: Context, t: int, model, clock: Clock, start: bool = False) -> float | None:
-    """Step 6: mean reward of one greedy response per held-out prompt from `model` (pi_t at the start, else
-    pi_{t+1})."""
-    if not (ctx.cfg.eval.heldout and ctx.heldout):
-        return None
-
-    def work(prompts: list[Prompt]) -> list[dict]:
-        out = ctx.generator.generate(model, [p.ids for p in prompts], n=1, greedy=ctx.cfg.generation.eval_greedy,
-                                     seed=ctx.cfg.seed, path=ctx.policy_path(t, trained=not start))
-        texts = [s[0].text for s in out]
-        scores = checked_score(ctx.reward, prompts, texts)
-        return [{"prompt_id": p.id, "prompt": p.text, "response": s[0].text, "eos": s[0].eos,
-                 "reward": sc} for p, s, sc in zip(prompts, out, scores)]
-
-    with clock.phase("eval"), ctx.progress(f"iter {t} held-out", len(ctx.heldout)) as bar:
-        rows = batched(ctx.dist, ctx.store, ctx.store.heldout_dir(t, start), ctx.heldout,
-                       ctx.cfg.generation.batch_size, work, bar)
-    ctx.store.write_jsonl(ctx.store.heldout(t, start), rows)
-    return sum(r["reward"] for r in rows) / len(rows)
 
 
 def _mean(values) -> float:
@@ -115,15 +96,13 @@ def run_iteration(ctx: Context, t: int, state: State, model) -> tuple[State, obj
         ctx.store.write_jsonl(ctx.store.responses(t), state_rows(ctx.prompts, state))
         pairs, ties = pairs_for(ctx, t, state)
         ctx.store.write_json(times_path, clock.seconds)
-    start = evaluate_heldout(ctx, t, model, clock, start=True) if t == 0 else None
+    start = evaluate_heldout(ctx, t, model, clock, start=True) if t == 0 else {}
     model, train_metrics = train(ctx, t, pairs, model, clock)
     ctx.store.write_json(times_path, clock.seconds)
     heldout = evaluate_heldout(ctx, t, model, clock)
     metrics = iteration_metrics(ctx, t, state, pairs, ties, n_picked, train_metrics)
-    if heldout is not None:
-        metrics["eval/heldout_reward"] = heldout
-    if start is not None:
-        metrics["eval/heldout_reward_start"] = start
+    metrics.update(heldout)
+    metrics.update(start)
     metrics.update(time_metrics(ctx, t, clock))
     metrics = {k: v for k, v in metrics.items() if v is not None}
     ctx.store.write_metrics(t, metrics)
@@ -132,6 +111,9 @@ def run_iteration(ctx: Context, t: int, state: State, model) -> tuple[State, obj
 
 def summary_line(m: dict) -> str:
     heldout = f" heldout {m['eval/heldout_reward']:.4f}" if "eval/heldout_reward" in m else ""
+    if "eval/length_words" in m:
+        heldout += f" ({m['eval/length_words']:.0f} words"
+        heldout += f", kl {m['eval/kl_reference']:.2f})" if "eval/kl_reference" in m else ")"
     # an iteration whose pairs were all ties trains nothing, so it has no loss
     loss = f" | loss {m['loss']:.4f} acc {m['rewards/accuracies']:.2f}" if "loss" in m else " | no training"
     return (f"iter {m['iteration']}: regenerated {m['selection/n_regenerated']} ({m['selection/frac_regenerated']:.0%})"
@@ -157,9 +139,14 @@ def run(ctx: Context, log=print) -> list[dict]:
 def _run(ctx: Context, log) -> list[dict]:
     ctx.store.rebuild_metrics_log()  # a kill after an iteration's metrics.json may have cut this short
     state: State = {}
-    results = []
+    results: list[dict] = []
     model = None
     for t in range(ctx.cfg.iterations):
+        if health.stop_early(results, ctx.cfg.eval.early_stop):  # a function of finished iterations: resumes agree
+            if ctx.dist.is_main:
+                log(f"early stop: the held-out reward fell at each of the last {ctx.cfg.eval.early_stop} "
+                    f"iteration(s) (eval.early_stop); {ctx.cfg.iterations - t} iteration(s) not run")
+            break
         if ctx.store.finished(t):
             state = state_from_rows(read_jsonl(ctx.store.responses(t)))
             results.append(read_json(ctx.store.metrics(t)))
@@ -167,9 +154,11 @@ def _run(ctx: Context, log) -> list[dict]:
         if model is None:  # the first unfinished iteration: later ones continue from what it trained
             model = start_policy(ctx, t)
         state, model, metrics = run_iteration(ctx, t, state, model)
-        results.append(metrics)
         if ctx.dist.is_main:
             log(summary_line(metrics))
+            for warning in health_warnings(metrics, results[-1] if results else None):
+                log(f"iter {t} warning: {warning}")
+        results.append(metrics)
         if ctx.tracker is not None:
             ctx.tracker.log(metrics, step=t)
         gc.collect()

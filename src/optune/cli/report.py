@@ -33,6 +33,7 @@ def build_report(run_dirs: list[str], out: Path, names: list[str] | None = None)
     out.mkdir(parents=True, exist_ok=True)
     images = {
         "Reward per iteration": plots.reward_per_iteration(runs, out / "reward_per_iteration.png"),
+        "Health: held-out reward, KL and length": plots.health_per_iteration(runs, out / "health.png"),
         "Time per iteration by stage": plots.time_per_iteration(runs, out / "time_per_iteration.png"),
         "Held-out reward vs wall-clock time": plots.heldout_vs_time(runs, out / "heldout_vs_time.png"),
         "Share of reward gain, bottom vs top half": plots.gain_share(runs, out / "gain_share.png"),

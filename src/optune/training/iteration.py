@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+from optune.choices import Reference
 from optune.clock import Clock
 from optune.context import Context
 from optune.losses import make_loss
@@ -50,7 +51,7 @@ def reference(ctx: Context, t: int, pairs: list[Pair], model) -> References:
     later = deferred(ctx, t, len(pairs), model)
     todo = [p for i, (p, ref) in enumerate(zip(pairs, sampled)) if ref is None and i not in later]
     ref_model = model
-    if ctx.cfg.loss.reference == "initial" and t > 0 and todo:
+    if ctx.cfg.loss.reference == Reference.INITIAL and t > 0 and todo:
         ref_model = load_model(ctx.initial_model_path, ctx.cfg.policy.dtype, ctx.cfg.policy.device)
     tc = ctx.cfg.train
     with ctx.progress(f"iter {t} reference", len(todo)) as bar, lora.adapter_disabled(ref_model):
@@ -70,7 +71,7 @@ def deferred(ctx: Context, t: int, n_pairs: int, model) -> set[int]:
     """Pairs whose reference log-probs training's own forward gives: those it meets on its starting weights
     (`policy.reference_from_training`), where those weights are the reference (pi_t, and a single process)
     and a training-mode forward equals an evaluation one (no dropout)."""
-    pi_t = ctx.cfg.loss.reference == "previous" or t == 0
+    pi_t = ctx.cfg.loss.reference == Reference.PREVIOUS or t == 0
     if not pi_t or ctx.dist.active or has_dropout(model):
         return set()
     return reference_from_training(n_pairs, ctx.cfg.train, ctx.cfg.seed + t)
@@ -84,12 +85,30 @@ def sampler_reference(ctx: Context, t: int, pairs: list[Pair]) -> list[tuple[flo
     where pi_t = pi_0). Responses kept from earlier iterations were sampled from an older policy and get a
     forward pass under pi_t.
     """
-    usable = ctx.cfg.generation.sampler_logprobs and (ctx.cfg.loss.reference == "previous" or t == 0)
+    usable = ctx.cfg.generation.sampler_logprobs and (ctx.cfg.loss.reference == Reference.PREVIOUS or t == 0)
     out = []
     for p in pairs:
         c, r = p.chosen.logp, p.rejected.logp
         out.append((c, r) if usable and p.fresh(t) and c is not None and r is not None else None)
     return out
+
+
+def pair_movement(ctx: Context, t: int, pairs: list[Pair], model) -> dict[str, float]:
+    """Mean log-probs of the trained pairs under the reference (before: pi_t where pi_t is the reference) and
+    under the trained policy (after), and DPO's implicit margin after training: whether training raised the
+    chosen responses or only lowered the rejected ones more (both can fall: a known DPO failure)."""
+    tc = ctx.cfg.train
+    stored = read_json(ctx.store.ref_logps(t))  # with the references training filled in
+    before = References.of(stored["chosen"], stored["rejected"])
+    chosen, rejected = reference_logps(model, pairs, ctx.tokenizer.pad_token_id, tc.batch_size * 2, tc.bf16,
+                                       packing=tc.packing)
+    after = References.of(chosen, rejected)
+    margin = ((after.chosen - before.chosen) - (after.rejected - before.rejected)).mean()
+    prefix = "before" if ctx.cfg.loss.reference == Reference.PREVIOUS or t == 0 else "reference"
+    return {f"logps/chosen_{prefix}": float(before.chosen.mean()),
+            f"logps/rejected_{prefix}": float(before.rejected.mean()),
+            "logps/chosen_after": float(after.chosen.mean()), "logps/rejected_after": float(after.rejected.mean()),
+            "rewards/margins_after": ctx.cfg.loss.beta1 * float(margin)}
 
 
 def release_generator(ctx: Context) -> None:
@@ -119,6 +138,8 @@ def train(ctx: Context, t: int, pairs: list[Pair], model, clock: Clock) -> tuple
                                on_reference=lambda ref: store_reference(ctx, t, pairs, ref),
                                state_path=store.train_state(t) if store.writer else None)
             metrics = train_iteration(model, inputs, cfg.train, loss, hooks, ctx.dist)
+        if pairs and not ctx.dist.active:
+            metrics.update(pair_movement(ctx, t, pairs, model))
         state_dict = ctx.dist.full_state_dict()  # unsharded weights (FSDP/ZeRO-3); every process takes part
         trained = model
 

@@ -19,7 +19,12 @@ from optune.training import packing as packed
 
 def collate(pairs: list[Pair], pad_id: int) -> dict[str, torch.Tensor]:
     """Chosen then rejected sequences, right-padded: input_ids, attention_mask, loss_mask all [2B, T]."""
-    seqs = [(p.prompt_ids, p.chosen.ids) for p in pairs] + [(p.prompt_ids, p.rejected.ids) for p in pairs]
+    return collate_sequences([(p.prompt_ids, p.chosen.ids) for p in pairs] +
+                             [(p.prompt_ids, p.rejected.ids) for p in pairs], pad_id)
+
+
+def collate_sequences(seqs: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    """(prompt, response) token ids, right-padded: input_ids, attention_mask, loss_mask (response tokens) [B, T]."""
     width = max(len(a) + len(b) for a, b in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     attn = torch.zeros((len(seqs), width), dtype=torch.long)
@@ -86,3 +91,19 @@ def reference_logps(model, pairs: list[Pair], pad_id: int, batch_size: int, bf16
             progress.update(len(pairs[start:start + batch_size]))
     model.train(was_training)
     return chosen, rejected
+
+
+@torch.no_grad()
+def responses_logps(model, prompts: list[list[int]], responses: list[list[int]], pad_id: int,
+                    batch_size: int) -> list[float]:
+    """Summed log-probs of each response (its tokens only) after its prompt, in evaluation mode."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out: list[float] = []
+    for start in range(0, len(prompts), batch_size):
+        seqs = list(zip(prompts[start:start + batch_size], responses[start:start + batch_size]))
+        batch = {k: v.to(device) for k, v in collate_sequences(seqs, pad_id).items()}
+        out += response_logps(model, batch["input_ids"], batch["attention_mask"], batch["loss_mask"]).tolist()
+    model.train(was_training)
+    return out

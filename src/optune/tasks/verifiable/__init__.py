@@ -72,7 +72,7 @@ PARAM_TYPES = {
     "phrase": lambda v: isinstance(v, str) and bool(v.strip()),
 }
 
-__all__ = ["SPLITS", "answer_parts", "answer_score", "check", "constraint_score", "load", "reward",
+__all__ = ["SPLITS", "answer_parts", "answer_score", "check", "constraint_score", "load", "pass_rates", "reward",
            "reward_many", "validate_constraint"]
 
 
@@ -151,6 +151,17 @@ def reward_many(records: list[dict], responses: list[str]) -> list[float]:
     if len(records) != len(responses):
         raise UserError(f"{len(records)} records but {len(responses)} responses")
     return [reward(rec, resp) for rec, resp in zip(records, responses)]
+
+
+def pass_rates(records: list[dict], responses: list[str]) -> dict[str, float]:
+    """Per constraint kind, the share of its constraints (over all records) that the responses satisfy: which
+    instructions a policy follows, beside the one number of the reward."""
+    met: dict[str, list[bool]] = {}
+    for record, response in zip(records, responses, strict=True):
+        _check_record(record, response)
+        for constraint in record["constraints"]:
+            met.setdefault(constraint["kind"], []).append(check(constraint, response) == 1.0)
+    return {kind: sum(flags) / len(flags) for kind, flags in sorted(met.items())}
 
 
 def _record_id(record: object) -> str:

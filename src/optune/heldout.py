@@ -1,0 +1,88 @@
+"""Step 6 of the loop: the held-out evaluation of a policy, and its health.
+
+One greedy response per held-out prompt is scored by the run's reward (the curve every benchmark
+compares), and, because a reward can be won without answering better, the same responses give the
+health of optune.health: length, EOS rate, repetition, the built-in task's pass rate per constraint kind,
+and how far the policy moved from the reference and from pi_0 (mean log-ratio on these responses).
+Responses and their token ids are stored (iter_t/heldout*.jsonl) in resumable batches.
+"""
+
+from __future__ import annotations
+
+from optune import health
+from optune.choices import Reference
+from optune.clock import Clock
+from optune.context import Context
+from optune.distributed import batched
+from optune.models.policy import load_model
+from optune.prompt import Prompt
+from optune.reward.backends import checked_score
+from optune.tasks import verifiable
+from optune.training.logps import responses_logps
+
+
+def evaluate_heldout(ctx: Context, t: int, model, clock: Clock, start: bool = False) -> dict[str, float]:
+    """The held-out metrics of `model` (pi_t when `start`, else pi_{t+1}): eval/heldout_reward and the health
+    keys (eval/length_words, eval/kl_reference, ...), suffixed _start for the starting policy; {} without
+    held-out prompts."""
+    if not (ctx.cfg.eval.heldout and ctx.heldout):
+        return {}
+
+    def work(prompts: list[Prompt]) -> list[dict]:
+        out = ctx.generator.generate(model, [p.ids for p in prompts], n=1, greedy=ctx.cfg.generation.eval_greedy,
+                                     seed=ctx.cfg.seed, path=ctx.policy_path(t, trained=not start))
+        texts = [s[0].text for s in out]
+        scores = checked_score(ctx.reward, prompts, texts)
+        return [{"prompt_id": p.id, "prompt": p.text, "response": s[0].text, "eos": s[0].eos, "reward": sc,
+                 "ids": s[0].ids} for p, s, sc in zip(prompts, out, scores)]
+
+    with clock.phase("eval"), ctx.progress(f"iter {t} held-out", len(ctx.heldout)) as bar:
+        rows = batched(ctx.dist, ctx.store, ctx.store.heldout_dir(t, start), ctx.heldout,
+                       ctx.cfg.generation.batch_size, work, bar)
+        ctx.store.write_jsonl(ctx.store.heldout(t, start), rows)
+        metrics = {"eval/heldout_reward": sum(r["reward"] for r in rows) / len(rows), **quality(ctx, rows)}
+        if not start and ctx.cfg.eval.kl and all("ids" in r for r in rows) and not ctx.dist.active:
+            metrics.update(movement(ctx, t, model, rows))
+    return {f"{k}_start" if start else k: v for k, v in metrics.items()}
+
+
+def quality(ctx: Context, rows: list[dict]) -> dict[str, float]:
+    """Length, EOS, repetition and, on the built-in task, each constraint kind's pass rate."""
+    texts = [r["response"] for r in rows]
+    stats = health.response_stats(texts, [len(r.get("ids", [])) for r in rows], [r["eos"] for r in rows])
+    out = {f"eval/{k}": v for k, v in stats.items()}
+    if all("constraints" in p.fields for p in ctx.heldout):
+        records = {p.id: p.record() for p in ctx.heldout}
+        rates = verifiable.pass_rates([records[r["prompt_id"]] for r in rows], texts)
+        out.update({f"eval/constraint_pass/{kind}": rate for kind, rate in rates.items()})
+    return out
+
+
+def movement(ctx: Context, t: int, model, rows: list[dict]) -> dict[str, float]:
+    """Mean log-ratio of pi_{t+1} (`model`) to this iteration's reference and to pi_0, on its held-out responses
+    (optune.health.log_ratio); one forward pass per policy, loading each from its checkpoint once."""
+    by_id = {p.id: p for p in ctx.heldout}
+    prompts, responses = [by_id[r["prompt_id"]].ids for r in rows], [r["ids"] for r in rows]
+    pad, size = ctx.tokenizer.pad_token_id, ctx.cfg.train.batch_size * 2
+
+    def logps(m) -> list[float]:
+        return responses_logps(m, prompts, responses, pad, size)
+
+    mine = logps(model)
+    reference = ctx.initial_model_path if ctx.cfg.loss.reference == Reference.INITIAL else ctx.policy_path(t)
+    paths = {"reference": reference, "initial": ctx.initial_model_path}
+    theirs = {path: logps(load_model(path, ctx.cfg.policy.dtype, ctx.cfg.policy.device))
+              for path in set(paths.values())}
+    return {f"eval/kl_{name}": health.log_ratio(mine, theirs[path]) for name, path in paths.items()}
+
+
+def health_warnings(metrics: dict[str, float], previous: dict[str, float] | None) -> list[str]:
+    """optune.health.warnings for an iteration's held-out metrics against the policy it started from: the
+    previous iteration's, or (iteration 0) the starting policy's `_start` keys."""
+    def plain(source: dict, suffix: str) -> dict[str, float]:
+        keys = {"reward": "heldout_reward", "length_words": "length_words", "eos_rate": "eos_rate",
+                "repetition_rate": "repetition_rate"}
+        return {k: source[f"eval/{v}{suffix}"] for k, v in keys.items() if f"eval/{v}{suffix}" in source}
+
+    before = plain(metrics, "_start") if previous is None else plain(previous, "")
+    return health.warnings(before, plain(metrics, ""))
