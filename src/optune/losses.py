@@ -89,6 +89,12 @@ def wdpo_loss(
     return w * dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta1)
 
 
+def nll_loss(policy_chosen_logps: torch.Tensor, chosen_lengths: torch.Tensor) -> torch.Tensor:
+    """The chosen response's negative log-likelihood per token, [B] -> [B]: iterative RPO's extra term
+    (Pang et al. 2024), which keeps DPO from lowering the chosen responses' likelihood along with the rejected."""
+    return -policy_chosen_logps / chosen_lengths.to(policy_chosen_logps.dtype)
+
+
 def bradley_terry_loss(chosen_scores: torch.Tensor, rejected_scores: torch.Tensor) -> torch.Tensor:
     """Eq. 1 (reward-model training): -log sigmoid(r(x, y_w) - r(x, y_l)); [B] scores -> [B] losses."""
     return -F.logsigmoid(chosen_scores - rejected_scores)
@@ -117,6 +123,8 @@ class PreferenceLoss:
     weighted: bool
     beta1: float
     beta2: float
+    nll_weight: float = 0.0
+    """alpha of loss = (w)DPO + alpha * nll_loss (0: the paper's loss)."""
 
     def weights(self, chosen_scores: torch.Tensor, rejected_scores: torch.Tensor) -> torch.Tensor:
         """[B] reward-model scores of the pair -> [B] weights: sigmoid(beta2 * gap) for wDPO, ones for DPO."""
@@ -125,17 +133,20 @@ class PreferenceLoss:
         return torch.ones_like(chosen_scores)
 
     def __call__(self, policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps,
-                 chosen_scores, rejected_scores) -> LossOutput:
-        """All inputs [B]: sequence log-probs under the policy and the reference, and the reward-model scores."""
+                 chosen_scores, rejected_scores, chosen_lengths=None) -> LossOutput:
+        """All inputs [B]: sequence log-probs under the policy and the reference, the reward-model scores, and
+        the chosen responses' token counts (needed only with nll_weight > 0)."""
         w = self.weights(chosen_scores, rejected_scores).to(policy_chosen_logps.dtype)
         losses = wdpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, w,
                            self.beta1)
+        if self.nll_weight:
+            losses = losses + self.nll_weight * nll_loss(policy_chosen_logps, chosen_lengths)
         with torch.no_grad():
             chosen = self.beta1 * (policy_chosen_logps - ref_chosen_logps)
             rejected = self.beta1 * (policy_rejected_logps - ref_rejected_logps)
         return LossOutput(losses, chosen.detach(), rejected.detach(), w)
 
 
-def make_loss(type: LossType | str, beta1: float, beta2: float = 0.0) -> PreferenceLoss:
+def make_loss(type: LossType | str, beta1: float, beta2: float = 0.0, nll_weight: float = 0.0) -> PreferenceLoss:
     """The per-pair preference loss of loss.type (a ValueError for a name that is not a LossType)."""
-    return PreferenceLoss(LossType(type) is LossType.WDPO, beta1, beta2)
+    return PreferenceLoss(LossType(type) is LossType.WDPO, beta1, beta2, nll_weight)

@@ -8,6 +8,7 @@ from optune.losses import (
     bradley_terry_loss,
     dpo_loss,
     make_loss,
+    nll_loss,
     pair_weights,
     sequence_logps,
     summed_token_logps,
@@ -111,3 +112,13 @@ def test_summed_token_logps_by_hand():
     out = summed_token_logps(logits, torch.tensor([1, 0, 1]), torch.tensor([0, 0, 1]), 3)
     expected = torch.tensor([math.log(3 / 4) + math.log(1 / 2), math.log(1 / 4), 0.0])
     assert out.dtype == torch.float32 and torch.allclose(out, expected, atol=1e-6)
+
+
+def test_nll_term_hand_worked():
+    pc, pr, rc, rr = t(-6.0), t(-2.0), t(-1.5), t(-1.5)
+    assert nll_loss(t(-6.0, -1.0), torch.tensor([3, 4])).tolist() == pytest.approx([2.0, 0.25])  # -logp / tokens
+    plain = make_loss("dpo", beta1=0.5)(pc, pr, rc, rr, t(1.0), t(0.0))
+    rpo = make_loss("dpo", beta1=0.5, nll_weight=0.2)(pc, pr, rc, rr, t(1.0), t(0.0), chosen_lengths=torch.tensor([3]))
+    # h = (-6 + 1.5) - (-2 + 1.5) = -4: dpo = log(1 + e^2); plus 0.2 * 6 / 3
+    assert plain.losses.item() == pytest.approx(math.log(1 + math.exp(2.0)), rel=1e-6)
+    assert rpo.losses.item() == pytest.approx(math.log(1 + math.exp(2.0)) + 0.4, rel=1e-6)

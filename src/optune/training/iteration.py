@@ -132,7 +132,7 @@ def train(ctx: Context, t: int, pairs: list[Pair], model, clock: Clock) -> tuple
         model = lora.attach(model, cfg.lora)  # pi_t itself without LoRA
         inputs = TrainInputs(pairs, reference(ctx, t, pairs, model), ctx.tokenizer.pad_token_id, seed=cfg.seed + t)
         log_rows: list[dict] = []
-        loss = make_loss(cfg.loss.type, cfg.loss.beta1, cfg.loss.beta2)
+        loss = make_loss(cfg.loss.type, cfg.loss.beta1, cfg.loss.beta2, cfg.loss.nll_weight)
         with ctx.progress(f"iter {t} train", len(pairs) * cfg.train.epochs) as bar:
             hooks = TrainHooks(progress=bar, log=log_rows.append,
                                on_reference=lambda ref: store_reference(ctx, t, pairs, ref),
