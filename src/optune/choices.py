@@ -49,6 +49,21 @@ class RewardBackendName(StrEnum):
     HF = "hf"
     REMOTE = "remote"
     LLM = "llm"
+    LENGTH = "length"
+    """A length penalty by word count (no model); see reward.target_words and reward.length_penalty."""
+    MIX = "mix"
+    """A weighted sum of named components (reward.components), each one of the other backends."""
+
+
+class LengthPenalty(StrEnum):
+    """Which side of reward.target_words the length backend penalises (by the shortfall or excess / target)."""
+
+    SHORT = "short"
+    """Only responses shorter than the target (a floor): score -max(0, target - words) / target, in [-1, 0]."""
+    LONG = "long"
+    """Only responses longer than the target (a ceiling): score -max(0, words - target) / target, <= 0."""
+    BOTH = "both"
+    """Any distance from the target: score -|words - target| / target, <= 0."""
 
 
 class RewardRoute(StrEnum):

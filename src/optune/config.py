@@ -11,12 +11,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from optune.choices import (
-    Constrained,
     Dtype,
     GenerationBackend,
     GenerationImpl,
@@ -24,8 +22,6 @@ from optune.choices import (
     LrSchedule,
     Optimizer,
     Reference,
-    RewardBackendName,
-    RewardRoute,
     SelectionStrategy,
     VllmDtype,
 )
@@ -45,12 +41,14 @@ from optune.configfile import (
     to_dict,
 )
 from optune.errors import UserError
+from optune.rewardconfig import RewardComponent, RewardConfig, RewardSettings, validate_reward
 
 # The names callers use from optune.config (the machinery lives in optune.configfile).
-__all__ = ["EvalConfig", "GenerationConfig", "LoraConfig", "LossConfig", "PolicyConfig", "RewardConfig", "RunConfig",
-           "SelectionConfig", "TrainConfig", "apply_mapping", "callable_label", "describe", "field_docs",
-           "is_callable_label", "label_name", "load_config", "load_dataclass", "load_run_config", "nest_dotted",
-           "parse_override", "read_yaml", "Range", "check_ranges", "to_dict", "validate", "validate_reward"]
+__all__ = ["EvalConfig", "GenerationConfig", "LoraConfig", "LossConfig", "PolicyConfig", "RewardComponent",
+           "RewardConfig", "RewardSettings", "RunConfig", "SelectionConfig", "TrainConfig", "apply_mapping",
+           "callable_label", "describe", "field_docs", "is_callable_label", "label_name", "load_config",
+           "load_dataclass", "load_run_config", "nest_dotted", "parse_override", "read_yaml", "Range", "check_ranges",
+           "to_dict", "validate", "validate_reward"]
 
 
 @dataclass
@@ -120,52 +118,6 @@ class GenerationConfig:
     vllm_enforce_eager: bool = True
     """vllm: skip graph capture/compilation (saves about a minute per engine start; the engine restarts
     every iteration); set false on GPUs for long generations."""
-
-
-@dataclass
-class RewardConfig:
-    backend: RewardBackendName = RewardBackendName.VERIFIABLE
-    """Reward backend: "verifiable" (built-in task), "hf" (sequence-classification reward model in this process),
-    "callable" (a Python function), "remote" (a reward model served over HTTP) or "llm" (an LLM rates each
-    response 1-10); see docs/rewards.md."""
-    model: str | None = None
-    """For "hf": path of the reward model checkpoint (its own tokenizer and chat template). For "remote" and
-    "llm": the model's name on the server (vLLM's --served-model-name); "remote" may leave it null (the
-    server's only model)."""
-    function: str | Callable[..., Any] | None = None
-    """For "callable": "module:function" or "path/to/file.py:function", called as f(prompts, responses) -> floats.
-    From Python (optune.run) the function itself; config.yaml then records "<python callable module.name>"."""
-    batch_size: int = 16
-    """Responses scored per forward batch (hf) or per HTTP request (remote with route optune)."""
-    url: str | None = None
-    """For "remote": the server's base URL, e.g. http://127.0.0.1:8000 (the route's path is appended). For
-    "llm": an OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1 (/chat/completions is appended)."""
-    route: RewardRoute = RewardRoute.CLASSIFY
-    """For "remote": "classify" (vLLM's POST /classify), "pooling" (vLLM's POST /pooling), both one
-    conversation per request, or "optune" (the minimal JSON protocol of docs/rewards.md, POST /rewards,
-    batch_size responses per request)."""
-    api_key_env: str | None = None
-    """For "remote" and "llm": name of the environment variable holding the server's API key, sent as a Bearer
-    token and never stored; null: no key. Naming a variable that is not set is an error."""
-    timeout_s: float = 120.0
-    """For "remote" and "llm": seconds one request may take before it counts as failed (and is retried)."""
-    max_retries: int = 5
-    """For "remote" and "llm": retries of a failed request (connection refused, timeout, HTTP 429 or 5xx) with
-    exponential backoff from 1 s (at most 60 s, or what Retry-After asks); other failures stop at once."""
-    concurrency: int = 4
-    """For "remote" and "llm": requests in flight at once."""
-    max_tokens: int = 256
-    """For "llm": reply length limit in tokens (the rating comes first, an explanation may follow)."""
-    temperature: float = 0.0
-    """For "llm": sampling temperature of the rating; an unparseable reply is asked again at least at 0.7."""
-    constrained: Constrained = Constrained.NONE
-    """For "llm": "structured_outputs" (vLLM >= 0.10) or "guided_regex" (older vLLM) force a well-formed rating
-    line by constrained decoding; "none" for other servers."""
-    parse_retries: int = 2
-    """For "llm": times an unparseable reply is asked again before the run stops and shows it."""
-    cache: str | None = None
-    """For "llm": JSONL file of the LLM's replies (the eval judge's cache format), reused by later runs and
-    reruns so nothing is asked twice; null: kept in memory for this run only."""
 
 
 @dataclass
@@ -311,7 +263,6 @@ RANGES = {
     "generation.temperature": Range(0, low_open=True), "generation.top_p": Range(0, 1, low_open=True),
     "generation.batch_size": AT_LEAST_1, "generation.tensor_parallel_size": AT_LEAST_1,
     "generation.vllm_memory_fraction": Range(0, 1, low_open=True),
-    "reward.batch_size": AT_LEAST_1,
     "selection.rho": Range(0, 1, low_open=True),
     "loss.beta1": Range(0, low_open=True), "loss.beta2": Range(0),
     "train.lr": Range(0, low_open=True), "train.warmup_ratio": Range(0, 1, high_open=True),
@@ -350,30 +301,3 @@ def validate(cfg: RunConfig) -> None:
     if cfg.data.prompt_field is not None and not cfg.data.prompt_field.strip():
         raise UserError("data.prompt_field must name a field, or be null for prompt/messages")
     validate_reward(cfg.reward)
-
-
-def validate_reward(reward: RewardConfig) -> None:
-    """The reward section's own checks (a run's, and `optune eval --reward FILE.yaml`'s)."""
-    if reward.backend == RewardBackendName.HF and not reward.model:
-        raise UserError("reward.backend hf needs reward.model (path of the reward model)")
-    if reward.backend == RewardBackendName.CALLABLE and not reward.function:
-        raise UserError("reward.backend callable needs reward.function (module:function)")
-    if callable(reward.function) and reward.backend != RewardBackendName.CALLABLE:
-        raise UserError(f"reward.function is a Python function; it needs reward.backend callable, "
-                        f"not {reward.backend!r}")
-    if reward.backend in (RewardBackendName.REMOTE, RewardBackendName.LLM):
-        _validate_served_reward(reward)
-
-
-SERVED_RANGES = {"concurrency": AT_LEAST_1, "max_retries": Range(0), "parse_retries": Range(0),
-                 "timeout_s": Range(0, low_open=True), "max_tokens": Range(4), "temperature": Range(0)}
-"""The served reward backends' (remote, llm) numeric keys, under reward."""
-
-
-def _validate_served_reward(reward: RewardConfig) -> None:
-    from optune.endpoint import check_url
-
-    check_url(reward.url, "reward.url")
-    if reward.backend == RewardBackendName.LLM and not reward.model:
-        raise UserError("reward.backend llm needs reward.model (the model's name on the server)")
-    check_ranges(reward, SERVED_RANGES, prefix="reward.")

@@ -10,10 +10,12 @@ dataclass, checked by `check_ranges`, then its cross-field rules in its module's
 from __future__ import annotations
 
 import ast
+import copy
 import dataclasses
 import enum
 import inspect
 import math
+import re
 import typing
 from collections.abc import Callable, Iterable
 from functools import cache
@@ -29,7 +31,16 @@ E = typing.TypeVar("E", bound=enum.Enum)
 
 @cache
 def field_docs(cls: type) -> dict[str, str]:
-    """Attribute docstrings of a dataclass: {field name: text}."""
+    """Attribute docstrings of a dataclass, its dataclass bases' included: {field name: text}."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if "__dataclass_fields__" in vars(klass):
+            docs.update(_own_field_docs(klass))
+    return docs
+
+
+def _own_field_docs(cls: type) -> dict[str, str]:
+    """The docstrings of the fields written in `cls`'s own body."""
     tree = ast.parse(inspect.getsource(cls))
     body = tree.body[0].body
     docs = {}
@@ -57,6 +68,8 @@ def _coerce(value, tp, key: str):
             value = [value]
         elif not isinstance(value, list):
             _fail(value, f"a list of {args[0].__name__}", key)
+        if dataclasses.is_dataclass(args[0]):
+            return [_section(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
         return [_coerce(v, args[0], key) for v in value]
     if tp is bool:
         if isinstance(value, bool):
@@ -75,6 +88,19 @@ def _coerce(value, tp, key: str):
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
     _fail(value, tp, key)
+
+
+def _section(value, cls: type, key: str):
+    """One item of a list of config dataclasses (e.g. reward.components): a mapping of its keys over its
+    defaults, checked as a section is (unknown keys name `key[i].name` and list the valid ones). An item that
+    is already such a dataclass (given from Python) is kept."""
+    if isinstance(value, cls):
+        return value
+    if not isinstance(value, dict):
+        _fail(value, f"a mapping of {cls.__name__} keys", key)
+    obj = cls()
+    _apply(obj, value, key + ".")
+    return obj
 
 
 def choice(value, kind: type[E], key: str) -> E:
@@ -100,6 +126,10 @@ def _apply(obj, data: dict, prefix: str = "") -> None:
     hints = typing.get_type_hints(type(obj))
     for key, value in data.items():
         full = prefix + str(key)
+        item = _list_item(obj, str(key), full)
+        if item is not None:  # "components[1]": one item of a list of sections, from a key.sub[i].x=v override
+            _apply(item, value, full + ".")
+            continue
         if key not in hints:
             valid = ", ".join(prefix + f.name for f in dataclasses.fields(obj))
             raise UserError(f"unknown config key {full!r}; valid keys here: {valid}")
@@ -108,6 +138,23 @@ def _apply(obj, data: dict, prefix: str = "") -> None:
             _apply(current, value, full + ".")
         else:
             setattr(obj, key, _coerce(value, hints[key], full))
+
+
+def _list_item(obj, key: str, full: str):
+    """The section `key` = "name[i]" names in obj's list of sections (e.g. reward.components[1]), or None
+    where `key` has no index; an index past the list's end is one error. The list and that item are copied
+    first, so a config copied shallowly (optune.api.build_config) does not change its original's."""
+    match = re.fullmatch(r"(\w+)\[(\d+)\]", key)
+    hint = typing.get_type_hints(type(obj)).get(match.group(1)) if match else None
+    if not (typing.get_origin(hint) is list and dataclasses.is_dataclass(typing.get_args(hint)[0])):
+        return None
+    items, index = getattr(obj, match.group(1)), int(match.group(2))
+    if index >= len(items):
+        raise UserError(f"config key {full}: {full.rsplit('[', 1)[0]} has {len(items)} items (indices from 0)")
+    items = list(items)
+    items[index] = copy.copy(items[index])
+    setattr(obj, match.group(1), items)
+    return items[index]
 
 
 def nest_dotted(dotted: str, value) -> dict:

@@ -1,4 +1,5 @@
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -87,3 +88,83 @@ def test_default_yaml_mirrors_the_dataclasses():
 
     path = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
     assert load_config(str(path)) == RunConfig()
+
+
+MIX = "reward.backend=mix"
+
+
+def components(*items: str) -> str:
+    """A reward.components override from YAML flow mappings."""
+    return f"reward.components=[{', '.join(items)}]"
+
+
+def test_mix_components_load_as_typed_sections():
+    cfg = load_config(None, [MIX, components("{name: task, backend: verifiable}",
+                                            "{name: floor, backend: length, target_words: 8, weight: 1, "
+                                            "length_penalty: short, standardize: true}")])
+    task, floor = cfg.reward.components
+    assert (task.name, task.backend, task.weight, task.standardize) == ("task", "verifiable", 1.0, False)
+    assert (floor.target_words, floor.length_penalty, floor.standardize) == (8, "short", True)
+    assert isinstance(floor.weight, float)
+    assert RunConfig().reward.components == [] and RunConfig().reward.backend == "verifiable"
+
+
+def test_unknown_component_key_names_its_path_and_the_valid_keys():
+    with pytest.raises(UserError, match=r"unknown config key 'reward.components\[1\].wieght'; valid keys here: "
+                                        r"reward.components\[1\].backend.*reward.components\[1\].weight"):
+        load_config(None, [MIX, components("{name: a, backend: verifiable}", "{name: b, wieght: 2}")])
+    with pytest.raises(UserError, match=r"reward.components\[0\]: expected a mapping of RewardComponent keys"):
+        load_config(None, [MIX, "reward.components=[task]"])
+    with pytest.raises(UserError, match=r"reward.components\[0\].weight: expected float"):
+        load_config(None, [MIX, components("{name: a, weight: heavy}")])
+    with pytest.raises(UserError, match=r"reward.components\[0\].backend must be one of .*mix"):
+        load_config(None, [MIX, components("{name: a, backend: gpt}")])
+
+
+@pytest.mark.parametrize("overrides,match", [
+    ([MIX], r"reward.backend mix needs reward.components"),
+    ([components("{name: a}")], r"reward.components is set but reward.backend is verifiable"),
+    ([MIX, components("{name: a}", "{name: a, backend: length}")], r"the name 'a' is used twice"),
+    ([MIX, components("{backend: length}")], r"reward.components\[0\].name must be a non-empty name"),
+    ([MIX, components("{name: 'has space'}")], r"reward.components\[0\].name must be"),
+    ([MIX, components("{name: inner, backend: mix}")], r"reward.components\[0\].backend cannot be mix"),
+    ([MIX, components("{name: a, weight: .nan}")], r"reward.components\[0\].weight must be a finite number"),
+    ([MIX, components("{name: a, weight: .inf}")], r"reward.components\[0\].weight must be a finite number"),
+    ([MIX, components("{name: a}", "{name: b, backend: callable}")],
+     r"reward.components\[1\].backend callable needs reward.components\[1\].function"),
+    ([MIX, components("{name: rm, backend: hf}")],
+     r"reward.components\[0\].backend hf needs reward.components\[0\].model"),
+    ([MIX, components("{name: a, backend: length, target_words: 0}")],
+     r"reward.components\[0\].target_words must be >= 1"),
+    ([MIX, components("{name: j, backend: llm, url: 'http://127.0.0.1:1/v1'}")],
+     r"reward.components\[0\].backend llm needs reward.components\[0\].model"),
+    (["reward.target_words=0"], r"reward.target_words must be >= 1; got 0"),
+    (["reward.batch_size=0"], r"reward.batch_size must be >= 1; got 0"),
+])
+def test_mix_checks(overrides, match):
+    with pytest.raises(UserError, match=match):
+        load_config(None, overrides)
+
+
+def test_help_config_lists_the_mix_keys():
+    text = "\n".join(describe(RunConfig))
+    assert "reward.components = []" in text and "reward.target_words = 50" in text
+    assert "one of: short, long, both" in text and "one of: verifiable, callable, hf, remote, llm, length, mix" in text
+
+
+def test_one_component_key_is_overridden_by_its_index():
+    path = Path(__file__).resolve().parents[2] / "configs" / "mix.yaml"
+    cfg = load_config(str(path), ["reward.components[1].weight=2", "reward.components[0].standardize=true"])
+    assert cfg.reward.components[1].weight == 2.0 and cfg.reward.components[0].standardize
+    with pytest.raises(UserError, match=r"reward.components\[2\]: reward.components has 2 items"):
+        load_config(str(path), ["reward.components[2].weight=2"])
+    with pytest.raises(UserError, match=r"unknown config key 'report_to\[0\]'"):
+        load_config(None, ["report_to[0]=x"])
+
+
+def test_index_override_leaves_a_copied_configs_original_alone():
+    from optune.api import build_config
+
+    original = build_config(str(Path(__file__).resolve().parents[2] / "configs" / "mix.yaml"))
+    changed = build_config(original, {"reward.components[1].weight": 3})
+    assert (changed.reward.components[1].weight, original.reward.components[1].weight) == (3.0, 0.5)

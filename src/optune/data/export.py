@@ -8,6 +8,8 @@ One row per trained pair of every finished iteration, in the conversational shap
   score_chosen, score_rejected  the two responses' rewards
   iteration                     the iteration that trained on the pair
   prompt_id                     the prompt's id in the run
+  score_chosen_<name>,          with a composite reward (reward.backend mix): each component's raw score of
+  score_rejected_<name>         the two responses (null where a response has none, e.g. from before a resume)
 
 A prompt whose responses OPTune reused is trained on again in the next iteration, so its pair appears once per
 iteration that trained on it (the same texts with a higher `iteration`). Prompt texts come from RUN/prompts.jsonl,
@@ -18,6 +20,7 @@ data.train (the same reader and limit the run used). Every file is written throu
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,19 +98,41 @@ def pair_rows(store: RunStore, t: int, prompts: dict[str, list[dict]]) -> list[d
         chosen, rejected = both[picks[0]], both[1 - picks[0]]
         rows.append({"prompt": prompts[pid], "chosen": _assistant(chosen["text"]),
                      "rejected": _assistant(rejected["text"]), "score_chosen": float(chosen["reward"]),
-                     "score_rejected": float(rejected["reward"]), "iteration": t, "prompt_id": pid})
+                     "score_rejected": float(rejected["reward"]), "iteration": t, "prompt_id": pid,
+                     **_part_columns(chosen, "chosen"), **_part_columns(rejected, "rejected")})
     return rows
 
 
-def write_parquet(path: Path, rows: list[dict]) -> None:
-    """The rows as Parquet with a fixed schema (an export with no pairs still has its columns)."""
+def _part_columns(response: dict, side: str) -> dict:
+    """score_<side>_<name> for each reward component's score the response has (none without components)."""
+    return {f"score_{side}_{name}": float(score) for name, score in (response.get("parts") or {}).items()}
+
+
+def part_columns(rows: list[dict]) -> list[str]:
+    """The component score columns among `rows`: score_chosen_<name>, score_rejected_<name> per component, in
+    order of first appearance. Every row gets all of them (None where missing), in that order, so the JSONL
+    and Parquet files have one set of columns."""
+    names: dict[str, None] = {}
+    for row in rows:
+        names.update((key.split("_", 2)[2], None) for key in row if key not in COLUMNS)
+    columns = [f"score_{side}_{name}" for name in names for side in ("chosen", "rejected")]
+    for row in rows:
+        parts = {key: row.pop(key, None) for key in columns}
+        row.update(parts)
+    return columns
+
+
+def write_parquet(path: Path, rows: list[dict], extra: Sequence[str] = ()) -> None:
+    """The rows as Parquet with a fixed schema (an export with no pairs still has its columns), plus the float
+    columns `extra` (the reward components' scores)."""
     import pyarrow as pa  # optional dependency
     import pyarrow.parquet as pq
 
     messages = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
     schema = pa.schema([("prompt", messages), ("chosen", messages), ("rejected", messages),
                         ("score_chosen", pa.float64()), ("score_rejected", pa.float64()),
-                        ("iteration", pa.int64()), ("prompt_id", pa.string())])
+                        ("iteration", pa.int64()), ("prompt_id", pa.string()),
+                        *((name, pa.float64()) for name in extra)])
     table = pa.Table.from_pylist(rows, schema=schema)
     atomic_write(path, lambda f: pq.write_table(table, f))
 
@@ -130,7 +155,7 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None)
     per_iteration = {t: pair_rows(store, t, prompts) for t in finished}
     rows = [row for t in finished for row in per_iteration[t]]
     out = Path(out) if out is not None else store.export_dir
-    write_parquet(out / PARQUET, rows)
+    write_parquet(out / PARQUET, rows, part_columns(rows))
     write_jsonl(out / JSONL, rows)
     from optune.report.card import model_card
 

@@ -32,18 +32,23 @@ class Response:
     """The iteration whose policy sampled it; -1 for fixed (offline) data."""
     logp: float | None = None
     """The sampler's own log-prob of `ids` (temperature 1, no top-p), where the backend gave one."""
+    parts: dict[str, float] | None = None
+    """Each reward component's raw score by name, where the reward has components (reward.backend mix)."""
 
     def to_row(self) -> dict:
-        """As stored in responses.jsonl; `logp` only where there is one."""
+        """As stored in responses.jsonl; `logp` and `parts` only where there are some."""
         row = {"text": self.text, "ids": self.ids, "eos": self.eos}
         if self.logp is not None:
             row["logp"] = self.logp
-        return {**row, "reward": self.reward, "generated_at": self.generated_at}
+        row = {**row, "reward": self.reward, "generated_at": self.generated_at}
+        if self.parts is not None:
+            row["parts"] = dict(self.parts)
+        return row
 
     @classmethod
     def from_row(cls, row: dict) -> Response:
         return cls(text=row["text"], ids=row["ids"], eos=row["eos"], reward=row["reward"],
-                   generated_at=row["generated_at"], logp=row.get("logp"))
+                   generated_at=row["generated_at"], logp=row.get("logp"), parts=row.get("parts"))
 
 
 @dataclass
@@ -65,6 +70,20 @@ class Pair:
     def fresh(self, t: int) -> bool:
         """Both responses were sampled at iteration t (by pi_t)."""
         return self.chosen.generated_at == self.rejected.generated_at == t
+
+
+Parts = dict[str, list[float]]
+"""A scored batch's component scores: component name -> one score per response (optune.reward.mix)."""
+
+
+def parts_at(parts: Parts | None, k: int) -> dict[str, float] | None:
+    """Response k's component scores out of a scored batch's (None where the reward has no components)."""
+    return None if parts is None else {name: scores[k] for name, scores in parts.items()}
+
+
+def parts_field(parts: Parts | None, start: int, stop: int) -> dict:
+    """{"parts": {name: scores[start:stop]}} to add to a stored score row, or {} (the row as without parts)."""
+    return {} if parts is None else {"parts": {name: scores[start:stop] for name, scores in parts.items()}}
 
 
 def state_rows(prompts: list[Prompt], state: State) -> list[dict]:

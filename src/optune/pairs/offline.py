@@ -13,9 +13,9 @@ import random
 from optune.clock import Clock
 from optune.context import Context
 from optune.data.preferences import PreferenceData, PreferencePair
-from optune.pairs import Response, State, merge
+from optune.pairs import Response, State, merge, parts_at, parts_field
 from optune.prompt import Prompt
-from optune.reward.backends import checked_score
+from optune.reward.backends import scored_parts
 
 
 def sample_pairs(data: PreferenceData, limit: int | None, seed: int = 0) -> dict[str, PreferencePair]:
@@ -60,18 +60,20 @@ class OfflineSource:
 
         def score(batch: list[Prompt]) -> list[dict]:
             texts = [text for p in batch for text in (self.pairs[p.id]["chosen"], self.pairs[p.id]["rejected"])]
-            scores = checked_score(ctx.reward, [p for p in batch for _ in (0, 1)], texts)
-            return [{"prompt_id": p.id, "rewards": scores[2 * k:2 * k + 2]} for k, p in enumerate(batch)]
+            scores, parts = scored_parts(ctx.reward, [p for p in batch for _ in (0, 1)], texts)
+            return [{"prompt_id": p.id, "rewards": scores[2 * k:2 * k + 2], **parts_field(parts, 2 * k, 2 * k + 2)}
+                    for k, p in enumerate(batch)]
 
         with clock.phase("rewarding"), ctx.progress(f"iter {t} score pairs", len(missing)) as bar:
             scored = ctx.store.batched(ctx.store.score_dir(t), missing, max(1, ctx.cfg.reward.batch_size // 2),
                                        score, bar)
         rewards = {row["prompt_id"]: row["rewards"] for row in scored}
+        parts = {row["prompt_id"]: row.get("parts") for row in scored}
         fresh = {}
         for p in ctx.prompts:
             pair = self.pairs[p.id]
             pair_rewards = rewards.get(p.id, [pair.get("chosen_reward"), pair.get("rejected_reward")])
             fresh[p.id] = [Response(text, *response_ids(ctx.tokenizer, text, ctx.cfg.generation.max_new_tokens),
-                                    reward=reward, generated_at=-1)
-                           for text, reward in zip((pair["chosen"], pair["rejected"]), pair_rewards)]
+                                    reward=reward, generated_at=-1, parts=parts_at(parts.get(p.id), j))
+                           for j, (text, reward) in enumerate(zip((pair["chosen"], pair["rejected"]), pair_rewards))]
         return merge(state, fresh), 0

@@ -9,8 +9,8 @@ from __future__ import annotations
 from optune.clock import Clock
 from optune.context import Context
 from optune.distributed import batched
-from optune.pairs import Response, State, chosen_reward, merge
-from optune.reward.backends import checked_score
+from optune.pairs import Response, State, chosen_reward, merge, parts_at, parts_field
+from optune.reward.backends import scored_parts
 from optune.selection import select_prompts
 from optune.store import read_json
 
@@ -55,14 +55,15 @@ def generate_and_score(ctx: Context, t: int, picked: list[int], model, clock: Cl
     def score(batch: list[dict]) -> list[dict]:
         prompts = [by_id[r["prompt_id"]] for r in batch for _ in r["samples"]]
         texts = [s["text"] for r in batch for s in r["samples"]]
-        scores = checked_score(ctx.reward, prompts, texts)
-        return [{"prompt_id": r["prompt_id"], "rewards": scores[2 * k:2 * k + 2]} for k, r in enumerate(batch)]
+        scores, parts = scored_parts(ctx.reward, prompts, texts)
+        return [{"prompt_id": r["prompt_id"], "rewards": scores[2 * k:2 * k + 2],
+                 **parts_field(parts, 2 * k, 2 * k + 2)} for k, r in enumerate(batch)]
 
     with clock.phase("rewarding"), ctx.progress(f"iter {t} score", len(rows)) as bar:
         scores = batched(ctx.dist, ctx.store, ctx.store.score_dir(t), rows, max(1, cfg.reward.batch_size // 2),
                          score, bar)
-    return {row["prompt_id"]: [Response(**s, reward=reward, generated_at=t)
-                               for s, reward in zip(row["samples"], sc["rewards"])]
+    return {row["prompt_id"]: [Response(**s, reward=reward, generated_at=t, parts=parts_at(sc.get("parts"), j))
+                               for j, (s, reward) in enumerate(zip(row["samples"], sc["rewards"]))]
             for row, sc in zip(rows, scores)}
 
 

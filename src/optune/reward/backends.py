@@ -2,7 +2,9 @@
 
 prompts are `Prompt`s (optune.prompt); a backend may use more of the prompt than its text (the verifiable
 task reads the constraints among its fields). Backends are chosen by name from `BACKENDS`; the served ones
-(`remote`: a reward model over HTTP, `llm`: an LLM's 1-10 rating) live in reward/remote.py and reward/llm.py.
+(`remote`: a reward model over HTTP, `llm`: an LLM's 1-10 rating) live in reward/remote.py and reward/llm.py,
+`mix` (a weighted sum of named components) in reward/mix.py. A backend may also have
+`score_parts(prompts, responses) -> (totals, {name: scores})` (the mix does): `scored_parts` returns both.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import math
 from pathlib import Path
 from typing import Protocol
 
-from optune.choices import RewardBackendName
+from optune.choices import LengthPenalty, RewardBackendName
 from optune.config import RewardConfig, callable_label, is_callable_label, label_name
 from optune.errors import UserError
 from optune.prompt import Prompt
@@ -115,6 +117,31 @@ class HFReward:
         )
 
 
+class LengthReward:
+    """A length penalty by word count, no model: 0 at reward.target_words, minus the shortfall and/or excess
+    (reward.length_penalty) as a fraction of the target. Alone it steers lengths; in a mix it is a floor or
+    ceiling beside a quality reward (docs/rewards.md, Composite rewards)."""
+
+    def __init__(self, cfg: RewardConfig):
+        self.target = cfg.target_words
+        self.penalty = LengthPenalty(cfg.length_penalty)
+
+    def score(self, prompts: list[Prompt], responses: list[str]) -> list[float]:
+        return [self._score(len(text.split())) for text in responses]
+
+    def _score(self, words: int) -> float:
+        short, long = max(0, self.target - words), max(0, words - self.target)
+        miss = {LengthPenalty.SHORT: short, LengthPenalty.LONG: long, LengthPenalty.BOTH: short + long}[self.penalty]
+        return -miss / self.target
+
+
+def mix_reward(cfg: RewardConfig) -> RewardBackend:
+    """A weighted sum of named components, each one of the other backends."""
+    from optune.reward.mix import MixReward
+
+    return MixReward(cfg)
+
+
 def remote_reward(cfg: RewardConfig) -> RewardBackend:
     """A reward model served over HTTP (vLLM's /classify or /pooling, or the minimal protocol)."""
     from optune.reward.remote import RemoteReward
@@ -131,7 +158,8 @@ def llm_reward(cfg: RewardConfig) -> RewardBackend:
 
 # reward.backend -> factory(reward config)
 BACKENDS = {RewardBackendName.VERIFIABLE: VerifiableReward, RewardBackendName.CALLABLE: CallableReward,
-            RewardBackendName.HF: HFReward, RewardBackendName.REMOTE: remote_reward, RewardBackendName.LLM: llm_reward}
+            RewardBackendName.HF: HFReward, RewardBackendName.REMOTE: remote_reward, RewardBackendName.LLM: llm_reward,
+            RewardBackendName.LENGTH: LengthReward, RewardBackendName.MIX: mix_reward}
 
 
 def make_reward(cfg: RewardConfig) -> RewardBackend:
@@ -140,14 +168,29 @@ def make_reward(cfg: RewardConfig) -> RewardBackend:
 
 def checked_score(backend: RewardBackend, prompts: list[Prompt], responses: list[str]) -> list[float]:
     """Score and insist on one finite float per response: a broken reward must not poison training."""
-    scores = backend.score(prompts, responses)
+    return scored_parts(backend, prompts, responses)[0]
+
+
+def scored_parts(backend: RewardBackend, prompts: list[Prompt],
+                 responses: list[str]) -> tuple[list[float], dict[str, list[float]] | None]:
+    """(checked totals, {component name: its scores} or None): one scoring call, so a backend with parts (a
+    mix) is not asked twice; None for a backend without `score_parts`."""
+    score_parts = getattr(backend, "score_parts", None)
+    if score_parts is None:
+        return check_scores(backend.score(prompts, responses), len(responses)), None
+    totals, parts = score_parts(prompts, responses)
+    return check_scores(totals, len(responses)), parts
+
+
+def check_scores(scores, n: int, who: str = "the reward function") -> list[float]:
+    """`scores` as n finite floats, else one line saying what `who` returned instead."""
     try:
         scores = [float(s) for s in scores]
     except (TypeError, ValueError):
-        raise UserError("the reward function returned something that is not a list of numbers") from None
-    if len(scores) != len(responses):
-        raise UserError(f"the reward function returned {len(scores)} scores for {len(responses)} responses")
+        raise UserError(f"{who} returned something that is not a list of numbers") from None
+    if len(scores) != n:
+        raise UserError(f"{who} returned {len(scores)} scores for {n} responses")
     bad = [s for s in scores if not math.isfinite(s)]
     if bad:
-        raise UserError(f"the reward function returned a non-finite score ({bad[0]})")
+        raise UserError(f"{who} returned a non-finite score ({bad[0]})")
     return scores

@@ -150,3 +150,30 @@ def test_cli(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err == f"optune export: error: {tmp_path / 'nope'} is not an optune run directory (no .optune-run or " \
                   "config.yaml)"
+
+
+def test_component_scores_become_columns(tmp_path):
+    import pyarrow.parquet as pq
+
+    def scored(text, reward, task, length=None):
+        parts = {"task": task, **({"length": length} if length is not None else {})}
+        return Response(text=text, ids=[1], eos=True, reward=reward, generated_at=0, parts=parts)
+
+    state = {"p0": [scored("worse", 0.2, 0.4, -0.2), scored("better", 0.8, 0.8)],  # "better" lacks length
+             "p1": [scored("good", 0.9, 1.0, -0.1), scored("poor", 0.1, 0.3, -0.2)]}
+    result = export_run(make_run(tmp_path / "run", [state]).root, tmp_path / "out")
+    rows = [json.loads(line) for line in result.jsonl.read_text().splitlines()]
+    assert [(r["score_chosen_task"], r["score_rejected_task"], r["score_chosen_length"], r["score_rejected_length"])
+            for r in rows] == [(0.8, 0.4, None, -0.2), (1.0, 0.3, -0.1, -0.2)]
+    table = pq.read_table(result.parquet)
+    assert table.column_names[7:] == list(rows[0])[7:] == ["score_chosen_task", "score_rejected_task",
+                                                           "score_chosen_length", "score_rejected_length"]
+    assert table.column("score_chosen_length").to_pylist() == [None, -0.1]
+
+
+def test_no_component_columns_without_components(tmp_path):
+    import pyarrow.parquet as pq
+
+    result = export_run(make_run(tmp_path / "run", online_states()).root, tmp_path / "out")
+    assert pq.read_table(result.parquet).column_names == ["prompt", "chosen", "rejected", "score_chosen",
+                                                          "score_rejected", "iteration", "prompt_id"]

@@ -2,11 +2,15 @@
 
 from types import SimpleNamespace
 
+import pytest
+
+from optune.clock import Clock, progress
 from optune.config import RunConfig
+from optune.generation.base import Sample
 from optune.pairs import Response
-from optune.pairs.online import select
+from optune.pairs.online import generate_and_score, select
 from optune.prompt import Prompt
-from optune.store import RunStore, read_json
+from optune.store import RunStore, read_json, read_jsonl
 
 
 def ctx_for(tmp_path, rho=0.5, strategy="optune"):
@@ -40,3 +44,43 @@ def test_resume_replays_the_stored_selection_not_a_new_one(tmp_path):
     assert again == first
     random_ctx = ctx_for(tmp_path / "r", strategy="random")
     assert select(random_ctx, 2, state_with([0.0] * 6)) == select(random_ctx, 2, state_with([1.0] * 6))
+
+
+class TwoSamples:
+    """A generator stand-in: two fixed responses per prompt."""
+
+    def generate(self, model, prompt_ids, n, seed, path=None, greedy=False):
+        return [[Sample("a b c", [1, 2], True), Sample("a", [3], False)] for _ in prompt_ids]
+
+
+def scored_ctx(tmp_path, reward_keys: dict):
+    from optune.config import apply_mapping
+    from optune.distributed import Dist
+    from optune.reward.backends import make_reward
+
+    ctx = ctx_for(tmp_path)
+    apply_mapping(ctx.cfg.reward, reward_keys, "reward.")
+    ctx.cfg.reward.batch_size = 4
+    return SimpleNamespace(**vars(ctx), dist=Dist(), generator=TwoSamples(), reward=make_reward(ctx.cfg.reward),
+                           progress=lambda desc, total: progress(desc, total, False), policy_path=lambda t: "")
+
+
+def test_component_scores_are_stored_per_response(tmp_path):
+    ctx = scored_ctx(tmp_path, {"backend": "mix", "components": [
+        {"name": "len", "backend": "length", "target_words": 3, "length_penalty": "short"},
+        {"name": "z", "backend": "length", "target_words": 3, "weight": 2.0, "standardize": True}]})
+    state = generate_and_score(ctx, 0, [0, 1, 2], None, Clock())
+    first, second = state["p0"]
+    assert first.parts == {"len": 0.0, "z": 0.0} and second.parts == {"len": -2 / 3, "z": -2 / 3}
+    # z: 0 and -2/3 alternate over each scored batch (4 responses; 2 for p2), standardised to +1, -1; weight 2
+    assert (first.reward, second.reward) == pytest.approx((2.0, -2 / 3 - 2.0))
+    rows = read_jsonl(ctx.store.batch_path(ctx.store.score_dir(0), 0))
+    assert rows[0]["parts"] == {"len": [0.0, -2 / 3], "z": [0.0, -2 / 3]}
+    assert generate_and_score(ctx, 0, [0, 1, 2], None, Clock()) == state  # read back from score/, as on resume
+
+
+def test_a_single_reward_stores_no_parts(tmp_path):
+    ctx = scored_ctx(tmp_path, {"backend": "length", "target_words": 3})
+    state = generate_and_score(ctx, 0, [0, 1], None, Clock())
+    assert all(r.parts is None for rs in state.values() for r in rs)
+    assert list(read_jsonl(ctx.store.batch_path(ctx.store.score_dir(0), 0))[0]) == ["prompt_id", "rewards"]

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from optune.losses import make_loss
-from optune.pairs import Pair, Response, build_pairs, merge, state_from_rows, state_rows
+from optune.pairs import Pair, Response, build_pairs, merge, parts_at, parts_field, state_from_rows, state_rows
 from optune.prompt import Prompt
 
 PROMPTS = [Prompt("a", "", ids=[1]), Prompt("b", "", ids=[2, 2]), Prompt("c", "", ids=[3])]
@@ -76,3 +76,14 @@ def test_state_rows_round_trip_in_prompt_order():
 def test_fresh_means_both_sampled_at_this_iteration():
     assert Pair("x", [1], resp(1.0, t=2), resp(0.0, t=2)).fresh(2)
     assert not Pair("x", [1], resp(1.0, t=1), resp(0.0, t=2)).fresh(2)
+
+
+def test_component_scores_round_trip_and_are_stored_only_when_present():
+    with_parts = Response("t", [1], True, 0.5, 1, parts={"task": 0.75, "length": -0.5})
+    row = with_parts.to_row()
+    assert row["parts"] == {"task": 0.75, "length": -0.5} and Response.from_row(row) == with_parts
+    plain = resp(0.5)
+    assert list(plain.to_row()) == ["text", "ids", "eos", "reward", "generated_at"]  # as before composite rewards
+    assert Response.from_row(plain.to_row()).parts is None
+    assert parts_at({"a": [1.0, 2.0], "b": [3.0, 4.0]}, 1) == {"a": 2.0, "b": 4.0} and parts_at(None, 0) is None
+    assert parts_field({"a": [1.0, 2.0, 3.0]}, 1, 3) == {"parts": {"a": [2.0, 3.0]}} and parts_field(None, 0, 2) == {}
