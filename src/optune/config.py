@@ -140,6 +140,9 @@ class LossConfig:
     """Reference policy: "previous" (pi_t, the paper) or "initial" (pi_0 kept fixed)."""
     drop_ties: bool = True
     """Drop pairs whose two rewards are equal (they carry no preference); counted in pairs/dropped_ties."""
+    nll_weight: float = 0.0
+    """Weight alpha of an NLL term on the chosen response (per token) added to each pair's loss, as iterative RPO
+    (Pang et al. 2024): it keeps training from lowering the chosen responses' likelihood; 0: the paper's loss."""
 
 
 @dataclass
@@ -193,6 +196,11 @@ class LoraConfig:
 class EvalConfig:
     heldout: bool = True
     """Score one response per held-out prompt after every iteration (and for the starting policy)."""
+    kl: bool = True
+    """Also estimate how far each trained policy moved (eval/kl_reference, eval/kl_initial: mean log-ratio on its
+    held-out responses): one forward pass over them per policy, loading the reference and pi_0 once each."""
+    early_stop: int = 0
+    """Stop when the held-out reward has fallen at each of the last N iterations (0: run every iteration)."""
 
 
 @dataclass
@@ -264,11 +272,12 @@ RANGES = {
     "generation.batch_size": AT_LEAST_1, "generation.tensor_parallel_size": AT_LEAST_1,
     "generation.vllm_memory_fraction": Range(0, 1, low_open=True),
     "selection.rho": Range(0, 1, low_open=True),
-    "loss.beta1": Range(0, low_open=True), "loss.beta2": Range(0),
+    "loss.beta1": Range(0, low_open=True), "loss.beta2": Range(0), "loss.nll_weight": Range(0),
     "train.lr": Range(0, low_open=True), "train.warmup_ratio": Range(0, 1, high_open=True),
     "train.batch_size": AT_LEAST_1, "train.grad_accum": AT_LEAST_1, "train.epochs": AT_LEAST_1,
     "train.max_grad_norm": Range(0, low_open=True, nullable=True), "train.save_steps": Range(0),
     "lora.r": Range(0), "lora.alpha": Range(0, low_open=True), "lora.dropout": Range(0, 1, high_open=True),
+    "eval.early_stop": Range(0),
 }
 """Numeric keys and the values each may take (checked at load, before anything runs)."""
 

@@ -15,8 +15,9 @@ from optune.clock import Clock
 from optune.context import Context
 from optune.distributed import batched
 from optune.models.policy import load_model
+from optune.pairs import parts_at
 from optune.prompt import Prompt
-from optune.reward.backends import checked_score
+from optune.reward.backends import scored_parts
 from optune.tasks import verifiable
 from optune.training.logps import responses_logps
 
@@ -32,9 +33,10 @@ def evaluate_heldout(ctx: Context, t: int, model, clock: Clock, start: bool = Fa
         out = ctx.generator.generate(model, [p.ids for p in prompts], n=1, greedy=ctx.cfg.generation.eval_greedy,
                                      seed=ctx.cfg.seed, path=ctx.policy_path(t, trained=not start))
         texts = [s[0].text for s in out]
-        scores = checked_score(ctx.reward, prompts, texts)
+        scores, parts = scored_parts(ctx.reward, prompts, texts)
         return [{"prompt_id": p.id, "prompt": p.text, "response": s[0].text, "eos": s[0].eos, "reward": sc,
-                 "ids": s[0].ids} for p, s, sc in zip(prompts, out, scores)]
+                 "ids": s[0].ids, **({"parts": parts_at(parts, k)} if parts else {})}
+                for k, (p, s, sc) in enumerate(zip(prompts, out, scores))]
 
     with clock.phase("eval"), ctx.progress(f"iter {t} held-out", len(ctx.heldout)) as bar:
         rows = batched(ctx.dist, ctx.store, ctx.store.heldout_dir(t, start), ctx.heldout,

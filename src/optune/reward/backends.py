@@ -139,7 +139,7 @@ def mix_reward(cfg: RewardConfig) -> RewardBackend:
     """A weighted sum of named components, each one of the other backends."""
     from optune.reward.mix import MixReward
 
-    return MixReward(cfg)
+    return MixReward(cfg, make=make_reward, check=check_scores)
 
 
 def remote_reward(cfg: RewardConfig) -> RewardBackend:

@@ -15,6 +15,7 @@ weighted) beside the totals: they compare across batches and iterations, and run
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from optune.choices import RewardBackendName
 from optune.config import RewardComponent, RewardConfig, is_callable_label, label_name
@@ -25,10 +26,11 @@ from optune.prompt import Prompt
 class MixReward:
     """The components of reward.components, each scoring every response; the total is their weighted sum."""
 
-    def __init__(self, cfg: RewardConfig):
-        from optune.reward.backends import BACKENDS  # the registry that holds this class's own factory
-
-        self.components = [(comp, _build(comp, i, BACKENDS)) for i, comp in enumerate(cfg.components)]
+    def __init__(self, cfg: RewardConfig, make: Callable, check: Callable):
+        """`make(component settings) -> backend` and `check(scores, n, who) -> floats` are optune.reward.backends'
+        registry and score check, handed in so that this module needs nothing from the one that registers it."""
+        self.check = check
+        self.components = [(comp, _build(comp, i, make)) for i, comp in enumerate(cfg.components)]
 
     def score(self, prompts: list[Prompt], responses: list[str]) -> list[float]:
         return self.score_parts(prompts, responses)[0]
@@ -36,13 +38,11 @@ class MixReward:
     def score_parts(self, prompts: list[Prompt],
                     responses: list[str]) -> tuple[list[float], dict[str, list[float]]]:
         """(totals, {component name: its raw scores}); every component's scores checked finite, naming it."""
-        from optune.reward.backends import check_scores
-
         totals = [0.0] * len(responses)
         parts: dict[str, list[float]] = {}
         for comp, backend in self.components:
-            raw = check_scores(backend.score(prompts, responses), len(responses),
-                               who=f"reward component {comp.name!r} ({comp.backend})")
+            raw = self.check(backend.score(prompts, responses), len(responses),
+                             who=f"reward component {comp.name!r} ({comp.backend})")
             parts[comp.name] = raw
             used = standardized(raw) if comp.standardize else raw
             totals = [total + comp.weight * s for total, s in zip(totals, used)]
@@ -59,10 +59,10 @@ def standardized(scores: list[float]) -> list[float]:
     return [(s - mean) / std for s in scores]
 
 
-def _build(comp: RewardComponent, i: int, backends: dict):
+def _build(comp: RewardComponent, i: int, make: Callable):
     """Component i's backend; a Python function that config.yaml recorded only by name is one clear error."""
     if comp.backend == RewardBackendName.CALLABLE and is_callable_label(comp.function):
         raise UserError(f"reward.components[{i}] ({comp.name}): its function was the Python function "
                         f"{label_name(comp.function)}, which config.yaml cannot hold; give a mix's functions as "
                         "module:function or file.py:function to resume it")
-    return backends[RewardBackendName(comp.backend)](comp)
+    return make(comp)

