@@ -188,7 +188,7 @@ def read_yaml(path: str) -> dict:
     if not file.is_file():
         raise UserError(f"config file {path} does not exist")
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+        data = yaml.load(file.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
     except yaml.MarkedYAMLError as err:
         raise UserError(f"config file {path}: {_yaml_problem(err)}") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
@@ -196,6 +196,28 @@ def read_yaml(path: str) -> dict:
     if not isinstance(data, dict):
         raise UserError(f"config file {path}: expected a mapping of config keys, got {type(data).__name__}")
     return data
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """The safe loader, refusing a key given twice in one mapping: PyYAML keeps the last silently, so a second
+    `lr:` further down a file would win unnoticed. Keys a merge (`<<: *base`) brings may still be overridden."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            first: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    mark = first.setdefault(key, key_node.start_mark)
+                except TypeError:  # an unhashable key: the base loader says what is wrong with it
+                    continue
+                if mark is not key_node.start_mark:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first given on line {mark.line + 1})",
+                        key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
 
 
 def _yaml_problem(err: yaml.MarkedYAMLError) -> str:

@@ -36,8 +36,10 @@ class RewardSettings:
     "llm": the model's name on the server (vLLM's --served-model-name); "remote" may leave it null (the
     server's only model)."""
     function: str | Callable[..., Any] | None = None
-    """For "callable": "module:function" or "path/to/file.py:function", called as f(prompts, responses) -> floats.
-    From Python (optune.run) the function itself; config.yaml then records "<python callable module.name>"."""
+    """For "callable": "module:function" or "path/to/file.py:function", called as f(prompts, responses) -> one
+    number per response; a function with a required third parameter, or one named histories, also gets the
+    histories (per prompt, the list of {"role", "content"} messages before the request). From Python (optune.run)
+    the function itself; config.yaml then records "<python callable module.name>"."""
     batch_size: int = 16
     """Responses scored per forward batch (hf) or per HTTP request (remote with route optune)."""
     url: str | None = None
@@ -51,7 +53,9 @@ class RewardSettings:
     """For "remote" and "llm": name of the environment variable holding the server's API key, sent as a Bearer
     token and never stored; null: no key. Naming a variable that is not set is an error."""
     timeout_s: float = 120.0
-    """For "remote" and "llm": seconds one request may take before it counts as failed (and is retried)."""
+    """For "remote" and "llm": seconds one request may take before it counts as failed (and is retried). For
+    "callable": seconds one call of the function may take before the run stops (the call runs in a thread,
+    which Python cannot kill: a hung function's thread runs on until the process ends)."""
     max_retries: int = 5
     """For "remote" and "llm": retries of a failed request (connection refused, timeout, HTTP 429 or 5xx) with
     exponential backoff from 1 s (at most 60 s, or what Retry-After asks); other failures stop at once."""
@@ -113,7 +117,7 @@ def validate_reward(reward: RewardConfig, prefix: str = "reward.") -> None:
                         "to score with the components")
 
 
-REWARD_RANGES = {"batch_size": Range(1), "target_words": Range(1)}
+REWARD_RANGES = {"batch_size": Range(1), "target_words": Range(1), "timeout_s": Range(0, low_open=True)}
 """Every reward backend's numeric keys, under reward (and under each of a mix's components)."""
 
 
@@ -157,7 +161,7 @@ def _validate_mix(reward: RewardConfig, prefix: str) -> None:
 
 
 SERVED_RANGES = {"concurrency": Range(1), "max_retries": Range(0), "parse_retries": Range(0),
-                 "timeout_s": Range(0, low_open=True), "max_tokens": Range(4), "temperature": Range(0)}
+                 "max_tokens": Range(4), "temperature": Range(0)}
 """The served reward backends' (remote, llm) numeric keys, under reward."""
 
 

@@ -14,6 +14,8 @@ Pairs whose answers are identical carry no preference; they are dropped and coun
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import re
 from collections.abc import Iterable
@@ -138,7 +140,7 @@ def record_to_pair(record: Any) -> PreferencePair:
         raise _BadRecord("record has neither 'chosen' nor 'rejected'")
     chosen, rejected = record["chosen"], record["rejected"]
     if "prompt" not in record and isinstance(chosen, str) and isinstance(rejected, str):
-        return split_hh_transcripts(chosen, rejected)
+        return {**split_hh_transcripts(chosen, rejected), **_rewards(record)}
     c_text, c_ctx = _answer_and_context(chosen, "chosen")
     r_text, r_ctx = _answer_and_context(rejected, "rejected")
     if "prompt" in record:
@@ -158,11 +160,25 @@ _REWARD_KEYS = (("chosen_reward", "rejected_reward"), ("score_chosen", "score_re
 
 
 def _rewards(record: dict) -> dict:
+    """The record's two rewards, where it has them; a value that is there must be a finite number (a NaN would
+    train an all-NaN checkpoint), and one without the other is no reward gap."""
     for c_key, r_key in _REWARD_KEYS:
         c, r = record.get(c_key), record.get(r_key)
-        if isinstance(c, (int, float)) and isinstance(r, (int, float)):
-            return {"chosen_reward": float(c), "rejected_reward": float(r)}
+        if c is None and r is None:
+            continue
+        if c is None or r is None:
+            present, missing = (c_key, r_key) if r is None else (r_key, c_key)
+            raise _BadRecord(f"record has {present!r} but no {missing!r} (a reward needs both)")
+        return {"chosen_reward": _reward(c, c_key), "rejected_reward": _reward(r, r_key)}
     return {}
+
+
+def _reward(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise _BadRecord(f"{key!r} must be a number; got {value!r}")
+    if not math.isfinite(value):
+        raise _BadRecord(f"{key!r} must be a finite number; got {value}")
+    return float(value)
 
 
 def pairs_from_records(records: Iterable[tuple[str, Any]], source: str) -> PreferenceData:

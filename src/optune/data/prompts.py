@@ -181,12 +181,11 @@ def detect_format(path: Path) -> str:
     if first is None:
         raise UserError(f"prompt set {path} is empty")
     where, first = first
-    if is_json_list(text):
+    if is_json_list(text):  # AlpacaEval's and Dolly's sets come as JSON lists; any other shape reads as in JSONL
         if "category" in first and "instruction" in first and "generator" not in first:
             return "dolly"
         if "instruction" in first:
             return "alpaca_eval"
-        raise UserError(f"{path}: cannot tell the prompt format; pass --format")
     for key, fmt in _SIGNATURES:
         if key in first:
             if fmt == "prompt" and str(first.get("id", "")).startswith("koala"):

