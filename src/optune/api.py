@@ -122,8 +122,12 @@ def _leaves(overrides: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def build_config(config: ConfigSource = None, overrides: Mapping[str, Any] | None = None) -> RunConfig:
+def build_config(config: ConfigSource = None, overrides: Mapping[str, Any] | None = None,
+                 command: str = "run") -> RunConfig:
     """Defaults, then `config` (YAML path, mapping or RunConfig), then `overrides` (dotted keys or sections).
+
+    The defaults are RunConfig's; for `command` "dpo" data.max_prompts is null (train on every pair read) unless
+    `config` or `overrides` set it (a RunConfig given whole keeps its own value).
 
     A Python function as reward.function selects the callable backend unless reward.backend is set too.
     """
@@ -133,10 +137,10 @@ def build_config(config: ConfigSource = None, overrides: Mapping[str, Any] | Non
                                              for f in dataclasses.fields(config)
                                              if dataclasses.is_dataclass(getattr(config, f.name))})
     elif isinstance(config, Mapping):
-        cfg = RunConfig()
+        cfg = _defaults(command)
         apply_mapping(cfg, dict(config))
     elif config is None or isinstance(config, (str, os.PathLike)):
-        cfg = RunConfig()
+        cfg = _defaults(command)
         if config is not None:
             apply_mapping(cfg, read_yaml(os.fspath(config)))
     else:
@@ -170,6 +174,15 @@ def resumed_config(store: RunStore, overrides: Mapping[str, Any]) -> RunConfig:
     return cfg
 
 
+def _defaults(command: str) -> RunConfig:
+    """RunConfig's defaults, but optune dpo trains every pair it reads: a preference set is what it is given,
+    and a silent cap of the online default (96 prompts) would train on a part of it unnoticed."""
+    cfg = RunConfig()
+    if command == "dpo":
+        cfg.data.max_prompts = None
+    return cfg
+
+
 def tune(command: str, config: ConfigSource, overrides: Mapping[str, Any], resume=None) -> RunResult:
     """`optune run` ("run") or `optune dpo` ("dpo"): new or resumed, from Python or the command line.
 
@@ -188,7 +201,7 @@ def tune(command: str, config: ConfigSource, overrides: Mapping[str, Any], resum
             store = RunStore.open_existing(os.fspath(resume), writer=dist.is_main)
             cfg = resumed_config(store, overrides)
         else:
-            cfg = build_config(config, overrides)
+            cfg = build_config(config, overrides, command)
         if command == "dpo":
             cfg = _offline_config(cfg, store)
         if _finished(store, cfg, dist):
@@ -258,6 +271,9 @@ def _offline(cfg: RunConfig, store: RunStore | None) -> RunResult:
     data = read_preferences([s.strip() for s in cfg.data.train.split(",") if s.strip()])
     print(f"optune dpo: {data.summary()}", flush=True)
     pairs = offline.sample_pairs(data, cfg.data.max_prompts, cfg.seed)
+    if len(pairs) < len(data.pairs):
+        print(f"optune dpo: training {len(pairs)} of {len(data.pairs)} pairs (data.max_prompts={cfg.data.max_prompts}, "
+              "a seeded random sample; data.max_prompts=null trains all)", flush=True)
     ctx = prepare(cfg, store, prompts=offline.pair_prompts(pairs), source=offline.OfflineSource(pairs))
     print(f"optune dpo: {ctx.store.root} | {len(ctx.prompts)} pairs, {len(ctx.heldout)} held-out | "
           f"{cfg.loss.type}, {cfg.train.epochs} epochs", flush=True)

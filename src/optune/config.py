@@ -77,7 +77,8 @@ class DataConfig:
     read up to its last user turn: earlier turns become the history, rendered with the chat template).
     null: "prompt", else "messages" (and the known JSON formats by their own fields)."""
     max_prompts: int | None = 96
-    """Use the first N training prompts (null: all)."""
+    """Use the first N training prompts (null: all). For optune dpo: a seeded random sample of N pairs, and
+    null (every pair) unless set."""
     max_heldout: int | None = 96
     """Use the first N held-out prompts (null: all)."""
 

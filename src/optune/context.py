@@ -30,6 +30,8 @@ class PairSource(Protocol):
 
     labelled: bool
     """True when the first response is the chosen one whatever the rewards say (human labels)."""
+    generates: bool
+    """True when the source samples responses from the policy (the log then reports what it regenerated)."""
 
     def responses(self, ctx: Context, t: int, state: State, model, clock: Clock) -> tuple[State, int]:
         """Every prompt's two scored responses for iteration t (sampled from pi_t, `model`, where a source

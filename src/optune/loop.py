@@ -27,6 +27,7 @@ import gc
 from optune import health
 from optune.clock import Clock
 from optune.context import Context
+from optune.errors import UserError
 from optune.heldout import evaluate_heldout, health_warnings
 from optune.losses import make_loss
 from optune.models.policy import load_model
@@ -109,18 +110,32 @@ def run_iteration(ctx: Context, t: int, state: State, model) -> tuple[State, obj
     return state, model, metrics
 
 
-def summary_line(m: dict) -> str:
+def all_tied(ctx: Context, m: dict) -> bool:
+    """Whether every pair of the iteration of metrics `m` tied and was dropped (loss.drop_ties), so nothing was
+    trained: one iteration may show that by chance, two in a row mean a reward that cannot tell answers apart."""
+    return m["pairs/trained"] == 0 and m["pairs/ties"] == len(ctx.prompts) > 0
+
+
+def tie_warning(ctx: Context, m: dict) -> str:
+    return (f"every pair tied ({m['pairs/ties']} of {len(ctx.prompts)}, all dropped: nothing trained); does the "
+            f"reward ({ctx.cfg.reward.backend}) give every response the same score? A second such iteration in a "
+            "row stops the run")
+
+
+def summary_line(m: dict, generated: bool = True) -> str:
+    """The iteration's log line; `generated`: False for fixed pairs (optune dpo), which regenerate nothing."""
     heldout = f" heldout {m['eval/heldout_reward']:.4f}" if "eval/heldout_reward" in m else ""
     if "eval/length_words" in m:
         heldout += f" ({m['eval/length_words']:.0f} words"
         heldout += f", kl {m['eval/kl_reference']:.2f})" if "eval/kl_reference" in m else ")"
     # an iteration whose pairs were all ties trains nothing, so it has no loss
     loss = f" | loss {m['loss']:.4f} acc {m['rewards/accuracies']:.2f}" if "loss" in m else " | no training"
-    return (f"iter {m['iteration']}: regenerated {m['selection/n_regenerated']} ({m['selection/frac_regenerated']:.0%})"
-            f" | reward chosen {m['objective/scores']:.4f} | pairs {m['pairs/trained']} (ties dropped "
-            f"{m['pairs/dropped_ties']}){loss}{heldout}"
-            f" | gen {m['time/generation_s']:.0f}s reward {m['time/rewarding_s']:.1f}s train "
-            f"{m['time/training_s']:.0f}s ({m['time/iteration_s']:.0f}s)")
+    regenerated = (f" regenerated {m['selection/n_regenerated']} ({m['selection/frac_regenerated']:.0%}) |"
+                   if generated else "")
+    gen = f" gen {m['time/generation_s']:.0f}s" if generated else ""
+    return (f"iter {m['iteration']}:{regenerated} reward chosen {m['objective/scores']:.4f} | pairs "
+            f"{m['pairs/trained']} (ties dropped {m['pairs/dropped_ties']}){loss}{heldout} |{gen} reward "
+            f"{m['time/rewarding_s']:.1f}s train {m['time/training_s']:.0f}s ({m['time/iteration_s']:.0f}s)")
 
 
 def run(ctx: Context, log=print) -> list[dict]:
@@ -154,13 +169,21 @@ def _run(ctx: Context, log) -> list[dict]:
         if model is None:  # the first unfinished iteration: later ones continue from what it trained
             model = start_policy(ctx, t)
         state, model, metrics = run_iteration(ctx, t, state, model)
+        previous = results[-1] if results else None
         if ctx.dist.is_main:
-            log(summary_line(metrics))
-            for warning in health_warnings(metrics, results[-1] if results else None):
+            log(summary_line(metrics, ctx.source.generates))
+            for warning in health_warnings(metrics, previous):
                 log(f"iter {t} warning: {warning}")
+            if all_tied(ctx, metrics):
+                log(f"iter {t} warning: {tie_warning(ctx, metrics)}")
         results.append(metrics)
         if ctx.tracker is not None:
             ctx.tracker.log(metrics, step=t)
+        if previous is not None and all_tied(ctx, previous) and all_tied(ctx, metrics):
+            release_generator(ctx)
+            raise UserError(f"stopped after iteration {t}: every pair tied in iterations {t - 1} and {t}, so "
+                            "nothing was trained; the reward gives both responses of a prompt the same score "
+                            "(fix the reward, then resume the run)")
         gc.collect()
     release_generator(ctx)
     return results

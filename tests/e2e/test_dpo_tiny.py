@@ -30,7 +30,8 @@ def test_offline_dpo_run(tmp_path, capsys, with_rewards):
     run = tmp_path / "run"
     assert main(["dpo", "-c", TINY, f"data.train={data}", f"output_dir={run}", "train.epochs=2"]) == 0
     out = capsys.readouterr().out
-    assert "6 pairs" in out and "1 identical dropped" in out
+    assert "6 pairs" in out and "1 identical dropped" in out and "training 6 of" not in out
+    assert "iter 0: reward chosen" in out and "regenerated" not in out and " gen " not in out  # nothing generated
     pairs = [json.loads(line) for line in (run / "iter_000" / "pairs.jsonl").read_text().splitlines()]
     assert len(pairs) == 6 and all(p["trained"] for p in pairs)
     if with_rewards:
@@ -43,6 +44,14 @@ def test_offline_dpo_run(tmp_path, capsys, with_rewards):
     assert len(metrics) == 1 and "eval/heldout_reward" in metrics[0] and metrics[0]["pairs/trained"] == 6
     assert (run / "iter_000" / "checkpoint" / "model.safetensors").is_file()
     assert main(["dpo", "--resume", str(run)]) == 0  # finished: resume is a no-op
+
+
+def test_a_cap_on_the_pairs_is_logged(tmp_path, capsys):
+    data = write_pairs(tmp_path / "prefs.jsonl", True)
+    run = tmp_path / "run"
+    assert main(["dpo", "-c", TINY, f"data.train={data}", f"output_dir={run}", "data.max_prompts=4"]) == 0
+    assert "optune dpo: training 4 of 6 pairs (data.max_prompts=4, a seeded random sample" in capsys.readouterr().out
+    assert len((run / "iter_000" / "pairs.jsonl").read_text().splitlines()) == 4
 
 
 def test_offline_dpo_needs_pairs(tmp_path, capsys):

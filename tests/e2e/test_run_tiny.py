@@ -95,16 +95,24 @@ def test_tiny_run_end_to_end(tmp_path, capsys):
     AutoModelForCausalLM.from_pretrained(run / "iter_001" / "checkpoint")
 
 
-def test_all_ties_iteration_trains_nothing_and_finishes(tmp_path, capsys):
-    """A constant reward makes every pair a tie: nothing is trained, the run still completes."""
+def test_all_ties_stop_the_run_resumably(tmp_path, capsys):
+    """A constant reward makes every pair a tie: each such iteration trains nothing and is a warning; the second
+    in a row stops the run (exit 2, one line), which resumes once the reward is fixed. (Before issue 25 such a
+    run finished silently, trained on nothing.)"""
     flat = tmp_path / "flat.py"
     flat.write_text("def reward(prompts, responses):\n    return [0.5] * len(responses)\n")
     run = tmp_path / "run"
-    assert run_cli(f"output_dir={run}", f"reward.function={flat}:reward") == 0
+    # the loop raises a UserError (2); optune.api reports a stop after the run directory exists as RunFailed (3)
+    assert run_cli(f"output_dir={run}", f"reward.function={flat}:reward", "iterations=3") in (2, 3)
     metrics = rows(run / "metrics.jsonl")
     assert [m["pairs/trained"] for m in metrics] == [0, 0] and all("loss" not in m for m in metrics)
-    assert "no training" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "no training" in out and out.count("warning: every pair tied (8 of 8") == 2
+    assert "stopped after iteration 1: every pair tied in iterations 0 and 1" in err
     check_complete(run)
+    flat.write_text("def reward(prompts, responses):\n    return [len(r) for r in responses]\n")
+    assert main(["run", "--resume", str(run)]) == 0
+    assert len(rows(run / "metrics.jsonl")) == 3
 
 
 def test_rho1_optune_equals_full(tmp_path):

@@ -146,3 +146,14 @@ def test_resuming_a_run_recorded_before_a_default_changed_keeps_the_old_value(tm
     assert (RunConfig().generation.impl, RunConfig().train.packing) == ("decode", True)
     today = _store(tmp_path / "new", load_config(str(TINY), ["generation.impl=decode"]))
     assert (resumed_config(today, {}).generation.impl, resumed_config(today, {}).train.packing) == ("decode", True)
+
+
+def test_dpo_trains_every_pair_unless_max_prompts_is_set(tmp_path):
+    """optune dpo's default is every pair read (the online default of 96 prompts silently capped pair sets)."""
+    assert build_config(None, {}).data.max_prompts == 96
+    assert build_config(None, {}, "dpo").data.max_prompts is None
+    assert build_config({"seed": 1}, {}, "dpo").data.max_prompts is None
+    assert build_config(None, {"data.max_prompts": 5}, "dpo").data.max_prompts == 5
+    config = tmp_path / "c.yaml"
+    config.write_text("data:\n  max_prompts: 7\n")
+    assert build_config(str(config), {}, "dpo").data.max_prompts == 7

@@ -51,6 +51,7 @@ class OfflineSource:
     """
 
     labelled = True
+    generates = False
 
     def __init__(self, pairs: dict[str, PreferencePair]):
         self.pairs = pairs

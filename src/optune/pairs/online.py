@@ -71,6 +71,7 @@ class OnlineSource:
     """Regenerate the selected prompts with the current policy; every other prompt keeps its responses."""
 
     labelled = False
+    generates = True
 
     def responses(self, ctx: Context, t: int, state: State, model, clock: Clock) -> tuple[State, int]:
         with clock.phase("bookkeeping"):
