@@ -7,10 +7,10 @@ The Python API (optune.api) is loaded on first use, so `import optune` stays lig
     optune.export(result.run_dir, "prefs/")
 """
 
-from optune.errors import UserError
+from optune.errors import RunFailed, UserError
 from optune.version import __version__
 
-__all__ = ["run", "dpo", "export", "RunResult", "UserError", "__version__"]
+__all__ = ["run", "dpo", "export", "RunResult", "RunFailed", "UserError", "__version__"]
 
 _API = ("run", "dpo", "export", "RunResult")
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,19 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from optune import health
-from optune.config import (
-    RunConfig,
-    apply_mapping,
-    callable_label,
-    is_callable_label,
-    label_name,
-    load_run_config,
-    nest_dotted,
-    read_yaml,
-    validate,
-)
-from optune.errors import UserError
-from optune.store import RunStore, read_json
+from optune.config import TRL_ALIASES, RunConfig, apply_mapping, override_mapping, read_config_file, validate
+from optune.configkeys import expand_aliases
+from optune.endpoint import EndpointError
+from optune.errors import RunFailed, UserError
+from optune.resume import failed_midway, flat, leaves, record_deployment, resume_command, resumed_config
+from optune.store import MARKER, RunStore, WriteError, read_json
 
 ConfigSource = str | os.PathLike | Mapping | RunConfig | None
 
@@ -85,8 +77,10 @@ class RunResult:
 def run(config: ConfigSource = None, *, resume: str | os.PathLike | None = None, **overrides: Any) -> RunResult:
     """Online preference tuning (OPTune), as `optune run`: every iteration's metrics once the run is done.
 
-    `resume=RUN_DIR` finishes an interrupted run with its own config; the only override it takes is
-    reward={"function": f}, for a run whose reward was a Python function (config.yaml cannot hold one).
+    `resume=RUN_DIR` finishes an interrupted run with its own config; overrides may change its deployment-only
+    keys (optune.config.DEPLOYMENT_KEYS, e.g. reward={"url": ...}) and give again reward={"function": f}, for a
+    run whose reward was a Python function (config.yaml cannot hold one). A run that stops midway raises
+    `optune.RunFailed` (a UserError) naming the cause and the command that resumes it.
     """
     return tune("run", config, _flat(overrides), resume)
 
@@ -111,17 +105,6 @@ def _flat(overrides: Mapping[str, Any]) -> dict[str, Any]:
     return {key.replace("__", "."): value for key, value in overrides.items()}
 
 
-def _leaves(overrides: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"reward": {"function": f}} -> {"reward.function": f}."""
-    out = {}
-    for key, value in overrides.items():
-        if isinstance(value, Mapping):
-            out.update(_leaves(value, f"{prefix}{key}."))
-        else:
-            out[prefix + key] = value
-    return out
-
-
 def build_config(config: ConfigSource = None, overrides: Mapping[str, Any] | None = None,
                  command: str = "run") -> RunConfig:
     """Defaults, then `config` (YAML path, mapping or RunConfig), then `overrides` (dotted keys or sections).
@@ -129,7 +112,10 @@ def build_config(config: ConfigSource = None, overrides: Mapping[str, Any] | Non
     The defaults are RunConfig's; for `command` "dpo" data.max_prompts is null (train on every pair read) unless
     `config` or `overrides` set it (a RunConfig given whole keeps its own value).
 
-    A Python function as reward.function selects the callable backend unless reward.backend is set too.
+    TRL's names (beta, learning_rate, ...; optune.config.TRL_ALIASES) are accepted for the keys they mean.
+    Relative paths in a YAML file are relative to its folder (optune.config.PATH_KEYS); in a mapping or an
+    override, to the working directory. A Python function as reward.function selects the callable backend
+    unless reward.backend is set too.
     """
     overrides = dict(overrides or {})
     if isinstance(config, RunConfig):  # a copy: the caller's config stays as it was
@@ -138,38 +124,17 @@ def build_config(config: ConfigSource = None, overrides: Mapping[str, Any] | Non
                                              if dataclasses.is_dataclass(getattr(config, f.name))})
     elif isinstance(config, Mapping):
         cfg = _defaults(command)
-        apply_mapping(cfg, dict(config))
+        apply_mapping(cfg, expand_aliases(dict(config), TRL_ALIASES))
     elif config is None or isinstance(config, (str, os.PathLike)):
         cfg = _defaults(command)
         if config is not None:
-            apply_mapping(cfg, read_yaml(os.fspath(config)))
+            apply_mapping(cfg, read_config_file(os.fspath(config)))
     else:
         raise UserError(f"config must be a YAML path, a mapping or a RunConfig; got {type(config).__name__}")
     for key, value in overrides.items():
-        apply_mapping(cfg, nest_dotted(key, value))
-    leaves = _leaves(overrides)
-    if callable(cfg.reward.function) and "reward.backend" not in leaves:
+        apply_mapping(cfg, override_mapping(key, value))
+    if callable(cfg.reward.function) and "reward.backend" not in leaves(overrides):
         cfg.reward.backend = "callable"
-    validate(cfg)
-    return cfg
-
-
-def resumed_config(store: RunStore, overrides: Mapping[str, Any]) -> RunConfig:
-    """The run's own config; a reward function given again replaces the label config.yaml recorded."""
-    cfg = load_run_config(str(store.config))
-    leaves = _leaves(overrides)
-    function = leaves.pop("reward.function", None)
-    if leaves or (function is not None and not callable(function)):
-        raise UserError("resume takes the run's own config: drop the config and overrides (a run whose reward "
-                        "was a Python function takes that function again as reward.function)")
-    if function is not None:
-        if not is_callable_label(cfg.reward.function):
-            raise UserError(f"resume: this run's reward.function is {cfg.reward.function!r} (from its config.yaml), "
-                            "not a Python function; pass no reward function")
-        if callable_label(function) != cfg.reward.function:
-            print(f"optune: note: resuming with {label_name(callable_label(function))}; the run started with "
-                  f"{label_name(cfg.reward.function)}", file=sys.stderr)
-        cfg.reward.function = function
     validate(cfg)
     return cfg
 
@@ -193,21 +158,39 @@ def tune(command: str, config: ConfigSource, overrides: Mapping[str, Any], resum
     from optune.store.lock import release_all
 
     dist = distributed.init() if command == "run" else distributed.Dist()
+    root, made = None, False  # the run directory once known; whether this call is the one that makes it
     try:
         store = None
         if resume is not None:
             if config is not None:
                 raise UserError("resume takes the run's own config: drop the config and overrides")
             store = RunStore.open_existing(os.fspath(resume), writer=dist.is_main)
+            root = store.root
             cfg = resumed_config(store, overrides)
         else:
             cfg = build_config(config, overrides, command)
         if command == "dpo":
-            cfg = _offline_config(cfg, store)
+            cfg = offline_config(cfg, store)
         if _finished(store, cfg, dist):
             return RunResult(run_dir=store.root, config=cfg, metrics=_finished_metrics(store, cfg))
         distributed.check(dist, cfg)
+        if store is None:
+            from optune.prepare import name_output_dir
+
+            cfg = name_output_dir(cfg, dist)
+            root = Path(cfg.output_dir)
+            made = not (root / MARKER).exists()
         return _offline(cfg, store) if command == "dpo" else _online(cfg, store, dist)
+    except RunFailed:
+        raise
+    except (EndpointError, WriteError) as err:  # a server or the disk, once the run directory exists: resumable
+        if root is not None and (store is not None or made) and (root / MARKER).is_file():
+            raise failed_midway(command, err, root, cfg) from err
+        raise
+    except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM (optune.cli): the CLI prints how to resume
+        if root is not None and (store is not None or made) and (root / MARKER).is_file():
+            err.resume_command = resume_command(command, root, cfg)
+        raise
     finally:
         release_all()  # one run at a time per process: every lock held now is this run's
 
@@ -239,17 +222,36 @@ def _finished_metrics(store: RunStore, cfg: RunConfig) -> list[dict]:
 
 
 def _online(cfg: RunConfig, store: RunStore | None, dist) -> RunResult:
-    from optune import loop
     from optune.prepare import prepare
 
     ctx = prepare(cfg, store, dist=dist)
+    _record_deployment(ctx, store)
     ctx.dist.print(f"optune run: {ctx.store.root} | {len(ctx.prompts)} prompts, {len(ctx.heldout)} held-out | "
                    f"{cfg.selection.strategy} rho={cfg.selection.rho:g} {cfg.loss.type} | {cfg.iterations} iterations",
                    flush=True)
-    return _finish(ctx, loop.run(ctx))
+    return _finish(ctx, _loop(ctx, "run"))
 
 
-def _offline_config(cfg: RunConfig, store: RunStore | None) -> RunConfig:
+def _record_deployment(ctx, store: RunStore | None) -> None:
+    """A resumed run that passed its checks records its new deployment-only values in config.yaml."""
+    if store is not None:
+        for key in record_deployment(ctx.store, ctx.cfg):
+            ctx.dist.print(f"resuming with {key}={flat(ctx.cfg)[key]!r} (written to config.yaml)")
+
+
+def _loop(ctx, command: str) -> list[dict]:
+    """The loop; a failure it reports (a server, the disk, a reward function) stops a run that resumes."""
+    from optune import loop
+
+    try:
+        return loop.run(ctx)
+    except RunFailed:
+        raise
+    except UserError as err:
+        raise failed_midway(command, err, ctx.store.root, ctx.cfg) from err
+
+
+def offline_config(cfg: RunConfig, store: RunStore | None) -> RunConfig:
     """One pass over a fixed preference set (train.epochs times), the starting policy as the reference."""
     if store is None:
         if cfg.init_from:
@@ -260,7 +262,6 @@ def _offline_config(cfg: RunConfig, store: RunStore | None) -> RunConfig:
 
 
 def _offline(cfg: RunConfig, store: RunStore | None) -> RunResult:
-    from optune import loop
     from optune.data.preferences import read_preferences
     from optune.pairs import offline
     from optune.prepare import preflight, prepare
@@ -275,9 +276,10 @@ def _offline(cfg: RunConfig, store: RunStore | None) -> RunResult:
         print(f"optune dpo: training {len(pairs)} of {len(data.pairs)} pairs (data.max_prompts={cfg.data.max_prompts}, "
               "a seeded random sample; data.max_prompts=null trains all)", flush=True)
     ctx = prepare(cfg, store, prompts=offline.pair_prompts(pairs), source=offline.OfflineSource(pairs))
+    _record_deployment(ctx, store)
     print(f"optune dpo: {ctx.store.root} | {len(ctx.prompts)} pairs, {len(ctx.heldout)} held-out | "
           f"{cfg.loss.type}, {cfg.train.epochs} epochs", flush=True)
-    return _finish(ctx, loop.run(ctx))
+    return _finish(ctx, _loop(ctx, "dpo"))
 
 
 def _finish(ctx, results: list[dict]) -> RunResult:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from optune.configkeys import suggest
 from optune.errors import UserError
 
 T = typing.TypeVar("T")
@@ -120,9 +121,10 @@ def apply_mapping(obj, data: dict, prefix: str = "") -> None:
     _apply(obj, data, prefix)
 
 
-def _apply(obj, data: dict, prefix: str = "") -> None:
+def _apply(obj, data: dict, prefix: str = "", root=None) -> None:
     if not isinstance(data, dict):
         raise UserError(f"config section {prefix.rstrip('.') or 'root'} must be a mapping, got {data!r}")
+    root = obj if root is None else root
     hints = typing.get_type_hints(type(obj))
     for key, value in data.items():
         full = prefix + str(key)
@@ -132,12 +134,23 @@ def _apply(obj, data: dict, prefix: str = "") -> None:
             continue
         if key not in hints:
             valid = ", ".join(prefix + f.name for f in dataclasses.fields(obj))
-            raise UserError(f"unknown config key {full!r}; valid keys here: {valid}")
+            close = suggest(full, [prefix + k for k in leaf_keys(obj)] if root is obj else leaf_keys(root))
+            hint = f" (did you mean {close}?)" if close else ""
+            raise UserError(f"unknown config key {full!r}{hint}; valid keys here: {valid}")
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
-            _apply(current, value, full + ".")
+            _apply(current, value, full + ".", root)
         else:
             setattr(obj, key, _coerce(value, hints[key], full))
+
+
+def leaf_keys(obj, prefix: str = "") -> list[str]:
+    """Every dotted key of the config dataclass `obj` that holds a value (sections walked into)."""
+    out = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        out += leaf_keys(value, f"{prefix}{f.name}.") if dataclasses.is_dataclass(value) else [prefix + f.name]
+    return out
 
 
 def _list_item(obj, key: str, full: str):

@@ -4,7 +4,8 @@ One client for all of them, so they fail the same way. Every request has a timeo
 (connection refused, a timeout, a dropped connection, 429, 5xx) are retried with exponential backoff,
 honouring Retry-After; permanent ones (401/403: the key; other 4xx: the request) stop at once. Every
 failure reaches the user as one line naming the URL (an `EndpointError`, a UserError), never a
-traceback and never a hang. The API key is read from the named environment variable at request time,
+traceback and never a hang. Each retry is logged as it happens, one line on stderr: the attempt, the wait
+and the cause. The API key is read from the named environment variable at request time,
 so it is never part of a config, a cache, an output or a message.
 
 `run_bounded` runs many requests with at most `concurrency` in flight and starts no new one after the
@@ -16,6 +17,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import sys
 import threading
 import time
 import urllib.error
@@ -42,6 +44,10 @@ class _Retryable(Exception):
 
 class _Stopped(Exception):
     """A request not started because another one already failed."""
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def check_url(url: str | None, setting: str) -> str:
@@ -73,7 +79,8 @@ class Endpoint:
 
     def __init__(self, label: str, api_key_env: str | None = None, timeout_s: float = 120.0,
                  max_retries: int = 5, backoff_s: float = 1.0, max_backoff_s: float = 60.0,
-                 error: type[UserError] = EndpointError, sleep: Callable[[float], None] = time.sleep):
+                 error: type[UserError] = EndpointError, sleep: Callable[[float], None] = time.sleep,
+                 log: Callable[[str], None] | None = None):
         self.label = label
         self.api_key_env = api_key_env
         self.timeout_s = timeout_s
@@ -82,6 +89,7 @@ class Endpoint:
         self.max_backoff_s = max_backoff_s
         self.error = error
         self._sleep = sleep
+        self._log = log or _stderr
 
     def post(self, url: str, body: dict) -> bytes:
         """The reply body of a 2xx answer, after retrying transient failures."""
@@ -91,8 +99,10 @@ class Endpoint:
             except _Retryable as err:
                 if attempt == self.max_retries:
                     raise self.error(f"{err} (gave up after {attempt + 1} attempts)") from None
-                delay = min(self.max_backoff_s, self.backoff_s * 2**attempt)
-                self._sleep(max(delay, err.wait_s or 0.0))
+                delay = max(min(self.max_backoff_s, self.backoff_s * 2**attempt), err.wait_s or 0.0)
+                self._log(f"optune: {self.label}: attempt {attempt + 1} of {self.max_retries + 1} failed: {err}; "
+                          f"retrying in {delay:g} s")
+                self._sleep(delay)
         raise AssertionError("unreachable")
 
     def post_json(self, url: str, body: dict, expected: str) -> object:
@@ -180,12 +190,17 @@ def run_bounded(calls: list[Callable[[], T]], concurrency: int,
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         futures = {pool.submit(guarded, call): i for i, call in enumerate(calls)}
         pending = set(futures)
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-            for fut in done:
-                if fut.exception() is None:
-                    results[futures[fut]] = fut.result()
-            if progress and not stop.is_set():
-                progress(len(results), len(calls))
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                for fut in done:
+                    if fut.exception() is None:
+                        results[futures[fut]] = fut.result()
+                if progress and not stop.is_set():
+                    progress(len(results), len(calls))
+        except BaseException:  # Ctrl-C or SIGTERM in this thread: start nothing more, drop what is queued
+            stop.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
     errors = [f.exception() for f in futures if f.exception() and not isinstance(f.exception(), _Stopped)]
     return results, (errors[0] if errors else None)

@@ -24,7 +24,9 @@ from optune.context import Context, PairSource
 from optune.distributed import Dist
 from optune.errors import UserError
 from optune.prompt import Prompt
+from optune.resume import write_digest
 from optune.store import RunStore, atomic_save_dir, check_new_dir, read_json
+from optune.tracking import check_trackers
 from optune.version import __version__
 
 
@@ -112,11 +114,12 @@ def preflight(cfg: RunConfig, store: RunStore | None) -> None:
     """Checks that need no model, before a run directory is created or anything is loaded.
 
     A new run's output_dir must be creatable (not a file, not under a file, writable, empty if present);
-    the device must exist; files the reward and init_from name must exist (names of choices were checked as
-    the config loaded).
+    the trackers report_to names must be installed; the device must exist; files the reward and init_from
+    name must exist (names of choices were checked as the config loaded).
     """
     if store is None:
         check_new_dir(Path(cfg.output_dir))  # first: the commonest mistake, found before torch is imported
+    check_trackers(cfg.report_to)
     check_device(cfg.policy.device)
     if cfg.reward.backend == RewardBackendName.HF and not Path(cfg.reward.model).expanduser().is_dir():
         raise UserError(f"reward.model {cfg.reward.model}: no such directory")
@@ -128,7 +131,11 @@ def create_store(cfg: RunConfig, dist: Dist) -> RunStore:
     """The new run directory, made by the main process all at once (the others only read it)."""
     if not dist.is_main:
         return RunStore(Path(cfg.output_dir), writer=False)
-    fill = (lambda store: adopt_iteration0(cfg, store)) if cfg.init_from else None
+    def fill(store: RunStore) -> None:
+        write_digest(store, cfg)
+        if cfg.init_from:
+            adopt_iteration0(cfg, store)
+
     return RunStore.create(Path(cfg.output_dir), yaml.safe_dump(to_dict(cfg), sort_keys=False),
                            {**versions(), "processes": dist.world}, fill)
 

@@ -3,6 +3,7 @@
 Runs of the API on the tiny policy are in tests/e2e/test_api.py.
 """
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -33,7 +34,12 @@ def test_every_way_of_giving_an_override_is_the_same():
     from optune.api import _flat
 
     assert build_config(TINY, _flat({"selection__rho": 0.25, "loss__type": "dpo"})) == expected
-    assert build_config(yaml.safe_load(TINY.read_text()), {"selection.rho": 0.25, "loss.type": "dpo"}) == expected
+    mapping = build_config(yaml.safe_load(TINY.read_text()), {"selection.rho": 0.25, "loss.type": "dpo"})
+    # a mapping has no folder: its relative paths stay relative to the working directory, the file's are made
+    # absolute against the file's folder
+    assert mapping.data.train == "../tests/data/prompts8.jsonl"
+    assert expected.data.train == str(REPO / "tests" / "data" / "prompts8.jsonl")
+    assert dataclasses.replace(mapping, data=expected.data) == expected
     assert build_config(TINY, cli_overrides(["selection.rho=0.25", "loss.type=dpo"])) == expected
 
 

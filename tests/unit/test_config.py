@@ -110,7 +110,8 @@ def test_mix_components_load_as_typed_sections():
 
 
 def test_unknown_component_key_names_its_path_and_the_valid_keys():
-    with pytest.raises(UserError, match=r"unknown config key 'reward.components\[1\].wieght'; valid keys here: "
+    with pytest.raises(UserError, match=r"unknown config key 'reward.components\[1\].wieght' \(did you mean "
+                                        r"reward.components\[1\].weight\?\); valid keys here: "
                                         r"reward.components\[1\].backend.*reward.components\[1\].weight"):
         load_config(None, [MIX, components("{name: a, backend: verifiable}", "{name: b, wieght: 2}")])
     with pytest.raises(UserError, match=r"reward.components\[0\]: expected a mapping of RewardComponent keys"):

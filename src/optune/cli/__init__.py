@@ -2,9 +2,14 @@
 
 Each subcommand lives in its own module, imported only when used, so `optune --help` is instant.
 A subcommand module provides `configure(parser)` (add its arguments) and `main(args) -> int`.
-User mistakes raise `UserError` and become one line on stderr with exit status 2; `optune --debug ...`
-(or OPTUNE_DEBUG=1) prints the traceback behind it too, e.g. of an exception in a user's reward function.
-Directory locks a command took (optune.store.lock) are released when it ends, however it ends.
+User mistakes raise `UserError` and become one line on stderr; `optune --debug ...` (or OPTUNE_DEBUG=1)
+prints the traceback behind it too, e.g. of an exception in a user's reward function. SIGTERM is handled as
+Ctrl-C is: the command stops where it is, its temp files are removed, its locks released, and a run says how
+to resume. Directory locks a command took (optune.store.lock) are released when it ends, however it ends.
+
+Exit status: 0 done; 2 usage error (a `UserError`: nothing was started or changed); 3 a run failed midway
+and can be resumed (`RunFailed`: a server failed after its retries, the disk refused a write; the line names
+the command that resumes it); 130 interrupted (SIGINT, Ctrl-C); 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import threading
 import traceback
 
 from optune.errors import UserError
@@ -41,6 +48,14 @@ def _quiet_libraries() -> None:
         os.environ.setdefault(key, value)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt, so the same cleanup runs."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="optune", description="Efficient online preference tuning.")
@@ -55,16 +70,27 @@ def main(argv: list[str] | None = None) -> int:
             importlib.import_module(module).configure(p)
     args = parser.parse_args(argv)
     _quiet_libraries()
+    previous = _on_sigterm(_terminate)
     try:
         return int(importlib.import_module(args._module).main(args) or 0)
     except UserError as err:
         if args.debug or os.environ.get("OPTUNE_DEBUG", "") not in ("", "0"):
             traceback.print_exception(err)
         print(f"optune {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"optune {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return err.exit_code
+    except KeyboardInterrupt as err:
+        how = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
+        resume = getattr(err, "resume_command", None)
+        print(f"optune {args.command}: {how}" + (f"; resume with: {resume}" if resume else ""), file=sys.stderr)
+        return 143 if isinstance(err, Terminated) else 130
     finally:
         release_all()
+        _on_sigterm(previous)
+
+
+def _on_sigterm(handler):
+    """Install a SIGTERM handler (main thread only: elsewhere signals cannot be handled); returns the old one."""
+    if handler is None or threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, handler)
 

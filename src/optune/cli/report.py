@@ -1,9 +1,12 @@
-"""`optune report RUN_DIR [RUN_DIR ...]`: charts (PNG) and report.md, in --out or RUN_DIR/report."""
+"""`optune report RUN_DIR [RUN_DIR ...]`: charts (PNG) and report.md, in --out or by default RUN_DIR/report for
+one run and report-<timestamp>/ beside several (in the folder that holds them all); the path is printed."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import time
 from pathlib import Path
 
 from optune.errors import UserError
@@ -12,7 +15,8 @@ from optune.store import atomic_write_text
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories written by optune run")
-    parser.add_argument("--out", help="output folder (default: RUN_DIR/report for one run; required for several)")
+    parser.add_argument("--out", help="output folder (default: RUN_DIR/report for one run, report-<timestamp> in "
+                        "the folder holding several)")
     parser.add_argument("--names", help="comma-separated display names, one per run (default: folder names)")
 
 
@@ -46,13 +50,22 @@ def build_report(run_dirs: list[str], out: Path, names: list[str] | None = None)
     return report
 
 
+def default_out(run_dirs: list[str]) -> Path:
+    """RUN_DIR/report for one run; for several, a new report-<timestamp> folder in the folder holding them all
+    (runs/A runs/B -> runs/report-20260101-120000)."""
+    if len(run_dirs) == 1:
+        return Path(run_dirs[0]) / "report"
+    parent = Path(os.path.commonpath([os.path.abspath(os.path.dirname(os.path.abspath(d))) for d in run_dirs]))
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out, n = parent / f"report-{stamp}", 1
+    while out.exists():
+        n += 1
+        out = parent / f"report-{stamp}-{n}"
+    return out
+
+
 def main(args) -> int:
-    if args.out:
-        out = Path(args.out)
-    elif len(args.run_dirs) == 1:
-        out = Path(args.run_dirs[0]) / "report"
-    else:
-        raise UserError("several runs need --out")
+    out = Path(args.out) if args.out else default_out(args.run_dirs)
     names = [n.strip() for n in args.names.split(",")] if args.names else None
     report = build_report(args.run_dirs, out, names)
     print(f"report written to {report}")

@@ -14,7 +14,8 @@ beside its final path and renames it into place.
 Layout (RUN = the run directory, t = iteration, zero-padded to 3 digits):
   RUN/.optune-run                 marker: this directory is an optune run
   RUN/.optune-lock                held (flock) by the process running it; holds its PID; gone after a clean exit
-  RUN/config.yaml                 resolved config
+  RUN/config.yaml                 resolved config (a resume with deployment-only overrides writes their new values)
+  RUN/config_digest.json          the keys that decide what the run computes, their values and sha256 (optune.resume)
   RUN/versions.json               package versions
   RUN/prompts.jsonl               the training prompts' texts ({"id", "prompt", "history"}), for `optune export`
   RUN/metrics.jsonl               one JSON object per finished iteration (rebuilt from iter_*/metrics.json)
@@ -144,6 +145,11 @@ class RunStore:
     @property
     def config(self) -> Path:
         return self.root / "config.yaml"
+
+    @property
+    def config_digest(self) -> Path:
+        """What the run computes, recorded at creation: a resume whose config.yaml differs is refused."""
+        return self.root / "config_digest.json"
 
     @property
     def versions(self) -> Path:

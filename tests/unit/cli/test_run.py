@@ -141,3 +141,45 @@ def test_dpo_checks_the_output_dir_before_reading_the_data(tmp_path, capsys):
     (tmp_path / "afile").write_text("x")
     one_line_error(capsys, ["dpo", "-c", TINY, f"data.train={tmp_path / 'missing.jsonl'}",
                             f"output_dir={tmp_path / 'afile'}"], "is a file, not a directory")
+
+
+def test_a_tracker_that_is_not_installed_is_refused_before_the_directory(tmp_path, capsys, monkeypatch):
+    import optune.tracking
+
+    monkeypatch.setitem(optune.tracking.TRACKERS, "wandb", ("optune_test_not_installed",))
+    one_line_error(capsys, ["run", "-c", TINY, f"output_dir={tmp_path / 'r'}", "report_to=[wandb]"],
+                   "report_to wandb: the package optune_test_not_installed is not installed")
+    one_line_error(capsys, ["run", "-c", TINY, f"output_dir={tmp_path / 'r'}", "report_to=[wandbb]"],
+                   "report_to 'wandbb': not a tracker accelerate knows")
+    assert not list(tmp_path.iterdir())
+
+
+def test_print_config_prints_the_resolved_yaml_and_loads_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--print-config", "-c", TINY, "beta=0.3", "selection.rho=1"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed == to_dict(load_config(TINY, ["loss.beta1=0.3", "selection.rho=1"]))
+    assert printed["data"]["train"] == str(REPO / "tests" / "data" / "prompts8.jsonl")
+    assert not list(tmp_path.iterdir()), "print-config created something"
+    assert main(["dpo", "--print-config", "data.train=pairs.jsonl"]) == 0  # optune dpo's own defaults
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["iterations"] == 1 and printed["data"]["max_prompts"] is None
+    assert printed["output_dir"].startswith("runs/") and "offline" in printed["output_dir"]
+    one_line_error(capsys, ["run", "--print-config", "selction.rho=1"], "did you mean selection.rho?")
+
+
+def test_print_config_of_a_resume_shows_its_deployment_overrides(tmp_path, capsys):
+    run = fake_run(tmp_path / "run", finished=1)
+    assert main(["run", "--resume", str(run), "--print-config", "policy.device=cpu", "report_to=[]"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["policy"]["device"] == "cpu" and printed["output_dir"] == str(run)
+    assert not (run / ".optune-lock").exists()
+    one_line_error(capsys, ["run", "--resume", str(run), "selection.rho=1"],
+                   "selection.rho would change what the run computes; only deployment-only keys may change")
+    one_line_error(capsys, ["run", "--resume", str(run), "-c", TINY], "--resume takes the run's own config")
+
+
+def test_help_config_lists_the_trl_names(capsys):
+    assert main(["run", "--help-config"]) == 0
+    out = capsys.readouterr().out
+    assert "selection.rho = 0.5" in out and "  beta -> loss.beta1" in out and "  optim -> train.optimizer" in out

@@ -132,10 +132,24 @@ def test_report_bad_input_is_one_line(tmp_path, capsys, setup, args, message):
     assert err.startswith("optune report: error:") and message in err
 
 
-def test_report_several_runs_need_out_and_distinct_names(tmp_path, capsys):
+def test_report_several_runs_need_distinct_names(tmp_path, capsys):
     a = write_run(tmp_path / "a" / "run", rho=0.5)
     b = write_run(tmp_path / "b" / "run", rho=1.0)
-    assert cli_main(["report", str(a), str(b)]) == 2
-    assert "several runs need --out" in capsys.readouterr().err
     assert cli_main(["report", str(a), str(b), "--out", str(tmp_path / "o")]) == 2
     assert "same name" in capsys.readouterr().err
+    assert cli_main(["report", str(a), str(b)]) == 2  # nothing made for a report that failed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]
+
+
+def test_report_of_several_runs_goes_beside_them_by_default(tmp_path, capsys, monkeypatch):
+    """`optune report runs/A runs/B` as the README shows it: no --out, a new report-<timestamp> folder in runs/."""
+    runs = tmp_path / "runs"
+    write_run(runs / "A", rho=0.5)
+    write_run(runs / "B", rho=1.0, seed=1)
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(["report", "runs/A", "runs/B"]) == 0
+    first = [p for p in runs.iterdir() if p.name.startswith("report-")]
+    assert len(first) == 1 and (first[0] / "report.md").is_file()
+    assert f"report written to {first[0] / 'report.md'}" in capsys.readouterr().out
+    assert cli_main(["report", "runs/A", "runs/B"]) == 0  # a second one, the same second: its own folder
+    assert len([p for p in runs.iterdir() if p.name.startswith("report-")]) == 2

@@ -99,13 +99,32 @@ def _closed_port() -> int:
         return sock.getsockname()[1]  # nothing listens once the socket is closed
 
 
-def test_server_down_retries_with_backoff_then_names_the_url():
+def test_server_down_retries_with_backoff_then_names_the_url(capsys):
     port = _closed_port()
     sleeps = []
     with pytest.raises(UserError, match=rf"cannot reach reward server at http://127.0.0.1:{port}/classify: .*"
                                         r"gave up after 3 attempts"):
         remote(f"http://127.0.0.1:{port}", sleeps, max_retries=2, concurrency=1).score(RECORDS[:1], RESPONSES[:1])
     assert sleeps == [1.0, 2.0]
+    # each retry is logged as it happens: the attempt, the cause, the wait
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2, lines
+    for n, (line, wait) in enumerate(zip(lines, ("1", "2")), start=1):
+        assert line.startswith(f"optune: reward server: attempt {n} of 3 failed: cannot reach reward server at "
+                               f"http://127.0.0.1:{port}/classify: "), line
+        assert line.endswith(f"; retrying in {wait} s"), line
+
+
+def test_a_retry_honours_retry_after_and_logs_it(server_factory):
+    from optune.endpoint import Endpoint
+
+    srv = server_factory(lambda n, body: (429, {"error": "slow down"}, {"Retry-After": "7"}) if n == 0
+                         else (200, {"ok": 1}, {}))
+    logged, sleeps = [], []
+    reply = Endpoint("judge", sleep=sleeps.append, log=logged.append).post_json(srv.url + "/x", {}, "JSON")
+    assert reply == {"ok": 1} and sleeps == [7.0]
+    assert logged == [f"optune: judge: attempt 1 of 6 failed: judge at {srv.url}/x: rate limited (HTTP 429) "
+                      '{"error": "slow down"}; retrying in 7 s']
 
 
 def test_a_hanging_server_times_out(server_factory):
