@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import shlex
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,7 +28,7 @@ from tqdm import tqdm
 
 from optune.config import to_dict
 from optune.data.preferences import PreferencePair, read_preferences
-from optune.errors import UserError
+from optune.errors import RunFailed, UserError
 from optune.losses import bradley_terry_loss
 from optune.reward.config import RewardTrainConfig, load_reward_config
 from optune.reward.model import (
@@ -180,9 +181,9 @@ def train_reward_model(
             lock = create_dir(out, lambda tmp: atomic_write_text(tmp / CONFIG_FILE, config))
         try:
             return _train(cfg, model, tokenizer, train_pairs, eval_pairs, log, on_step)
-        except WriteError as err:
-            raise WriteError(f"{err}; every file written is complete: resume with optune reward train --resume "
-                             f"{out} once that is fixed") from err
+        except WriteError as err:  # exit 3: failed midway, resumable (optune.errors)
+            raise RunFailed(f"{err}; the run stopped midway with every file it wrote complete: once that is fixed, "
+                            f"resume it with: optune reward train --resume {shlex.quote(str(out))}") from err
     finally:
         if lock is not None:
             lock.release()
