@@ -39,6 +39,7 @@ VARIANTS: dict[str, dict] = {
     "nll0.2": {"overrides": ["loss.nll_weight=0.2"]},
     "beta0.2": {"overrides": ["loss.beta1=0.2"]},
     "ref-initial": {"overrides": ["loss.reference=initial"]},
+    "eos0.25": {"overrides": ["reward.missing_eos_penalty=0.25"]},
 }
 COMMON = ["data.max_heldout=null"]
 

@@ -296,8 +296,10 @@ def _finish(ctx, results: list[dict]) -> RunResult:
         ctx.store.write_json(ctx.store.summary, {
             "iterations_run": len(results), "iterations": ctx.cfg.iterations,
             "stopped_early": len(results) < ctx.cfg.iterations, "heldout_rewards": result.heldout_rewards,
-            "best_iteration": best, "best_checkpoint": str(result.best_checkpoint) if best is not None else None,
-            "final_checkpoint": str(result.checkpoint)})
+            # relative to the run directory, so that a moved or copied run still reads right
+            "best_iteration": best,
+            "best_checkpoint": str(result.best_checkpoint.relative_to(ctx.store.root)) if best is not None else None,
+            "final_checkpoint": str(result.checkpoint.relative_to(ctx.store.root))})
     ctx.dist.print(f"done: {ctx.store.root} ({last['time/elapsed_s']:.0f}s of generation, scoring and training)")
     if best is not None:
         ctx.dist.print(f"best held-out reward: iteration {best} ({results[best]['eval/heldout_reward']:.4f}), "

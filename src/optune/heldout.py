@@ -18,6 +18,7 @@ from optune.models.policy import load_model
 from optune.pairs import parts_at
 from optune.prompt import Prompt
 from optune.reward.backends import scored_parts
+from optune.reward.scores import eos_penalized
 from optune.tasks import verifiable
 from optune.training.logps import responses_logps
 
@@ -34,6 +35,7 @@ def evaluate_heldout(ctx: Context, t: int, model, clock: Clock, start: bool = Fa
                                      seed=ctx.cfg.seed, path=ctx.policy_path(t, trained=not start))
         texts = [s[0].text for s in out]
         scores, parts = scored_parts(ctx.reward, prompts, texts)
+        scores = eos_penalized(scores, [s[0].eos for s in out], ctx.cfg.reward.missing_eos_penalty)
         return [{"prompt_id": p.id, "prompt": p.text, "response": s[0].text, "eos": s[0].eos, "reward": sc,
                  "ids": s[0].ids, **({"parts": parts_at(parts, k)} if parts else {})}
                 for k, (p, s, sc) in enumerate(zip(prompts, out, scores))]

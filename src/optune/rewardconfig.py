@@ -104,12 +104,16 @@ class RewardConfig(RewardSettings):
     """For "mix": the terms of the total sum(weight * score), each a mapping of name, weight, standardize and
     one backend's keys, e.g. [{name: task, backend: verifiable}, {name: length, backend: length, target_words:
     40, length_penalty: short, weight: 0.5}]. The raw score of each is stored per response. See docs/rewards.md."""
+    missing_eos_penalty: float = 0.0
+    """Subtracted from the score of every response that did not end with EOS (cut at generation.max_new_tokens),
+    training and held-out alike (TRL's missing_eos_penalty): an unfinished answer is not a full answer; 0: off."""
 
 
 def validate_reward(reward: RewardConfig, prefix: str = "reward.") -> None:
     """The reward section's own checks (a run's, and `optune eval --reward FILE.yaml`'s); `prefix` names the
     section in messages."""
     _validate_backend(reward, prefix)
+    check_ranges(reward, {"missing_eos_penalty": Range(0)}, prefix=prefix)
     if reward.backend == RewardBackendName.MIX:
         _validate_mix(reward, prefix)
     elif reward.components:

@@ -28,9 +28,7 @@ NAME = "the-run"
 SAMPLE = 20
 """Write points per command in the normal tier (the slow tier takes all of them)."""
 
-RUN_RULES = Rules(skip=("times.json",), json_ignore={"metrics.json": ("time/",), "metrics.jsonl": ("time/",),
-                                                     # the run's own checkpoint paths (absolute)
-                                                     "summary.json": ("best_checkpoint", "final_checkpoint")},
+RUN_RULES = Rules(skip=("times.json",), json_ignore={"metrics.json": ("time/",), "metrics.jsonl": ("time/",)},
                   text_drop={"config.yaml": "output_dir:"})
 REWARD_RULES = Rules(json_ignore={"reward_stats.json": ("train_time_s",), "train_log.jsonl": ("time/",)},
                      text_drop={"reward_config.yaml": "output_dir:"})

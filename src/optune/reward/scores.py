@@ -70,3 +70,10 @@ def describe(err: BaseException) -> str:
     """`ValueError: message`, on one line (see the traceback with optune --debug)."""
     text = " ".join(str(err).split())
     return f"{type(err).__name__}: {text[:300]}" if text else type(err).__name__
+
+
+def eos_penalized(scores: list[float], eos: list[bool], penalty: float) -> list[float]:
+    """Scores with `penalty` subtracted where the response did not end with EOS (reward.missing_eos_penalty)."""
+    if not penalty:
+        return scores
+    return [s - penalty * (not ended) for s, ended in zip(scores, eos, strict=True)]

@@ -19,7 +19,7 @@ Layout (RUN = the run directory, t = iteration, zero-padded to 3 digits):
   RUN/versions.json               package versions
   RUN/prompts.jsonl               the training prompts' texts ({"id", "prompt", "history"}), for `optune export`
   RUN/metrics.jsonl               one JSON object per finished iteration (rebuilt from iter_*/metrics.json)
-  RUN/summary.json                written when the run ends: held-out curve, best and final checkpoint
+  RUN/summary.json                written when the run ends: held-out curve, best and final checkpoint (relative)
   RUN/iter_t/selection.json       ids of the prompts regenerated at t
   RUN/iter_t/gen/batch_k.jsonl    generated responses, one file per finished generation batch
   RUN/iter_t/score/batch_k.jsonl  rewards of the responses in gen/batch_k

@@ -38,3 +38,13 @@ def test_anything_else_is_one_line_naming_who(value, match):
     with pytest.raises(UserError, match=match) as err:
         check_scores(value, 2, who="reward function m.f")
     assert str(err.value).startswith("reward function m.f returned") and "\n" not in str(err.value)
+
+
+def test_missing_eos_penalty_hits_only_unfinished_responses():
+    from optune.reward.scores import eos_penalized
+
+    assert eos_penalized([0.5, 0.5, -1.0], [True, False, False], 0.25) == [0.5, 0.25, -1.25]
+    scores = [0.1, 0.2]
+    assert eos_penalized(scores, [False, False], 0.0) is scores  # off: untouched
+    with pytest.raises(ValueError):
+        eos_penalized([0.1], [True, False], 0.25)
