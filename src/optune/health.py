@@ -23,7 +23,7 @@ NGRAM_REPEATS = 3
 
 SHRINK = 0.25
 """Relative fall in mean words (with the reward up) that the log calls out."""
-EOS_DROP = 0.25
+EOS_DROP = 0.2
 """Absolute fall in the share of responses ending with EOS that the log calls out."""
 REPEAT_RISE = 0.15
 """Absolute rise in the share of repetitive responses that the log calls out."""
