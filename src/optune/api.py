@@ -172,7 +172,9 @@ def tune(command: str, config: ConfigSource, overrides: Mapping[str, Any], resum
         if command == "dpo":
             cfg = offline_config(cfg, store)
         if _finished(store, cfg, dist):
-            return RunResult(run_dir=store.root, config=cfg, metrics=_finished_metrics(store, cfg))
+            result = RunResult(run_dir=store.root, config=cfg, metrics=_finished_metrics(store, cfg))
+            _write_summary(store, result)  # a kill after the last metrics.json came before it
+            return result
         distributed.check(dist, cfg)
         if store is None:
             from optune.prepare import name_output_dir
@@ -292,16 +294,22 @@ def _finish(ctx, results: list[dict]) -> RunResult:
                        f"{last['eval/heldout_reward']:.4f}")
     result = RunResult(run_dir=ctx.store.root, config=ctx.cfg, metrics=results)
     best = result.best_iteration
-    if ctx.dist.is_main:
-        ctx.store.write_json(ctx.store.summary, {
-            "iterations_run": len(results), "iterations": ctx.cfg.iterations,
-            "stopped_early": len(results) < ctx.cfg.iterations, "heldout_rewards": result.heldout_rewards,
-            # relative to the run directory, so that a moved or copied run still reads right
-            "best_iteration": best,
-            "best_checkpoint": str(result.best_checkpoint.relative_to(ctx.store.root)) if best is not None else None,
-            "final_checkpoint": str(result.checkpoint.relative_to(ctx.store.root))})
+    _write_summary(ctx.store, result)
     ctx.dist.print(f"done: {ctx.store.root} ({last['time/elapsed_s']:.0f}s of generation, scoring and training)")
     if best is not None:
         ctx.dist.print(f"best held-out reward: iteration {best} ({results[best]['eval/heldout_reward']:.4f}), "
                        f"checkpoint {result.best_checkpoint}")
     return result
+
+
+def _write_summary(store: RunStore, result: RunResult) -> None:
+    """RUN/summary.json (main process; the store writes nothing elsewhere), checkpoints relative to the run
+    directory so that a moved or copied run still reads right."""
+    best = result.best_iteration
+    root = result.run_dir
+    store.write_json(store.summary, {
+        "iterations_run": len(result.metrics), "iterations": result.config.iterations,
+        "stopped_early": len(result.metrics) < result.config.iterations, "heldout_rewards": result.heldout_rewards,
+        "best_iteration": best,
+        "best_checkpoint": str(result.best_checkpoint.relative_to(root)) if best is not None else None,
+        "final_checkpoint": str(result.checkpoint.relative_to(root))})
