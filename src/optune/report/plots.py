@@ -13,7 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from optune.report.runs import Run, chosen_rewards, gain_splits, heldout_curve
+from optune.report.runs import REUSED_NOTE, Run, chosen_rewards, gain_note, gain_splits, heldout_curve, reused_top
 from optune.store import atomic_write
 
 TIME_PARTS = (("time/generation_s", "generation"), ("time/rewarding_s", "rewarding"),
@@ -126,7 +126,14 @@ def heldout_vs_time(runs: list[Run], path: Path) -> Path | None:
     for i, (run, xs, ys) in enumerate(curves):
         if xs:
             ax.plot([x / 60 for x in xs], ys, "o-", color=f"C{i}", label=run.name)
-    ax.set_xlabel("cumulative wall-clock time, minutes (held-out evaluation time excluded)")
+    # No offset notation (a "+1.234e1" corner label makes noise in the 4th digit look like a drop), and a y range
+    # of at least 0.1 reward around the data for the same reason.
+    ax.ticklabel_format(useOffset=False)
+    ys_all = [y for _, _, ys in curves for y in ys]
+    mid, span = (max(ys_all) + min(ys_all)) / 2, max(max(ys_all) - min(ys_all), 0.1)
+    ax.set_ylim(mid - 0.6 * span, mid + 0.6 * span)
+    ax.set_xlim(left=0)
+    ax.set_xlabel("minutes from the start (held-out evaluation time excluded)")
     ax.set_ylabel("mean held-out reward")
     ax.set_title("Held-out reward vs time")
     ax.grid(alpha=0.3)
@@ -135,27 +142,31 @@ def heldout_vs_time(runs: list[Run], path: Path) -> Path | None:
 
 
 def gain_share(runs: list[Run], path: Path) -> Path | None:
-    """Share of reward gain from the bottom vs top half of prompts at t-1 (Fig. 2)."""
-    bars = [(f"{run.name}\nt={t}", s) for run in runs for t, s in gain_splits(run).items()
-            if s["share_bottom"] is not None]
+    """Signed chosen-reward gain of the bottom and top half of prompts at t-1 (the paper's Fig. 2), every
+    iteration drawn: shares of a loss mean nothing, so the bars are gains and the shares are written below."""
+    bars = [(run.name, t, s) for run in runs for t, s in gain_splits(run).items()]
     if not bars:
         return None
-    fig, ax = plt.subplots(figsize=(max(8, 1.4 * len(bars) + 2.5), 4.2))
+    fig, ax = plt.subplots(figsize=(max(8, 1.6 * len(bars) + 2.5), 4.6))
     xs = list(range(len(bars)))
-    # Side by side, not stacked: when one half lost reward its share is negative and a stack misleads.
-    for offset, key, color, label in ((-0.2, "share_bottom", "C3", "bottom 50% of prompts at t-1"),
-                                      (0.2, "share_top", "C0", "top 50% of prompts at t-1")):
-        vals = [100 * b[1][key] for b in bars]
+    for offset, key, color, label in ((-0.2, "bottom", "C3", "bottom 50% of prompts at t-1"),
+                                      (0.2, "top", "C0", "top 50% of prompts at t-1")):
+        vals = [b[2][f"gain_{key}"] for b in bars]
         ax.bar([x + offset for x in xs], vals, 0.38, color=color, label=label)
-        for x, v in zip(xs, vals):
-            ax.annotate(f"{v:.1f}%", (x + offset, v), xytext=(0, 2 if v >= 0 else -2), textcoords="offset points",
-                        ha="center", va="bottom" if v >= 0 else "top", fontsize=8)
+        for x, v, b in zip(xs, vals, bars):
+            reused = " (reused)" if b[2].get(f"regenerated_{key}") == 0 else ""
+            ax.annotate(f"{v:+.2f}{reused}", (x + offset, v), xytext=(0, 2 if v >= 0 else -2),
+                        textcoords="offset points", ha="center", va="bottom" if v >= 0 else "top", fontsize=7)
     ax.axhline(0, color="black", linewidth=0.8)
-    ax.set_xticks(xs, [b[0] for b in bars])
+    ax.set_xticks(xs, [f"{name}\nt={t}\n{gain_note(s)}" for name, t, s in bars], fontsize=8)
     lo, hi = ax.get_ylim()
-    ax.set_ylim(min(lo, 0) * 1.1, hi * 1.12)
-    ax.set_ylabel("share of chosen-reward gain (%)")
-    ax.set_title("Where the reward gain came from (paper Fig. 2)")
+    pad = 0.12 * (hi - lo)
+    ax.set_ylim(min(lo, 0) - pad, max(hi, 0) + pad)
+    ax.set_ylabel("change of chosen reward, summed over the half")
+    title = "Where the reward gain came from (paper Fig. 2)"
+    if reused_top([b[2] for b in bars]):
+        title += "\n" + REUSED_NOTE
+    ax.set_title(title, fontsize=9 if "\n" in title else 11)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(fig, path)

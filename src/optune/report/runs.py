@@ -78,12 +78,15 @@ def chosen_rewards(rows: list[dict]) -> dict[str, float]:
     return out
 
 
-def gain_split(previous: dict[str, float], current: dict[str, float]) -> dict | None:
+def gain_split(previous: dict[str, float], current: dict[str, float], regenerated: set[str] | None = None
+               ) -> dict | None:
     """Reward gain of the bottom vs top half of prompts, ranked by chosen reward at iteration t-1.
 
     The paper's Fig. 2: prompts are split at the median of the previous iteration's chosen reward
     (ties broken by id, so the split is reproducible); gain = change of chosen reward. Shares are
-    given only when the total gain is positive, as a share of a loss has no clear meaning.
+    given only when the total gain is positive, as a share of a loss has no clear meaning. With `regenerated`
+    (the prompts given new responses at t), how many of each half were: with rho < 1 a half that kept its
+    responses gains nothing by construction, and the chart and table say so.
     """
     common = sorted(set(previous) & set(current), key=lambda k: (previous[k], k))
     if len(common) < 2:
@@ -92,20 +95,51 @@ def gain_split(previous: dict[str, float], current: dict[str, float]) -> dict | 
     bottom = sum(current[k] - previous[k] for k in common[:half])
     top = sum(current[k] - previous[k] for k in common[half:])
     total = bottom + top
-    return {"n_prompts": len(common), "gain_bottom": bottom, "gain_top": top, "gain_total": total,
-            "share_bottom": bottom / total if total > 0 else None,
-            "share_top": top / total if total > 0 else None}
+    out = {"n_prompts": len(common), "gain_bottom": bottom, "gain_top": top, "gain_total": total,
+           "share_bottom": bottom / total if total > 0 else None,
+           "share_top": top / total if total > 0 else None}
+    if regenerated is not None:
+        out["regenerated_bottom"] = sum(k in regenerated for k in common[:half])
+        out["regenerated_top"] = sum(k in regenerated for k in common[half:])
+    return out
+
+
+def regenerated_ids(rows: list[dict], t: int) -> set[str]:
+    """Prompts whose responses were generated at iteration t (the others reused earlier ones)."""
+    return {str(row["prompt_id"]) for row in rows if "prompt_id" in row
+            and any(isinstance(r, dict) and r.get("generated_at") == t for r in row.get("responses", []))}
 
 
 def gain_splits(run: Run) -> dict[int, dict]:
-    """gain_split for every iteration t >= 1 that has responses for t-1 and t."""
+    """gain_split for every iteration t >= 1 that has responses for t-1 and t, with how many prompts of each half
+    were regenerated at t: with rho < 1 a half of reused responses gains nothing by construction."""
     out = {}
     for t in sorted(run.responses):
         if t - 1 in run.responses:
-            split = gain_split(chosen_rewards(run.responses[t - 1]), chosen_rewards(run.responses[t]))
+            # an empty set: rows without generated_at (older runs), so no count rather than a count of 0
+            split = gain_split(chosen_rewards(run.responses[t - 1]), chosen_rewards(run.responses[t]),
+                               regenerated_ids(run.responses[t], t) or None)
             if split:
                 out[t] = split
     return out
+
+
+def gain_note(split: dict) -> str:
+    """What an iteration's two gains mean together: the shares when the total is a gain, else why there are none."""
+    if split["share_bottom"] is not None:
+        return f"shares {100 * split['share_bottom']:.0f}% / {100 * split['share_top']:.0f}%"
+    if split["gain_bottom"] < 0 and split["gain_top"] < 0:
+        return "both halves lost reward"
+    return "net loss: no shares"
+
+
+def reused_top(splits: list[dict]) -> bool:
+    """True when some iteration regenerated no prompt of the top half (rho < 1 with selection by reward)."""
+    return any(s.get("regenerated_top") == 0 and s.get("regenerated_bottom") for s in splits)
+
+
+REUSED_NOTE = ("rho < 1: only the lowest-reward prompts were regenerated; a half that kept its responses "
+               "gains 0 by construction")
 
 
 def heldout_curve(run: Run) -> tuple[list[float], list[float]]:

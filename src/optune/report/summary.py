@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from optune.report.runs import Run, gain_splits
+from optune.report.runs import REUSED_NOTE, Run, gain_note, gain_splits, reused_top
 
 
 def _fmt(value, digits: int = 3) -> str:
@@ -74,15 +74,22 @@ def _health_rows(runs: list[Run]) -> list[str]:
 
 
 def _gain_rows(runs: list[Run]) -> list[str]:
-    rows = ["| run | iteration | prompts | gain bottom half | gain top half | share bottom | share top |",
-            "|---|---|---|---|---|---|---|"]
+    rows = ["| run | iteration | prompts | regenerated bottom / top | gain bottom half | gain top half | share bottom "
+            "| share top | note |", "|---|---|---|---|---|---|---|---|---|"]
+    splits = []
     for run in runs:
         for t, s in gain_splits(run).items():
+            splits.append(s)
             share_b = f"{100 * s['share_bottom']:.1f}%" if s["share_bottom"] is not None else "–"
             share_t = f"{100 * s['share_top']:.1f}%" if s["share_top"] is not None else "–"
-            rows.append(f"| {run.name} | {t} | {s['n_prompts']} | {s['gain_bottom']:.3f} | {s['gain_top']:.3f} | "
-                        f"{share_b} | {share_t} |")
-    return rows if len(rows) > 2 else []
+            regen = (f"{s['regenerated_bottom']} / {s['regenerated_top']}" if "regenerated_top" in s else "–")
+            note = gain_note(s) if s["share_bottom"] is None else ""
+            rows.append(f"| {run.name} | {t} | {s['n_prompts']} | {regen} | {s['gain_bottom']:.3f} | "
+                        f"{s['gain_top']:.3f} | {share_b} | {share_t} | {note} |")
+    if reused_top(splits):
+        rows += ["", f"With {REUSED_NOTE}: a 100% / 0% split there says how selection works, not where training "
+                 "helped."]
+    return rows if splits else []
 
 
 def markdown(runs: list[Run], images: dict[str, Path | None], out_dir: Path) -> str:

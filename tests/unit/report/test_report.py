@@ -12,7 +12,9 @@ import pytest
 pytest.importorskip("matplotlib", reason="optune report needs matplotlib: pip install 'optune[report]'")
 
 from optune.cli import main as cli_main
+from optune.report import plots
 from optune.report.runs import chosen_rewards, gain_split, gain_splits, heldout_curve, load_run
+from optune.report.summary import markdown
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -24,15 +26,16 @@ def write_run(root: Path, rho: float, n_prompts: int = 40, iterations: int = 3, 
     """A plausible run: rewards rise, the lowest ceil(rho * n) prompts are regenerated each iteration."""
     rng = random.Random(seed)
     rewards = {f"p{i}": [rng.gauss(0, 1), rng.gauss(0, 1)] for i in range(n_prompts)}
-    elapsed, metrics = 0.0, []
+    elapsed, metrics, made = 0.0, [], {}
     heldout = 0.1
     for t in range(iterations):
         ranked = sorted(rewards, key=lambda k: max(rewards[k]))
         regen = ranked if t == 0 else ranked[: math.ceil(rho * n_prompts)]
         for k in regen:
             rewards[k] = [rng.gauss(0.4 * t, 1), rng.gauss(0.4 * t, 1)]
-        rows = [{"prompt_id": k, "responses": [{"text": "a", "reward": r[0], "eos": True, "generated_at": t},
-                                               {"text": "b", "reward": r[1], "eos": True, "generated_at": t}]}
+            made[k] = t
+        rows = [{"prompt_id": k, "responses": [{"text": "a", "reward": r[0], "eos": True, "generated_at": made[k]},
+                                               {"text": "b", "reward": r[1], "eos": True, "generated_at": made[k]}]}
                 for k, r in rewards.items()]
         _write_jsonl(root / f"iter_{t:03d}" / "responses.jsonl", rows)
         gen, rew, train, ev = 30.0 * len(regen) / n_prompts, 0.5, 12.0, 4.0
@@ -95,7 +98,9 @@ def test_report_one_run(tmp_path, capsys):
     assert "![Reward per iteration](reward_per_iteration.png)" in md
     splits = gain_splits(load_run(run_dir))
     assert sorted(splits) == [1, 2]
-    assert f"| rho0.5 | 1 | 40 | {splits[1]['gain_bottom']:.3f} |" in md
+    assert f"| rho0.5 | 1 | 40 | 20 / 0 | {splits[1]['gain_bottom']:.3f} |" in md
+    # rho = 0.5 regenerated only the bottom half: the 100% / 0% split is said to be by construction
+    assert "gains 0 by construction" in md and "not where training helped" in md
     assert "report written to" in capsys.readouterr().out
 
 
@@ -110,6 +115,57 @@ def test_report_several_runs_on_one_chart(tmp_path):
     elapsed = [load_run(d).metrics[-1]["time/elapsed_s"] for d in dirs]
     assert f"| {elapsed[1] / elapsed[0]:.2f}x |" in md
     assert (out / "histograms_full.png").is_file() and (out / "heldout_vs_time.png").is_file()
+
+
+def _drawn(monkeypatch) -> list:
+    """Keep the figures plots._save would close, to read their axes."""
+    figs = []
+    real = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, path: (figs.append(fig), real(fig, path))[1])
+    return figs
+
+
+def test_gain_share_draws_an_iteration_where_both_halves_lost(tmp_path, monkeypatch):
+    run_dir = tmp_path / "lost"
+    for t in (0, 1):  # every prompt regenerated at t = 1, each chosen reward 1 lower
+        _write_jsonl(run_dir / f"iter_{t:03d}" / "responses.jsonl",
+                     [{"prompt_id": f"p{i}", "responses": [{"text": "a", "reward": i - t, "generated_at": t}]}
+                      for i in range(4)])
+    _write_jsonl(run_dir / "metrics.jsonl", [{"iteration": 0}, {"iteration": 1}])
+    figs = _drawn(monkeypatch)
+    assert plots.gain_share([load_run(run_dir)], tmp_path / "g.png") is not None
+    ax = figs[0].axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["lost\nt=1\nboth halves lost reward"]
+    assert sorted(p.get_height() for p in ax.patches) == [-2.0, -2.0]  # signed gains, not dropped
+    assert "by construction" not in ax.get_title()  # every prompt was regenerated
+    md = markdown([load_run(run_dir)], {}, tmp_path)
+    assert "| lost | 1 | 4 | 2 / 2 | -2.000 | -2.000 | – | – | both halves lost reward |" in md
+
+
+def test_gain_share_title_says_when_the_split_is_by_construction(tmp_path, monkeypatch):
+    figs = _drawn(monkeypatch)
+    plots.gain_share([load_run(write_run(tmp_path / "half", rho=0.5))], tmp_path / "a.png")
+    plots.gain_share([load_run(write_run(tmp_path / "full", rho=1.0))], tmp_path / "b.png")
+    assert "0 by construction" in figs[0].axes[0].get_title()
+    assert "(reused)" in " ".join(t.get_text() for t in figs[0].axes[0].texts)
+    assert "construction" not in figs[1].axes[0].get_title()
+
+
+def test_heldout_vs_time_has_no_offset_and_a_padded_range(tmp_path, monkeypatch):
+    run_dir = write_run(tmp_path / "r", rho=1.0)
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    for m in rows:  # noise in the 4th digit of a large reward: an offset axis would show it as a cliff
+        m["eval/heldout_reward"] = 12.3456 + 1e-4 * m["iteration"]
+    rows[0]["eval/heldout_reward_start"] = 12.3456
+    _write_jsonl(run_dir / "metrics.jsonl", rows)
+    figs = _drawn(monkeypatch)
+    plots.heldout_vs_time([load_run(run_dir)], tmp_path / "h.png")
+    ax = figs[0].axes[0]
+    figs[0].canvas.draw()
+    assert ax.yaxis.get_major_formatter().get_offset() == ""
+    lo, hi = ax.get_ylim()
+    assert hi - lo >= 0.1 and lo < 12.3456 < hi
+    assert ax.get_xlim()[0] == 0 and "minutes from the start" in ax.get_xlabel()
 
 
 def test_report_tolerates_missing_optional_keys(tmp_path):
