@@ -32,9 +32,9 @@ from optune import health
 from optune.config import TRL_ALIASES, RunConfig, apply_mapping, override_mapping, read_config_file, validate
 from optune.configkeys import expand_aliases
 from optune.endpoint import EndpointError
-from optune.errors import RunFailed, UserError
+from optune.errors import Damaged, RunFailed, UserError
 from optune.resume import failed_midway, flat, leaves, record_deployment, resume_command, resumed_config
-from optune.store import MARKER, RunStore, WriteError, read_json
+from optune.store import MARKER, RunStore, WriteError
 
 ConfigSource = str | os.PathLike | Mapping | RunConfig | None
 
@@ -219,7 +219,7 @@ def _finished_metrics(store: RunStore, cfg: RunConfig) -> list[dict]:
     for t in range(cfg.iterations):
         if not store.finished(t):
             break
-        out.append(read_json(store.metrics(t)))
+        out.append(store.read_finished(t, store.metrics(t)))
     return out
 
 
@@ -247,7 +247,7 @@ def _loop(ctx, command: str) -> list[dict]:
 
     try:
         return loop.run(ctx)
-    except RunFailed:
+    except (RunFailed, Damaged):  # Damaged: a resume would meet it again
         raise
     except UserError as err:
         raise failed_midway(command, err, ctx.store.root, ctx.cfg) from err

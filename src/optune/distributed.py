@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from optune.errors import UserError
-from optune.store import RunStore, read_jsonl
+from optune.store import RunStore
 
 
 class Dist:
@@ -128,7 +128,10 @@ def batched(dist: Dist, store: RunStore, folder: Path, items: list, batch_size: 
         return store.batched(folder, items, batch_size, work, progress)
     starts = list(range(0, len(items), batch_size))
     paths = [store.batch_path(folder, k) for k in range(len(starts))]
-    todo = [k for k, path in enumerate(paths) if not path.is_file()]
+    # a damaged file reads as missing on every process (the writer removes it, after which it is missing)
+    have = {k: rows for k, (path, start) in enumerate(zip(paths, starts))
+            if (rows := store.read_batch(path, len(items[start:start + batch_size]))) is not None}
+    todo = [k for k in range(len(starts)) if k not in have]
     mine = {k: work(items[starts[k]:starts[k] + batch_size]) for k in todo[dist.rank::dist.world]}
     done: dict[int, list[dict]] = {}
     for part in dist.gather(mine):
@@ -137,7 +140,7 @@ def batched(dist: Dist, store: RunStore, folder: Path, items: list, batch_size: 
         store.write_jsonl(paths[k], done[k])  # main process only
     rows: list[dict] = []
     for k, start in enumerate(starts):
-        rows.extend(done[k] if k in done else read_jsonl(paths[k]))
+        rows.extend(done[k] if k in done else have[k])
         if progress is not None:
             progress.update(len(items[start:start + batch_size]))
     dist.barrier()

@@ -19,3 +19,8 @@ class RunFailed(UserError):
 
     exit_code = 3
     """The CLI's exit status for it: 3, failed midway and resumable."""
+
+
+class Damaged(UserError):
+    """A file of a finished step is unreadable: resuming cannot redo it in place, so this is exit 2, not the
+    resumable exit 3 of `RunFailed`; its message names the file and what to remove."""

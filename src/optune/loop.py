@@ -33,7 +33,7 @@ from optune.losses import make_loss
 from optune.models.policy import load_model
 from optune.pairs import Pair, State, build_pairs, chosen_reward, state_from_rows, state_rows
 from optune.store import WriteError, read_json, read_jsonl
-from optune.training.iteration import release_generator, train
+from optune.training.iteration import load_checkpoint, release_generator, train
 
 PHASES = ("generation", "rewarding", "training", "bookkeeping", "eval")
 
@@ -81,8 +81,10 @@ def time_metrics(ctx: Context, t: int, clock: Clock) -> dict:
 
 def start_policy(ctx: Context, t: int):
     """pi_t, the policy iteration t starts from: pi_0, or the checkpoint iteration t - 1 saved."""
-    path = ctx.store.checkpoint(t - 1) if t > 0 else ctx.initial_model_path
-    return load_model(str(path), ctx.cfg.policy.dtype, ctx.cfg.policy.device)
+    if t == 0:
+        return load_model(str(ctx.initial_model_path), ctx.cfg.policy.dtype, ctx.cfg.policy.device)
+    path = ctx.store.checkpoint(t - 1)
+    return ctx.store.read_finished(t - 1, path, lambda p: load_checkpoint(p, ctx.cfg.policy))
 
 
 def run_iteration(ctx: Context, t: int, state: State, model) -> tuple[State, object, dict]:
@@ -163,8 +165,8 @@ def _run(ctx: Context, log) -> list[dict]:
                     f"iteration(s) (eval.early_stop); {ctx.cfg.iterations - t} iteration(s) not run")
             break
         if ctx.store.finished(t):
-            state = state_from_rows(read_jsonl(ctx.store.responses(t)))
-            results.append(read_json(ctx.store.metrics(t)))
+            state = ctx.store.read_finished(t, ctx.store.responses(t), lambda p: state_from_rows(read_jsonl(p)))
+            results.append(ctx.store.read_finished(t, ctx.store.metrics(t), read_json))
             continue
         if model is None:  # the first unfinished iteration: later ones continue from what it trained
             model = start_policy(ctx, t)

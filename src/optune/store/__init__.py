@@ -9,7 +9,10 @@ only its writer process writes (the main one in a multi-process run, optune.dist
 directory's lock (optune.store.lock) for the run's life.
 
 A run directory either does not exist or is resumable: `create_dir` fills it under a hidden temp name
-beside its final path and renames it into place.
+beside its final path and renames it into place. A file damaged afterwards (a disk error, a hand edit) is
+diagnosed on resume: one of an unfinished step (a batch file, ref_logps.json, train_state.pt, an unfinished
+iteration's checkpoint) is removed and recomputed with one log line; one of a finished iteration stops the
+resume with one line (`Damaged`, exit 2) naming it and what to remove.
 
 Layout (RUN = the run directory, t = iteration, zero-padded to 3 digits):
   RUN/.optune-run                 marker: this directory is an optune run
@@ -29,8 +32,8 @@ Layout (RUN = the run directory, t = iteration, zero-padded to 3 digits):
   RUN/iter_t/ref_logps.json       reference log-probs of the pairs (computed once; null until training fills them)
   RUN/iter_t/train_state.pt       training state every train.save_steps steps (deleted once checkpoint/ exists)
   RUN/iter_t/checkpoint/*         pi_{t+1}: safetensors + tokenizer (loadable by transformers), train_metrics.json,
-                                  train_log.jsonl (and README.md, the model card `optune export` writes beside the final
-                                  checkpoint)
+                                  train_log.jsonl (and README.md in the final checkpoint: the model card, written as the
+                                  run ends, again by `optune export` with the time split)
   RUN/iter_t/heldout/batch_k.jsonl    held-out responses of pi_{t+1} (text, token ids) and rewards, per batch
   RUN/iter_t/heldout.jsonl            all of them
   RUN/iter_000/heldout_start/batch_k.jsonl, RUN/iter_000/heldout_start.jsonl   the same for pi_0
@@ -41,11 +44,13 @@ Layout (RUN = the run directory, t = iteration, zero-padded to 3 digits):
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO
 
-from optune.errors import UserError
+from optune.errors import Damaged, UserError
 from optune.store.atomic import (
     KEEP,
     MARKER,
@@ -64,9 +69,22 @@ from optune.store.atomic import (
 )
 from optune.store.lock import DirLock
 
-__all__ = ["KEEP", "MARKER", "RunStore", "WriteError", "atomic_save_dir", "atomic_save_files", "atomic_write",
+__all__ = ["KEEP", "damage", "MARKER", "RunStore", "WriteError", "atomic_save_dir", "atomic_save_files", "atomic_write",
            "atomic_write_text", "check_new_dir", "clean_temporaries", "create_dir", "read_json", "read_jsonl",
            "write_json", "write_jsonl"]
+
+def damage(err: BaseException) -> str:
+    """What is wrong with a file that failed to read, in a few words."""
+    if isinstance(err, json.JSONDecodeError):
+        return f"not valid JSON at line {err.lineno}"
+    if isinstance(err, UnicodeDecodeError):
+        return "not UTF-8 text"
+    if isinstance(err, OSError):
+        return err.strerror or type(err).__name__
+    if isinstance(err, KeyError):
+        return f"no {err.args[0]!r} in it"
+    return str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+
 
 class RunStore:
     """Named paths and atomic writes of one run directory; `writer=False` makes every write a no-op.
@@ -270,15 +288,55 @@ class RunStore:
         rows: list[dict] = []
         for k, start in enumerate(range(0, len(items), batch_size)):
             path = self.batch_path(folder, k)
-            if path.is_file():
-                out = read_jsonl(path)
-            else:
+            out = self.read_batch(path, len(items[start:start + batch_size]))
+            if out is None:
                 out = work(items[start:start + batch_size])
                 self.write_jsonl(path, out)
             rows.extend(out)
             if progress is not None:
                 progress.update(len(items[start:start + batch_size]))
         return rows
+
+    def read_batch(self, path: Path, n: int) -> list[dict] | None:
+        """A finished batch file's rows (one per item, n of them), or None to (re)compute it: absent, or
+        damaged (unreadable, cut short), in which case it is removed with one log line. A batch is a function
+        of its items and the run's seed, so redoing it gives the same rows."""
+        try:
+            rows = read_jsonl(path)
+            problem = None if len(rows) == n else f"{len(rows)} rows where {n} were expected"
+        except FileNotFoundError:  # not done yet (or removed by the writer process just now)
+            return None
+        except (OSError, ValueError) as err:  # ValueError: not JSON, or not UTF-8
+            problem = damage(err)
+        if problem is None:
+            return rows
+        self.discard(path, problem, "redoing that batch")
+        return None
+
+    def discard(self, path: Path, problem: str, then: str) -> None:
+        """Remove a damaged file of an unfinished step that will be recomputed (the writer logs it, once)."""
+        if self.writer:
+            print(f"{self.rel(path)} is damaged ({problem}): removed it, {then}", flush=True)
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+
+    def rel(self, path: Path) -> str:
+        """path as the user knows it: under the run directory's own name."""
+        try:
+            return str(self.root / Path(path).relative_to(self.root))
+        except ValueError:
+            return str(path)
+
+    def read_finished(self, t: int, path: Path, read: Callable[[Path], object] = read_json):
+        """`read(path)` of a file of finished iteration t; a damaged one stops the run with one line (that
+        iteration's results are inputs of every later one, so it cannot be redone in place)."""
+        try:
+            return read(path)
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise Damaged(self.finished_damage(t, path, damage(err))) from None
+
+    def finished_damage(self, t: int, path: Path, problem: str) -> str:
+        return (f"{self.rel(path)} is damaged ({problem}); iteration {t} is finished, so it cannot be redone in "
+                f"place: remove {self.iter_dir(t)} and later iterations to redo them, or start a new run")
 
     def write_metrics(self, t: int, metrics: dict) -> None:
         """iter_t/metrics.json (the iteration's end), then metrics.jsonl rebuilt from every finished iteration."""
@@ -289,4 +347,4 @@ class RunStore:
         """metrics.jsonl is derived: rebuilt from iter_*/metrics.json (a kill between the two loses nothing)."""
         finished = self.finished_iterations()
         if finished:
-            self.write_jsonl(self.metrics_log, [read_json(self.metrics(t)) for t in finished])
+            self.write_jsonl(self.metrics_log, [self.read_finished(t, self.metrics(t)) for t in finished])

@@ -4,15 +4,17 @@ updates, and pi_{t+1} saved as one atomic checkpoint directory (with its trainin
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from optune.choices import Reference
 from optune.clock import Clock
 from optune.context import Context
+from optune.errors import UserError
 from optune.losses import make_loss
 from optune.models import lora
 from optune.models.policy import load_model
 from optune.pairs import Pair
-from optune.store import read_json, write_json, write_jsonl
+from optune.store import damage, read_json, write_json, write_jsonl
 from optune.training.logps import reference_logps
 from optune.training.policy import (
     References,
@@ -22,6 +24,34 @@ from optune.training.policy import (
     reference_from_training,
     train_iteration,
 )
+
+
+def load_checkpoint(path, policy):
+    """A checkpoint this run saved, as `load_model` loads it; a damaged one raises ValueError (one line)."""
+    from safetensors import SafetensorError
+
+    try:  # first, so that a broken config.json is named as such (transformers' message is long)
+        read_json(Path(path) / "config.json")
+    except ValueError as err:
+        raise ValueError(f"config.json: {damage(err)}") from None
+    try:
+        return load_model(str(path), policy.dtype, policy.device)
+    except (OSError, ValueError, UserError, SafetensorError) as err:
+        # load_model's UserError starts with the path, which the caller names already
+        raise ValueError(str(err).removeprefix(f"cannot load model {path}: ") or type(err).__name__) from None
+
+
+def trained_before(ctx: Context, t: int) -> tuple[object, dict] | None:
+    """(pi_{t+1}, its training metrics) where an earlier attempt of this unfinished iteration saved its
+    checkpoint; None where there is none, or it is damaged (removed: training is redone from its start)."""
+    store = ctx.store
+    if not store.train_metrics(t).is_file():
+        return None
+    try:
+        return load_checkpoint(store.checkpoint(t), ctx.cfg.policy), read_json(store.train_metrics(t))
+    except ValueError as err:
+        store.discard(store.checkpoint(t), damage(err), f"training iteration {t} again")
+        return None
 
 
 def store_reference(ctx: Context, t: int, pairs: list[Pair], ref: References, **counts: int) -> None:
@@ -42,11 +72,9 @@ def reference(ctx: Context, t: int, pairs: list[Pair], model) -> References:
     NaN for the pairs training meets on its starting weights (`deferred`): training fills them in from its
     own forward, and `store_reference` records them as it does.
     """
-    path = ctx.store.ref_logps(t)
-    if path.is_file():
-        saved = read_json(path)
-        if saved["prompt_ids"] == [p.prompt_id for p in pairs]:
-            return References.of(saved["chosen"], saved["rejected"])
+    saved = saved_reference(ctx, t)
+    if saved is not None and saved["prompt_ids"] == [p.prompt_id for p in pairs]:
+        return References.of(saved["chosen"], saved["rejected"])
     sampled = sampler_reference(ctx, t, pairs)
     later = deferred(ctx, t, len(pairs), model)
     todo = [p for i, (p, ref) in enumerate(zip(pairs, sampled)) if ref is None and i not in later]
@@ -65,6 +93,28 @@ def reference(ctx: Context, t: int, pairs: list[Pair], model) -> References:
     ref = References.of([c for c, _ in refs], [r for _, r in refs])
     store_reference(ctx, t, pairs, ref, from_sampler=sum(r is not None for r in sampled), from_training=len(later))
     return ref
+
+
+def saved_reference(ctx: Context, t: int) -> dict | None:
+    """iter_t/ref_logps.json as saved, or None. A damaged one is removed, and so is the training state saved
+    with it (training filled in references as it went), so both are computed again from the start."""
+    path = ctx.store.ref_logps(t)
+    try:
+        saved = read_json(path)
+        missing = {"prompt_ids", "chosen", "rejected", "from_sampler", "from_training"} - set(saved)
+        if missing:
+            raise KeyError(min(missing))
+        if not len(saved["prompt_ids"]) == len(saved["chosen"]) == len(saved["rejected"]):
+            raise ValueError("its lists differ in length")
+        return saved
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        ctx.store.discard(path, damage(err), "computing the reference log-probs again")
+        if ctx.store.train_state(t).is_file():
+            ctx.store.discard(ctx.store.train_state(t), "its reference log-probs were damaged",
+                              f"training iteration {t} from its start")
+        return None
 
 
 def deferred(ctx: Context, t: int, n_pairs: int, model) -> set[int]:
@@ -122,11 +172,11 @@ def train(ctx: Context, t: int, pairs: list[Pair], model, clock: Clock) -> tuple
     """pi_t (`model`) -> pi_{t+1}: (pi_{t+1}, the training metrics); the checkpoint (with its metrics) is written
     as one atomic directory."""
     store, cfg = ctx.store, ctx.cfg
-    if store.train_metrics(t).is_file():
+    done = trained_before(ctx, t)
+    if done is not None:
         if store.writer:  # a kill between the checkpoint's rename and this unlink left it behind
             store.train_state(t).unlink(missing_ok=True)
-        return (load_model(str(store.checkpoint(t)), cfg.policy.dtype, cfg.policy.device),
-                read_json(store.train_metrics(t)))
+        return done
     release_generator(ctx)
     with clock.phase("training"):
         model = lora.attach(model, cfg.lora)  # pi_t itself without LoRA

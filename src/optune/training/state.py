@@ -39,10 +39,18 @@ def load_train_state(path: Path | None, model, optimizer, scheduler) -> tuple[in
     """(finished steps, metric sums, log rows) from a saved state, loaded into the objects; (0, {}, []) if none."""
     if path is None or not path.is_file():  # a save cut short by a kill left only a temp file (store cleans it)
         return 0, {}, []
-    state = torch.load(path, map_location=next(model.parameters()).device, weights_only=False)
+    try:
+        state = torch.load(path, map_location=next(model.parameters()).device, weights_only=False)
+        step, totals, rows = state["step"], state["totals"], state["rows"]
+    except Exception as err:  # unpickling garbage raises anything; the state is only a shortcut
+        # training from step 0 reproduces what the saved state would have continued, so drop it and say so
+        print(f"{path} is damaged ({type(err).__name__}): removed it, training this iteration from its start",
+              flush=True)
+        path.unlink(missing_ok=True)
+        return 0, {}, []
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     if "rng" in state:  # states saved before it was recorded resume without it
         torch.set_rng_state(state["rng"])
-    return state["step"], state["totals"], state["rows"]
+    return step, totals, rows

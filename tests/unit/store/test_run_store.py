@@ -41,6 +41,37 @@ def test_batched_skips_finished_batches(tmp_path):
     assert [r["x"] for r in rows] == [0, 10, 20, 30, 40, 50, 60]
 
 
+@pytest.mark.parametrize("damage", [b'{"x": 30}\n{"x": 4', b'{"x": 30}\n', b"\xff\xfe\x00", b"[1, 2"])
+def test_batched_redoes_a_damaged_batch_and_says_so(tmp_path, capsys, damage):
+    """Cut short (mid-line or at a line end), not UTF-8, not JSON: the batch is removed and redone, one line."""
+    store = RunStore(tmp_path)
+
+    def work(items):
+        return [{"x": i * 10} for i in items]
+
+    store.batched(tmp_path / "b", list(range(7)), 3, work)
+    (tmp_path / "b" / "batch_00001.jsonl").write_bytes(damage)
+    capsys.readouterr()
+    rows = store.batched(tmp_path / "b", list(range(7)), 3, work)
+    assert [r["x"] for r in rows] == [0, 10, 20, 30, 40, 50, 60]
+    assert read_jsonl(tmp_path / "b" / "batch_00001.jsonl") == [{"x": 30}, {"x": 40}, {"x": 50}]
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{tmp_path / 'b' / 'batch_00001.jsonl'} is damaged (")
+    assert lines[0].endswith("removed it, redoing that batch")
+
+
+def test_a_damaged_file_of_a_finished_iteration_is_one_line(tmp_path):
+    store = RunStore(tmp_path)
+    write_json(store.metrics(0), {"iteration": 0})
+    store.metrics(1).parent.mkdir()
+    store.metrics(1).write_text('{"iteration": 1, "lo')
+    with pytest.raises(UserError) as err:
+        store.rebuild_metrics_log()
+    assert str(err.value) == (f"{tmp_path}/iter_001/metrics.json is damaged (not valid JSON at line 1); iteration 1 "
+                              f"is finished, so it cannot be redone in place: remove {tmp_path}/iter_001 and later "
+                              "iterations to redo them, or start a new run")
+
+
 def test_failed_write_leaves_nothing(tmp_path):
     target = tmp_path / "f.txt"
 

@@ -1,0 +1,90 @@
+"""A damaged run directory on resume (issue 25): a damaged file of an unfinished step is removed, redone and
+named in one log line, and the run ends as the undamaged one did; a damaged file of a finished iteration
+stops the resume with one line (exit 2) naming it and the way out."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from optune.cli import main
+from tests.conftest import REPO
+from tests.e2e.harness import compare_trees
+from tests.e2e.test_crash import RUN_RULES
+
+TINY = str(REPO / "configs" / "tiny.yaml")
+ARGS = ["train.save_steps=1"]
+
+# what iteration 1 has left when it was stopped after the step named, before the files of later steps
+AFTER_SCORING = ("metrics.json", "checkpoint", "heldout", "heldout.jsonl", "responses.jsonl", "pairs.jsonl",
+                 "ref_logps.json")
+AFTER_REFERENCE = ("metrics.json", "checkpoint", "heldout", "heldout.jsonl")
+AFTER_CHECKPOINT = ("metrics.json", "heldout", "heldout.jsonl")
+AFTER_HELDOUT = ("metrics.json", "heldout.jsonl")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("reference") / "run"
+    assert main(["run", "-c", TINY, f"output_dir={run}", *ARGS]) == 0
+    return run
+
+
+def unfinished(reference: Path, root: Path, remove: tuple[str, ...]) -> Path:
+    """A copy of the finished run with iteration 1 cut back to an earlier step (as a kill leaves it)."""
+    run = root / "run"
+    shutil.copytree(reference, run)
+    (run / "summary.json").unlink()
+    for name in remove:
+        path = run / "iter_001" / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    return run
+
+
+def cut(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+
+
+def garbage(path: Path) -> None:
+    path.write_bytes(b"\x00\xffnot what was written\x80")
+
+
+@pytest.mark.parametrize("remove, damaged, how", [
+    (AFTER_SCORING, "gen/batch_00000.jsonl", cut),
+    (AFTER_SCORING, "score/batch_00000.jsonl", garbage),
+    (AFTER_REFERENCE, "ref_logps.json", cut),
+    (AFTER_REFERENCE, "train_state.pt", garbage),
+    (AFTER_CHECKPOINT, "checkpoint/model.safetensors", cut),
+    (AFTER_HELDOUT, "heldout/batch_00000.jsonl", cut),
+])
+def test_a_damaged_file_of_an_unfinished_step_is_redone(reference, tmp_path, capsys, remove, damaged, how):
+    run = unfinished(reference, tmp_path, remove)
+    path = run / "iter_001" / damaged
+    how(path)
+    capsys.readouterr()
+    assert main(["run", "--resume", str(run)]) == 0
+    said = [line for line in capsys.readouterr().out.splitlines() if "is damaged" in line]
+    named = run / "iter_001" / ("checkpoint" if damaged.startswith("checkpoint") else damaged)
+    assert len(said) == 1 and said[0].startswith(f"{named} is damaged ("), said
+    compare_trees(run, reference, RUN_RULES)
+
+
+@pytest.mark.parametrize("damaged, how", [
+    ("responses.jsonl", cut), ("metrics.json", garbage), ("checkpoint/model.safetensors", cut),
+    ("checkpoint/config.json", cut),
+])
+def test_a_damaged_file_of_a_finished_iteration_stops_with_one_line(reference, tmp_path, capsys, damaged, how):
+    run = unfinished(reference, tmp_path, AFTER_SCORING)
+    how(run / "iter_000" / damaged)
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    capsys.readouterr()
+    assert main(["run", "--resume", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    named = run / "iter_000" / ("checkpoint" if damaged.startswith("checkpoint") else damaged)
+    assert len(err) == 1 and err[0].startswith(f"optune run: error: {named} is damaged ("), err
+    assert err[0].endswith(f"iteration 0 is finished, so it cannot be redone in place: remove {run / 'iter_000'} "
+                           "and later iterations to redo them, or start a new run")
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
