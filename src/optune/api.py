@@ -33,6 +33,7 @@ from optune.config import TRL_ALIASES, RunConfig, apply_mapping, override_mappin
 from optune.configkeys import expand_aliases
 from optune.endpoint import EndpointError
 from optune.errors import Damaged, RunFailed, UserError
+from optune.report.card import write_run_card
 from optune.resume import failed_midway, flat, leaves, record_deployment, resume_command, resumed_config
 from optune.store import MARKER, RunStore, WriteError
 
@@ -90,14 +91,15 @@ def dpo(config: ConfigSource = None, *, resume: str | os.PathLike | None = None,
     return tune("dpo", config, _flat(overrides), resume)
 
 
-def export(run_dir: str | os.PathLike, out: str | os.PathLike | None = None):
-    """A run's trained preference pairs in TRL's format, and a model card beside its final checkpoint.
+def export(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, dedupe: bool = False):
+    """A run's trained preference pairs in TRL's format, and a model card beside its final checkpoint;
+    `dedupe`: one row per distinct (prompt, chosen, rejected), as `optune export --dedupe`.
 
     Returns an optune.data.export.ExportResult (the paths written, pairs per iteration).
     """
     from optune.data.export import export_run
 
-    return export_run(run_dir, out)
+    return export_run(run_dir, out, dedupe=dedupe)
 
 
 def _flat(overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -174,6 +176,7 @@ def tune(command: str, config: ConfigSource, overrides: Mapping[str, Any], resum
         if _finished(store, cfg, dist):
             result = RunResult(run_dir=store.root, config=cfg, metrics=_finished_metrics(store, cfg))
             _write_summary(store, result)  # a kill after the last metrics.json came before it
+            write_run_card(store, cfg, result.metrics, if_missing=True)  # ... or before the model card
             return result
         distributed.check(dist, cfg)
         if store is None:
@@ -295,6 +298,7 @@ def _finish(ctx, results: list[dict]) -> RunResult:
     result = RunResult(run_dir=ctx.store.root, config=ctx.cfg, metrics=results)
     best = result.best_iteration
     _write_summary(ctx.store, result)
+    write_run_card(ctx.store, ctx.cfg, results)
     ctx.dist.print(f"done: {ctx.store.root} ({last['time/elapsed_s']:.0f}s of generation, scoring and training)")
     if best is not None:
         ctx.dist.print(f"best held-out reward: iteration {best} ({results[best]['eval/heldout_reward']:.4f}), "

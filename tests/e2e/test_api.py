@@ -54,6 +54,9 @@ def test_api_run_export_and_dpo_round_trip(tmp_path, capsys):
     assert stored[0] == {"id": "p0", "prompt": "Say hello.", "history": [{"role": "user", "content": "Hi."},
                                                                          {"role": "assistant", "content": "Hello!"}]}
 
+    card = result.checkpoint / "README.md"  # written as the run ended, before any export
+    assert 'model="iter_001/checkpoint")' in card.read_text() and str(result.run_dir) not in card.read_text()
+
     exported = optune.export(result.run_dir, tmp_path / "prefs")
     trained = [m["pairs/trained"] for m in result.metrics]
     assert list(exported.pairs_per_iteration.values()) == trained
@@ -71,8 +74,10 @@ def test_api_run_export_and_dpo_round_trip(tmp_path, capsys):
 
     # a finished run resumes to nothing, from the CLI (it needs no reward) and from Python; the unfinished case,
     # where the CLI cannot go on without the Python function, is in tests/unit/test_api.py
+    card.unlink()  # as a kill after summary.json and before the card leaves it: the resume writes it
     assert main(["run", "--resume", str(result.run_dir)]) == 0
     assert "nothing left to do" in capsys.readouterr().out
+    assert "| all |" not in card.read_text()  # the run's own card, not export's
     assert optune.run(resume=result.run_dir, reward={"function": lowercase_share}).metrics == result.metrics
 
 

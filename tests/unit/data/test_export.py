@@ -177,3 +177,43 @@ def test_no_component_columns_without_components(tmp_path):
     result = export_run(make_run(tmp_path / "run", online_states()).root, tmp_path / "out")
     assert pq.read_table(result.parquet).column_names == ["prompt", "chosen", "rejected", "score_chosen",
                                                           "score_rejected", "iteration", "prompt_id"]
+
+
+def test_run_card_written_as_a_run_ends_is_portable(tmp_path):
+    from optune.config import load_run_config
+    from optune.report.card import write_run_card
+
+    # iteration 0 scores best on the held-out prompts, iteration 1 is the final policy
+    store = make_run(tmp_path / "run", online_states(), output_dir=str(tmp_path / "run"))
+    ms = [json.loads(store.metrics(t).read_text()) for t in (0, 1)]
+    ms[1]["eval/heldout_reward"] = 0.0
+    cfg = load_run_config(str(store.config))
+    assert write_run_card(RunStore(store.root), cfg, ms) is None  # no final checkpoint folder: nothing to write
+    store.checkpoint(1).mkdir(parents=True)
+    path = write_run_card(RunStore(store.root), cfg, ms)
+    assert path == store.checkpoint(1) / "README.md"
+    text = path.read_text()
+    assert 'model="iter_001/checkpoint")  # the final policy' in text and "From the run directory" in text
+    assert 'the best held-out reward was after iteration 0: model="iter_000/checkpoint"' in text
+    assert "Best held-out reward: after iteration 0" in text
+    # the same bytes wherever the run lives and however long it took: no path, no timing, no output_dir
+    assert str(tmp_path) not in text and "PATH/TO" not in text and "output_dir" not in text
+    assert "| all |" not in text and "optune export RUN" in text
+    path.write_text("exported card")
+    assert write_run_card(RunStore(store.root), cfg, ms, if_missing=True) == path
+    assert path.read_text() == "exported card"  # a resumed finished run keeps the card export wrote
+
+
+def test_dedupe_keeps_one_row_per_distinct_pair(tmp_path, capsys):
+    from optune.cli import main
+
+    store = make_run(tmp_path / "run", online_states())  # p0's pair was reused: trained at iterations 0 and 1
+    result = export_run(store.root, tmp_path / "out", dedupe=True)
+    rows = [json.loads(line) for line in result.jsonl.read_text().splitlines()]
+    assert [(r["prompt_id"], r["iteration"]) for r in rows] == [("p0", 0), ("p1", 1)]
+    assert result.pairs_per_iteration == {0: 1, 1: 1} and result.rows == 2 and result.repeats_dropped == 1
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(result.parquet).num_rows == 2
+    assert main(["export", str(store.root), "--out", str(tmp_path / "cli"), "--dedupe"]) == 0
+    assert "2 pairs (iteration 0: 1, iteration 1: 1; 1 repeat of an earlier pair left out)" in capsys.readouterr().out
