@@ -11,6 +11,7 @@ from pathlib import Path
 
 from optune.errors import UserError
 from optune.store import atomic_write_text
+from optune.store.outdir import out_dir
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -18,6 +19,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="output folder (default: RUN_DIR/report for one run, report-<timestamp> in "
                         "the folder holding several)")
     parser.add_argument("--names", help="comma-separated display names, one per run (default: folder names)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into --out even if it holds files optune report did not write")
 
 
 def build_report(run_dirs: list[str], out: Path, names: list[str] | None = None) -> Path:
@@ -65,8 +68,11 @@ def default_out(run_dirs: list[str]) -> Path:
 
 
 def main(args) -> int:
-    out = Path(args.out) if args.out else default_out(args.run_dirs)
     names = [n.strip() for n in args.names.split(",")] if args.names else None
-    report = build_report(args.run_dirs, out, names)
+    if not args.out:
+        report = build_report(args.run_dirs, default_out(args.run_dirs), names)
+    else:
+        with out_dir(Path(args.out), "optune report", args.overwrite) as out:
+            report = build_report(args.run_dirs, out, names)
     print(f"report written to {report}")
     return 0
