@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import os
 import resource
@@ -562,6 +563,14 @@ def run_settings(args) -> dict:
             "iterations": args.iterations, "dpo_steps": args.dpo_steps, "overrides": args.overrides}
 
 
+def require_trl() -> None:
+    """TRL is the trl-bench extra; `bench` is lm-eval (optune bench), a different one: say which, once, exit 2."""
+    if importlib.util.find_spec("trl") is None:
+        print("benchmarks/trl_compare.py needs TRL: pip install -e '.[trl-bench]' (the bench extra is lm-eval, "
+              "for optune bench)", file=sys.stderr)
+        sys.exit(2)
+
+
 def main() -> None:
     args = parse_args()
     if args.side:
@@ -569,6 +578,7 @@ def main() -> None:
         return
     out = Path(args.out)
     if not args.summary:
+        require_trl()  # before the output folder is made or a side is spawned
         out.mkdir(parents=True, exist_ok=True)
         (out / "settings.json").write_text(json.dumps(run_settings(args)))
         for side in SIDES:

@@ -36,6 +36,7 @@ from optune.errors import Damaged, RunFailed, UserError
 from optune.report.card import write_run_card
 from optune.resume import failed_midway, flat, leaves, record_deployment, resume_command, resumed_config
 from optune.store import MARKER, RunStore, WriteError
+from optune.words import num, plural
 
 ConfigSource = str | os.PathLike | Mapping | RunConfig | None
 
@@ -210,7 +211,7 @@ def _finished(store: RunStore | None, cfg: RunConfig, dist) -> bool:
     if len(done) < cfg.iterations and not stopped:
         return False
     store.rebuild_metrics_log()
-    how = (f"its {cfg.iterations} iteration(s)" if len(done) == cfg.iterations else
+    how = (f"its {plural(cfg.iterations, 'iteration')}" if len(done) == cfg.iterations else
            f"{len(done)} of its {cfg.iterations} iterations and stopped early (eval.early_stop)")
     dist.print(f"{store.root} already finished {how}; nothing left to do")
     return True
@@ -232,8 +233,8 @@ def _online(cfg: RunConfig, store: RunStore | None, dist) -> RunResult:
     ctx = prepare(cfg, store, dist=dist)
     _record_deployment(ctx, store)
     ctx.dist.print(f"optune run: {ctx.store.root} | {len(ctx.prompts)} prompts, {len(ctx.heldout)} held-out | "
-                   f"{cfg.selection.strategy} rho={cfg.selection.rho:g} {cfg.loss.type} | {cfg.iterations} iterations",
-                   flush=True)
+                   f"{cfg.selection.strategy} rho={cfg.selection.rho:g} {cfg.loss.type} | "
+                   f"{plural(cfg.iterations, 'iteration')}", flush=True)
     return _finish(ctx, _loop(ctx, "run"))
 
 
@@ -283,7 +284,7 @@ def _offline(cfg: RunConfig, store: RunStore | None) -> RunResult:
     ctx = prepare(cfg, store, prompts=offline.pair_prompts(pairs), source=offline.OfflineSource(pairs))
     _record_deployment(ctx, store)
     print(f"optune dpo: {ctx.store.root} | {len(ctx.prompts)} pairs, {len(ctx.heldout)} held-out | "
-          f"{cfg.loss.type}, {cfg.train.epochs} epochs", flush=True)
+          f"{cfg.loss.type}, {plural(cfg.train.epochs, 'epoch')}", flush=True)
     return _finish(ctx, _loop(ctx, "dpo"))
 
 
@@ -293,16 +294,19 @@ def _finish(ctx, results: list[dict]) -> RunResult:
         ctx.tracker.close()
     first, last = results[0], results[-1]
     if "eval/heldout_reward_start" in first and "eval/heldout_reward" in last:
-        ctx.dist.print(f"held-out reward: {first['eval/heldout_reward_start']:.4f} -> "
-                       f"{last['eval/heldout_reward']:.4f}")
+        ctx.dist.print(f"held-out reward: {num(first['eval/heldout_reward_start'])} -> "
+                       f"{num(last['eval/heldout_reward'])}")
     result = RunResult(run_dir=ctx.store.root, config=ctx.cfg, metrics=results)
     best = result.best_iteration
     _write_summary(ctx.store, result)
     write_run_card(ctx.store, ctx.cfg, results)
     ctx.dist.print(f"done: {ctx.store.root} ({last['time/elapsed_s']:.0f}s of generation, scoring and training)")
     if best is not None:
-        ctx.dist.print(f"best held-out reward: iteration {best} ({results[best]['eval/heldout_reward']:.4f}), "
+        ctx.dist.print(f"best held-out reward: iteration {best} ({num(results[best]['eval/heldout_reward'])}), "
                        f"checkpoint {result.best_checkpoint}")
+    # the last line says where the policy is and what to do with the run next
+    ctx.dist.print(f"final policy: {result.checkpoint} (model card: README.md there) | next: "
+                   f"optune report {ctx.store.root}, optune export {ctx.store.root}")
     return result
 
 

@@ -31,7 +31,9 @@ class Clock:
 
 
 def progress(desc: str, total: int, enabled: bool = True):
-    """A tqdm bar that disappears when done (disabled on every process but the main one)."""
+    """A tqdm bar that disappears when done (disabled on every process but the main one, and where there is
+    nothing to do: an empty "iter 0 reference: 0it" bar reads as a stage that hung)."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="it", leave=False, dynamic_ncols=True, disable=not enabled)
+    return tqdm(total=total, desc=desc, unit="it", leave=False, dynamic_ncols=True,
+                disable=not enabled or total == 0)

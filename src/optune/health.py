@@ -16,6 +16,8 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 
+from optune.words import num
+
 WORD_RE = re.compile(r"\w+(?:['\u2019-]\w+)*")
 NGRAM = 4
 """A response repeats itself when one 4-word sequence occurs three times, or a non-empty line twice."""
@@ -71,7 +73,7 @@ def warnings(before: dict[str, float], after: dict[str, float]) -> list[str]:
     w0, w1 = before.get("length_words"), after.get("length_words")
     if rose and w0 and w1 is not None and w1 < (1 - SHRINK) * w0:
         out.append(f"held-out responses got {1 - w1 / w0:.0%} shorter ({w0:.1f} -> {w1:.1f} words) while the "
-                   f"held-out reward rose ({before['reward']:.4f} -> {after['reward']:.4f}): the reward may be won "
+                   f"held-out reward rose ({num(before['reward'])} -> {num(after['reward'])}): the reward may be won "
                    f"by answering less; read the held-out responses")
     e0, e1 = before.get("eos_rate"), after.get("eos_rate")
     if e0 is not None and e1 is not None and e1 < e0 - EOS_DROP:

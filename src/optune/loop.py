@@ -34,6 +34,7 @@ from optune.models.policy import load_model
 from optune.pairs import Pair, State, build_pairs, chosen_reward, state_from_rows, state_rows
 from optune.store import WriteError, read_json, read_jsonl
 from optune.training.iteration import load_checkpoint, release_generator, train
+from optune.words import num, plural
 
 PHASES = ("generation", "rewarding", "training", "bookkeeping", "eval")
 
@@ -126,16 +127,16 @@ def tie_warning(ctx: Context, m: dict) -> str:
 
 def summary_line(m: dict, generated: bool = True) -> str:
     """The iteration's log line; `generated`: False for fixed pairs (optune dpo), which regenerate nothing."""
-    heldout = f" heldout {m['eval/heldout_reward']:.4f}" if "eval/heldout_reward" in m else ""
+    heldout = f" heldout {num(m['eval/heldout_reward'])}" if "eval/heldout_reward" in m else ""
     if "eval/length_words" in m:
         heldout += f" ({m['eval/length_words']:.0f} words"
-        heldout += f", kl {m['eval/kl_reference']:.2f})" if "eval/kl_reference" in m else ")"
+        heldout += f", kl {num(m['eval/kl_reference'], 2)})" if "eval/kl_reference" in m else ")"
     # an iteration whose pairs were all ties trains nothing, so it has no loss
-    loss = f" | loss {m['loss']:.4f} acc {m['rewards/accuracies']:.2f}" if "loss" in m else " | no training"
+    loss = f" | loss {num(m['loss'])} acc {m['rewards/accuracies']:.2f}" if "loss" in m else " | no training"
     regenerated = (f" regenerated {m['selection/n_regenerated']} ({m['selection/frac_regenerated']:.0%}) |"
                    if generated else "")
     gen = f" gen {m['time/generation_s']:.0f}s" if generated else ""
-    return (f"iter {m['iteration']}:{regenerated} reward chosen {m['objective/scores']:.4f} | pairs "
+    return (f"iter {m['iteration']}:{regenerated} reward chosen {num(m['objective/scores'])} | pairs "
             f"{m['pairs/trained']} (ties dropped {m['pairs/dropped_ties']}){loss}{heldout} |{gen} reward "
             f"{m['time/rewarding_s']:.1f}s train {m['time/training_s']:.0f}s ({m['time/iteration_s']:.0f}s)")
 
@@ -161,8 +162,9 @@ def _run(ctx: Context, log) -> list[dict]:
     for t in range(ctx.cfg.iterations):
         if health.stop_early(results, ctx.cfg.eval.early_stop):  # a function of finished iterations: resumes agree
             if ctx.dist.is_main:
-                log(f"early stop: the held-out reward fell at each of the last {ctx.cfg.eval.early_stop} "
-                    f"iteration(s) (eval.early_stop); {ctx.cfg.iterations - t} iteration(s) not run")
+                log(f"early stop: the held-out reward fell at each of the last "
+                    f"{plural(ctx.cfg.eval.early_stop, 'iteration')} (eval.early_stop); "
+                    f"{plural(ctx.cfg.iterations - t, 'iteration')} not run")
             break
         if ctx.store.finished(t):
             state = ctx.store.read_finished(t, ctx.store.responses(t), lambda p: state_from_rows(read_jsonl(p)))

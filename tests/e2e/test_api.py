@@ -54,6 +54,10 @@ def test_api_run_export_and_dpo_round_trip(tmp_path, capsys):
     assert stored[0] == {"id": "p0", "prompt": "Say hello.", "history": [{"role": "user", "content": "Hi."},
                                                                          {"role": "assistant", "content": "Hello!"}]}
 
+    out = capsys.readouterr().out
+    assert "| 2 iterations" in out and "-0.0000" not in out
+    assert out.rstrip().splitlines()[-1] == (f"final policy: {result.checkpoint} (model card: README.md there) | "
+                                             f"next: optune report {result.run_dir}, optune export {result.run_dir}")
     card = result.checkpoint / "README.md"  # written as the run ended, before any export
     assert 'model="iter_001/checkpoint")' in card.read_text() and str(result.run_dir) not in card.read_text()
 

@@ -55,3 +55,15 @@ def test_mirror_notes_name_what_trl_cannot_match(bench):
     matched = " ".join(bench.mirror_notes(load_config(None, list(bench.MATCHED))))
     assert "wdpo" not in matched and "times per iteration" not in matched and "ties" not in matched
     assert "micro-batch" in matched  # generation batching always differs
+
+
+def test_without_trl_one_line_names_the_extra(bench, tmp_path, monkeypatch, capsys):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "trl" else real(name, *a))
+    monkeypatch.setattr("sys.argv", ["trl_compare.py", "--out", str(tmp_path / "out")])
+    with pytest.raises(SystemExit) as exit_:
+        bench.main()
+    assert exit_.value.code == 2 and not (tmp_path / "out").exists()
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "benchmarks/trl_compare.py needs TRL: pip install -e '.[trl-bench]' (the bench extra is lm-eval, "
+        "for optune bench)"]

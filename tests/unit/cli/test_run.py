@@ -116,7 +116,7 @@ def test_debug_shows_the_traceback_of_a_user_reward_function(tmp_path, capsys, m
 def test_resuming_a_finished_run_says_so_and_rebuilds_its_metrics(tmp_path, capsys):
     run = fake_run(tmp_path / "run", finished=2)  # killed before metrics.jsonl was written
     assert main(["run", "--resume", str(run)]) == 0
-    assert "already finished its 2 iteration(s); nothing left to do" in capsys.readouterr().out
+    assert "already finished its 2 iterations; nothing left to do" in capsys.readouterr().out
     assert [json.loads(line)["iteration"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [0, 1]
     assert not (run / ".optune-lock").exists()
 
