@@ -39,6 +39,8 @@ class GenerationBackend(StrEnum):
 
 
 class GenerationImpl(StrEnum):
+    AUTO = "auto"
+    """decode on a CPU, generate on CUDA (GenerationConfig.resolved_impl)."""
     DECODE = "decode"
     GENERATE = "generate"
 

@@ -91,11 +91,21 @@ class DataConfig:
 class GenerationConfig:
     backend: GenerationBackend = GenerationBackend.TRANSFORMERS
     """Generation backend (optune.generation.BACKENDS)."""
-    impl: GenerationImpl = GenerationImpl.DECODE
+    impl: GenerationImpl = GenerationImpl.AUTO
     """transformers backend: "decode" (optune's decode loop: the same temperature/top-p rule as
-    model.generate, about 3x faster on a CPU, and each response's log-prob for sampler_logprobs) or "generate"
+    model.generate, about 3x faster on a CPU, and each response's log-prob for sampler_logprobs), "generate"
     (transformers' model.generate; runs made before "decode" became the default reproduce seed for seed with
-    it). The two draw different samples for a seed (docs/benchmarks.md, Speed)."""
+    it), or "auto": decode on a CPU (what runs computed when decode was the default), generate on a CUDA GPU
+    (the decode loop was tuned and measured on CPUs only); decode wherever sampler_logprobs needs its log-probs. The
+    two draw different samples for a seed (docs/benchmarks.md, Speed)."""
+
+    def resolved_impl(self, device_type: str) -> GenerationImpl:
+        """What `impl` means on a device of this type ("cpu", "cuda", ...): auto is decode except on CUDA."""
+        if self.impl != GenerationImpl.AUTO:
+            return self.impl
+        if device_type == "cuda" and not self.sampler_logprobs:
+            return GenerationImpl.GENERATE
+        return GenerationImpl.DECODE
     max_new_tokens: int = 64
     """Response length limit in tokens (paper: 512)."""
     min_new_tokens: int = 0
@@ -110,7 +120,7 @@ class GenerationConfig:
     """Held-out responses by greedy decoding (less noise in the curve) instead of sampling."""
     sampler_logprobs: bool = False
     """Use the sampler's own log-probs of this iteration's new responses as their DPO reference log-probs
-    (reference pi_t; backend vllm, or transformers with impl "decode") instead of a forward pass; they match a
+    (reference pi_t; backend vllm, or transformers with impl "decode" or "auto") instead of a forward pass; they match a
     float32 forward pass, so keep train.bf16 false with it (bf16 autocast log-probs differ by rounding). On the
     CPU the decode loop then keeps training's matmul kernels (oneDNN's are faster but round differently)."""
     tensor_parallel_size: int = 1
@@ -384,9 +394,9 @@ def validate(cfg: RunConfig) -> None:
     if not re.fullmatch(r"auto|cpu|mps|(cuda|xpu)(:\d+)?", cfg.policy.device):
         raise UserError(f"policy.device must be auto, cpu, cuda or cuda:N; got {cfg.policy.device!r}")
     gen = cfg.generation
-    if gen.sampler_logprobs and not (gen.backend == GenerationBackend.VLLM or gen.impl == GenerationImpl.DECODE):
+    if gen.sampler_logprobs and not (gen.backend == GenerationBackend.VLLM or gen.impl != GenerationImpl.GENERATE):
         raise UserError("generation.sampler_logprobs needs generation.backend vllm, or transformers with "
-                        "generation.impl decode (the paths that return them)")
+                        "generation.impl decode or auto (the paths that return them)")
     if cfg.lora.r > 0 and not cfg.lora.target_modules:
         raise UserError("with lora.r > 0, lora.target_modules must be non-empty")
     if cfg.data.prompt_field is not None and not cfg.data.prompt_field.strip():

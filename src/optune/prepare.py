@@ -62,14 +62,29 @@ def default_output_dir(cfg: RunConfig) -> Path:
 SHARED_ITERATION0 = ("policy", "data", "generation", "reward", "seed", "loss", "train", "lora")
 
 
+def _device_type(spec: str) -> str:
+    from optune.models.policy import resolve_device
+
+    return resolve_device(spec).split(":")[0]
+
+
+def _iteration0_settings(cfg: RunConfig, device_type: str) -> dict:
+    """to_dict(cfg) with generation.impl as it resolves on this device: a run made with "decode" before "auto"
+    became the default computed what "auto" computes on a CPU, so its iteration 0 is shared."""
+    out = to_dict(cfg)
+    out["generation"]["impl"] = str(cfg.generation.resolved_impl(device_type))
+    return out
+
+
 def adopt_iteration0(cfg: RunConfig, store: RunStore) -> None:
     """Start from another run's finished iteration 0 (checkpoint, responses, metrics), hard-linked."""
     source = RunStore.open_existing(cfg.init_from, writer=False)
     if not source.finished(0):
         raise UserError(f"init_from {cfg.init_from}: iteration 0 is not finished there")
     # through the dataclasses, so keys added since that run was made compare as the values it ran with
-    theirs = to_dict(load_run_config(str(source.config)))
-    mine = to_dict(cfg)
+    device_type = _device_type(cfg.policy.device)
+    theirs = _iteration0_settings(load_run_config(str(source.config)), device_type)
+    mine = _iteration0_settings(cfg, device_type)
     differ = [k for k in SHARED_ITERATION0 if theirs.get(k) != mine.get(k)]
     if differ:
         raise UserError(f"init_from {cfg.init_from}: its iteration 0 used different settings for {', '.join(differ)}")

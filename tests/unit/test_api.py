@@ -149,7 +149,7 @@ def test_resuming_a_run_recorded_before_a_default_changed_keeps_the_old_value(tm
     store.close()
     cfg = resumed_config(store, {})
     assert (cfg.generation.impl, cfg.train.packing) == ("generate", False)
-    assert (RunConfig().generation.impl, RunConfig().train.packing) == ("decode", True)
+    assert (RunConfig().generation.impl, RunConfig().train.packing) == ("auto", True)
     today = _store(tmp_path / "new", load_config(str(TINY), ["generation.impl=decode"]))
     assert (resumed_config(today, {}).generation.impl, resumed_config(today, {}).train.packing) == ("decode", True)
 

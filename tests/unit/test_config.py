@@ -79,8 +79,33 @@ def test_sampler_logprobs_needs_a_backend_that_returns_them():
     assert load_config(None, ["generation.sampler_logprobs=true",
                               "generation.backend=vllm"]).generation.sampler_logprobs
     assert load_config(None, ["generation.sampler_logprobs=true", "generation.impl=decode"]).generation.sampler_logprobs
-    with pytest.raises(UserError, match="generation.impl must be one of decode, generate"):
+    assert load_config(None, ["generation.sampler_logprobs=true"]).generation.sampler_logprobs  # auto: decode
+    with pytest.raises(UserError, match="generation.impl must be one of auto, decode, generate"):
         load_config(None, ["generation.impl=fast"])
+
+
+def test_generation_impl_auto_is_decode_on_a_cpu_and_generate_on_cuda():
+    from optune.config import GenerationConfig
+
+    auto = GenerationConfig()
+    assert auto.impl == "auto"
+    assert auto.resolved_impl("cpu") == "decode" and auto.resolved_impl("cuda") == "generate"
+    # the decode loop's log-probs are what sampler_logprobs uses, on any device
+    assert GenerationConfig(sampler_logprobs=True).resolved_impl("cuda") == "decode"
+    for impl in ("decode", "generate"):
+        assert GenerationConfig(impl=impl).resolved_impl("cpu") == impl == GenerationConfig(impl=impl).resolved_impl(
+            "cuda")
+
+
+def test_init_from_a_decode_run_is_shared_by_an_auto_run_on_a_cpu():
+    """A run made when "decode" was the default computed what "auto" computes on a CPU: init_from may share it."""
+    from optune.config import RunConfig
+    from optune.prepare import _iteration0_settings
+
+    old, new = RunConfig(), RunConfig()
+    old.generation.impl = "decode"
+    assert _iteration0_settings(old, "cpu") == _iteration0_settings(new, "cpu")
+    assert _iteration0_settings(old, "cuda") != _iteration0_settings(new, "cuda")
 
 
 def test_default_yaml_mirrors_the_dataclasses():

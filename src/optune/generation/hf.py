@@ -1,9 +1,10 @@
 """The transformers backend: batched sampling from the in-memory policy (no checkpoint round trip).
 
 Two implementations, chosen by `generation.impl`: "decode", optune's own decode loop
-(optune.generation.decode: same sampling rule, faster, and each response's raw log-prob for the DPO
+(optune.generation.decode: same sampling rule, faster on a CPU, and each response's raw log-prob for the DPO
 reference), and "generate", transformers' `model.generate` (the samples of runs made before "decode"
-existed, seed for seed).
+existed, seed for seed); "auto" (the default) is decode on a CPU and generate on CUDA, decided by the device
+the model is on (GenerationConfig.resolved_impl).
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ class TransformersGenerator:
         was_training = model.training
         model.eval()
         try:
-            if self.cfg.impl == "generate" or self._falls_back(model):
+            impl = self.cfg.resolved_impl(model.device.type)
+            if impl == "generate" or self._falls_back(model):
                 stop_set = set(stop)
                 rows = [(*split_response(tokens, stop_set), None)
                         for tokens in self._model_generate(model, prompt_ids, n, greedy, seed, stop)]

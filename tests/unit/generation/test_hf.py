@@ -18,6 +18,17 @@ def test_left_pad():
     assert mask.tolist() == [[1, 1, 1], [0, 0, 1]]
 
 
+def test_auto_on_a_cpu_draws_what_decode_draws(tiny_policy):
+    """generation.impl's default "auto" computes on a CPU exactly what the former default "decode" did."""
+    tok, model = load_tokenizer(tiny_policy), load_model(tiny_policy)
+    prompts = [encode_prompt(tok, Prompt("p", p), 64) for p in ("hi", "a longer prompt here")]
+    draws = {impl: TransformersGenerator(GenerationConfig(max_new_tokens=8, impl=impl), tok).generate(
+        model, prompts, n=2, seed=3) for impl in ("auto", "decode")}
+    assert [[(s.ids, s.logp) for s in o] for o in draws["auto"]] == [[(s.ids, s.logp) for s in o]
+                                                                     for o in draws["decode"]]
+    assert all(s.logp is not None for o in draws["auto"] for s in o)  # the decode loop's, not model.generate's
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("impl", ["decode", "generate"])
 def test_generate_two_samples_per_prompt(tiny_policy, impl):
