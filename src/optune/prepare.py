@@ -23,6 +23,7 @@ from optune.config import RunConfig, load_run_config, to_dict
 from optune.context import Context, PairSource
 from optune.distributed import Dist
 from optune.errors import UserError
+from optune.models.policy import check_cache, check_model_dir
 from optune.prompt import Prompt
 from optune.resume import write_digest
 from optune.store import RunStore, atomic_save_dir, check_new_dir, read_json
@@ -41,12 +42,12 @@ def versions() -> dict:
 
 
 def resolve_policy(spec: str) -> str:
-    from optune.models.policy import cache_root, resolve_model_path
+    from optune.models.policy import cached_model, resolve_model_path
 
     if spec == "tiny:llama":
         from optune.models.tiny import build_tiny_policy
 
-        out = cache_root() / "models" / "tiny-llama"
+        out = cached_model(spec)
         if not (out / "config.json").is_file():
             atomic_save_dir(out, build_tiny_policy)
         return str(out)
@@ -129,6 +130,7 @@ def preflight(cfg: RunConfig, store: RunStore | None) -> None:
     """Checks that need no model, before a run directory is created or anything is loaded.
 
     A new run's output_dir must be creatable (not a file, not under a file, writable, empty if present);
+    a local policy's config.json readable, and the cache writable where a built-in policy is yet to be built;
     the trackers report_to names must be installed; the device must exist; files the reward and init_from
     name must exist (names of choices were checked as the config loaded).
     """
@@ -136,10 +138,22 @@ def preflight(cfg: RunConfig, store: RunStore | None) -> None:
         check_new_dir(Path(cfg.output_dir))  # first: the commonest mistake, found before torch is imported
     check_trackers(cfg.report_to)
     check_device(cfg.policy.device)
-    if cfg.reward.backend == RewardBackendName.HF and not Path(cfg.reward.model).expanduser().is_dir():
-        raise UserError(f"reward.model {cfg.reward.model}: no such directory")
+    check_policy(cfg.policy.model)
+    if cfg.reward.backend == RewardBackendName.HF:
+        if not Path(cfg.reward.model).expanduser().is_dir():
+            raise UserError(f"reward.model {cfg.reward.model}: no such directory")
+        check_model_dir(Path(cfg.reward.model).expanduser(), f"reward.model {cfg.reward.model}")
     if cfg.init_from and not Path(cfg.init_from).is_dir():
         raise UserError(f"init_from {cfg.init_from} does not exist")
+
+
+def check_policy(spec: str) -> None:
+    """policy.model, without loading it: a local folder's config.json is readable, a built-in model's cache is
+    writable where it is yet to be built."""
+    check_cache(spec)
+    path = Path(spec).expanduser()
+    if not spec.startswith(("embedded:", "tiny:")) and path.is_dir():
+        check_model_dir(path, f"policy.model {spec}")
 
 
 def create_store(cfg: RunConfig, dist: Dist) -> RunStore:

@@ -8,6 +8,7 @@ from pathlib import Path
 from optune.errors import UserError
 from optune.eval.bench import parse_tasks, resolve_checkpoint, run_bench
 from optune.eval.export import write_json_atomic
+from optune.store.outdir import check_out_file
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +32,7 @@ def main(args) -> int:
         out = default_out
     else:
         raise UserError("a checkpoint outside a run directory needs --out FILE")
+    check_out_file(out)  # before the benchmarks run, not after
     if args.include_path and not Path(args.include_path).is_dir():
         raise UserError(f"--include-path is not a folder: {args.include_path}")
     result = run_bench(checkpoint, parse_tasks(args.tasks), include_path=args.include_path, limit=args.limit,

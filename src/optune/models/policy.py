@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import tempfile
 from pathlib import Path
 
 from optune.errors import UserError
@@ -66,7 +67,7 @@ def resolve_model_path(spec: str) -> str:
     spec: "embedded:smollm2-135m-instruct", a local directory, or a hub id (loaded only where the network allows).
     """
     if spec == EMBEDDED:
-        out = cache_root() / "models" / "smollm2-135m-instruct"
+        out = cached_model(spec)
         if not (out / "config.json").is_file():
             print(f"converting the embedded SmolLM2-135M-Instruct GGUF once into {out} ...", flush=True)
             convert_gguf(embedded_gguf_path(), out)
@@ -75,12 +76,52 @@ def resolve_model_path(spec: str) -> str:
         raise UserError(f"unknown embedded model {spec!r}; the one embedded model is {EMBEDDED!r}")
     path = Path(spec).expanduser()
     if path.exists():
-        if not (path / "config.json").is_file():
-            raise UserError(f"model path {spec} has no config.json; is it a transformers checkpoint?")
+        check_model_dir(path, f"model path {spec}")
         return str(path)
     if spec.startswith((".", "/", "~")) or spec.count("/") != 1:
         raise UserError(f"model path {spec} does not exist")
     return spec  # a hub id such as "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+def check_model_dir(path: Path, what: str) -> None:
+    """A local transformers checkpoint has a config.json that is a JSON object; checked before anything loads
+    (transformers' own error for a broken one is a traceback)."""
+    from optune.store import damage, read_json
+
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        raise UserError(f"{what} has no config.json; is it a transformers checkpoint?")
+    try:
+        data = read_json(config)
+    except (OSError, ValueError) as err:
+        raise UserError(f"{what}: {config} is damaged ({damage(err)}); restore it or point to another model") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{what}: {config} is not a JSON object; restore it or point to another model")
+
+
+def cached_model(spec: str) -> Path | None:
+    """Where a built-in policy (the embedded model, tiny:llama) is built once, in the cache; None for others."""
+    name = {EMBEDDED: "smollm2-135m-instruct", "tiny:llama": "tiny-llama"}.get(spec)
+    return cache_root() / "models" / name if name else None
+
+
+def check_cache(spec: str) -> None:
+    """A built-in policy not built yet needs a cache folder it can write: said in one line before anything loads
+    (a cache that is a file, or read-only, would fail midway through preparing the run)."""
+    out = cached_model(spec)
+    if out is None or (out / "config.json").is_file():
+        return
+    where = ("$OPTUNE_CACHE" if "OPTUNE_CACHE" in os.environ else "the cache (~/.cache/optune)") + f" {cache_root()}"
+    node = out.absolute()
+    while not node.exists():
+        node = node.parent
+    fix = f"policy.model {spec} is built there once; set OPTUNE_CACHE to a writable folder"
+    if not node.is_dir():
+        raise UserError(f"{where}: {node} is a file, not a folder; {fix}")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".optune-probe-", dir=node))
+    except OSError as err:
+        raise UserError(f"{where}: cannot write to {node} ({os.strerror(err.errno)}); {fix}") from None
 
 
 def load_tokenizer(path: str):

@@ -33,6 +33,14 @@ def check_out_dir(out: Path, command: str, overwrite: bool = False) -> None:
         _existing_ancestor(out, "--out")
 
 
+def check_out_file(out: Path, what: str = "--out") -> None:
+    """A result file can be written at `out` (not onto a folder, not under a file): checked before the work."""
+    out = Path(out)
+    if out.is_dir():
+        raise UserError(f"{what} {out} is a folder; name the result file to write (e.g. {out / 'result.json'})")
+    _existing_ancestor(out, what)
+
+
 def written_by(out: Path) -> str | None:
     """The command that marked `out` as its own, if any."""
     try:

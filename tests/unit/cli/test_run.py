@@ -67,6 +67,11 @@ BAD = {
     "reward function returns a number": (["output_dir={new}", "reward.function={tmp}/rw.py:scalar"],
                                          "returned float, not a list of numbers"),
     "missing init_from": (["output_dir={new}", "init_from={tmp}/nothing"], "does not exist"),
+    "policy with a broken config.json": (["output_dir={new}", "policy.model={tmp}/policy"],
+                                         "policy.model {tmp}/policy: {tmp}/policy/config.json is damaged (not valid "
+                                         "JSON at line 1); restore it or point to another model"),
+    "reward model with a broken config.json": (["output_dir={new}", "reward.backend=hf", "reward.model={tmp}/policy"],
+                                               "reward.model {tmp}/policy: {tmp}/policy/config.json is damaged"),
 }
 
 
@@ -79,6 +84,8 @@ def test_bad_input_fails_first_with_one_line(tmp_path, capsys, case):
     (tmp_path / "broken.py").write_text("x = 1 / 0\n")
     (tmp_path / "rw.py").write_text("def boom(p, r):\n    raise ValueError('no reward\\nfor you')\n\n"
                                     "def scalar(p, r):\n    return 0.5\n")
+    (tmp_path / "policy").mkdir()
+    (tmp_path / "policy" / "config.json").write_text('{"model_type": "lla')  # cut short
     before = sorted(p.name for p in tmp_path.iterdir())
     overrides, message = BAD[case]
     paths = {"file": tmp_path / "afile", "run": tmp_path / "run", "full": tmp_path / "full",
@@ -91,6 +98,19 @@ def test_bad_input_fails_first_with_one_line(tmp_path, capsys, case):
 def test_unavailable_device_fails_before_the_directory_is_made(tmp_path, capsys):
     one_line_error(capsys, ["run", "-c", TINY, f"output_dir={tmp_path / 'r'}", "policy.device=cuda:0"],
                    "policy.device cuda:0: CUDA is not available here")
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("cache, message", [
+    ("afile", "$OPTUNE_CACHE {tmp}/afile: {tmp}/afile is a file, not a folder; policy.model tiny:llama is built "
+              "there once; set OPTUNE_CACHE to a writable folder"),
+    ("afile/cache", "$OPTUNE_CACHE {tmp}/afile/cache: {tmp}/afile is a file, not a folder"),
+    ("/sys/optune-cache", "$OPTUNE_CACHE /sys/optune-cache: cannot write to /sys ("),
+])
+def test_an_unusable_cache_fails_before_anything_loads(tmp_path, capsys, monkeypatch, cache, message):
+    (tmp_path / "afile").write_text("x")
+    monkeypatch.setenv("OPTUNE_CACHE", cache if cache.startswith("/") else str(tmp_path / cache))
+    one_line_error(capsys, ["run", "-c", TINY, f"output_dir={tmp_path / 'r'}"], message.format(tmp=tmp_path))
     assert not (tmp_path / "r").exists()
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from optune.cli import main
 from optune.errors import UserError
-from optune.store.outdir import OUT_MARKER, check_out_dir, out_dir, written_by
+from optune.store.outdir import OUT_MARKER, check_out_dir, check_out_file, out_dir, written_by
 from tests.unit.data.test_export import make_run, online_states
 
 
@@ -76,3 +76,15 @@ def test_out_refuses_a_file_or_the_users_folder(tmp_path, capsys, run, command):
     assert main([command, str(run), "--out", str(users)]) == 0  # its own now: no --overwrite needed
     assert main([command, str(run), "--out", str(tmp_path / "file"), "--overwrite"]) == 2  # never over a file
     assert (tmp_path / "file").read_text() == "mine" and not (tmp_path / "file" / OUT_MARKER).exists()
+
+
+def test_a_result_file_is_not_written_onto_a_folder_or_under_a_file(tmp_path, capsys):
+    (tmp_path / "f").write_text("mine")
+    check_out_file(tmp_path / "new" / "r.json")
+    with pytest.raises(UserError, match=r"--out .* is a folder; name the result file to write"):
+        check_out_file(tmp_path)
+    # optune bench checks it before running the benchmarks (here: before lm-eval is even imported)
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "config.json").write_text("{}")
+    assert main(["bench", str(tmp_path / "ckpt"), "--out", str(tmp_path / "f" / "r.json")]) == 2
+    assert "f is a file, not a directory" in capsys.readouterr().err
