@@ -122,7 +122,8 @@ def create_app(db_path: str | Path, busy_timeout: float = 5.0) -> Flask:
 def _db() -> sqlite3.Connection:
     """One connection per request (the server is threaded; SQLite connections are not shared)."""
     if "study_db" not in g:
-        g.study_db = storage.connect(current_app.config["STUDY_DB"], current_app.config["STUDY_BUSY_TIMEOUT"])
+        g.study_db = storage.connect(current_app.config["STUDY_DB"], current_app.config["STUDY_BUSY_TIMEOUT"],
+                                     check=False)  # checked once, by create_app
     return g.study_db
 
 

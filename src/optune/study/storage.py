@@ -10,6 +10,7 @@ grant access to anyone's items.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import sqlite3
@@ -138,13 +139,42 @@ def is_busy(err: BaseException) -> bool:
     return "locked" in str(err)
 
 
-def connect(path: str | Path, busy_timeout: float = 10.0) -> sqlite3.Connection:
+@functools.cache
+def _expected_columns() -> dict[str, frozenset[str]]:
+    """Each table of SCHEMA and its columns, as SQLite reports them."""
+    mem = sqlite3.connect(":memory:")
+    try:
+        mem.executescript(SCHEMA)
+        return _columns(mem, [r[0] for r in mem.execute("SELECT name FROM sqlite_master WHERE type = 'table'")])
+    finally:
+        mem.close()
+
+
+def _columns(conn: sqlite3.Connection, tables) -> dict[str, frozenset[str]]:
+    # the names are SCHEMA's own (no quoting needed); a table the file lacks has no columns
+    return {t: frozenset(r[1] for r in conn.execute(f'PRAGMA table_info("{t}")')) for t in tables}
+
+
+def check_schema(conn: sqlite3.Connection, path: Path) -> None:
+    """Every table and column of SCHEMA is there: a study file missing one (damaged, or edited by hand) is one
+    line here rather than a traceback in `results` or a 500 page for every rater in `serve`."""
+    expected = _expected_columns()
+    found = _columns(conn, expected)
+    missing = [t for t in expected if not found[t]]
+    missing += [f"{t}.{c}" for t in expected if found[t] for c in sorted(expected[t] - found[t])]
+    if missing:
+        raise UserError(f"{path}: a damaged optune study file: it lacks {', '.join(missing)}; restore it from a "
+                        "copy, or make a new study with `optune study create`")
+
+
+def connect(path: str | Path, busy_timeout: float = 10.0, check: bool = True) -> sqlite3.Connection:
     """Open an existing study file for reading and writing, refusing anything else.
 
     Autocommit mode (`isolation_level=None`) so every write is its own explicit transaction;
     synchronous=FULL so a committed rating survives even a power cut, not just a killed process.
     `busy_timeout` (seconds): how long a statement waits for another connection's write lock
-    before failing with "database is locked" (see `is_busy`).
+    before failing with "database is locked" (see `is_busy`). `check`: also check every table is there
+    (`check_schema`; the server checks once at start, not on each request).
     """
     path = Path(path)
     if not path.is_file():
@@ -155,6 +185,11 @@ def connect(path: str | Path, busy_timeout: float = 10.0) -> sqlite3.Connection:
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA synchronous=FULL")
         row = conn.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+        if check and row is not None and row[0] == FORMAT:
+            check_schema(conn, path)
+    except UserError:
+        conn.close()
+        raise
     except sqlite3.DatabaseError as err:
         conn.close()
         if is_busy(err):

@@ -80,6 +80,24 @@ def test_serve_and_results_reject_a_missing_study(tmp_path, capsys):
     assert main(["study", "results", str(tmp_path / "none.db")]) == 2
 
 
+def test_serve_and_results_refuse_a_study_missing_tables_in_one_line(tmp_path, capsys):
+    import sqlite3
+
+    assert _create(tmp_path) == 0
+    db = tmp_path / "s.db"
+    conn = sqlite3.connect(db)
+    conn.execute("DROP TABLE ratings")
+    conn.execute("ALTER TABLE systems DROP COLUMN source")
+    conn.commit()
+    conn.close()
+    capsys.readouterr()
+    message = (f"{db}: a damaged optune study file: it lacks ratings, systems.source; restore it from a copy, "
+               "or make a new study with `optune study create`")
+    for command in ("results", "serve"):
+        assert main(["study", command, str(db)]) == 2
+        assert capsys.readouterr().err.strip() == f"optune study: error: {message}"
+
+
 def test_serve_options_are_checked_in_one_line(tmp_path, capsys):
     assert _create(tmp_path) == 0
     capsys.readouterr()
