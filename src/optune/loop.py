@@ -32,7 +32,7 @@ from optune.heldout import evaluate_heldout, health_warnings
 from optune.losses import make_loss
 from optune.models.policy import load_model
 from optune.pairs import Pair, State, build_pairs, chosen_reward, state_from_rows, state_rows
-from optune.store import WriteError, read_json, read_jsonl
+from optune.store import WriteError, damage, read_json, read_jsonl
 from optune.training.iteration import load_checkpoint, release_generator, train
 from optune.words import num, plural
 
@@ -88,21 +88,36 @@ def start_policy(ctx: Context, t: int):
     return ctx.store.read_finished(t - 1, path, lambda p: load_checkpoint(p, ctx.cfg.policy))
 
 
+def saved_times(ctx: Context, t: int) -> dict | None:
+    """The seconds iteration t spent before a resume; a damaged times.json is dropped (only the time metrics
+    lose what it held)."""
+    path = ctx.store.times(t)
+    try:
+        saved = read_json(path)
+        if not isinstance(saved, dict) or not all(isinstance(v, int | float) for v in saved.values()):
+            raise ValueError("not seconds per phase")
+        return saved
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as err:
+        ctx.store.discard(path, damage(err), "timing this iteration from now (its time metrics count less)")
+        return None
+
+
 def run_iteration(ctx: Context, t: int, state: State, model) -> tuple[State, object, dict]:
     """Steps 2-6 of iteration t on pi_t (`model`): the new state, pi_{t+1} and the iteration's metrics.
 
     Its metrics.json, written last, marks the iteration finished.
     """
-    times_path = ctx.store.times(t)
-    clock = Clock(read_json(times_path) if times_path.is_file() else None)
+    clock = Clock(saved_times(ctx, t))
     state, n_picked = ctx.source.responses(ctx, t, state, model, clock)
     with clock.phase("bookkeeping"):
         ctx.store.write_jsonl(ctx.store.responses(t), state_rows(ctx.prompts, state))
         pairs, ties = pairs_for(ctx, t, state)
-        ctx.store.write_json(times_path, clock.seconds)
+        ctx.store.write_json(ctx.store.times(t), clock.seconds)
     start = evaluate_heldout(ctx, t, model, clock, start=True) if t == 0 else {}
     model, train_metrics = train(ctx, t, pairs, model, clock)
-    ctx.store.write_json(times_path, clock.seconds)
+    ctx.store.write_json(ctx.store.times(t), clock.seconds)
     heldout = evaluate_heldout(ctx, t, model, clock)
     metrics = iteration_metrics(ctx, t, state, pairs, ties, n_picked, train_metrics)
     metrics.update(heldout)

@@ -53,6 +53,8 @@ def garbage(path: Path) -> None:
 
 
 @pytest.mark.parametrize("remove, damaged, how", [
+    (AFTER_SCORING, "selection.json", garbage),
+    (AFTER_SCORING, "times.json", cut),
     (AFTER_SCORING, "gen/batch_00000.jsonl", cut),
     (AFTER_SCORING, "score/batch_00000.jsonl", garbage),
     (AFTER_REFERENCE, "ref_logps.json", cut),

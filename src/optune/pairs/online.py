@@ -13,15 +13,19 @@ from optune.pairs import Response, State, chosen_reward, merge, parts_at, parts_
 from optune.reward.backends import scored_parts
 from optune.reward.scores import eos_penalized
 from optune.selection import select_prompts
-from optune.store import read_json
+from optune.store import damage, read_json
 
 
 def select(ctx: Context, t: int, state: State) -> list[int]:
     """Indices of prompts to (re)generate at iteration t, stored so a resumed run picks the same ones."""
     path = ctx.store.selection(t)
-    if path.is_file():
+    try:
         ids = set(read_json(path)["prompt_ids"])
         return [i for i, p in enumerate(ctx.prompts) if p.id in ids]
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, KeyError, TypeError) as err:  # the pick is seeded: made again, it is the same
+        ctx.store.discard(path, damage(err), "picking the prompts again")
     if t == 0:
         picked = list(range(len(ctx.prompts)))
     else:
