@@ -11,9 +11,8 @@ directory's lock (optune.store.lock) for the run's life.
 A run directory either does not exist or is resumable: `create_dir` fills it under a hidden temp name
 beside its final path and renames it into place. A file damaged afterwards (a disk error, a hand edit) is
 diagnosed on resume: one of an unfinished step (a batch file, selection.json, times.json, ref_logps.json,
-train_state.pt, an unfinished
-iteration's checkpoint) is removed and recomputed with one log line; one of a finished iteration stops the
-resume with one line (`Damaged`, exit 2) naming it and what to remove.
+train_state.pt, an unfinished iteration's checkpoint) is removed and recomputed with one log line; one of a
+finished iteration stops the resume with one line (`Damaged`, exit 2) naming it and what to remove.
 
 Layout (RUN = the run directory, t = iteration, zero-padded to 3 digits):
   RUN/.optune-run                 marker: this directory is an optune run
