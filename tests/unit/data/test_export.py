@@ -198,6 +198,8 @@ def test_run_card_written_as_a_run_ends_is_portable(tmp_path):
     assert "Best held-out reward: after iteration 0" in text
     # the same bytes wherever the run lives and however long it took: no path, no timing, no output_dir
     assert str(tmp_path) not in text and "PATH/TO" not in text and "output_dir" not in text
+    assert "timeout_s" not in text and "device:" not in text  # deployment-only: a resume may change them
+    assert "rho: 0.5" in text and "impl: auto" in text  # what the run computed stays
     assert "| all |" not in text and "optune export RUN" in text
     path.write_text("exported card")
     assert write_run_card(RunStore(store.root), cfg, ms, if_missing=True) == path
