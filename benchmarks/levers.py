@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from heldout_gain import paired_bootstrap
@@ -84,6 +85,11 @@ def relevance(rows: dict[str, dict], requests: dict[str, str], embed) -> float:
     return float(np.mean([s if t.strip() else 0.0 for s, t in zip(sims, texts)]))
 
 
+def raw(rows: dict[str, dict], penalty: float) -> float:
+    """Mean held-out reward with reward.missing_eos_penalty given back: the task's own reward."""
+    return float(np.mean([r["reward"] + penalty * (not r["eos"]) for r in rows.values()]))
+
+
 def make_embedder():
     import torch
     from transformers import AutoModel, AutoTokenizer
@@ -112,9 +118,9 @@ def summarize(out: Path) -> list[str]:
 
     requests = {r["id"]: r.get("request") or r["prompt"] for r in verifiable.load("heldout")}
     embed = make_embedder()
-    lines = ["| run | held-out reward: start, after 0, 1, 2 | gain of iterations 1-2 [95% CI] | words start -> final "
-             "| EOS final | repetitive final | KL to pi_0 final | relevance start -> final |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| run | held-out reward: start, after 0, 1, 2 | gain of iterations 1-2 [95% CI] | "
+             "task reward without an EOS penalty: start -> final | words start -> final | EOS final | "
+             "repetitive final | KL to pi_0 final | relevance start -> final |", "|---" * 9 + "|"]
     for run in sorted(p for p in out.iterdir() if finished(p)):
         metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
         last = len(metrics) - 1
@@ -126,9 +132,12 @@ def summarize(out: Path) -> list[str]:
         gain, low, high = paired_bootstrap(np.array([first[i]["reward"] for i in ids]),
                                            np.array([final[i]["reward"] for i in ids]))
         m0, mf = metrics[0], metrics[-1]
+        penalty = (yaml.safe_load((run / "config.yaml").read_text())["reward"] or {}).get("missing_eos_penalty") or 0.0
+
         lines.append(
             f"| {run.name} | {', '.join(f'{c:.4f}' for c in curve if c is not None)} | {gain:+.4f} "
-            f"[{low:+.4f}, {high:+.4f}] | {m0.get('eval/length_words_start', float('nan')):.1f} -> "
+            f"[{low:+.4f}, {high:+.4f}] | {raw(start, penalty):.4f} -> {raw(final, penalty):.4f} | "
+            f"{m0.get('eval/length_words_start', float('nan')):.1f} -> "
             f"{mf.get('eval/length_words', float('nan')):.1f} | {mf.get('eval/eos_rate', float('nan')):.2f} | "
             f"{mf.get('eval/repetition_rate', float('nan')):.2f} | {mf.get('eval/kl_initial', float('nan')):.2f} | "
             f"{relevance(start, requests, embed):.3f} -> {relevance(final, requests, embed):.3f} |")

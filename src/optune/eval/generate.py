@@ -12,6 +12,7 @@ from pathlib import Path
 
 from optune.configfile import Range, check_ranges
 from optune.errors import UserError
+from optune.prompt import Prompt
 
 
 @dataclass
@@ -58,7 +59,8 @@ class CheckpointGenerator:
         from optune.generation import encode_prompt
 
         s = self.settings
-        ids = [encode_prompt(self.tokenizer, {"prompt": p}, self.model.config.max_position_embeddings) for p in prompts]
+        ids = [encode_prompt(self.tokenizer, Prompt(id=str(i), text=p), self.model.config.max_position_embeddings)
+               for i, p in enumerate(prompts)]
         out: list[str] = []
         for start in range(0, len(ids), s.batch_size):
             samples = self.backend.generate(self.model, ids[start:start + s.batch_size], n=1,
