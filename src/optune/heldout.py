@@ -18,7 +18,6 @@ from optune.models.policy import load_model
 from optune.pairs import parts_at
 from optune.prompt import Prompt
 from optune.reward.backends import scored_parts
-from optune.reward.scores import eos_penalized
 from optune.tasks import verifiable
 from optune.training.logps import responses_logps
 
@@ -34,8 +33,8 @@ def evaluate_heldout(ctx: Context, t: int, model, clock: Clock, start: bool = Fa
         out = ctx.generator.generate(model, [p.ids for p in prompts], n=1, greedy=ctx.cfg.generation.eval_greedy,
                                      seed=ctx.cfg.seed, path=ctx.policy_path(t, trained=not start))
         texts = [s[0].text for s in out]
-        scores, parts = scored_parts(ctx.reward, prompts, texts)
-        scores = eos_penalized(scores, [s[0].eos for s in out], ctx.cfg.reward.missing_eos_penalty)
+        scores, parts = scored_parts(ctx.reward, prompts, texts, [s[0].eos for s in out],
+                                     ctx.cfg.reward.missing_eos_penalty)
         return [{"prompt_id": p.id, "prompt": p.text, "response": s[0].text, "eos": s[0].eos, "reward": sc,
                  "ids": s[0].ids, **({"parts": parts_at(parts, k)} if parts else {})}
                 for k, (p, s, sc) in enumerate(zip(prompts, out, scores))]
@@ -84,9 +83,11 @@ def health_warnings(metrics: dict[str, float], previous: dict[str, float] | None
     """optune.health.warnings for an iteration's held-out metrics against the policy it started from: the
     previous iteration's, or (iteration 0) the starting policy's `_start` keys."""
     def plain(source: dict, suffix: str) -> dict[str, float]:
-        keys = {"reward": "heldout_reward", "length_words": "length_words", "eos_rate": "eos_rate",
-                "repetition_rate": "repetition_rate"}
-        return {k: source[f"eval/{v}{suffix}"] for k, v in keys.items() if f"eval/{v}{suffix}" in source}
+        keys = ("heldout_reward", "length_words", "eos_rate", "repetition_rate")
+        out = {k: source[f"eval/{k}{suffix}"] for k in keys if f"eval/{k}{suffix}" in source}
+        if "heldout_reward" in out:  # health.warnings' name for it
+            out["reward"] = out.pop("heldout_reward")
+        return out
 
     before = plain(metrics, "_start") if previous is None else plain(previous, "")
     return health.warnings(before, plain(metrics, ""))

@@ -11,7 +11,6 @@ from optune.context import Context
 from optune.distributed import batched
 from optune.pairs import Response, State, chosen_reward, merge, parts_at, parts_field
 from optune.reward.backends import scored_parts
-from optune.reward.scores import eos_penalized
 from optune.selection import select_prompts
 from optune.store import damage, read_json
 
@@ -60,8 +59,8 @@ def generate_and_score(ctx: Context, t: int, picked: list[int], model, clock: Cl
     def score(batch: list[dict]) -> list[dict]:
         prompts = [by_id[r["prompt_id"]] for r in batch for _ in r["samples"]]
         texts = [s["text"] for r in batch for s in r["samples"]]
-        scores, parts = scored_parts(ctx.reward, prompts, texts)
-        scores = eos_penalized(scores, [s["eos"] for r in batch for s in r["samples"]], cfg.reward.missing_eos_penalty)
+        scores, parts = scored_parts(ctx.reward, prompts, texts, [s["eos"] for r in batch for s in r["samples"]],
+                                     cfg.reward.missing_eos_penalty)
         return [{"prompt_id": r["prompt_id"], "rewards": scores[2 * k:2 * k + 2],
                  **parts_field(parts, 2 * k, 2 * k + 2)} for k, r in enumerate(batch)]
 

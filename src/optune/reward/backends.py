@@ -18,7 +18,7 @@ from optune.errors import UserError
 from optune.prompt import Prompt
 from optune.reward.function import CallableReward
 from optune.reward.function import load_function as load_function  # re-exported: its home before function.py
-from optune.reward.scores import check_scores
+from optune.reward.scores import check_scores, eos_penalized
 
 
 class RewardBackend(Protocol):
@@ -113,12 +113,15 @@ def checked_score(backend: RewardBackend, prompts: list[Prompt], responses: list
     return scored_parts(backend, prompts, responses)[0]
 
 
-def scored_parts(backend: RewardBackend, prompts: list[Prompt],
-                 responses: list[str]) -> tuple[list[float], dict[str, list[float]] | None]:
+def scored_parts(backend: RewardBackend, prompts: list[Prompt], responses: list[str], eos: list[bool] | None = None,
+                 missing_eos_penalty: float = 0.0) -> tuple[list[float], dict[str, list[float]] | None]:
     """(checked totals, {component name: its scores} or None): one scoring call, so a backend with parts (a
-    mix) is not asked twice; None for a backend without `score_parts`."""
+    mix) is not asked twice; None for a backend without `score_parts`. With `eos` (whether each response ended
+    with EOS) the totals carry reward.missing_eos_penalty; a mix's parts stay raw."""
     score_parts = getattr(backend, "score_parts", None)
     if score_parts is None:
-        return check_scores(backend.score(prompts, responses), len(responses)), None
-    totals, parts = score_parts(prompts, responses)
-    return check_scores(totals, len(responses)), parts
+        totals, parts = backend.score(prompts, responses), None
+    else:
+        totals, parts = score_parts(prompts, responses)
+    totals = check_scores(totals, len(responses))
+    return (totals if eos is None else eos_penalized(totals, eos, missing_eos_penalty)), parts
