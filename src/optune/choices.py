@@ -29,6 +29,9 @@ class SelectionStrategy(StrEnum):
     """The ceil(rho * n) prompts with the lowest chosen reward."""
     RANDOM = "random"
     """The same count, uniformly at random."""
+    MIDDLE = "middle"
+    """The same count from the middle of the reward ranking (around the median chosen reward): neither the
+    prompts the policy already answers best nor the lowest, which arXiv 2510.05534 finds hurt iterative DPO."""
     FULL = "full"
     """Every prompt (rho ignored)."""
 

@@ -138,7 +138,8 @@ class GenerationConfig:
 @dataclass
 class SelectionConfig:
     strategy: SelectionStrategy = SelectionStrategy.OPTUNE
-    """Which prompts to regenerate at t >= 1: "optune" (lowest chosen reward first), "random", "full" (all)."""
+    """Which prompts to regenerate at t >= 1: "optune" (lowest chosen reward first), "middle" (a band
+    around the median chosen reward), "random", "full" (all)."""
     rho: float = 0.5
     """Fraction of prompts regenerated per iteration, in (0, 1]; ceil(rho * |P|) prompts."""
 

@@ -3,7 +3,8 @@
 1. Iteration 0: sample two responses for every prompt from pi_0, score them, train pi_0 -> pi_1.
    It is the same for every variant, so a run may start from another run's finished iteration 0.
 2. Iteration t >= 1: rank prompts by the reward of their current chosen response (lowest first) and pick
-   ceil(rho * |P|) of them ("optune"), the same count at random ("random"), or all ("full").
+   ceil(rho * |P|) of them ("optune"), the same count around the median ("middle") or at random ("random"),
+   or all ("full").
 3. Regenerate two responses with pi_t for the picked prompts only; every other prompt keeps its stored
    responses and rewards. Score only the new responses.
 4. Build pairs for all prompts: chosen = higher reward, rejected = lower; pairs with equal rewards carry no

@@ -23,7 +23,9 @@ def select_prompts(rewards, rho: float, strategy: SelectionStrategy, seed: int) 
 
     rewards: [n] the reward of each prompt's current chosen (higher-reward) response.
     "optune": the ceil(rho * n) lowest rewards; ties broken by prompt index (stable sort), so the choice is
-    deterministic. "random": the same count uniformly at random, reproducible by seed. "full": every prompt.
+    deterministic. "middle": the same count as one window in the middle of that ranking (positions
+    (n - k) // 2 .. (n - k) // 2 + k - 1, lowest first). "random": the same count uniformly at random,
+    reproducible by seed. "full": every prompt.
     """
     rewards = np.asarray(rewards, dtype=np.float64)
     if rewards.ndim != 1:
@@ -35,10 +37,11 @@ def select_prompts(rewards, rho: float, strategy: SelectionStrategy, seed: int) 
     if strategy is SelectionStrategy.FULL:
         return np.arange(n)
     k = num_selected(n, rho)
-    if strategy is SelectionStrategy.OPTUNE:
+    if strategy in (SelectionStrategy.OPTUNE, SelectionStrategy.MIDDLE):
         if np.isnan(rewards).any():
             raise UserError("a prompt's chosen reward is NaN; cannot rank prompts")
-        chosen = np.argsort(rewards, kind="stable")[:k]
+        low = 0 if strategy is SelectionStrategy.OPTUNE else (n - k) // 2
+        chosen = np.argsort(rewards, kind="stable")[low:low + k]
     else:
         chosen = np.random.default_rng(seed).choice(n, size=k, replace=False)
     return np.sort(chosen)

@@ -10,7 +10,7 @@ from optune.selection import num_selected, select_prompts
 @pytest.mark.parametrize("n,rho", [(10, 0.3), (10, 0.5), (10, 0.7), (7, 0.5), (96, 0.3), (1, 0.01), (100, 1.0)])
 def test_count_is_ceil(n, rho):
     rewards = np.random.default_rng(0).random(n)
-    for strategy in ("optune", "random"):
+    for strategy in ("optune", "middle", "random"):
         assert len(select_prompts(rewards, rho, strategy, seed=1)) == math.ceil(round(rho * n, 9))
 
 
@@ -22,6 +22,15 @@ def test_float_noise_does_not_add_a_prompt():
 def test_optune_picks_the_lowest():
     rewards = [0.9, 0.1, 0.5, 0.3, 0.7, 0.2]
     assert select_prompts(rewards, 0.5, "optune", 0).tolist() == [1, 3, 5]
+
+
+def test_middle_picks_the_band_around_the_median():
+    rewards = [0.9, 0.1, 0.5, 0.3, 0.7, 0.2, 0.8, 0.4]  # ranking (lowest first): 1 5 3 7 2 4 6 0
+    assert select_prompts(rewards, 0.5, "middle", 0).tolist() == [2, 3, 4, 7]  # ranks 2..5
+    assert select_prompts(rewards, 0.25, "middle", 0).tolist() == [2, 7]  # ranks 3..4
+    assert select_prompts(rewards, 0.375, "middle", 0).tolist() == [2, 3, 7]  # k = 3: ranks 2..4
+    with pytest.raises(UserError, match="NaN"):
+        select_prompts([0.1, float("nan")], 0.5, "middle", 0)
 
 
 def test_ties_broken_by_index():
@@ -40,7 +49,7 @@ def test_random_reproducible_by_seed():
 
 def test_rho_one_and_full_pick_all():
     rewards = [0.3, 0.1, 0.2]
-    for strategy in ("optune", "random", "full"):
+    for strategy in ("optune", "middle", "random", "full"):
         assert select_prompts(rewards, 1.0, strategy, 0).tolist() == [0, 1, 2]
     assert select_prompts(rewards, 0.2, "full", 0).tolist() == [0, 1, 2]
 
