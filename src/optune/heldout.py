@@ -36,7 +36,8 @@ def evaluate_heldout(ctx: Context, t: int, model, clock: Clock, start: bool = Fa
         scores, parts = scored_parts(ctx.reward, prompts, texts, [s[0].eos for s in out],
                                      ctx.cfg.reward.missing_eos_penalty)
         return [{"prompt_id": p.id, "prompt": p.text, "response": s[0].text, "eos": s[0].eos, "reward": sc,
-                 "ids": s[0].ids, **({"parts": parts_at(parts, k)} if parts else {})}
+                 "ids": s[0].ids, **({"logp": s[0].logp} if s[0].logp is not None else {}),
+                 **({"parts": parts_at(parts, k)} if parts else {})}
                 for k, (p, s, sc) in enumerate(zip(prompts, out, scores))]
 
     with clock.phase("eval"), ctx.progress(f"iter {t} held-out", len(ctx.heldout)) as bar:
@@ -63,7 +64,9 @@ def quality(ctx: Context, rows: list[dict]) -> dict[str, float]:
 
 def movement(ctx: Context, t: int, model, rows: list[dict]) -> dict[str, float]:
     """Mean log-ratio of pi_{t+1} (`model`) to this iteration's reference and to pi_0, on its held-out responses
-    (optune.health.log_ratio); one forward pass per policy, loading each from its checkpoint once."""
+    (optune.health.log_ratio); one forward pass per other policy, loading each from its checkpoint once. The
+    policy's own log-probs come from generation where the generator gave them (the decode loop's raw log-probs
+    of its greedy tokens: the same numbers a forward pass gives, to float rounding), saving that pass."""
     by_id = {p.id: p for p in ctx.heldout}
     prompts, responses = [by_id[r["prompt_id"]].ids for r in rows], [r["ids"] for r in rows]
     pad, size = ctx.tokenizer.pad_token_id, ctx.cfg.train.batch_size * 2
@@ -71,7 +74,7 @@ def movement(ctx: Context, t: int, model, rows: list[dict]) -> dict[str, float]:
     def logps(m) -> list[float]:
         return responses_logps(m, prompts, responses, pad, size)
 
-    mine = logps(model)
+    mine = [r["logp"] for r in rows] if all("logp" in r for r in rows) else logps(model)
     reference = ctx.initial_model_path if ctx.cfg.loss.reference == Reference.INITIAL else ctx.policy_path(t)
     paths = {"reference": reference, "initial": ctx.initial_model_path}
     theirs = {path: logps(load_model(path, ctx.cfg.policy.dtype, ctx.cfg.policy.device))

@@ -12,7 +12,7 @@ from optune.generation.sampling import sample_top_p
 from optune.models.policy import load_model, load_tokenizer
 from optune.pairs import Pair
 from optune.prompt import Prompt
-from optune.training.logps import pair_logps
+from optune.training.logps import pair_logps, responses_logps
 
 EOS = 2
 TEXTS = ("hi", "a longer prompt here", "x", "another one, of a middling length")
@@ -113,6 +113,16 @@ def test_logp_equals_a_float32_forward_pass(peaked):
     chosen, rejected = pair_logps(model, pairs, tok.pad_token_id, bf16=False)
     for (a, b), c, r in zip(out, chosen.tolist(), rejected.tolist()):
         assert abs(a.logp - c) < 1e-4 and abs(b.logp - r) < 1e-4, (a.logp, c, b.logp, r)
+
+
+def test_greedy_logp_equals_the_heldout_forward_pass(peaked):
+    """The held-out KL (optune.heldout.movement) takes the policy's log-probs from greedy generation with the
+    default (packed) settings instead of responses_logps' forward pass: the two agree."""
+    tok, model, prompts = peaked
+    gen = TransformersGenerator(GenerationConfig(max_new_tokens=10, impl="decode"), tok)
+    out = [pair[0] for pair in gen.generate(model, prompts, n=1, greedy=True, seed=0)]
+    forward = responses_logps(model, prompts, [s.ids for s in out], tok.pad_token_id, batch_size=3)
+    assert max(abs(s.logp - f) for s, f in zip(out, forward)) < 1e-4
 
 
 def test_checkpoint_processors_send_decode_to_model_generate(peaked, capsys):
