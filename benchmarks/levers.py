@@ -12,6 +12,7 @@ cosine similarity between the request and the response in all-MiniLM-L6-v2's emb
 Usage (repo root):
     python benchmarks/levers.py --out runs/levers --variants default rho1 --seeds 0 --jobs 2
     python benchmarks/levers.py --out runs/levers --summary          # the table from finished runs
+    python benchmarks/levers.py --out runs/levers --grid-links runs/claims  # then: grid.py --out runs/claims --summary
 --jobs N runs N runs at once with OMP_NUM_THREADS=1 each (2 on the 2-core CPU); timings are not comparable
 across --jobs settings, curves are (kernels round the same way at a fixed thread count).
 """
@@ -41,7 +42,14 @@ VARIANTS: dict[str, dict] = {
     "beta0.2": {"overrides": ["loss.beta1=0.2"]},
     "ref-initial": {"overrides": ["loss.reference=initial"]},
     "eos0.25": {"overrides": ["reward.missing_eos_penalty=0.25"]},
+    # the paper's open claims (issue 23 item 6); their KL passes are skipped (eval.kl=false): they compare rewards
+    "random": {"overrides": ["selection.strategy=random", "eval.kl=false"], "base": "default"},
+    "middle": {"overrides": ["selection.strategy=middle", "eval.kl=false"], "base": "default"},
+    "dpo": {"overrides": ["loss.type=dpo", "eval.kl=false"]},
 }
+# benchmarks/grid.py's cell names for the variants it compares (its --summary reads them from --grid-links DIR)
+GRID_NAMES = {"rho1": "wdpo-rho1.0", "default": "wdpo-optune-rho0.5", "random": "wdpo-random-rho0.5",
+              "middle": "wdpo-middle-rho0.5", "dpo": "dpo-optune-rho0.5"}
 COMMON = ["data.max_heldout=null"]
 
 
@@ -70,6 +78,22 @@ def run_one(out: Path, variant: str, seed: int, threads: int, extra: list[str]) 
         code = subprocess.call([sys.executable, "-m", "optune", "run", *args], stdout=log, stderr=subprocess.STDOUT,
                                env=env)
     return f"{run.name}: exit {code}"
+
+
+def grid_links(out: Path, grid: Path) -> list[str]:
+    """Link each finished run of a GRID_NAMES variant into `grid` under grid.py's cell name (s0-wdpo-rho1.0, ...),
+    so that `grid.py --out GRID --summary` gives the claims' tables with its two-level bootstrap. A dpo run here
+    has its own iteration 0 at rho = 0.5, which is what grid.py's dpo cell computes from its rho = 1 base."""
+    grid.mkdir(parents=True, exist_ok=True)
+    made = []
+    for run in sorted(p for p in out.iterdir() if finished(p)):
+        variant, _, seed = run.name.rpartition("-s")
+        if variant in GRID_NAMES and seed.isdigit():
+            link = grid / f"s{seed}-{GRID_NAMES[variant]}"
+            if not link.exists():
+                link.symlink_to(run.resolve(), target_is_directory=True)
+            made.append(f"{link.name} -> {run}")
+    return made
 
 
 def rows_of(path: Path) -> dict[str, dict]:
@@ -151,10 +175,11 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--summary", action="store_true", help="print the table from finished runs only")
+    parser.add_argument("--grid-links", type=Path, help="link finished runs into this folder under grid.py's names")
     parser.add_argument("overrides", nargs="*", help="key.sub=value for every new run")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    if not args.summary:
+    if not (args.summary or args.grid_links):
         # a variant and its base share a job, so that the base finishes before the variant starts from it
         jobs = [(v, s) for s in args.seeds for v in args.variants
                 if v not in (VARIANTS[w].get("base") for w in args.variants)]
@@ -162,6 +187,9 @@ def main() -> None:
         with ThreadPoolExecutor(args.jobs) as pool:
             for line in pool.map(lambda job: run_one(args.out, *job, threads, args.overrides), jobs):
                 print(line, flush=True)
+    if args.grid_links:
+        print("\n".join(grid_links(args.out, args.grid_links)))
+        return
     print("\n".join(summarize(args.out)))
 
 
