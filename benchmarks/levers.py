@@ -37,6 +37,7 @@ VARIANTS: dict[str, dict] = {
     "default": {"overrides": []},
     "rho1": {"overrides": ["selection.rho=1.0"], "base": "default"},
     "epochs1": {"overrides": ["train.epochs=1"]},
+    "fresh": {"overrides": ["data.max_prompts=null", "data.prompts_per_iteration=96"]},
     "lr5e-6": {"overrides": ["train.lr=5e-6"]},
     "nll0.2": {"overrides": ["loss.nll_weight=0.2"]},
     "beta0.2": {"overrides": ["loss.beta1=0.2"]},

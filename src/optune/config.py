@@ -85,6 +85,12 @@ class DataConfig:
     null (every pair) unless set."""
     max_heldout: int | None = 96
     """Use the first N held-out prompts (null: all)."""
+    prompts_per_iteration: int | None = None
+    """null: every iteration uses the same training prompts (the paper's setting, which OPTune's reuse needs).
+    N: iteration t uses N prompts drawn from them afresh: a seeded shuffle read in order, N per iteration,
+    starting over when it runs out (e.g. data.max_prompts=null data.prompts_per_iteration=96: 96 new prompts of
+    the built-in task's 480 each iteration). A prompt without stored responses is always generated, so rho and
+    the selection rule only apply to prompts an earlier iteration already answered. optune run only."""
 
 
 @dataclass
@@ -360,6 +366,7 @@ RANGES = {
     "iterations": AT_LEAST_1,
     "policy.max_prompt_tokens": AT_LEAST_1,
     "data.max_prompts": Range(1, nullable=True), "data.max_heldout": Range(1, nullable=True),
+    "data.prompts_per_iteration": Range(1, nullable=True),
     "generation.max_new_tokens": AT_LEAST_1, "generation.min_new_tokens": Range(0),
     "generation.temperature": Range(0, low_open=True), "generation.top_p": Range(0, 1, low_open=True),
     "generation.batch_size": AT_LEAST_1, "generation.tensor_parallel_size": AT_LEAST_1,

@@ -17,6 +17,7 @@ from optune.generation.base import Generator
 from optune.pairs import State
 from optune.prompt import Prompt
 from optune.reward.backends import RewardBackend
+from optune.selection import iteration_pool
 from optune.store import RunStore
 from optune.tracking import Tracker
 
@@ -62,6 +63,11 @@ class Context:
     def progress(self, desc: str, total: int):
         """A progress bar shown by the main process only."""
         return progress(desc, total, self.dist.is_main)
+
+    def iteration_prompts(self, t: int) -> list[Prompt]:
+        """The prompts iteration t uses: every training prompt, or data.prompts_per_iteration of them."""
+        picked = iteration_pool(len(self.prompts), self.cfg.data.prompts_per_iteration, t, self.cfg.seed)
+        return [self.prompts[i] for i in picked]
 
     def policy_path(self, t: int, trained: bool = False) -> str:
         """The checkpoint on disk that holds the in-memory policy: pi_t at iteration t, or pi_{t+1} once trained.

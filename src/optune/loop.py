@@ -43,7 +43,7 @@ PHASES = ("generation", "rewarding", "training", "bookkeeping", "eval")
 def pairs_for(ctx: Context, t: int, state: State) -> tuple[list[Pair], int]:
     """Step 4: this iteration's pairs (and the number of ties), recorded in iter_t/pairs.jsonl."""
     loss = make_loss(ctx.cfg.loss.type, ctx.cfg.loss.beta1, ctx.cfg.loss.beta2)
-    pairs, rows, ties = build_pairs(ctx.prompts, state, loss.weights, labelled=ctx.source.labelled,
+    pairs, rows, ties = build_pairs(ctx.iteration_prompts(t), state, loss.weights, labelled=ctx.source.labelled,
                                     drop_ties=ctx.cfg.loss.drop_ties)
     ctx.store.write_jsonl(ctx.store.pairs(t), rows)
     return pairs, ties
@@ -56,15 +56,16 @@ def _mean(values) -> float:
 
 def iteration_metrics(ctx: Context, t: int, state: State, pairs: list[Pair], ties: int, n_picked: int,
                       train_metrics: dict) -> dict:
-    chosen = [chosen_reward(state[p.id]) for p in ctx.prompts]
-    rejected = [min(r.reward for r in state[p.id]) for p in ctx.prompts]
-    eos = [r.eos for p in ctx.prompts for r in state[p.id]]
+    prompts = ctx.iteration_prompts(t)
+    chosen = [chosen_reward(state[p.id]) for p in prompts]
+    rejected = [min(r.reward for r in state[p.id]) for p in prompts]
+    eos = [r.eos for p in prompts for r in state[p.id]]
     return {"iteration": t, **train_metrics, "objective/scores": _mean(chosen),
             "objective/scores_margin": _mean(c - r for c, r in zip(chosen, rejected)),
             "objective/scores_all": _mean(chosen + rejected), "val/contain_eos_token": _mean(eos),
             "pairs/trained": len(pairs), "pairs/dropped_ties": ties if ctx.cfg.loss.drop_ties else 0,
             "pairs/ties": ties, "selection/n_regenerated": n_picked,
-            "selection/frac_regenerated": n_picked / len(ctx.prompts)}
+            "selection/frac_regenerated": n_picked / len(prompts)}
 
 
 def time_metrics(ctx: Context, t: int, clock: Clock) -> dict:
@@ -112,8 +113,11 @@ def run_iteration(ctx: Context, t: int, state: State, model) -> tuple[State, obj
     """
     clock = Clock(saved_times(ctx, t))
     state, n_picked = ctx.source.responses(ctx, t, state, model, clock)
+    prompts = ctx.iteration_prompts(t)
+    # only this iteration's prompts carry over: what a resumed run reads back from responses.jsonl
+    state = {p.id: state[p.id] for p in prompts}
     with clock.phase("bookkeeping"):
-        ctx.store.write_jsonl(ctx.store.responses(t), state_rows(ctx.prompts, state))
+        ctx.store.write_jsonl(ctx.store.responses(t), state_rows(prompts, state))
         pairs, ties = pairs_for(ctx, t, state)
         ctx.store.write_json(ctx.store.times(t), clock.seconds)
     start = evaluate_heldout(ctx, t, model, clock, start=True) if t == 0 else {}
@@ -129,14 +133,14 @@ def run_iteration(ctx: Context, t: int, state: State, model) -> tuple[State, obj
     return state, model, metrics
 
 
-def all_tied(ctx: Context, m: dict) -> bool:
+def all_tied(m: dict) -> bool:
     """Whether every pair of the iteration of metrics `m` tied and was dropped (loss.drop_ties), so nothing was
     trained: one iteration may show that by chance, two in a row mean a reward that cannot tell answers apart."""
-    return m["pairs/trained"] == 0 and m["pairs/ties"] == len(ctx.prompts) > 0
+    return m["pairs/trained"] == 0 and m["pairs/ties"] > 0
 
 
 def tie_warning(ctx: Context, m: dict) -> str:
-    return (f"every pair tied ({m['pairs/ties']} of {len(ctx.prompts)}, all dropped: nothing trained); does the "
+    return (f"every pair tied (all {m['pairs/ties']} dropped: nothing trained); does the "
             f"reward ({ctx.cfg.reward.backend}) give every response the same score? A second such iteration in a "
             "row stops the run")
 
@@ -194,12 +198,12 @@ def _run(ctx: Context, log) -> list[dict]:
             log(summary_line(metrics, ctx.source.generates))
             for warning in health_warnings(metrics, previous):
                 log(f"iter {t} warning: {warning}")
-            if all_tied(ctx, metrics):
+            if all_tied(metrics):
                 log(f"iter {t} warning: {tie_warning(ctx, metrics)}")
         results.append(metrics)
         if ctx.tracker is not None:
             ctx.tracker.log(metrics, step=t)
-        if previous is not None and all_tied(ctx, previous) and all_tied(ctx, metrics):
+        if previous is not None and all_tied(previous) and all_tied(metrics):
             release_generator(ctx)
             raise UserError(f"stopped after iteration {t}: every pair tied in iterations {t - 1} and {t}, so "
                             "nothing was trained; the reward gives both responses of a prompt the same score "

@@ -26,6 +26,7 @@ from optune.errors import UserError
 from optune.models.policy import check_cache, check_model_dir
 from optune.prompt import Prompt
 from optune.resume import write_digest
+from optune.selection import iteration_pool
 from optune.store import RunStore, atomic_save_dir, check_new_dir, read_json
 from optune.tracking import check_trackers
 from optune.version import __version__
@@ -184,6 +185,11 @@ def prepare(cfg: RunConfig, store: RunStore | None, prompts: list[Prompt] | None
 
     if prompts is None:
         prompts = load_prompts(cfg.data.train, cfg.data.max_prompts, field=cfg.data.prompt_field)
+    if cfg.data.prompts_per_iteration is not None:
+        if source is not None and not source.generates:
+            raise UserError("data.prompts_per_iteration applies to optune run (fresh prompts to sample); "
+                            "optune dpo trains on its pairs: leave it null")
+        iteration_pool(len(prompts), cfg.data.prompts_per_iteration, 0, cfg.seed)  # in range, before any model
     use_heldout = cfg.eval.heldout and cfg.data.heldout
     heldout = load_prompts(cfg.data.heldout, cfg.data.max_heldout, field=cfg.data.prompt_field) if use_heldout else []
     reward = make_reward(cfg.reward)

@@ -6,6 +6,7 @@ Pure functions of arrays: no model, no I/O.
 from __future__ import annotations
 
 import math
+import random
 
 import numpy as np
 
@@ -45,3 +46,18 @@ def select_prompts(rewards, rho: float, strategy: SelectionStrategy, seed: int) 
     else:
         chosen = np.random.default_rng(seed).choice(n, size=k, replace=False)
     return np.sort(chosen)
+
+
+def iteration_pool(n_prompts: int, per_iteration: int | None, t: int, seed: int) -> list[int]:
+    """Indices of the prompts iteration t uses: all of them (per_iteration None), else the next per_iteration
+    of one seeded shuffle, read in order and wrapping around, so consecutive iterations share no prompt until
+    every prompt has been used once."""
+    if per_iteration is None:
+        return list(range(n_prompts))
+    if not 0 < per_iteration <= n_prompts:
+        raise UserError(f"data.prompts_per_iteration must be in [1, {n_prompts}] (the prompts loaded); "
+                        f"got {per_iteration}")
+    order = list(range(n_prompts))
+    random.Random(seed).shuffle(order)
+    start = t * per_iteration
+    return sorted(order[(start + j) % n_prompts] for j in range(per_iteration))

@@ -107,7 +107,7 @@ def test_all_ties_stop_the_run_resumably(tmp_path, capsys):
     metrics = rows(run / "metrics.jsonl")
     assert [m["pairs/trained"] for m in metrics] == [0, 0] and all("loss" not in m for m in metrics)
     out, err = capsys.readouterr()
-    assert "no training" in out and out.count("warning: every pair tied (8 of 8") == 2
+    assert "no training" in out and out.count("warning: every pair tied (all 8 dropped") == 2
     assert "stopped after iteration 1: every pair tied in iterations 0 and 1" in err
     check_complete(run)
     flat.write_text("def reward(prompts, responses):\n    return [len(r) for r in responses]\n")
@@ -122,6 +122,28 @@ def test_rho1_optune_equals_full(tmp_path):
     for t in (0, 1):
         assert (a / f"iter_{t:03d}" / "pairs.jsonl").read_text() == (b / f"iter_{t:03d}" / "pairs.jsonl").read_text()
     assert strip_times(rows(a / "metrics.jsonl")) == strip_times(rows(b / "metrics.jsonl"))
+
+
+def test_fresh_prompts_each_iteration(tmp_path):
+    """data.prompts_per_iteration=5 of 8 prompts: each iteration answers the next 5 of one seeded shuffle;
+    prompts without stored responses are always generated, and rho applies to the rest only."""
+    from optune.selection import iteration_pool
+
+    run = tmp_path / "run"
+    assert run_cli(f"output_dir={run}", "data.prompts_per_iteration=5", "iterations=3") == 0
+    ids = [json.loads(line)["id"] for line in (REPO / "tests" / "data" / "prompts8.jsonl").read_text().splitlines()]
+    metrics = rows(run / "metrics.jsonl")
+    for t in range(3):
+        it = run / f"iter_{t:03d}"
+        used = [ids[i] for i in iteration_pool(8, 5, t, seed=0)]
+        assert sorted(r["prompt_id"] for r in rows(it / "responses.jsonl")) == sorted(used)
+        picked = set(json.loads((it / "selection.json").read_text())["prompt_ids"])
+        before = {r["prompt_id"] for r in rows(run / f"iter_{t - 1:03d}" / "responses.jsonl")} if t else set()
+        new, seen = set(used) - before, set(used) & before
+        assert new <= picked and len(picked & seen) == -(-len(seen) // 2)  # ceil(rho * seen), rho = 0.5
+        assert metrics[t]["selection/n_regenerated"] == len(picked) and metrics[t]["pairs/trained"] + \
+            metrics[t]["pairs/ties"] == 5
+    assert iteration_pool(8, 5, 0, 0) != iteration_pool(8, 5, 1, 0)
 
 
 def test_start_from_shared_iteration0(tmp_path):
@@ -163,6 +185,8 @@ BAD = {
     "wrong reward count": (["reward.function={badcount}"], "returned 1 scores for 2 responses"),
     "nan reward": (["reward.function={nan}"], "non-finite"),
     "unknown key": (["loss.betaa=1"], "unknown config key"),
+    "more prompts per iteration than loaded": (["data.prompts_per_iteration=9"],
+                                               "data.prompts_per_iteration must be in [1, 8]"),
 }
 
 

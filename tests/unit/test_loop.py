@@ -72,7 +72,7 @@ def test_one_all_tie_iteration_is_a_warning_naming_it(monkeypatch):
     log, ran = run(monkeypatch, [0, 3, 1, 0])
     assert ran == [0, 1, 2, 3]
     warnings = [line for line in log if "warning" in line]
-    assert warnings == ["iter 1 warning: every pair tied (3 of 3, all dropped: nothing trained); does the reward "
+    assert warnings == ["iter 1 warning: every pair tied (all 3 dropped: nothing trained); does the reward "
                         "(callable) give every response the same score? A second such iteration in a row stops the "
                         "run"]
 
@@ -109,4 +109,4 @@ def test_summary_line_online_and_offline():
 @pytest.mark.parametrize("ties,trained,expected", [(0, 3, False), (2, 1, False), (3, 0, True),
                                                     (3, 3, False)])  # loss.drop_ties=false: ties are trained on
 def test_all_tied(ties, trained, expected):
-    assert loop.all_tied(SimpleNamespace(prompts=PROMPTS), metrics(0, ties, trained)) is expected
+    assert loop.all_tied(metrics(0, ties, trained)) is expected

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from optune.errors import UserError
-from optune.selection import num_selected, select_prompts
+from optune.selection import iteration_pool, num_selected, select_prompts
 
 
 @pytest.mark.parametrize("n,rho", [(10, 0.3), (10, 0.5), (10, 0.7), (7, 0.5), (96, 0.3), (1, 0.01), (100, 1.0)])
@@ -63,3 +63,15 @@ def test_bad_rho(rho):
 def test_unknown_strategy():
     with pytest.raises(ValueError, match="SelectionStrategy"):
         select_prompts([0.1], 0.5, "greedy", 0)
+
+
+def test_iteration_pool_walks_one_shuffle():
+    assert iteration_pool(6, None, 3, seed=0) == list(range(6))
+    first, second, third = (iteration_pool(10, 4, t, seed=1) for t in range(3))
+    assert len(set(first)) == 4 and not set(first) & set(second)  # no repeats until every prompt is used
+    assert len(set(first) | set(second) | set(third)) == 10  # the third wraps: 2 unused, then 2 from the start
+    assert iteration_pool(10, 4, 1, seed=1) == second and iteration_pool(10, 4, 1, seed=2) != second
+    assert iteration_pool(5, 5, 7, seed=0) == list(range(5))
+    for bad in (0, 11):
+        with pytest.raises(UserError, match=r"data.prompts_per_iteration must be in \[1, 10\]"):
+            iteration_pool(10, bad, 0, seed=0)

@@ -16,21 +16,25 @@ from optune.store import damage, read_json
 
 
 def select(ctx: Context, t: int, state: State) -> list[int]:
-    """Indices of prompts to (re)generate at iteration t, stored so a resumed run picks the same ones."""
+    """Indices (into ctx.prompts) of the prompts to (re)generate at iteration t, stored so a resumed run picks
+    the same ones: every prompt of iteration 0, and after it every prompt without stored responses (new with
+    data.prompts_per_iteration) plus the selection rule's pick among those with them."""
     path = ctx.store.selection(t)
+    index = {p.id: i for i, p in enumerate(ctx.prompts)}
     try:
-        ids = set(read_json(path)["prompt_ids"])
-        return [i for i, p in enumerate(ctx.prompts) if p.id in ids]
+        return sorted(index[i] for i in read_json(path)["prompt_ids"])
     except FileNotFoundError:
         pass
     except (OSError, ValueError, KeyError, TypeError) as err:  # the pick is seeded: made again, it is the same
         ctx.store.discard(path, damage(err), "picking the prompts again")
-    if t == 0:
-        picked = list(range(len(ctx.prompts)))
-    else:
+    prompts = ctx.iteration_prompts(t)
+    seen = [p for p in prompts if p.id in state] if t else []
+    picked = [index[p.id] for p in prompts if p.id not in state or not t]
+    if seen:
         sel = ctx.cfg.selection
-        rewards = [chosen_reward(state[p.id]) for p in ctx.prompts]
-        picked = select_prompts(rewards, sel.rho, sel.strategy, seed=ctx.cfg.seed * 7919 + t).tolist()
+        rewards = [chosen_reward(state[p.id]) for p in seen]
+        chosen = select_prompts(rewards, sel.rho, sel.strategy, seed=ctx.cfg.seed * 7919 + t).tolist()
+        picked = sorted(picked + [index[seen[k].id] for k in chosen])
     ctx.store.write_json(path, {"iteration": t, "prompt_ids": [ctx.prompts[i].id for i in picked]})
     return picked
 
