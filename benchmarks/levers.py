@@ -13,6 +13,7 @@ Usage (repo root):
     python benchmarks/levers.py --out runs/levers --variants default rho1 --seeds 0 --jobs 2
     python benchmarks/levers.py --out runs/levers --summary          # the table from finished runs
     python benchmarks/levers.py --out runs/levers --grid-links runs/claims  # then: grid.py --out runs/claims --summary
+    python benchmarks/levers.py --out runs/levers --targets --seeds 0 1 2  # issue 23 item 5's checks
 --jobs N runs N runs at once with OMP_NUM_THREADS=1 each (2 on the 2-core CPU); timings are not comparable
 across --jobs settings, curves are (kernels round the same way at a fixed thread count).
 """
@@ -101,13 +102,17 @@ def rows_of(path: Path) -> dict[str, dict]:
     return {r["prompt_id"]: r for r in map(json.loads, path.read_text().splitlines())} if path.is_file() else {}
 
 
-def relevance(rows: dict[str, dict], requests: dict[str, str], embed) -> float:
-    """Mean cosine similarity of request and response embeddings (0 for an empty response)."""
+def similarities(rows: dict[str, dict], requests: dict[str, str], embed) -> np.ndarray:
+    """Per prompt (sorted ids), the cosine similarity of request and response embeddings (0 for an empty one)."""
     ids = sorted(rows)
     texts = [rows[i]["response"] for i in ids]
     a, b = embed([requests[i] for i in ids]), embed([t if t.strip() else "." for t in texts])
-    sims = (a * b).sum(1)
-    return float(np.mean([s if t.strip() else 0.0 for s, t in zip(sims, texts)]))
+    return np.array([s if t.strip() else 0.0 for s, t in zip((a * b).sum(1), texts)])
+
+
+def relevance(rows: dict[str, dict], requests: dict[str, str], embed) -> float:
+    """Mean cosine similarity of request and response embeddings (0 for an empty response)."""
+    return float(similarities(rows, requests, embed).mean())
 
 
 def raw(rows: dict[str, dict], penalty: float) -> float:
@@ -169,6 +174,55 @@ def summarize(out: Path) -> list[str]:
     return lines
 
 
+def heldout_curve(run: Path) -> np.ndarray:
+    """[start + iterations, prompts]: each held-out prompt's reward (sorted ids) before and after each iteration."""
+    its = sorted(run.glob("iter_[0-9][0-9][0-9]"))
+    tables = [rows_of(its[0] / "heldout_start.jsonl")] + [rows_of(it / "heldout.jsonl") for it in its]
+    return np.array([[t[i]["reward"] for i in sorted(t)] for t in tables])
+
+
+def targets(out: Path, seeds: list[int]) -> list[str]:
+    """Issue 23 item 5 over `seeds`: curves of default (rho 0.5) and rho1, the gain of iterations 1-2 with the
+    two-level bootstrap (seeds, then prompts), the embedding relevance and length of the final model vs pi_0."""
+    from grid import fmt_ci, hier_bootstrap
+
+    from optune.tasks import verifiable
+
+    lines = [f"seeds {seeds}, every held-out prompt; means over seeds and prompts"]
+    curves = {}
+    for variant in ("default", "rho1"):
+        runs = [run_dir(out, variant, s) for s in seeds]
+        if not all(finished(r) for r in runs):
+            lines.append(f"{variant}: unfinished runs, skipped")
+            continue
+        curves[variant] = np.stack([heldout_curve(r) for r in runs])  # [seeds, start + T, prompts]
+        means = curves[variant].mean(axis=(0, 2))
+        per_seed = "; ".join(", ".join(f"{v:.3f}" for v in c.mean(axis=1)) for c in curves[variant])
+        rises = all(b > a for a, b in zip(means, means[1:]))
+        lines.append(f"{variant}: start, 0, 1, 2 = {', '.join(f'{v:.4f}' for v in means)} (rises at every "
+                     f"iteration: {'yes' if rises else 'NO'}); per seed: {per_seed}")
+    if "default" in curves:
+        c = curves["default"]
+        for label, first in (("iterations 1-2 at rho 0.5 (final minus after 0)", 1), ("all (final minus pi_0)", 0)):
+            lines.append(f"gain of {label}: {fmt_ci(hier_bootstrap(c[:, -1] - c[:, first]))}")
+        requests = {r["id"]: r.get("request") or r["prompt"] for r in verifiable.load("heldout")}
+        embed = make_embedder()
+        sims, words = [], []
+        for s in seeds:
+            run = run_dir(out, "default", s)
+            last = len(list(run.glob("iter_[0-9][0-9][0-9]"))) - 1
+            start = rows_of(run / "iter_000" / "heldout_start.jsonl")
+            final = rows_of(run / f"iter_{last:03d}" / "heldout.jsonl")
+            sims.append(similarities(final, requests, embed) - similarities(start, requests, embed))
+            words.append([np.mean([len(r["response"].split()) for r in x.values()]) for x in (start, final)])
+        relevance_gain = fmt_ci(hier_bootstrap(np.stack(sims)))
+        lines.append(f"relevance (MiniLM cosine, request vs answer) final minus pi_0: {relevance_gain}")
+        ratio = np.mean([f / s for s, f in words])
+        lines.append(f"words per answer pi_0 -> final: {np.mean([w[0] for w in words]):.1f} -> "
+                     f"{np.mean([w[1] for w in words]):.1f} ({ratio:.0%} of pi_0's; target >= 70%)")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/levers"))
@@ -177,10 +231,11 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--summary", action="store_true", help="print the table from finished runs only")
     parser.add_argument("--grid-links", type=Path, help="link finished runs into this folder under grid.py's names")
+    parser.add_argument("--targets", action="store_true", help="issue 23 item 5's checks over --seeds (finished runs)")
     parser.add_argument("overrides", nargs="*", help="key.sub=value for every new run")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    if not (args.summary or args.grid_links):
+    if not (args.summary or args.grid_links or args.targets):
         # a variant and its base share a job, so that the base finishes before the variant starts from it
         jobs = [(v, s) for s in args.seeds for v in args.variants
                 if v not in (VARIANTS[w].get("base") for w in args.variants)]
@@ -190,6 +245,9 @@ def main() -> None:
                 print(line, flush=True)
     if args.grid_links:
         print("\n".join(grid_links(args.out, args.grid_links)))
+        return
+    if args.targets:
+        print("\n".join(targets(args.out, args.seeds)))
         return
     print("\n".join(summarize(args.out)))
 
