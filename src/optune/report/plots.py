@@ -6,6 +6,7 @@ runs lack the data for it (so a report of a half-configured run still has the ot
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -165,7 +166,7 @@ def gain_share(runs: list[Run], path: Path) -> Path | None:
     ax.set_ylabel("change of chosen reward, summed over the half")
     title = "Where the reward gain came from (paper Fig. 2)"
     if reused_top([b[2] for b in bars]):
-        title += "\n" + REUSED_NOTE
+        title += "\n" + textwrap.fill(REUSED_NOTE, 80)  # one long line ran past the figure's edges
     ax.set_title(title, fontsize=9 if "\n" in title else 11)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))

@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from optune.report.runs import REUSED_NOTE, Run, gain_note, gain_splits, reused_top
+from optune.words import num
 
 
 def _fmt(value, digits: int = 3) -> str:
     if value is None:
         return "–"
     if isinstance(value, float):
-        return f"{value:.{digits}f}"
+        return num(value, digits)  # never "-0.000"
     return str(value)
 
 
@@ -84,8 +85,8 @@ def _gain_rows(runs: list[Run]) -> list[str]:
             share_t = f"{100 * s['share_top']:.1f}%" if s["share_top"] is not None else "–"
             regen = (f"{s['regenerated_bottom']} / {s['regenerated_top']}" if "regenerated_top" in s else "–")
             note = gain_note(s) if s["share_bottom"] is None else ""
-            rows.append(f"| {run.name} | {t} | {s['n_prompts']} | {regen} | {s['gain_bottom']:.3f} | "
-                        f"{s['gain_top']:.3f} | {share_b} | {share_t} | {note} |")
+            rows.append(f"| {run.name} | {t} | {s['n_prompts']} | {regen} | {_fmt(s['gain_bottom'])} | "
+                        f"{_fmt(s['gain_top'])} | {share_b} | {share_t} | {note} |")
     if reused_top(splits):
         rows += ["", f"With {REUSED_NOTE}: a 100% / 0% split there says how selection works, not where training "
                  "helped."]

@@ -151,6 +151,25 @@ def test_gain_share_title_says_when_the_split_is_by_construction(tmp_path, monke
     assert "construction" not in figs[1].axes[0].get_title()
 
 
+def test_gain_share_title_fits_in_the_figure(tmp_path, monkeypatch):
+    """One iteration of one run is the narrowest chart: the by-construction note ran past both edges."""
+    figs = _drawn(monkeypatch)
+    plots.gain_share([load_run(write_run(tmp_path / "one", rho=0.5, iterations=2))], tmp_path / "a.png")
+    fig = figs[0]
+    fig.canvas.draw()
+    box, title = fig.bbox, fig.axes[0].title.get_window_extent()
+    assert box.x0 <= title.x0 and title.x1 <= box.x1
+
+
+def test_report_numbers_never_read_minus_zero(tmp_path):
+    run_dir = write_run(tmp_path / "r", rho=1.0, iterations=2)
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    rows[-1]["eval/heldout_reward"] = -1e-6  # a tiny loss, not a sign worth printing
+    _write_jsonl(run_dir / "metrics.jsonl", rows)
+    md = markdown([load_run(run_dir)], {}, tmp_path)
+    assert "-0.000" not in md and "→ 0.000 |" in md
+
+
 def test_heldout_vs_time_has_no_offset_and_a_padded_range(tmp_path, monkeypatch):
     run_dir = write_run(tmp_path / "r", rho=1.0)
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
