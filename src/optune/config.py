@@ -362,8 +362,9 @@ def load_run_config(path: str) -> RunConfig:
 
 
 AT_LEAST_1 = Range(1)
+SEEDS = Range(0, 2**32 - 1)  # what numpy's and torch's generators take, with room for the seeds derived from it
 RANGES = {
-    "iterations": AT_LEAST_1,
+    "iterations": AT_LEAST_1, "seed": SEEDS,
     "policy.max_prompt_tokens": AT_LEAST_1,
     "data.max_prompts": Range(1, nullable=True), "data.max_heldout": Range(1, nullable=True),
     "data.prompts_per_iteration": Range(1, nullable=True),

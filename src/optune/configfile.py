@@ -199,7 +199,7 @@ def read_yaml(path: str) -> dict:
     """The mapping in a YAML config file; a missing, unreadable or non-mapping file is one clear error."""
     file = Path(path)
     if not file.is_file():
-        raise UserError(f"config file {path} does not exist")
+        raise UserError(f"config file {path} " + ("is a folder, not a file" if file.is_dir() else "does not exist"))
     try:
         data = yaml.load(file.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
     except yaml.MarkedYAMLError as err:
@@ -331,14 +331,19 @@ class Range:
         return above and below
 
     def __str__(self) -> str:
+        low, high = _bound(self.low), _bound(self.high)
         if self.high is None:
-            text = f"{'>' if self.low_open else '>='} {self.low:g}"
+            text = f"{'>' if self.low_open else '>='} {low}"
         elif self.low is None:
-            text = f"{'<' if self.high_open else '<='} {self.high:g}"
+            text = f"{'<' if self.high_open else '<='} {high}"
         else:
-            text = (f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}"
-                    f"{')' if self.high_open else ']'}")
+            text = f"in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
         return text + (" or null" if self.nullable else "")
+
+
+def _bound(value: float | None) -> str:
+    """A bound as written: 4294967295 for an integer one, not 4.29497e+09."""
+    return str(value) if isinstance(value, int) or value is None else f"{value:g}"
 
 
 def check_ranges(cfg, ranges: dict[str, Range], prefix: str = "") -> None:

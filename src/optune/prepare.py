@@ -23,7 +23,7 @@ from optune.config import RunConfig, load_run_config, to_dict
 from optune.context import Context, PairSource
 from optune.distributed import Dist
 from optune.errors import UserError
-from optune.models.policy import check_cache, check_model_dir
+from optune.models.policy import check_cache, check_model_dir, check_model_spec
 from optune.prompt import Prompt
 from optune.resume import write_digest
 from optune.selection import iteration_pool
@@ -144,17 +144,29 @@ def preflight(cfg: RunConfig, store: RunStore | None) -> None:
         if not Path(cfg.reward.model).expanduser().is_dir():
             raise UserError(f"reward.model {cfg.reward.model}: no such directory")
         check_model_dir(Path(cfg.reward.model).expanduser(), f"reward.model {cfg.reward.model}")
-    if cfg.init_from and not Path(cfg.init_from).is_dir():
-        raise UserError(f"init_from {cfg.init_from} does not exist")
+    if cfg.init_from:
+        check_init_from(cfg.init_from)
+
+
+def check_init_from(spec: str) -> None:
+    """init_from names an optune run whose iteration 0 is finished (its settings are compared as the new run is
+    made, adopt_iteration0)."""
+    root = Path(spec)
+    if not root.is_dir():
+        raise UserError(f"init_from {spec} is a file, not a run directory" if root.exists() else
+                        f"init_from {spec} does not exist")
+    source = RunStore(root, writer=False)
+    if not (source.marker.is_file() and source.config.is_file()):
+        raise UserError(f"init_from {spec} is not an optune run directory (no {source.marker.name} or config.yaml)")
+    if not source.finished(0):
+        raise UserError(f"init_from {spec}: iteration 0 is not finished there")
 
 
 def check_policy(spec: str) -> None:
     """policy.model, without loading it: a local folder's config.json is readable, a built-in model's cache is
     writable where it is yet to be built."""
+    check_model_spec(spec, "policy.model")
     check_cache(spec)
-    path = Path(spec).expanduser()
-    if not spec.startswith(("embedded:", "tiny:")) and path.is_dir():
-        check_model_dir(path, f"policy.model {spec}")
 
 
 def create_store(cfg: RunConfig, dist: Dist) -> RunStore:

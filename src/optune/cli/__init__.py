@@ -48,6 +48,14 @@ def _quiet_libraries() -> None:
         os.environ.setdefault(key, value)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors as optune's: one line (no usage block) naming the command's --help; exit 2.
+    Subcommands' parsers are of the same class (add_subparsers makes them so)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt, so the same cleanup runs."""
 
@@ -58,7 +66,7 @@ def _terminate(signum, frame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="optune", description="Efficient online preference tuning.")
+    parser = Parser(prog="optune", description="Efficient online preference tuning.")
     parser.add_argument("--debug", action="store_true",
                         help="show the traceback behind an error (also: environment variable OPTUNE_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -71,6 +71,7 @@ def _rater_names(args: argparse.Namespace) -> list[str]:
 
 
 def _create(args: argparse.Namespace) -> int:
+    _check_out_file(args.links_out, "--links-out")  # before the study file is made, not after
     created = create_study(
         args.out, args.system, args.compare, n_prompts=args.n_prompts, raters=_rater_names(args),
         ratings_per_item=args.ratings_per_item, seed=args.seed, force=args.force,
@@ -119,7 +120,21 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_out_file(path: str | None, flag: str) -> None:
+    """A file --csv or --table-csv can write, checked before the study file is read: nothing half-done."""
+    if path is None:
+        return
+    if Path(path).is_dir():
+        raise UserError(f"{flag} {path} is a folder; give a file name")
+    parent = Path(path).parent
+    if not parent.is_dir():
+        problem = "is a file, not a folder" if parent.exists() else "does not exist"
+        raise UserError(f"{flag} {path}: the folder {parent} {problem}")
+
+
 def _results(args: argparse.Namespace) -> int:
+    _check_out_file(args.csv, "--csv")
+    _check_out_file(args.table_csv, "--table-csv")
     conn = storage.connect(args.db)
     try:
         ratings = storage.rating_rows(conn)

@@ -176,9 +176,13 @@ def _rewards(record: dict) -> dict:
 def _reward(value: Any, key: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise _BadRecord(f"{key!r} must be a number; got {value!r}")
-    if not math.isfinite(value):
+    try:
+        number = float(value)
+    except OverflowError:  # an integer too large for a float
+        raise _BadRecord(f"{key!r} must be a finite number; got an integer too large for a float") from None
+    if not math.isfinite(number):
         raise _BadRecord(f"{key!r} must be a finite number; got {value}")
-    return float(value)
+    return number
 
 
 def pairs_from_records(records: Iterable[tuple[str, Any]], source: str) -> PreferenceData:

@@ -215,7 +215,7 @@ def read_prompts(path: str | Path, fmt: str = "auto", limit: int | None = None,
     """
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"prompt file {path} does not exist")
+        raise UserError(f"prompt file {path} " + ("is a folder, not a file" if path.is_dir() else "does not exist"))
     if field is not None:
         records = _records(read_records(path, KIND), field)
     else:

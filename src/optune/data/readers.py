@@ -27,6 +27,8 @@ Located = tuple[str, dict]
 """A record and where it is: ("data/a.jsonl:12", {...})."""
 
 _WS = re.compile(r"[ \t\n\r]*")  # JSON's own white space (str.isspace knows more)
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # how an unpaired surrogate gets into JSON text
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -72,11 +74,14 @@ def _lines(text: str, path: str | Path) -> Iterator[tuple[str, Any]]:
     for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
+        where = f"{path}:{lineno}"
         try:
             value = json.loads(line)
         except json.JSONDecodeError as err:
-            raise UserError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
-        yield f"{path}:{lineno}", value
+            raise UserError(f"{where}: not valid JSON ({err.msg})") from None
+        except (ValueError, RecursionError) as err:
+            raise UserError(f"{where}: {_unreadable(err)}") from None
+        yield where, _checked_text(value, line, where)
 
 
 def _list_items(text: str, path: str | Path) -> Iterator[tuple[str, Any]]:
@@ -89,12 +94,14 @@ def _list_items(text: str, path: str | Path) -> Iterator[tuple[str, Any]]:
     pos = _WS.match(text, _WS.match(text).end() + 1).end()  # past "[" and any white space
     line, counted = 1, 0
     while not text.startswith("]", pos):
+        line, counted = line + text.count("\n", counted, pos), pos
         try:
             value, end = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as err:
             raise UserError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
-        line, counted = line + text.count("\n", counted, pos), pos
-        yield f"{path}:{line}", value
+        except (ValueError, RecursionError) as err:
+            raise UserError(f"{path}:{line}: {_unreadable(err)}") from None
+        yield f"{path}:{line}", _checked_text(value, text[pos:end], f"{path}:{line}")
         pos = _WS.match(text, end).end()
         if text.startswith(",", pos):
             pos = _WS.match(text, pos + 1).end()
@@ -105,6 +112,34 @@ def _list_items(text: str, path: str | Path) -> Iterator[tuple[str, Any]]:
     rest = _WS.match(text, pos + 1).end()
     if rest != len(text):
         _syntax_error(text, path, rest, "nothing after the list")
+
+
+def _unreadable(err: ValueError | RecursionError) -> str:
+    """What a JSON value Python cannot hold is: nested deeper than its recursion limit, or an integer longer
+    than its limit on digits."""
+    if isinstance(err, RecursionError):
+        return "JSON nested too deeply to read"
+    return f"a JSON value Python cannot read ({str(err).split(';')[0]})"
+
+
+def _checked_text(value: Any, raw: str, where: str) -> Any:
+    """`value`, unless one of its strings holds an unpaired surrogate (a "\\ud800" escape without its pair),
+    which no file, tokenizer or UTF-8 encoder can take. Looked for only where the raw text has such an escape."""
+    if not _SURROGATE_ESCAPE.search(raw):
+        return value
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str) and _SURROGATE.search(item):
+            bad = _SURROGATE.search(item).group()
+            raise UserError(f"{where}: text with an unpaired surrogate (\\u{ord(bad):04x}), which is not a "
+                            "character; fix the file's encoding")
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return value
 
 
 def _syntax_error(text: str, path: str | Path, pos: int, expected: str):

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from optune import hub
 from optune.data.readers import Located
 from optune.errors import UserError
 
@@ -87,9 +88,9 @@ def _parquet_rows(path: Path, kind: str) -> Iterator[dict]:
     pa = require_pyarrow(f"reading the Parquet {kind} {path}")
     try:
         reader = pa.parquet.ParquetFile(path)
-    except (OSError, pa.ArrowException) as err:
-        raise UserError(f"cannot read {kind} {path}: {err}") from None
-    yield from _batches_rows(reader.iter_batches(batch_size=_BATCH_ROWS))
+        yield from _batches_rows(reader.iter_batches(batch_size=_BATCH_ROWS))
+    except (OSError, pa.ArrowException) as err:  # a damaged footer, or a damaged page met as it is read
+        raise UserError(f"cannot read {kind} {path}: {_first_line(err)}") from None
 
 
 def _arrow_rows(path: Path, kind: str) -> Iterator[dict]:
@@ -105,7 +106,11 @@ def _arrow_rows(path: Path, kind: str) -> Iterator[dict]:
             batches = pa.ipc.open_stream(source)
         yield from _batches_rows(batches)
     except (OSError, pa.ArrowException) as err:
-        raise UserError(f"cannot read {kind} {path} as Arrow: {err}") from None
+        raise UserError(f"cannot read {kind} {path} as Arrow: {_first_line(err)}") from None
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
 def _folder_rows(path: Path, kind: str) -> Iterator[dict]:
@@ -137,9 +142,10 @@ def _hf_rows(name: str, split: str, kind: str) -> Iterator[dict]:
         yield from _saved_rows(local, split, kind)
         return
     datasets = _datasets(f"hf:{name}")
+    online = local.is_dir() or hub.online()  # unreachable: offline mode, so the cache or one line at once
     try:
         data = datasets.load_dataset(name, split=split)
     except Exception as err:  # hub, network, name and split errors all mean: cannot read it
-        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        message = f"not a local folder, and {hub.UNREACHABLE}" if not online else _first_line(err)
         raise UserError(f"cannot load {kind} {name} split {split}: {message}") from None
     yield from data

@@ -72,15 +72,29 @@ def resolve_model_path(spec: str) -> str:
             print(f"converting the embedded SmolLM2-135M-Instruct GGUF once into {out} ...", flush=True)
             convert_gguf(embedded_gguf_path(), out)
         return str(out)
-    if spec.startswith("embedded:"):
-        raise UserError(f"unknown embedded model {spec!r}; the one embedded model is {EMBEDDED!r}")
+    check_model_spec(spec, "model path")
     path = Path(spec).expanduser()
-    if path.exists():
-        check_model_dir(path, f"model path {spec}")
-        return str(path)
-    if spec.startswith((".", "/", "~")) or spec.count("/") != 1:
-        raise UserError(f"model path {spec} does not exist")
-    return spec  # a hub id such as "HuggingFaceTB/SmolLM2-135M-Instruct"
+    return str(path) if path.exists() else spec  # else a hub id such as "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+def check_model_spec(spec: str, what: str) -> None:
+    """A model spec names something loadable, checked without loading it: a built-in name this version has, a
+    local folder with a readable config.json, or a hub id (OWNER/NAME) the hub or its local cache can give."""
+    if spec.startswith(("embedded:", "tiny:")):
+        if spec not in (EMBEDDED, "tiny:llama"):
+            raise UserError(f"{what} {spec}: unknown built-in model; the built-in ones are {EMBEDDED} and tiny:llama")
+        return
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        check_model_dir(path, f"{what} {spec}")
+    elif path.exists():
+        raise UserError(f"{what} {spec} is a file; a model is a folder (a transformers checkpoint) or a hub id")
+    elif spec.startswith((".", "/", "~")) or spec.count("/") != 1:
+        raise UserError(f"{what} {spec} does not exist")
+    else:
+        from optune import hub
+
+        hub.check_model(spec, what)
 
 
 def check_model_dir(path: Path, what: str) -> None:

@@ -49,6 +49,7 @@ class HFReward:
         from optune.reward import model as reward_model
 
         self.cfg = cfg
+        reward_model.check_reward_dir(cfg.model)  # the folder, before torch and the model load
         self.model, self.tokenizer, self.stats = reward_model.load_reward_model(cfg.model)
         self._score_texts = reward_model.score_texts
 

@@ -67,7 +67,7 @@ POSITIVE = Range(0, low_open=True)
 RANGES = {"max_length": POSITIVE, "batch_size": POSITIVE, "eval_every": POSITIVE, "save_every": POSITIVE,
           "eval_max_pairs": POSITIVE, "stats_max_pairs": POSITIVE, "epochs": POSITIVE, "lr": POSITIVE,
           "warmup_ratio": Range(0, 1, high_open=True), "max_steps": Range(0, low_open=True, nullable=True),
-          "weight_decay": Range(0), "max_grad_norm": POSITIVE}
+          "weight_decay": Range(0), "max_grad_norm": POSITIVE, "seed": Range(0, 2**32 - 1)}
 """Numeric keys and the values each may take (checked at load)."""
 
 

@@ -28,10 +28,11 @@ def load_function(spec: str):
     if ":" not in spec:
         raise UserError(f"reward.function {spec!r} must look like module:function or file.py:function")
     target, name = spec.rsplit(":", 1)
+    if target.endswith(".py") and not Path(target).is_file():
+        raise UserError(f"reward.function: file {target} " + ("is a folder" if Path(target).is_dir() else
+                                                               "does not exist"))
     try:
         if target.endswith(".py"):
-            if not Path(target).is_file():
-                raise UserError(f"reward.function: file {target} does not exist")
             spec_obj = importlib.util.spec_from_file_location(Path(target).stem, target)
             module = importlib.util.module_from_spec(spec_obj)
             spec_obj.loader.exec_module(module)

@@ -17,6 +17,7 @@ import json
 import math
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -65,10 +66,20 @@ def resolve_backbone(backbone: str, gguf_file: str | None = None) -> tuple[str, 
 
 def checked_backbone(backbone: str, gguf_file: str | None = None) -> tuple[str, str | None]:
     """`resolve_backbone`, where a local path that is not there is said as such (not as a bad hub id)."""
+    from optune import hub
+    from optune.models.policy import check_model_dir
+
     path, gguf = resolve_backbone(backbone, gguf_file)
     # a hub id is NAME or OWNER/NAME; anything else that is not on disk is a missing local path
     if not os.path.exists(path) and (backbone.startswith((".", "/", "~")) or backbone.count("/") > 1):
         raise UserError(f"backbone {backbone}: no such path")
+    if os.path.isfile(path):
+        raise UserError(f"backbone {backbone} is a file; a backbone is a folder (a transformers checkpoint), "
+                        "a hub id or an alias")
+    if os.path.isdir(path) and gguf is None:
+        check_model_dir(Path(path), f"backbone {backbone}")
+    elif not os.path.exists(path):
+        hub.check_model(backbone, "backbone")
     return path, gguf
 
 
@@ -116,12 +127,20 @@ def load_backbone(backbone: str, gguf_file: str | None = None):
     return model, tokenizer
 
 
+def check_reward_dir(path: str) -> None:
+    """A reward checkpoint is a folder with a readable config.json: checked before anything loads."""
+    from optune.models.policy import check_model_dir
+
+    if not os.path.isdir(path):
+        raise UserError(f"reward model directory not found: {path}")
+    check_model_dir(Path(path), f"reward model {path}")
+
+
 def load_reward_model(path: str):
     """Load a trained reward checkpoint -> (model in eval mode, tokenizer, RewardStats or None)."""
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-    if not os.path.isdir(path):
-        raise UserError(f"reward model directory not found: {path}")
+    check_reward_dir(path)
     try:
         config = AutoConfig.from_pretrained(path)
         if config.num_labels != 1:

@@ -58,7 +58,10 @@ def _number(value) -> float | None:
         value = value.item()
     if isinstance(value, bool) or type(value).__name__ in ("bool", "bool_") or not isinstance(value, numbers.Real):
         return None
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an integer too large for a float: not a finite score
+        return math.inf
 
 
 def _show(value) -> str:

@@ -148,8 +148,8 @@ def _read_data(cfg: RewardTrainConfig, log: Callable[[str], None]):
     if not cfg.train_files:
         raise UserError("config train_files is empty: give at least one preference file")
     train = read_preferences(cfg.train_files)
+    heldout = read_preferences(cfg.eval_files) if cfg.eval_files else None  # both read before either is logged
     log(f"train: {train.summary()}")
-    heldout = read_preferences(cfg.eval_files) if cfg.eval_files else None
     if heldout:
         log(f"held-out: {heldout.summary()}")
     return train.pairs, heldout.pairs if heldout else []

@@ -102,7 +102,8 @@ class RunStore:
         """An existing run to resume (writer: locked, leftovers of a kill removed) or to read."""
         path = Path(root)
         if not path.is_dir():
-            raise UserError(f"cannot resume {root}: no such directory")
+            raise UserError(f"cannot resume {root}: " + ("a file, not a run directory" if path.exists() else
+                                                         "no such directory"))
         store = cls(path, writer)
         if not store.config.is_file() or not (store.marker.is_file() or store._half_made()):
             raise UserError(f"cannot resume {root}: not an optune run directory (no {MARKER} or config.yaml)")

@@ -53,6 +53,8 @@ def create_study(
     Refuses to overwrite an existing file unless `force`: it may already hold ratings.
     """
     out = Path(out)
+    if out.is_dir():
+        raise UserError(f"{out} is a folder; a study file is a file, e.g. {out / 'study.db'}")
     if out.exists() and not force:
         raise UserError(f"{out} exists (it may hold ratings); pass --force to replace it")
     if not out.parent.is_dir():
