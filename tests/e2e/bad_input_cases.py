@@ -4,7 +4,8 @@ A command line is split on spaces after its {placeholders} (tests/e2e/bad_input_
 filled in; the expected part of the error line is filled in the same way. `R` starts a new `optune run` of the
 tiny config into a folder that does not exist yet, `D` the same for `optune dpo`, `RT` a new `optune reward
 train` on good pairs, `EV`/`EVP`/`EO` an `optune eval` of stored outputs, `SC` a new `optune study create`: each
-case adds one mistake to an otherwise usable command line.
+case adds one mistake to an otherwise usable command line. Leading NAME=VALUE words set environment variables
+for the case (NAME= unsets one).
 """
 
 from __future__ import annotations
@@ -225,6 +226,14 @@ RUN_FILES = [  # config files, output folders, prompt files, the policy, the rew
      "init_from {tmp}/notrun is not an optune run directory (no .optune-run or config.yaml)"),
 ]
 
+ENVIRONMENT = [  # an unusable cache or home folder where the tiny policy is yet to be built (VAR= unsets VAR)
+    ("HOME={file} OPTUNE_CACHE= " + R,
+     "the cache (~/.cache/optune) {file}/.cache/optune: {file} is a file, not a folder"),
+    ("HOME=/sys OPTUNE_CACHE= " + R, "the cache (~/.cache/optune) /sys/.cache/optune: cannot write to /sys ("),
+    ("OPTUNE_CACHE={file}/cache " + R, "$OPTUNE_CACHE {file}/cache: {file} is a file, not a folder"),
+    ("OPTUNE_CACHE={file} " + D + " data.train={tmp}/pairs.jsonl", "$OPTUNE_CACHE {file}: {file} is a file"),
+]
+
 RESUME = [  # --resume targets that cannot be resumed, and overrides a resume may not make
     ("run --resume {missing}", "cannot resume {tmp}/missing: no such directory"),
     ("run --resume {file}", "cannot resume {tmp}/afile: a file, not a run directory"),
@@ -373,6 +382,7 @@ EVAL = [
     (EVP + " --temperature -1", "generation setting temperature must be >= 0; got -1.0"),
     (EVP + " --top-p 2", "generation setting top_p must be in (0, 1]; got 2.0"),
     (EVP + " --max-new-tokens 0", "generation setting max_new_tokens must be >= 1; got 0"),
+    (EVP + " --seed -1", "generation setting seed must be in [0, 4294967295]; got -1"),
     (EVP + " --batch-size 0", "generation setting batch_size must be >= 1; got 0"),
     (EO + " --outputs {missing}.json --baseline-outputs {tmp}/sys_b.jsonl" + JR,
      "outputs file {tmp}/missing.json does not exist"),
@@ -482,4 +492,4 @@ USAGE = [  # mistakes argparse finds: one line too, naming the command's --help
     ("study", "the following arguments are required: ACTION (see optune study --help)"),
 ]
 
-CASES = RUN_NUMBERS + RUN_KEYS + RUN_FILES + RESUME + DPO + REWARD + EVAL + EXPORT_REPORT + STUDY + USAGE
+CASES = RUN_NUMBERS + RUN_KEYS + RUN_FILES + ENVIRONMENT + RESUME + DPO + REWARD + EVAL + EXPORT_REPORT + STUDY + USAGE

@@ -90,6 +90,9 @@ def test_bad_input_is_one_line_before_any_model(tmp_path, monkeypatch, capsys, g
     monkeypatch.chdir(tmp_path / "w")
     before = snapshot(tmp_path / "w")
     argv = line.format(**world).split(" ")
+    while argv[0].split("=")[0].isupper():  # leading VAR=value: the case's environment
+        name, value = argv.pop(0).split("=", 1)
+        monkeypatch.setenv(name, value) if value else monkeypatch.delenv(name, raising=False)
     code, err = run_case(argv, capsys)
     lines = err.strip().splitlines()
     assert "Traceback" not in err, err[-600:]

@@ -28,7 +28,7 @@ class GenerationSettings:
 
 
 SETTINGS_RANGES = {"max_new_tokens": Range(1), "batch_size": Range(1), "temperature": Range(0),
-                   "top_p": Range(0, 1, low_open=True)}
+                   "top_p": Range(0, 1, low_open=True), "seed": Range(0, 2**32 - 1)}
 """The generation settings and the values each may take."""
 
 
