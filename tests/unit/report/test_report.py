@@ -228,3 +228,11 @@ def test_report_of_several_runs_goes_beside_them_by_default(tmp_path, capsys, mo
     assert f"report written to {first[0] / 'report.md'}" in capsys.readouterr().out
     assert cli_main(["report", "runs/A", "runs/B"]) == 0  # a second one, the same second: its own folder
     assert len([p for p in runs.iterdir() if p.name.startswith("report-")]) == 2
+
+
+def test_model_card_curve_never_reads_minus_zero():
+    from optune.report.card import _curve
+
+    rows = _curve([{"iteration": 0, "eval/heldout_reward_start": 0.0, "eval/heldout_reward": -1e-6,
+                    "objective/scores": 0.1}])
+    assert "-0.0000" not in "\n".join(rows) and "| after iteration 0 (pi_1) | 0.0000 |" in "\n".join(rows)

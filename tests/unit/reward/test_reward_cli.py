@@ -86,6 +86,12 @@ def test_help_config_lists_every_key(capsys):
     assert code == 0 and "train_files = []" in stdout and "stats_max_pairs = 1000" in stdout
 
 
+def test_train_takes_c_like_run_and_dpo(tmp_path, capsys):
+    """`optune reward train -c FILE`, as the README writes it, not argparse's "unrecognized arguments: -c"."""
+    code, _, err = _run(capsys, ["reward", "train", "-c", str(tmp_path / "missing.yaml")])
+    assert code == 2 and "missing.yaml" in err and "unrecognized" not in err
+
+
 def test_serve_bad_inputs_are_one_line_errors(tiny_bert, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("OPTUNE_TEST_UNSET_KEY", raising=False)
     for argv, match in [
