@@ -10,14 +10,17 @@ from optune.generation.base import Sample
 from optune.pairs import Response
 from optune.pairs.online import generate_and_score, select
 from optune.prompt import Prompt
+from optune.selection import iteration_pool
 from optune.store import RunStore, read_json, read_jsonl
 
 
-def ctx_for(tmp_path, rho=0.5, strategy="optune"):
+def ctx_for(tmp_path, rho=0.5, strategy="optune", per_iteration=None):
     cfg = RunConfig()
     cfg.selection.rho, cfg.selection.strategy = rho, strategy
+    cfg.data.prompts_per_iteration = per_iteration
     prompts = [Prompt(f"p{i}", "") for i in range(6)]
-    return SimpleNamespace(cfg=cfg, store=RunStore(tmp_path), prompts=prompts)
+    pool = lambda t: [prompts[i] for i in iteration_pool(6, per_iteration, t, cfg.seed)]  # noqa: E731
+    return SimpleNamespace(cfg=cfg, store=RunStore(tmp_path), prompts=prompts, iteration_prompts=pool)
 
 
 def state_with(rewards):
@@ -44,6 +47,16 @@ def test_resume_replays_the_stored_selection_not_a_new_one(tmp_path):
     assert again == first
     random_ctx = ctx_for(tmp_path / "r", strategy="random")
     assert select(random_ctx, 2, state_with([0.0] * 6)) == select(random_ctx, 2, state_with([1.0] * 6))
+
+
+def test_fresh_prompts_are_always_generated_and_rho_applies_to_the_rest(tmp_path):
+    ctx = ctx_for(tmp_path, per_iteration=4)
+    first, second = iteration_pool(6, 4, 0, 0), iteration_pool(6, 4, 1, 0)  # 2 new, then 2 wrapped round
+    assert select(ctx, 0, {}) == first
+    state = {k: v for k, v in state_with([0.9, 0.1, 0.5, 0.3, 0.8, 0.2]).items() if int(k[1:]) in first}
+    seen = [i for i in second if i in first]
+    lowest = min(seen, key=lambda i: [0.9, 0.1, 0.5, 0.3, 0.8, 0.2][i])  # ceil(0.5 * 2) = 1 of the 2 seen
+    assert select(ctx, 1, state) == sorted([i for i in second if i not in first] + [lowest])
 
 
 class TwoSamples:
