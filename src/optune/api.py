@@ -300,7 +300,8 @@ def _finish(ctx, results: list[dict]) -> RunResult:
     best = result.best_iteration
     _write_summary(ctx.store, result)
     write_run_card(ctx.store, ctx.cfg, results)
-    ctx.dist.print(f"done: {ctx.store.root} ({last['time/elapsed_s']:.0f}s of generation, scoring and training)")
+    work = "generation, scoring and training" if ctx.source.generates else "training"
+    ctx.dist.print(f"done: {ctx.store.root} ({last['time/elapsed_s']:.0f}s of {work})")
     if best is not None:
         ctx.dist.print(f"best held-out reward: iteration {best} ({num(results[best]['eval/heldout_reward'])}), "
                        f"checkpoint {result.best_checkpoint}")

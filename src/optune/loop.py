@@ -149,7 +149,7 @@ def summary_line(m: dict, generated: bool = True) -> str:
     """The iteration's log line; `generated`: False for fixed pairs (optune dpo), which regenerate nothing."""
     heldout = f" heldout {num(m['eval/heldout_reward'])}" if "eval/heldout_reward" in m else ""
     if "eval/length_words" in m:
-        heldout += f" ({m['eval/length_words']:.0f} words"
+        heldout += f" ({plural(round(m['eval/length_words']), 'word')}"
         heldout += f", kl {num(m['eval/kl_reference'], 2)})" if "eval/kl_reference" in m else ")"
     # an iteration whose pairs were all ties trains nothing, so it has no loss
     loss = f" | loss {num(m['loss'])} acc {m['rewards/accuracies']:.2f}" if "loss" in m else " | no training"

@@ -10,22 +10,24 @@ first unfinished iteration starts from (`start_policy`).
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import platform
+import re
 import shutil
 import time
 from pathlib import Path
 
 import yaml
 
-from optune.choices import RewardBackendName
+from optune.choices import GenerationBackend, RewardBackendName
 from optune.config import RunConfig, load_run_config, to_dict
 from optune.context import Context, PairSource
 from optune.distributed import Dist
 from optune.errors import UserError
 from optune.models.policy import check_cache, check_model_dir, check_model_spec
 from optune.prompt import Prompt
-from optune.resume import write_digest
+from optune.resume import computing_keys, write_digest
 from optune.selection import iteration_pool
 from optune.store import RunStore, atomic_save_dir, check_new_dir, read_json
 from optune.tracking import check_trackers
@@ -71,10 +73,11 @@ def _device_type(spec: str) -> str:
 
 
 def _iteration0_settings(cfg: RunConfig, device_type: str) -> dict:
-    """to_dict(cfg) with generation.impl as it resolves on this device: a run made with "decode" before "auto"
-    became the default computed what "auto" computes on a CPU, so its iteration 0 is shared."""
-    out = to_dict(cfg)
-    out["generation"]["impl"] = str(cfg.generation.resolved_impl(device_type))
+    """The keys of the sections iteration 0 depends on that decide what it computes (optune.resume: a reward
+    server's URL or a timeout, changed on a resume, does not count), with generation.impl as it resolves on this
+    device: a run made with "decode" before "auto" became the default computed what "auto" computes on a CPU."""
+    out = {k: v for k, v in computing_keys(cfg).items() if re.split(r"[.\[]", k)[0] in SHARED_ITERATION0}
+    out["generation.impl"] = str(cfg.generation.resolved_impl(device_type))
     return out
 
 
@@ -87,7 +90,7 @@ def adopt_iteration0(cfg: RunConfig, store: RunStore) -> None:
     device_type = _device_type(cfg.policy.device)
     theirs = _iteration0_settings(load_run_config(str(source.config)), device_type)
     mine = _iteration0_settings(cfg, device_type)
-    differ = [k for k in SHARED_ITERATION0 if theirs.get(k) != mine.get(k)]
+    differ = sorted(k for k in set(theirs) | set(mine) if theirs.get(k) != mine.get(k))
     if differ:
         raise UserError(f"init_from {cfg.init_from}: its iteration 0 used different settings for {', '.join(differ)}")
 
@@ -146,6 +149,17 @@ def preflight(cfg: RunConfig, store: RunStore | None) -> None:
         check_model_dir(Path(cfg.reward.model).expanduser(), f"reward.model {cfg.reward.model}")
     if cfg.init_from:
         check_init_from(cfg.init_from)
+    check_packages(cfg)
+
+
+def check_packages(cfg: RunConfig) -> None:
+    """The optional packages the config needs are installed (else a run would stop after iteration 0's start)."""
+    needs = {"vllm": cfg.generation.backend == GenerationBackend.VLLM, "peft": cfg.lora.r > 0}
+    extra = {"vllm": "generation.backend=vllm needs the vllm package (docs/scaling.md says how to install it)",
+             "peft": "lora.r > 0 needs the peft package (pip install 'optune[lora]')"}
+    for package, needed in needs.items():
+        if needed and importlib.util.find_spec(package) is None:
+            raise UserError(f"{extra[package]}; it is not installed")
 
 
 def check_init_from(spec: str) -> None:
