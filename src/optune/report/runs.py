@@ -138,8 +138,8 @@ def reused_top(splits: list[dict]) -> bool:
     return any(s.get("regenerated_top") == 0 and s.get("regenerated_bottom") for s in splits)
 
 
-REUSED_NOTE = ("rho < 1: only the lowest-reward prompts were regenerated; a half that kept its responses "
-               "gains 0 by construction")
+REUSED_NOTE = ("rho < 1: a half whose prompts all kept their responses (none regenerated, as lowest-first "
+               "selection leaves the top half) gains 0 by construction")
 
 
 def heldout_curve(run: Run) -> tuple[list[float], list[float]]:
