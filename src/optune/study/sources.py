@@ -1,18 +1,21 @@
 """Read one system's responses and match systems by prompt text.
 
-Two formats are accepted because that is what the evaluation side writes and what public
+Three formats are accepted because that is what the evaluation side writes and what public
 leaderboards publish: AlpacaEval `model_outputs.json` (a JSON list of
-`{"instruction", "output", "generator"}`) and JSONL with `{"prompt", "response"}` per line.
+`{"instruction", "output", "generator"}`), JSONL with `{"prompt", "response"}` per line, and
+`optune eval`'s own `responses_<side>.json` (`{"source", "rows": [{"id", "prompt", "response"}]}`).
 Either key spelling is accepted in either format. Prompts are matched on their text after
 normalising line endings and outer whitespace, since exporters differ in exactly those.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from optune.data.readers import read_records
+from optune.data.readers import parse_records, read_text
 from optune.errors import UserError
 
 PROMPT_KEYS = ("instruction", "prompt")
@@ -44,6 +47,22 @@ def _field(record: dict, keys: tuple[str, ...], where: str) -> str:
     raise UserError(f"{where}: needs one of the fields {', '.join(keys)}")
 
 
+def _records(path: Path) -> Iterable[tuple[str, dict]]:
+    """The records of any of the three formats, each with where it is (file:line or file: rows[i])."""
+    text = read_text(path, "responses file")
+    if text.lstrip().startswith("{"):
+        try:
+            saved = json.loads(text)
+        except (ValueError, RecursionError):
+            saved = None  # not one JSON object: read as JSONL, which names the bad line
+        if isinstance(saved, dict) and isinstance(saved.get("rows"), list):
+            for i, row in enumerate(saved["rows"]):
+                if not isinstance(row, dict):
+                    raise UserError(f"{path}: rows[{i}] must be an object with prompt and response")
+            return [(f"{path}: rows[{i}]", row) for i, row in enumerate(saved["rows"])]
+    return parse_records(text, path)
+
+
 def read_system(path: str | Path, name: str | None = None) -> SystemOutputs:
     """Load one system's responses; the name defaults to the file's single `generator` or its stem.
 
@@ -54,7 +73,7 @@ def read_system(path: str | Path, name: str | None = None) -> SystemOutputs:
     responses: dict[str, str] = {}
     generators: set[str] = set()
     duplicates = 0
-    for where, record in read_records(path, "responses file"):
+    for where, record in _records(path):
         prompt = normalise_prompt(_field(record, PROMPT_KEYS, where))
         if not prompt:
             raise UserError(f"{where}: empty prompt")

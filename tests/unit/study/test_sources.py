@@ -21,6 +21,20 @@ def test_jsonl_file_named_by_stem_and_duplicates_keep_first(tmp_path):
     assert s.name == "rho07" and s.responses == {"x": "1", "y": ""} and s.duplicates == 1
 
 
+def test_optune_eval_responses_file(tmp_path):
+    """What `optune eval` writes per system (eval.systems.generated_outputs), pretty-printed or not."""
+    from optune.eval.systems import generated_outputs
+    from optune.prompt import Prompt
+
+    p = tmp_path / "responses_a.json"
+    generated_outputs(p, {"model": "m"}, [Prompt("1", "Hi?"), Prompt("2", "Why?")], lambda: lambda ps: ["Hello", "So."])
+    s = sources.read_system(p)
+    assert s.name == "responses_a" and s.responses == {"Hi?": "Hello", "Why?": "So."}
+    p.write_text(json.dumps({"source": {}, "rows": [{"id": "1", "prompt": "x", "response": "y"}, "oops"]}, indent=2))
+    with pytest.raises(UserError, match=r"rows\[1\] must be an object"):
+        sources.read_system(p)
+
+
 @pytest.mark.parametrize("content, message", [
     ('{"prompt": "x"}\n', "needs one of the fields output, response"),
     ('{"prompt": 3, "response": "a"}\n', "must be a string"),
