@@ -132,9 +132,9 @@ def _validate_backend(reward: RewardSettings, prefix: str) -> None:
         raise UserError(f"{prefix}backend hf needs {prefix}model (path of the reward model)")
     if reward.backend == RewardBackendName.CALLABLE and not reward.function:
         raise UserError(f"{prefix}backend callable needs {prefix}function (module:function)")
-    if reward.function and reward.backend != RewardBackendName.CALLABLE:  # else it would be ignored
-        what = "a Python function" if callable(reward.function) else f"set ({reward.function})"
-        raise UserError(f"{prefix}function is {what}; it needs {prefix}backend callable, not {str(reward.backend)!r}")
+    if callable(reward.function) and reward.backend != RewardBackendName.CALLABLE:
+        raise UserError(f"{prefix}function is a Python function; it needs {prefix}backend callable, "
+                        f"not {reward.backend!r}")
     if reward.backend in (RewardBackendName.REMOTE, RewardBackendName.LLM):
         _validate_served_reward(reward, prefix)
 

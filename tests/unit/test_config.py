@@ -166,9 +166,6 @@ def test_unknown_component_key_names_its_path_and_the_valid_keys():
      r"reward.components\[0\].backend llm needs reward.components\[0\].model"),
     (["reward.target_words=0"], r"reward.target_words must be >= 1; got 0"),
     (["reward.batch_size=0"], r"reward.batch_size must be >= 1; got 0"),
-    (["reward.function=my.py:score"], r"reward.function is set \(my.py:score\); it needs reward.backend callable, "
-                                      r"not 'verifiable'"),  # it would be ignored
-    ([MIX, components("{name: a, function: 'f.py:g'}")], r"reward.components\[0\].function is set"),
 ])
 def test_mix_checks(overrides, match):
     with pytest.raises(UserError, match=match):
