@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from optune import health
+from optune.choices import RewardBackendName
 from optune.config import TRL_ALIASES, RunConfig, apply_mapping, override_mapping, read_config_file, validate
 from optune.configkeys import expand_aliases
 from optune.endpoint import EndpointError
@@ -235,6 +236,9 @@ def _online(cfg: RunConfig, store: RunStore | None, dist) -> RunResult:
     ctx.dist.print(f"optune run: {ctx.store.root} | {len(ctx.prompts)} prompts, {len(ctx.heldout)} held-out | "
                    f"{cfg.selection.strategy} rho={cfg.selection.rho:g} {cfg.loss.type} | "
                    f"{plural(cfg.iterations, 'iteration')}", flush=True)
+    if cfg.reward.function and cfg.reward.backend != RewardBackendName.CALLABLE:  # e.g. a config file's, overridden
+        ctx.dist.print(f"note: reward.function ({cfg.reward.function}) is not used: reward.backend is "
+                       f"{cfg.reward.backend}")
     return _finish(ctx, _loop(ctx, "run"))
 
 

@@ -15,7 +15,6 @@ import os
 import platform
 import re
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -151,9 +150,6 @@ def preflight(cfg: RunConfig, store: RunStore | None) -> None:
     if cfg.init_from:
         check_init_from(cfg.init_from)
     check_packages(cfg)
-    if cfg.reward.function and cfg.reward.backend != RewardBackendName.CALLABLE:  # e.g. a config file's, overridden
-        print(f"note: reward.function ({cfg.reward.function}) is not used: reward.backend is {cfg.reward.backend}",
-              file=sys.stderr)
 
 
 def check_packages(cfg: RunConfig) -> None:

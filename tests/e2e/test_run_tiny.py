@@ -146,6 +146,13 @@ def test_fresh_prompts_each_iteration(tmp_path):
     assert iteration_pool(8, 5, 0, 0) != iteration_pool(8, 5, 1, 0)
 
 
+def test_an_unused_reward_function_is_named(tmp_path, capsys):
+    """tiny.yaml sets reward.function; overriding the backend leaves it unused, which the run says (once it runs)."""
+    assert run_cli(f"output_dir={tmp_path / 'run'}", "reward.backend=length", "iterations=1") == 0
+    out = capsys.readouterr().out
+    assert "note: reward.function (optune.tasks.toy:letter_fraction) is not used: reward.backend is length" in out
+
+
 def test_start_from_shared_iteration0(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     assert run_cli(f"output_dir={a}") == 0

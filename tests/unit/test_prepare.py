@@ -6,7 +6,7 @@ import pytest
 
 from optune.config import RunConfig
 from optune.errors import UserError
-from optune.prepare import _iteration0_settings, check_packages, preflight
+from optune.prepare import _iteration0_settings, check_packages
 
 
 @pytest.mark.parametrize("key,value,package", [("generation.backend", "vllm", "vllm"), ("lora.r", 8, "peft")])
@@ -29,9 +29,3 @@ def test_shared_iteration0_ignores_deployment_keys_and_later_sections():
     mine, theirs = _iteration0_settings(a, "cpu"), _iteration0_settings(b, "cpu")
     assert [k for k in mine if mine[k] != theirs[k]] == ["train.lr"]
 
-
-def test_a_reward_function_the_backend_does_not_use_is_named(tmp_path, capsys):
-    cfg = RunConfig()
-    cfg.output_dir, cfg.reward.function = str(tmp_path / "run"), "my.py:score"
-    preflight(cfg, None)
-    assert "note: reward.function (my.py:score) is not used: reward.backend is verifiable" in capsys.readouterr().err
