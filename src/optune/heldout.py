@@ -43,7 +43,8 @@ def evaluate_heldout(ctx: Context, t: int, model, clock: Clock, start: bool = Fa
     with clock.phase("eval"), ctx.progress(f"iter {t} held-out", len(ctx.heldout)) as bar:
         rows = batched(ctx.dist, ctx.store, ctx.store.heldout_dir(t, start), ctx.heldout,
                        ctx.cfg.generation.batch_size, work, bar)
-        ctx.store.write_jsonl(ctx.store.heldout(t, start), rows)
+        # logp (for the KL) stays in the batch files: its last digits follow the thread count, the answers do not
+        ctx.store.write_jsonl(ctx.store.heldout(t, start), [{k: v for k, v in r.items() if k != "logp"} for r in rows])
         metrics = {"eval/heldout_reward": sum(r["reward"] for r in rows) / len(rows), **quality(ctx, rows)}
         if not start and ctx.cfg.eval.kl and all("ids" in r for r in rows) and not ctx.dist.active:
             metrics.update(movement(ctx, t, model, rows))
