@@ -27,9 +27,9 @@ def select(ctx: Context, t: int, state: State) -> list[int]:
         pass
     except (OSError, ValueError, KeyError, TypeError) as err:  # the pick is seeded: made again, it is the same
         ctx.store.discard(path, damage(err), "picking the prompts again")
-    prompts = ctx.iteration_prompts(t)
-    seen = [p for p in prompts if p.id in state] if t else []
-    picked = [index[p.id] for p in prompts if p.id not in state or not t]
+    prompts = ctx.iteration_prompts(t)  # iteration 0 starts from an empty state: every prompt is new
+    seen = [p for p in prompts if p.id in state]
+    picked = [index[p.id] for p in prompts if p.id not in state]
     if seen:
         sel = ctx.cfg.selection
         rewards = [chosen_reward(state[p.id]) for p in seen]
