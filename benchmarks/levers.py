@@ -185,16 +185,18 @@ def heldout_curve(run: Path) -> np.ndarray:
     return np.array([[t[i]["reward"] for i in sorted(t)] for t in tables])
 
 
-def targets(out: Path, seeds: list[int]) -> list[str]:
-    """Issue 23 item 5 over `seeds`: curves of default (rho 0.5) and rho1, the gain of iterations 1-2 with the
-    two-level bootstrap (seeds, then prompts), the embedding relevance and length of the final model vs pi_0."""
+def targets(out: Path, seeds: list[int], variants: tuple[str, str] = ("default", "rho1")) -> list[str]:
+    """Issue 23 item 5 over `seeds`: curves of a rho 0.5 variant and its rho 1 variant (default and rho1 unless
+    named), the gain of iterations 1-2 with the two-level bootstrap (seeds, then prompts), the embedding
+    relevance and length of the final model vs pi_0."""
     from grid import fmt_ci, hier_bootstrap
 
     from optune.tasks import verifiable
 
     lines = [f"seeds {seeds}, every held-out prompt; means over seeds and prompts"]
     curves = {}
-    for variant in ("default", "rho1"):
+    main_variant = variants[0]
+    for variant in variants:
         runs = [run_dir(out, variant, s) for s in seeds]
         if not all(finished(r) for r in runs):
             lines.append(f"{variant}: unfinished runs, skipped")
@@ -205,15 +207,15 @@ def targets(out: Path, seeds: list[int]) -> list[str]:
         rises = all(b > a for a, b in zip(means, means[1:]))
         lines.append(f"{variant}: start, 0, 1, 2 = {', '.join(f'{v:.4f}' for v in means)} (rises at every "
                      f"iteration: {'yes' if rises else 'NO'}); per seed: {per_seed}")
-    if "default" in curves:
-        c = curves["default"]
+    if main_variant in curves:
+        c = curves[main_variant]
         for label, first in (("iterations 1-2 at rho 0.5 (final minus after 0)", 1), ("all (final minus pi_0)", 0)):
             lines.append(f"gain of {label}: {fmt_ci(hier_bootstrap(c[:, -1] - c[:, first]))}")
         requests = {r["id"]: r.get("request") or r["prompt"] for r in verifiable.load("heldout")}
         embed = make_embedder()
         sims, words = [], []
         for s in seeds:
-            run = run_dir(out, "default", s)
+            run = run_dir(out, main_variant, s)
             last = len(list(run.glob("iter_[0-9][0-9][0-9]"))) - 1
             start = rows_of(run / "iter_000" / "heldout_start.jsonl")
             final = rows_of(run / f"iter_{last:03d}" / "heldout.jsonl")
@@ -235,7 +237,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--summary", action="store_true", help="print the table from finished runs only")
     parser.add_argument("--grid-links", type=Path, help="link finished runs into this folder under grid.py's names")
-    parser.add_argument("--targets", action="store_true", help="issue 23 item 5's checks over --seeds (finished runs)")
+    parser.add_argument("--targets", action="store_true",
+                        help="issue 23 item 5's checks over --seeds (finished runs) of the two --variants: the rho 0.5 "
+                             "one, then its rho 1 one (default: default rho1)")
     parser.add_argument("overrides", nargs="*", help="key.sub=value for every new run")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -251,7 +255,9 @@ def main() -> None:
         print("\n".join(grid_links(args.out, args.grid_links)))
         return
     if args.targets:
-        print("\n".join(targets(args.out, args.seeds)))
+        if len(args.variants) != 2:
+            parser.error("--targets takes two --variants: the rho 0.5 one, then its rho 1 one")
+        print("\n".join(targets(args.out, args.seeds, tuple(args.variants))))
         return
     print("\n".join(summarize(args.out)))
 
