@@ -14,6 +14,7 @@ Usage (repo root):
     python benchmarks/levers.py --out runs/levers --summary          # the table from finished runs
     python benchmarks/levers.py --out runs/levers --grid-links runs/claims  # then: grid.py --out runs/claims --summary
     python benchmarks/levers.py --out runs/levers --targets --seeds 0 1 2  # issue 23 item 5's checks
+    python benchmarks/levers.py --out runs/levers --compare --variants epochs1 default --seeds 0 1  # A minus B
 --jobs N runs N runs at once with OMP_NUM_THREADS=1 each (2 on the 2-core CPU); timings are not comparable
 across --jobs settings, curves are (kernels round the same way at a fixed thread count).
 """
@@ -229,6 +230,16 @@ def targets(out: Path, seeds: list[int], variants: tuple[str, str] = ("default",
     return lines
 
 
+def compare(out: Path, seeds: list[int], variants: tuple[str, str]) -> list[str]:
+    """Held-out reward of variant A minus variant B after each iteration, per prompt and seed, with the two-level
+    bootstrap (seeds, then prompts): does a lever change what the run reaches?"""
+    from grid import fmt_ci, hier_bootstrap
+
+    a, b = (np.stack([heldout_curve(run_dir(out, v, s)) for s in seeds]) for v in variants)
+    return [f"{variants[0]} minus {variants[1]}, seeds {seeds}, after iteration {t}: "
+            f"{fmt_ci(hier_bootstrap(a[:, t + 1] - b[:, t + 1]))}" for t in range(min(a.shape[1], b.shape[1]) - 1)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/levers"))
@@ -240,10 +251,15 @@ def main() -> None:
     parser.add_argument("--targets", action="store_true",
                         help="issue 23 item 5's checks over --seeds (finished runs) of the two --variants: the rho 0.5 "
                              "one, then its rho 1 one (default: default rho1)")
+    parser.add_argument("--compare", action="store_true",
+                        help="held-out reward of the first of two --variants minus the second, per iteration (finished "
+                             "runs of --seeds)")
     parser.add_argument("overrides", nargs="*", help="key.sub=value for every new run")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    if not (args.summary or args.grid_links or args.targets):
+    if (args.targets or args.compare) and len(args.variants) != 2:
+        parser.error("--targets and --compare take two --variants")
+    if not (args.summary or args.grid_links or args.targets or args.compare):
         # a variant and its base share a job, so that the base finishes before the variant starts from it
         jobs = [(v, s) for s in args.seeds for v in args.variants
                 if v not in (VARIANTS[w].get("base") for w in args.variants)]
@@ -254,9 +270,10 @@ def main() -> None:
     if args.grid_links:
         print("\n".join(grid_links(args.out, args.grid_links)))
         return
+    if args.compare:
+        print("\n".join(compare(args.out, args.seeds, tuple(args.variants))))
+        return
     if args.targets:
-        if len(args.variants) != 2:
-            parser.error("--targets takes two --variants: the rho 0.5 one, then its rho 1 one")
         print("\n".join(targets(args.out, args.seeds, tuple(args.variants))))
         return
     print("\n".join(summarize(args.out)))
