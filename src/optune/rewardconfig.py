@@ -134,7 +134,7 @@ def _validate_backend(reward: RewardSettings, prefix: str) -> None:
         raise UserError(f"{prefix}backend callable needs {prefix}function (module:function)")
     if callable(reward.function) and reward.backend != RewardBackendName.CALLABLE:
         raise UserError(f"{prefix}function is a Python function; it needs {prefix}backend callable, "
-                        f"not {reward.backend!r}")
+                        f"not {str(reward.backend)!r}")
     if reward.backend in (RewardBackendName.REMOTE, RewardBackendName.LLM):
         _validate_served_reward(reward, prefix)
 

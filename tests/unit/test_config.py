@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from optune.config import RunConfig, describe, field_docs, load_config, parse_override
+from optune.config import RunConfig, describe, field_docs, load_config, parse_override, validate
 from optune.errors import UserError
 
 
@@ -194,3 +194,11 @@ def test_index_override_leaves_a_copied_configs_original_alone():
     original = build_config(str(Path(__file__).resolve().parents[2] / "configs" / "mix.yaml"))
     changed = build_config(original, {"reward.components[1].weight": 3})
     assert (changed.reward.components[1].weight, original.reward.components[1].weight) == (3.0, 0.5)
+
+
+def test_a_python_function_with_another_reward_backend_is_refused_by_name():
+    cfg = RunConfig()
+    cfg.reward.function = lambda prompts, responses: [0.0] * len(responses)
+    with pytest.raises(UserError, match=r"^reward.function is a Python function; it needs reward.backend callable, "
+                                        r"not 'verifiable'$"):
+        validate(cfg)

@@ -28,4 +28,3 @@ def test_shared_iteration0_ignores_deployment_keys_and_later_sections():
     b.train.lr = 5e-4
     mine, theirs = _iteration0_settings(a, "cpu"), _iteration0_settings(b, "cpu")
     assert [k for k in mine if mine[k] != theirs[k]] == ["train.lr"]
-
