@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from optune.data.readers import is_json_list, parse_records, read_text
@@ -39,6 +40,28 @@ def read_outputs(path: str | Path, prompts: list[Prompt]) -> list[str]:
     return [by_key[k] for k in keys]
 
 
+@dataclass
+class SavedResponses:
+    """`optune eval`'s responses_<side>.json: the model and settings that produced the rows, and the rows
+    ({"id", "prompt", "response"} each, unchecked: readers check what they use)."""
+
+    source: object
+    rows: list
+
+
+def read_saved(text: str) -> SavedResponses | None:
+    """`text` as a responses_<side>.json (one JSON object with a "rows" list), or None when it is not one."""
+    if not text.lstrip().startswith("{"):
+        return None
+    try:
+        saved = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    if not (isinstance(saved, dict) and isinstance(saved.get("rows"), list)):
+        return None
+    return SavedResponses(saved.get("source"), saved["rows"])
+
+
 def weights_fingerprint(model_dir: Path) -> str:
     """Names, sizes and modification times of the weight files: a retrained checkpoint at the same
     path gets new responses instead of the stale saved ones."""
@@ -49,12 +72,14 @@ def weights_fingerprint(model_dir: Path) -> str:
 
 def generated_outputs(out_path: Path, source: dict, prompts: list[Prompt],
                       make_generator: Callable[[], Callable[[list[str]], list[str]]]) -> list[str]:
-    """Responses from `make_generator()`, cached in `out_path` under `source` (model + settings)."""
+    """Responses from `make_generator()`, cached in `out_path` under `source` (model + settings); a saved file
+    for other settings, other prompts or of another shape is regenerated and replaced."""
     ids = [p.id for p in prompts]
-    if out_path.is_file():
-        saved = json.loads(out_path.read_text(encoding="utf-8"))
-        if saved.get("source") == source and [r["id"] for r in saved.get("rows", [])] == ids:
-            return [r["response"] for r in saved["rows"]]
+    saved = read_saved(out_path.read_text(encoding="utf-8", errors="replace")) if out_path.is_file() else None
+    if (saved is not None and saved.source == source and len(saved.rows) == len(ids)
+            and all(isinstance(r, dict) and r.get("id") == i and isinstance(r.get("response"), str)
+                    for r, i in zip(saved.rows, ids))):
+        return [r["response"] for r in saved.rows]
     responses = make_generator()([p.text for p in prompts])
     if len(responses) != len(prompts):
         raise UserError(f"generator returned {len(responses)} responses for {len(prompts)} prompts")

@@ -10,13 +10,13 @@ normalising line endings and outer whitespace, since exporters differ in exactly
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from optune.data.readers import parse_records, read_text
 from optune.errors import UserError
+from optune.eval.systems import read_saved
 
 PROMPT_KEYS = ("instruction", "prompt")
 RESPONSE_KEYS = ("output", "response")
@@ -50,17 +50,13 @@ def _field(record: dict, keys: tuple[str, ...], where: str) -> str:
 def _records(path: Path) -> Iterable[tuple[str, dict]]:
     """The records of any of the three formats, each with where it is (file:line or file: rows[i])."""
     text = read_text(path, "responses file")
-    if text.lstrip().startswith("{"):
-        try:
-            saved = json.loads(text)
-        except (ValueError, RecursionError):
-            saved = None  # not one JSON object: read as JSONL, which names the bad line
-        if isinstance(saved, dict) and isinstance(saved.get("rows"), list):
-            for i, row in enumerate(saved["rows"]):
-                if not isinstance(row, dict):
-                    raise UserError(f"{path}: rows[{i}] must be an object with prompt and response")
-            return [(f"{path}: rows[{i}]", row) for i, row in enumerate(saved["rows"])]
-    return parse_records(text, path)
+    saved = read_saved(text)
+    if saved is None:  # JSONL (or AlpacaEval's list), whose parser names a bad line
+        return parse_records(text, path)
+    for i, row in enumerate(saved.rows):
+        if not isinstance(row, dict):
+            raise UserError(f"{path}: rows[{i}] must be an object with prompt and response")
+    return [(f"{path}: rows[{i}]", row) for i, row in enumerate(saved.rows)]
 
 
 def read_system(path: str | Path, name: str | None = None) -> SystemOutputs:
