@@ -43,6 +43,10 @@ VARIANTS: dict[str, dict] = {
     "epochs1-lr2e-5": {"overrides": ["train.epochs=1", "train.lr=2e-5"]},
     "epochs1-lr2e-5-rho1": {"overrides": ["train.epochs=1", "train.lr=2e-5", "selection.rho=1.0"],
                             "base": "epochs1-lr2e-5"},
+    # one epoch's answers stopped ending (EOS rate 0.00-0.23): a small penalty for running into max_new_tokens
+    "epochs1-lr2e-5-eos0.1": {"overrides": ["train.epochs=1", "train.lr=2e-5", "reward.missing_eos_penalty=0.1"]},
+    "epochs1-lr2e-5-eos0.1-rho1": {"overrides": ["train.epochs=1", "train.lr=2e-5", "reward.missing_eos_penalty=0.1",
+                                                 "selection.rho=1.0"], "base": "epochs1-lr2e-5-eos0.1"},
     "fresh": {"overrides": ["data.max_prompts=null", "data.prompts_per_iteration=96"]},
     "lr5e-6": {"overrides": ["train.lr=5e-6"]},
     "nll0.2": {"overrides": ["loss.nll_weight=0.2"]},
