@@ -129,6 +129,10 @@ def raw(rows: dict[str, dict], penalty: float) -> float:
     return float(np.mean([r["reward"] + penalty * (not r["eos"]) for r in rows.values()]))
 
 
+def eos_penalty(run: Path) -> float:
+    return (yaml.safe_load((run / "config.yaml").read_text())["reward"] or {}).get("missing_eos_penalty") or 0.0
+
+
 def make_embedder():
     import torch
     from transformers import AutoModel, AutoTokenizer
@@ -171,7 +175,7 @@ def summarize(out: Path) -> list[str]:
         gain, low, high = paired_bootstrap(np.array([first[i]["reward"] for i in ids]),
                                            np.array([final[i]["reward"] for i in ids]))
         m0, mf = metrics[0], metrics[-1]
-        penalty = (yaml.safe_load((run / "config.yaml").read_text())["reward"] or {}).get("missing_eos_penalty") or 0.0
+        penalty = eos_penalty(run)
 
         lines.append(
             f"| {run.name} | {', '.join(f'{c:.4f}' for c in curve if c is not None)} | {gain:+.4f} "
@@ -184,10 +188,11 @@ def summarize(out: Path) -> list[str]:
 
 
 def heldout_curve(run: Path) -> np.ndarray:
-    """[start + iterations, prompts]: each held-out prompt's reward (sorted ids) before and after each iteration."""
-    its = sorted(run.glob("iter_[0-9][0-9][0-9]"))
+    """[start + iterations, prompts]: each held-out prompt's task reward (sorted ids; a missing-EOS penalty given
+    back, so that runs with and without one compare) before and after each iteration."""
+    its, penalty = sorted(run.glob("iter_[0-9][0-9][0-9]")), eos_penalty(run)
     tables = [rows_of(its[0] / "heldout_start.jsonl")] + [rows_of(it / "heldout.jsonl") for it in its]
-    return np.array([[t[i]["reward"] for i in sorted(t)] for t in tables])
+    return np.array([[t[i]["reward"] + penalty * (not t[i]["eos"]) for i in sorted(t)] for t in tables])
 
 
 def targets(out: Path, seeds: list[int], variants: tuple[str, str] = ("default", "rho1")) -> list[str]:
