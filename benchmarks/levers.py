@@ -11,7 +11,7 @@ cosine similarity between the request and the response in all-MiniLM-L6-v2's emb
 
 Usage (repo root):
     python benchmarks/levers.py --out runs/levers --variants default rho1 --seeds 0 --jobs 2
-    python benchmarks/levers.py --out runs/levers --summary          # the table from finished runs
+    python benchmarks/levers.py --out runs/levers --summary          # the table from finished runs (or --variants A B)
     python benchmarks/levers.py --out runs/levers --grid-links runs/claims  # then: grid.py --out runs/claims --summary
     python benchmarks/levers.py --out runs/levers --targets --seeds 0 1 2  # issue 23 item 5's checks
     python benchmarks/levers.py --out runs/levers --compare --variants epochs1 default --seeds 0 1  # A minus B
@@ -156,7 +156,8 @@ def make_embedder():
     return embed
 
 
-def summarize(out: Path) -> list[str]:
+def summarize(out: Path, variants: list[str] | None = None) -> list[str]:
+    """The per-run table of every finished run under `out`, or of `variants`' runs only."""
     from optune.tasks import verifiable
 
     requests = {r["id"]: r.get("request") or r["prompt"] for r in verifiable.load("heldout")}
@@ -164,7 +165,8 @@ def summarize(out: Path) -> list[str]:
     lines = ["| run | held-out reward: start, after 0, 1, 2 | gain of iterations 1-2 [95% CI] | "
              "task reward without an EOS penalty: start -> final | words start -> final | EOS final | "
              "repetitive final | KL to pi_0 final | relevance start -> final |", "|---" * 9 + "|"]
-    for run in sorted(p for p in out.iterdir() if finished(p)):
+    runs = sorted(p for p in out.iterdir() if finished(p) and (not variants or p.name.rsplit("-s", 1)[0] in variants))
+    for run in runs:
         metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
         last = len(metrics) - 1
         curve = [metrics[0].get("eval/heldout_reward_start")] + [m.get("eval/heldout_reward") for m in metrics]
@@ -252,7 +254,8 @@ def compare(out: Path, seeds: list[int], variants: tuple[str, str]) -> list[str]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/levers"))
-    parser.add_argument("--variants", nargs="+", default=["default", "rho1"], choices=sorted(VARIANTS))
+    parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS),
+                        help="variants to run (default: default rho1), or whose runs --summary shows (default: all)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--summary", action="store_true", help="print the table from finished runs only")
@@ -265,6 +268,8 @@ def main() -> None:
                              "runs of --seeds)")
     parser.add_argument("overrides", nargs="*", help="key.sub=value for every new run")
     args = parser.parse_args()
+    shown = args.variants
+    args.variants = args.variants or ["default", "rho1"]
     args.out.mkdir(parents=True, exist_ok=True)
     if (args.targets or args.compare) and len(args.variants) != 2:
         parser.error("--targets and --compare take two --variants")
@@ -285,7 +290,7 @@ def main() -> None:
     if args.targets:
         print("\n".join(targets(args.out, args.seeds, tuple(args.variants))))
         return
-    print("\n".join(summarize(args.out)))
+    print("\n".join(summarize(args.out, shown)))
 
 
 if __name__ == "__main__":
