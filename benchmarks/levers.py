@@ -12,6 +12,7 @@ cosine similarity between the request and the response in all-MiniLM-L6-v2's emb
 Usage (repo root):
     python benchmarks/levers.py --out runs/levers --variants default rho1 --seeds 0 --jobs 2
     python benchmarks/levers.py --out runs/levers --summary          # the table from finished runs (or --variants A B)
+    python benchmarks/levers.py --out runs/levers --plot docs/img/levers/seed0.png --seeds 0  # every curve, one PNG
     python benchmarks/levers.py --out runs/levers --grid-links runs/claims  # then: grid.py --out runs/claims --summary
     python benchmarks/levers.py --out runs/levers --targets --seeds 0 1 2  # issue 23 item 5's checks
     python benchmarks/levers.py --out runs/levers --compare --variants epochs1 default --seeds 0 1  # A minus B
@@ -251,6 +252,36 @@ def compare(out: Path, seeds: list[int], variants: tuple[str, str]) -> list[str]
             f"{fmt_ci(hier_bootstrap(a[:, t + 1] - b[:, t + 1]))}" for t in range(min(a.shape[1], b.shape[1]) - 1)]
 
 
+def plot(out: Path, path: Path, seeds: list[int], variants: list[str] | None = None) -> str:
+    """The curves of every variant (or `variants`) finished on all `seeds`, averaged over them, in one PNG:
+    held-out task reward, words per answer and EOS rate, from pi_0 through each iteration."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [v for v in variants or VARIANTS if all(finished(run_dir(out, v, s)) for s in seeds)]
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5.5))
+    colours = plt.get_cmap("tab20").colors
+    for k, variant in enumerate(names):
+        runs = [run_dir(out, variant, s) for s in seeds]
+        metrics = [[json.loads(x) for x in (r / "metrics.jsonl").read_text().splitlines()] for r in runs]
+        panels = [np.mean([heldout_curve(r).mean(axis=1) for r in runs], axis=0)]
+        for key in ("eval/length_words", "eval/eos_rate"):
+            panels.append(np.mean([[m[0][f"{key}_start"]] + [x[key] for x in m] for m in metrics], axis=0))
+        for ax, ys in zip(axes, panels):
+            ax.plot(range(len(ys)), ys, "--" if "rho1" in variant else "-", marker="o", color=colours[k % 20],
+                    label=variant)
+    for ax, title in zip(axes, ("held-out task reward", "words per answer", "EOS rate")):
+        ax.set(title=f"{title} (seeds {', '.join(map(str, seeds))}: mean)", xticks=range(4),
+               xticklabels=["pi_0", "after 0", "after 1", "after 2"])
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    return f"wrote {path} ({len(names)} variants)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/levers"))
@@ -259,6 +290,8 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--summary", action="store_true", help="print the table from finished runs only")
+    parser.add_argument("--plot", type=Path,
+                        help="draw the curves of the variants finished on all --seeds (or of --variants) into this PNG")
     parser.add_argument("--grid-links", type=Path, help="link finished runs into this folder under grid.py's names")
     parser.add_argument("--targets", action="store_true",
                         help="issue 23 item 5's checks over --seeds (finished runs) of the two --variants: the rho 0.5 "
@@ -273,7 +306,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     if (args.targets or args.compare) and len(args.variants) != 2:
         parser.error("--targets and --compare take two --variants")
-    if not (args.summary or args.grid_links or args.targets or args.compare):
+    if not (args.summary or args.grid_links or args.targets or args.compare or args.plot):
         # a variant and its base share a job, so that the base finishes before the variant starts from it
         jobs = [(v, s) for s in args.seeds for v in args.variants
                 if v not in (VARIANTS[w].get("base") for w in args.variants)]
@@ -281,6 +314,9 @@ def main() -> None:
         with ThreadPoolExecutor(args.jobs) as pool:
             for line in pool.map(lambda job: run_one(args.out, *job, threads, args.overrides), jobs):
                 print(line, flush=True)
+    if args.plot:
+        print(plot(args.out, args.plot, args.seeds, shown))
+        return
     if args.grid_links:
         print("\n".join(grid_links(args.out, args.grid_links)))
         return
