@@ -50,6 +50,7 @@ VARIANTS: dict[str, dict] = {
                                                  "selection.rho=1.0"], "base": "epochs1-lr2e-5-eos0.1"},
     "fresh": {"overrides": ["data.max_prompts=null", "data.prompts_per_iteration=96"]},
     "lr5e-6": {"overrides": ["train.lr=5e-6"]},
+    "lr5e-6-rho1": {"overrides": ["train.lr=5e-6", "selection.rho=1.0"], "base": "lr5e-6"},
     "nll0.2": {"overrides": ["loss.nll_weight=0.2"]},
     "beta0.2": {"overrides": ["loss.beta1=0.2"]},
     "ref-initial": {"overrides": ["loss.reference=initial"]},
@@ -272,8 +273,9 @@ def plot(out: Path, path: Path, seeds: list[int], variants: list[str] | None = N
         for ax, ys in zip(axes, panels):
             ax.plot(range(len(ys)), ys, "--" if "rho1" in variant else "-", marker="o", color=colours[k % 20],
                     label=variant)
+    which = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))}: mean"
     for ax, title in zip(axes, ("held-out task reward", "words per answer", "EOS rate")):
-        ax.set(title=f"{title} (seeds {', '.join(map(str, seeds))}: mean)", xticks=range(4),
+        ax.set(title=f"{title} ({which})", xticks=range(4),
                xticklabels=["pi_0", "after 0", "after 1", "after 2"])
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
