@@ -59,6 +59,10 @@ VARIANTS: dict[str, dict] = {
     "random": {"overrides": ["selection.strategy=random", "eval.kl=false"], "base": "default"},
     "middle": {"overrides": ["selection.strategy=middle", "eval.kl=false"], "base": "default"},
     "dpo": {"overrides": ["loss.type=dpo", "eval.kl=false"]},
+    # the same claims at lr 5e-6, the candidate default (docs/results.md, "Every lever, and what each did")
+    "lr5e-6-random": {"overrides": ["train.lr=5e-6", "selection.strategy=random", "eval.kl=false"], "base": "lr5e-6"},
+    "lr5e-6-middle": {"overrides": ["train.lr=5e-6", "selection.strategy=middle", "eval.kl=false"], "base": "lr5e-6"},
+    "lr5e-6-dpo": {"overrides": ["train.lr=5e-6", "loss.type=dpo", "eval.kl=false"]},
 }
 # benchmarks/grid.py's cell names for the variants it compares (its --summary reads them from --grid-links DIR)
 GRID_NAMES = {"rho1": "wdpo-rho1.0", "default": "wdpo-optune-rho0.5", "random": "wdpo-random-rho0.5",
