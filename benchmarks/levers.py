@@ -130,9 +130,14 @@ def relevance(rows: dict[str, dict], requests: dict[str, str], embed) -> float:
     return float(similarities(rows, requests, embed).mean())
 
 
+def task_reward(row: dict, penalty: float) -> float:
+    """A held-out row's reward with reward.missing_eos_penalty (optune.reward.scores) given back: the task's own."""
+    return row["reward"] + penalty * (not row["eos"])
+
+
 def raw(rows: dict[str, dict], penalty: float) -> float:
-    """Mean held-out reward with reward.missing_eos_penalty given back: the task's own reward."""
-    return float(np.mean([r["reward"] + penalty * (not r["eos"]) for r in rows.values()]))
+    """Mean held-out task reward (task_reward)."""
+    return float(np.mean([task_reward(r, penalty) for r in rows.values()]))
 
 
 def eos_penalty(run: Path) -> float:
@@ -200,7 +205,7 @@ def heldout_curve(run: Path) -> np.ndarray:
     back, so that runs with and without one compare) before and after each iteration."""
     its, penalty = sorted(run.glob("iter_[0-9][0-9][0-9]")), eos_penalty(run)
     tables = [rows_of(its[0] / "heldout_start.jsonl")] + [rows_of(it / "heldout.jsonl") for it in its]
-    return np.array([[t[i]["reward"] + penalty * (not t[i]["eos"]) for i in sorted(t)] for t in tables])
+    return np.array([[task_reward(t[i], penalty) for i in sorted(t)] for t in tables])
 
 
 def targets(out: Path, seeds: list[int], variants: tuple[str, str] = ("default", "rho1")) -> list[str]:
