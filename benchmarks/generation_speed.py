@@ -59,7 +59,7 @@ def generation_pass(generator, model, model_path: str, prompts: list[list[int]],
 
 
 def make(variant: str, tokenizer, args):
-    from optune.config import GenerationConfig, PolicyConfig
+    from optune.config.run import GenerationConfig, PolicyConfig
     from optune.generation import make_generator
 
     backend, impl, refs = VARIANTS[variant]

@@ -199,7 +199,7 @@ def training_flops(model, pairs: list, packed: bool) -> tuple[float, int]:
 def measure_generation(model, tokenizer, prompts: list[list[int]], impl: str, rows: int, new_tokens: int,
                        cap_s: float) -> dict:
     """One warm-up call of `rows` sequences (rows / 2 prompts x 2 samples), then up to 3 timed calls."""
-    from optune.config import GenerationConfig
+    from optune.config.run import GenerationConfig
     from optune.generation import TransformersGenerator
 
     cfg = GenerationConfig(impl=impl, max_new_tokens=new_tokens, min_new_tokens=new_tokens, top_p=0.9,
@@ -235,7 +235,7 @@ def train_step(model, optimizer, scheduler, micro: list[list], pad_id: int, auto
 def measure_training(model, pairs: list, pad_id: int, size: int, packing: bool, autocast: bool,
                      cap_s: float) -> dict:
     """Optimizer steps of grad_accum micro-batches of `size` pairs: 2 warm-up steps, then up to 4 timed."""
-    from optune.config import TrainConfig
+    from optune.config.run import TrainConfig
     from optune.losses import make_loss
     from optune.training import packing as packed
     from optune.training.schedule import make_optimizer

@@ -148,7 +148,7 @@ def make_embedder():
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from optune.reward.model import resolve_backbone
+    from optune.rewardmodel.model import resolve_backbone
 
     path, _ = resolve_backbone("minilm")
     tok, model = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()

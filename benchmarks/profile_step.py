@@ -112,7 +112,7 @@ def model_flops(model, tokens: int, context: float, lm_head_tokens: int) -> floa
 
 
 def profile_generation(model, tokenizer, prompts, impl: str, tokens: int) -> tuple[dict, list]:
-    from optune.config import GenerationConfig
+    from optune.config.run import GenerationConfig
     from optune.generation import TransformersGenerator
 
     gen = TransformersGenerator(GenerationConfig(impl=impl, max_new_tokens=tokens, min_new_tokens=tokens), tokenizer)
@@ -154,7 +154,7 @@ def sampling_costs(model, prompts, tokenizer) -> dict:
 def profile_training(model, pairs, pad_id: int, packing: bool) -> dict:
     """One optimizer step of 2 micro-batches of 8 pairs (the second of two steps: optimizer state exists);
     packing: train.packing (each pair's prompt computed once, training.packing)."""
-    from optune.config import TrainConfig
+    from optune.config.run import TrainConfig
     from optune.losses import make_loss
     from optune.training.logps import pair_logps
     from optune.training.schedule import make_optimizer
@@ -252,7 +252,7 @@ def main() -> None:
     from optune.generation import encode_prompt
     from optune.models.policy import load_model, load_tokenizer
     from optune.pairs import Pair
-    from optune.prepare import resolve_policy
+    from optune.runner.prepare import resolve_policy
 
     path = resolve_policy("embedded:smollm2-135m-instruct")
     tokenizer, model = load_tokenizer(path), load_model(path)

@@ -40,7 +40,7 @@ def setup(n_prompts: int = 96, seed: int = 0):
     from optune.generation import encode_prompt
     from optune.models.policy import load_model, load_tokenizer
     from optune.pairs import Pair
-    from optune.prepare import resolve_policy
+    from optune.runner.prepare import resolve_policy
 
     path = resolve_policy("embedded:smollm2-135m-instruct")
     tokenizer = load_tokenizer(path)
@@ -57,10 +57,10 @@ def setup(n_prompts: int = 96, seed: int = 0):
 
 def train_step(model, pairs, pad_id: int, packing: bool, bf16: bool, seed: int) -> tuple[float, float]:
     """Wall and CPU seconds (this process) of one optimizer step on `pairs` through train_iteration."""
-    from optune.config import LossConfig, TrainConfig
+    from optune.config.run import LossConfig, TrainConfig
     from optune.losses import make_loss
     from optune.training import train_iteration
-    from optune.training.policy import References, TrainInputs
+    from optune.training.update import References, TrainInputs
 
     cfg = TrainConfig(epochs=1, save_steps=0, bf16=bf16, packing=packing)
     lc = LossConfig()

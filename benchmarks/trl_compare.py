@@ -133,7 +133,7 @@ def timed(fn, times: dict, key: str):
 
 def base_config(out: Path):
     """The optune-rho1 run's resolved config: everything the other sides mirror."""
-    from optune.config import load_config
+    from optune.config.run import load_config
 
     return load_config(str(RunStore(out / "optune-rho1").config))
 
@@ -150,7 +150,7 @@ def encoded(cfg, tokenizer, spec: str, limit: int | None) -> list:
 
 
 def heldout_reward(model, tokenizer, cfg, records: list, reward) -> float:
-    """Mean reward of one response per held-out prompt, exactly as optune.loop.evaluate_heldout scores them."""
+    """Mean reward of one response per held-out prompt, exactly as optune.runner.loop.evaluate_heldout scores them."""
     from optune.generation import TransformersGenerator
     from optune.reward.backends import checked_score
 
@@ -253,8 +253,8 @@ def trl_online_side(out: Path) -> dict:
     from trl.experimental.online_dpo import OnlineDPOTrainer
 
     from optune.models.policy import load_model, load_tokenizer
-    from optune.prepare import resolve_policy
     from optune.reward.backends import make_reward
+    from optune.runner.prepare import resolve_policy
 
     cfg = base_config(out)
     path = resolve_policy(cfg.policy.model)
@@ -303,9 +303,9 @@ def dpo_optune_side(out: Path, steps: int) -> dict:
     from optune.losses import make_loss
     from optune.models.policy import load_model, load_tokenizer
     from optune.pairs import Pair
-    from optune.prepare import resolve_policy
+    from optune.runner.prepare import resolve_policy
     from optune.training import reference_logps, train_iteration
-    from optune.training.policy import References, TrainInputs
+    from optune.training.update import References, TrainInputs
 
     cfg = base_config(out)
     path = resolve_policy(cfg.policy.model)
@@ -349,7 +349,7 @@ def dpo_trl_side(out: Path, steps: int) -> dict:
     from trl import DPOConfig, DPOTrainer
 
     from optune.models.policy import load_model, load_tokenizer, resolve_device
-    from optune.prepare import resolve_policy
+    from optune.runner.prepare import resolve_policy
 
     class PretokenizedDPOTrainer(DPOTrainer):
         def _prepare_dataset(self, dataset, *args, **kwargs):  # already optune's token ids

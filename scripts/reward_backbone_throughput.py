@@ -16,7 +16,7 @@ import time
 import torch
 
 from optune.losses import bradley_terry_loss
-from optune.reward.model import load_backbone
+from optune.rewardmodel.model import load_backbone
 
 
 def main(argv: list[str]) -> None:

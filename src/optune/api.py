@@ -28,16 +28,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from optune import health
 from optune.choices import RewardBackendName
-from optune.config import TRL_ALIASES, RunConfig, apply_mapping, override_mapping, read_config_file, validate
-from optune.configkeys import expand_aliases
+from optune.config.keys import expand_aliases
+from optune.config.run import TRL_ALIASES, RunConfig, apply_mapping, override_mapping, read_config_file, validate
 from optune.endpoint import EndpointError
 from optune.errors import Damaged, RunFailed, UserError
+from optune.formatting import num, plural
 from optune.report.card import write_run_card
-from optune.resume import failed_midway, flat, leaves, record_deployment, resume_command, resumed_config
+from optune.runner import health
+from optune.runner.resume import failed_midway, flat, leaves, record_deployment, resume_command, resumed_config
 from optune.store import MARKER, RunStore, WriteError
-from optune.words import num, plural
 
 ConfigSource = str | os.PathLike | Mapping | RunConfig | None
 
@@ -81,7 +81,7 @@ def run(config: ConfigSource = None, *, resume: str | os.PathLike | None = None,
     """Online preference tuning (OPTune), as `optune run`: every iteration's metrics once the run is done.
 
     `resume=RUN_DIR` finishes an interrupted run with its own config; overrides may change its deployment-only
-    keys (optune.config.DEPLOYMENT_KEYS, e.g. reward={"url": ...}) and give again reward={"function": f}, for a
+    keys (optune.config.run.DEPLOYMENT_KEYS, e.g. reward={"url": ...}) and give again reward={"function": f}, for a
     run whose reward was a Python function (config.yaml cannot hold one). A run that stops midway raises
     `optune.RunFailed` (a UserError) naming the cause and the command that resumes it.
     """
@@ -116,8 +116,8 @@ def build_config(config: ConfigSource = None, overrides: Mapping[str, Any] | Non
     The defaults are RunConfig's; for `command` "dpo" data.max_prompts is null (train on every pair read) unless
     `config` or `overrides` set it (a RunConfig given whole keeps its own value).
 
-    TRL's names (beta, learning_rate, ...; optune.config.TRL_ALIASES) are accepted for the keys they mean.
-    Relative paths in a YAML file are relative to its folder (optune.config.PATH_KEYS); in a mapping or an
+    TRL's names (beta, learning_rate, ...; optune.config.run.TRL_ALIASES) are accepted for the keys they mean.
+    Relative paths in a YAML file are relative to its folder (optune.config.run.PATH_KEYS); in a mapping or an
     override, to the working directory. A Python function as reward.function selects the callable backend
     unless reward.backend is set too.
     """
@@ -182,7 +182,7 @@ def tune(command: str, config: ConfigSource, overrides: Mapping[str, Any], resum
             return result
         distributed.check(dist, cfg)
         if store is None:
-            from optune.prepare import name_output_dir
+            from optune.runner.prepare import name_output_dir
 
             cfg = name_output_dir(cfg, dist)
             root = Path(cfg.output_dir)
@@ -229,7 +229,7 @@ def _finished_metrics(store: RunStore, cfg: RunConfig) -> list[dict]:
 
 
 def _online(cfg: RunConfig, store: RunStore | None, dist) -> RunResult:
-    from optune.prepare import prepare
+    from optune.runner.prepare import prepare
 
     ctx = prepare(cfg, store, dist=dist)
     _record_deployment(ctx, store)
@@ -274,7 +274,7 @@ def offline_config(cfg: RunConfig, store: RunStore | None) -> RunConfig:
 def _offline(cfg: RunConfig, store: RunStore | None) -> RunResult:
     from optune.data.preferences import read_preferences
     from optune.pairs import offline
-    from optune.prepare import preflight, prepare
+    from optune.runner.prepare import preflight, prepare
 
     if cfg.data.train.startswith("verifiable:"):
         raise UserError("optune dpo needs preference pairs in data.train (the built-in task has prompts only)")

@@ -1,7 +1,7 @@
 """Every named choice a config offers, one `StrEnum` each.
 
 Config fields are typed with these, so loading a YAML value or a `key=value` override checks it against the
-members (optune.configfile), `--help-config` lists them, and the code compares and dispatches on them. A
+members (optune.config.schema), `--help-config` lists them, and the code compares and dispatches on them. A
 member equals its string ("wdpo" == LossType.WDPO), so config.yaml stays plain text.
 """
 

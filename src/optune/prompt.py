@@ -24,7 +24,7 @@ class Prompt:
     fields: dict[str, Any] = field(default_factory=dict)
     """The task's own fields: the built-in task's constraints, topic and request; a set's category ..."""
     ids: list[int] | None = None
-    """Chat-template token ids of the whole prompt, once encoded for the policy (optune.prepare)."""
+    """Chat-template token ids of the whole prompt, once encoded for the policy (optune.runner.prepare)."""
 
     def messages(self) -> list[Message]:
         """The conversation the policy answers: history, then the request as a user turn."""

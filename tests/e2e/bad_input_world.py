@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from optune.config import load_config, to_dict
+from optune.config.run import load_config, to_dict
 from tests.conftest import REPO
 
 TINY = REPO / "configs" / "tiny.yaml"

@@ -74,9 +74,10 @@ class Zygote:
 
 PRELOAD = ("torch", "transformers.models.bert.modeling_bert", "transformers.models.llama.modeling_llama",
            "transformers.models.auto.tokenization_auto", "peft", "safetensors.torch", "optune.cli.run",
-           "optune.cli.dpo", "optune.cli.reward", "optune.api", "optune.prepare", "optune.context", "optune.loop",
+           "optune.cli.dpo", "optune.cli.reward", "optune.api", "optune.runner.prepare", "optune.runner.context",
+           "optune.runner.loop",
            "optune.generation", "optune.models.tiny", "optune.data.prompts", "optune.data.preferences",
-           "optune.pairs.offline", "optune.reward.training", "optune.tasks.toy", "optune.tracking")
+           "optune.pairs.offline", "optune.rewardmodel.train", "optune.tasks.toy", "optune.runner.tracking")
 """What commands import on the way (found by diffing sys.modules around a tiny run): imported once here."""
 
 

@@ -42,15 +42,15 @@ def guarded(monkeypatch):
     from transformers.models.auto import auto_factory
 
     import optune.models.policy
-    import optune.prepare
-    import optune.reward.model
+    import optune.reward.hf
+    import optune.runner.prepare
     import optune.study.server
 
     monkeypatch.setattr(transformers.PreTrainedModel, "from_pretrained", classmethod(_forbid))
     monkeypatch.setattr(auto_factory._BaseAutoModelClass, "from_pretrained", classmethod(_forbid))
-    for module, name in ((optune.prepare, "resolve_policy"), (optune.models.policy, "load_model"),
-                         (optune.models.policy, "convert_gguf"), (optune.reward.model, "load_backbone"),
-                         (optune.reward.model, "load_reward_model"), (optune.study.server, "run")):
+    for module, name in ((optune.runner.prepare, "resolve_policy"), (optune.models.policy, "load_model"),
+                         (optune.models.policy, "convert_gguf"), (optune.reward.hf, "load_backbone"),
+                         (optune.reward.hf, "load_reward_model"), (optune.study.server, "run")):
         monkeypatch.setattr(module, name, _forbid)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", huggingface_hub.constants.HF_HUB_OFFLINE)

@@ -13,7 +13,7 @@ import yaml
 
 from optune.api import RunResult, build_config, resumed_config
 from optune.cli.run import overrides as cli_overrides
-from optune.config import RewardConfig, RunConfig, load_config, to_dict
+from optune.config.run import RewardConfig, RunConfig, load_config, to_dict
 from optune.errors import UserError
 from optune.prompt import Prompt
 from optune.reward.backends import make_reward
@@ -123,10 +123,10 @@ def test_import_optune_stays_light():
 
 def test_cli_resume_of_a_python_reward_run_says_how(tmp_path, capsys, monkeypatch):
     """An unfinished run whose reward was a Python function: one line telling how to resume, before any model."""
-    import optune.prepare
+    import optune.runner.prepare
     from optune.cli import main
 
-    monkeypatch.setattr(optune.prepare, "resolve_policy", lambda *a: pytest.fail("a model was resolved"))
+    monkeypatch.setattr(optune.runner.prepare, "resolve_policy", lambda *a: pytest.fail("a model was resolved"))
     prompts = str(REPO / "tests" / "data" / "prompts8.jsonl")
     cfg = build_config(TINY, {"reward.function": brevity, "data.train": prompts, "data.heldout": prompts,
                               "output_dir": str(tmp_path / "run")})

@@ -5,7 +5,7 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2] / "src"
-TOP = ("optune.loop", "optune.prepare", "optune.api", "optune.cli", "optune.__main__")
+TOP = ("optune.runner.loop", "optune.runner.prepare", "optune.api", "optune.cli", "optune.__main__")
 
 
 def import_graph() -> dict[str, set[str]]:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from optune.config import RunConfig, load_config
+from optune.config.run import RunConfig, load_config
 
 _PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "trl_compare.py"
 

@@ -63,7 +63,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def reward_config(spec: str):
     """--reward as a RewardConfig: "verifiable", "hf:PATH" (a reward model), "MODULE:FUNCTION" /
     "FILE.py:FUNCTION", or "FILE.yaml" / "FILE.yml" holding the fields of a run config's `reward:` section."""
-    from optune.config import RewardConfig, load_dataclass, validate_reward
+    from optune.config.run import RewardConfig, load_dataclass, validate_reward
 
     if spec.endswith((".yaml", ".yml")):
         cfg = load_dataclass(RewardConfig, spec)
@@ -86,8 +86,8 @@ def _build_judge(args, out: Path):
                             "or FILE.yaml)")
         return RewardJudge(make_reward(reward_config(args.reward)), args.reward_margin), {
             "kind": "reward", "reward": args.reward, "margin": args.reward_margin}
-    from optune.eval.judge_cache import JudgmentCache
     from optune.eval.llm_judge import LLMJudge, LLMJudgeConfig
+    from optune.store.judge_cache import JudgmentCache
 
     if not args.judge_base_url or not args.judge_model:
         raise UserError("--judge llm needs --judge-base-url and --judge-model")

@@ -48,13 +48,13 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from optune.config import describe
-    from optune.reward.config import RewardTrainConfig, load_reward_config
+    from optune.config.run import describe
+    from optune.rewardmodel.config import RewardTrainConfig, load_reward_config
 
     if args.help_config:
         print("\n".join(describe(RewardTrainConfig)))
         return 0
-    from optune.reward.training import config_for_resume, train_reward_model
+    from optune.rewardmodel.train import config_for_resume, train_reward_model
 
     if args.resume:
         if args.config or args.overrides:
@@ -68,7 +68,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from optune.reward.evaluation import evaluate_reward_model, format_report
+    from optune.rewardmodel.evaluation import evaluate_reward_model, format_report
 
     if args.batch_size <= 0:
         raise UserError("--batch-size must be positive")
@@ -85,9 +85,9 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from optune.config import RewardConfig
+    from optune.config.run import RewardConfig
     from optune.reward.backends import HFReward
-    from optune.reward.serve import RewardServer
+    from optune.rewardmodel.serve import RewardServer
 
     if args.batch_size <= 0:
         raise UserError("--batch-size must be positive")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from optune.config import DEPLOYMENT_KEYS, TRL_ALIASES, RunConfig, describe, parse_override
+from optune.config.run import DEPLOYMENT_KEYS, TRL_ALIASES, RunConfig, describe, parse_override
 from optune.errors import UserError
 
 
@@ -43,8 +43,8 @@ def print_config(command: str, args: argparse.Namespace) -> None:
     import yaml
 
     from optune import api
-    from optune.config import to_dict
-    from optune.resume import resumed_config
+    from optune.config.run import to_dict
+    from optune.runner.resume import resumed_config
     from optune.store import RunStore
 
     if args.resume:

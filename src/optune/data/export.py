@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from optune.config import RunConfig, load_run_config
+from optune.config.run import RunConfig, load_run_config
 from optune.data import tables
 from optune.errors import UserError
 from optune.prompt import Prompt

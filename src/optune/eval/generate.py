@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from optune.configfile import Range, check_ranges
+from optune.config.schema import Range, check_ranges
 from optune.errors import UserError
 from optune.prompt import Prompt
 
@@ -44,7 +44,7 @@ class CheckpointGenerator:
         path = Path(path)
         if not (path / "config.json").is_file():
             raise UserError(f"not a model checkpoint (no config.json): {path}")
-        from optune.config import GenerationConfig
+        from optune.config.run import GenerationConfig
         from optune.generation import TransformersGenerator
         from optune.models.policy import load_model, load_tokenizer
 

@@ -16,13 +16,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from optune.choices import Constrained
-from optune.configfile import Range, check_ranges, choice
+from optune.config.schema import Range, check_ranges, choice
 from optune.endpoint import Endpoint, chat_content, run_bounded
 from optune.errors import UserError
 from optune.eval import rating
-from optune.eval.judge_cache import JudgmentCache, cache_key
 from optune.eval.pairwise import outcome_from_scores
 from optune.prompt import Prompt
+from optune.store.judge_cache import JudgmentCache, cache_key
 
 
 class JudgeError(UserError):

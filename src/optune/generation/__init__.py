@@ -11,7 +11,7 @@ training.
 from __future__ import annotations
 
 from optune.choices import GenerationBackend
-from optune.config import GenerationConfig, PolicyConfig
+from optune.config.run import GenerationConfig, PolicyConfig
 from optune.generation.base import Generator, Sample, encode_prompt, left_pad, split_response
 from optune.generation.hf import TransformersGenerator, eos_ids
 

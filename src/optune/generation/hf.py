@@ -13,7 +13,7 @@ import sys
 
 import torch
 
-from optune.config import GenerationConfig
+from optune.config.run import GenerationConfig
 from optune.errors import UserError
 from optune.generation.base import Sample, left_pad, split_response, stop_ids
 

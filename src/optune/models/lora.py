@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from optune.config import LoraConfig
+from optune.config.run import LoraConfig
 from optune.errors import UserError
 
 ADAPTER_DIR = "adapter"

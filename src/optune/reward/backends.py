@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from optune.choices import LengthPenalty, RewardBackendName
-from optune.config import RewardConfig
+from optune.config.run import RewardConfig
 from optune.errors import UserError
 from optune.prompt import Prompt
 from optune.reward.function import CallableReward
@@ -46,7 +46,7 @@ class HFReward:
     """A sequence-classification reward model with its own tokenizer and chat template."""
 
     def __init__(self, cfg: RewardConfig):
-        from optune.reward import model as reward_model
+        from optune.reward import hf as reward_model
 
         self.cfg = cfg
         reward_model.check_reward_dir(cfg.model)  # the folder, before torch and the model load

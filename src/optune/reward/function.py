@@ -17,7 +17,7 @@ import inspect
 import threading
 from pathlib import Path
 
-from optune.config import RewardSettings, callable_label, is_callable_label, label_name
+from optune.config.run import RewardSettings, callable_label, is_callable_label, label_name
 from optune.errors import UserError
 from optune.prompt import Prompt
 from optune.reward.scores import check_scores, describe

@@ -8,7 +8,7 @@ anything else is asked again (reward.parse_retries times, at temperature >= RETR
 answer can change) and then stops the run with the reply shown: a rating is never guessed or zeroed.
 
 Requests go through the judge's client (optune.endpoint: timeouts, retries, the key read from the
-environment at request time) and its reply cache (optune.eval.judge_cache), keyed by everything that
+environment at request time) and its reply cache (optune.store.judge_cache), keyed by everything that
 changes the answer, so a rerun asks nothing twice. The rating is the reward as is (1-10): set
 loss.beta2 to that scale (docs/rewards.md).
 """
@@ -20,11 +20,11 @@ import time
 from collections.abc import Callable
 from functools import partial
 
-from optune.config import RewardConfig
+from optune.config.run import RewardConfig
 from optune.endpoint import Endpoint, chat_content, check_key_env, check_url, run_bounded
 from optune.errors import UserError
-from optune.eval.judge_cache import JudgmentCache, cache_key
 from optune.prompt import Prompt
+from optune.store.judge_cache import JudgmentCache, cache_key
 
 # Bump when the prompt text changes, so cached ratings of the old prompt are not reused.
 PROMPT_VERSION = "pointwise-v1"

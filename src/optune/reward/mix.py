@@ -18,7 +18,7 @@ import math
 from collections.abc import Callable
 
 from optune.choices import RewardBackendName
-from optune.config import RewardComponent, RewardConfig, is_callable_label, label_name
+from optune.config.run import RewardComponent, RewardConfig, is_callable_label, label_name
 from optune.errors import UserError
 from optune.prompt import Prompt
 

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from functools import partial
 
 from optune.choices import RewardRoute
-from optune.config import RewardConfig
+from optune.config.run import RewardConfig
 from optune.endpoint import Endpoint, check_key_env, check_url, run_bounded
 from optune.errors import UserError
 from optune.prompt import Prompt

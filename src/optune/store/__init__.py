@@ -18,7 +18,7 @@ Layout (RUN = the run directory, t = iteration, zero-padded to 3 digits):
   RUN/.optune-run                 marker: this directory is an optune run
   RUN/.optune-lock                held (flock) by the process running it; holds its PID; gone after a clean exit
   RUN/config.yaml                 resolved config (a resume with deployment-only overrides writes their new values)
-  RUN/config_digest.json          the keys that decide what the run computes, their values and sha256 (optune.resume)
+  RUN/config_digest.json          the keys that decide what the run computes, their values, sha256 (runner.resume)
   RUN/versions.json               package versions
   RUN/prompts.jsonl               the training prompts' texts ({"id", "prompt", "history"}), for `optune export`
   RUN/metrics.jsonl               one JSON object per finished iteration (rebuilt from iter_*/metrics.json)
@@ -117,7 +117,7 @@ class RunStore:
     def _half_made(self) -> bool:
         """What older versions left when killed while creating a run: an optune config.yaml (and perhaps
         versions.json), nothing else, no marker."""
-        from optune.config import load_config
+        from optune.config.run import load_config
 
         names = {p.name for p in self.root.iterdir() if not p.name.startswith(".")}
         if not names <= {"config.yaml", "versions.json"}:

@@ -7,8 +7,8 @@ pairs (response tokens only), `schedule` the optimizer, learning-rate schedule a
 """
 
 from optune.training.logps import collate, pair_logps, reference_logps, response_logps
-from optune.training.policy import train_iteration
 from optune.training.schedule import make_optimizer, rank_share, step_plan
+from optune.training.update import train_iteration
 
 __all__ = ["collate", "make_optimizer", "pair_logps", "rank_share", "reference_logps", "response_logps",
            "step_plan", "train_iteration"]

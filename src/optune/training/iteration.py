@@ -8,15 +8,15 @@ from pathlib import Path
 
 from optune.choices import Reference
 from optune.clock import Clock
-from optune.context import Context
 from optune.errors import UserError
 from optune.losses import make_loss
 from optune.models import lora
 from optune.models.policy import load_model
 from optune.pairs import Pair
+from optune.runner.context import Context
 from optune.store import damage, read_json, write_json, write_jsonl
 from optune.training.logps import reference_logps
-from optune.training.policy import (
+from optune.training.update import (
     References,
     TrainHooks,
     TrainInputs,

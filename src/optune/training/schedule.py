@@ -8,7 +8,7 @@ from typing import Protocol
 
 import torch
 
-from optune.config import TrainConfig
+from optune.config.run import TrainConfig
 
 
 class OptimizerSettings(Protocol):

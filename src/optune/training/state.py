@@ -1,7 +1,7 @@
 """Mid-training state: weights, optimizer, schedule, RNG, step and metrics so far, saved atomically and resumed.
 
-Both trainers use it (the policy's DPO steps, optune.training.policy, and the reward model's,
-optune.reward.training): a run killed during training continues from the last saved step, and because the
+Both trainers use it (the policy's DPO steps, optune.training.update, and the reward model's,
+optune.rewardmodel.train): a run killed during training continues from the last saved step, and because the
 step plan is a function of the seed and the RNG (dropout) is restored, skipping the finished steps
 reproduces the uninterrupted run.
 """

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from optune.cli import main
-from optune.config import load_config, to_dict
+from optune.config.run import load_config, to_dict
 from tests.conftest import REPO
 
 TINY = str(REPO / "configs" / "tiny.yaml")
@@ -21,12 +21,12 @@ TINY = str(REPO / "configs" / "tiny.yaml")
 def no_model_loads(monkeypatch):
     """Every case here must fail (or finish) before a policy is resolved or loaded."""
     import optune.models.policy
-    import optune.prepare
+    import optune.runner.prepare
 
     def forbidden(*args, **kwargs):
         raise AssertionError("a model was loaded before the input was checked")
 
-    monkeypatch.setattr(optune.prepare, "resolve_policy", forbidden)
+    monkeypatch.setattr(optune.runner.prepare, "resolve_policy", forbidden)
     monkeypatch.setattr(optune.models.policy, "load_model", forbidden)
 
 
@@ -164,9 +164,9 @@ def test_dpo_checks_the_output_dir_before_reading_the_data(tmp_path, capsys):
 
 
 def test_a_tracker_that_is_not_installed_is_refused_before_the_directory(tmp_path, capsys, monkeypatch):
-    import optune.tracking
+    import optune.runner.tracking
 
-    monkeypatch.setitem(optune.tracking.TRACKERS, "wandb", ("optune_test_not_installed",))
+    monkeypatch.setitem(optune.runner.tracking.TRACKERS, "wandb", ("optune_test_not_installed",))
     one_line_error(capsys, ["run", "-c", TINY, f"output_dir={tmp_path / 'r'}", "report_to=[wandb]"],
                    "report_to wandb: the package optune_test_not_installed is not installed")
     one_line_error(capsys, ["run", "-c", TINY, f"output_dir={tmp_path / 'r'}", "report_to=[wandbb]"],

@@ -8,7 +8,7 @@ import json
 import pytest
 import yaml
 
-from optune.config import RunConfig, load_dataclass, to_dict
+from optune.config.run import RunConfig, load_dataclass, to_dict
 from optune.data.export import export_run
 from optune.data.preferences import read_preferences
 from optune.errors import UserError
@@ -180,7 +180,7 @@ def test_no_component_columns_without_components(tmp_path):
 
 
 def test_run_card_written_as_a_run_ends_is_portable(tmp_path):
-    from optune.config import load_run_config
+    from optune.config.run import load_run_config
     from optune.report.card import write_run_card
 
     # iteration 0 scores best on the held-out prompts, iteration 1 is the final policy

@@ -12,9 +12,9 @@ import socket
 
 import pytest
 
-from optune.eval.judge_cache import JudgmentCache
 from optune.eval.llm_judge import JudgeError, LLMJudge, LLMJudgeConfig
 from optune.prompt import Prompt
+from optune.store.judge_cache import JudgmentCache
 
 RECORDS = [Prompt(f"p{i}", f"question {i}") for i in range(3)]
 A = [f"good answer {i}" for i in range(3)]

@@ -14,9 +14,9 @@ import json
 import pytest
 
 from optune.cli import main as cli_main
-from optune.eval.judge_cache import JudgmentCache
 from optune.eval.llm_judge import JudgeError, LLMJudge, LLMJudgeConfig
 from optune.prompt import Prompt
+from optune.store.judge_cache import JudgmentCache
 from tests.unit.conftest import VLLM_KEY as KEY
 from tests.unit.conftest import VLLM_KEY_ENV as KEY_ENV
 

@@ -4,7 +4,7 @@ their log-probs), the full sort (prefilter), on a tiny random Llama with peaked 
 import pytest
 import torch
 
-from optune.config import GenerationConfig
+from optune.config.run import GenerationConfig
 from optune.errors import UserError
 from optune.generation import TransformersGenerator, encode_prompt
 from optune.generation.decode import DecodeSettings, decode
@@ -116,7 +116,7 @@ def test_logp_equals_a_float32_forward_pass(peaked):
 
 
 def test_greedy_logp_equals_the_heldout_forward_pass(peaked):
-    """The held-out KL (optune.heldout.movement) takes the policy's log-probs from greedy generation with the
+    """The held-out KL (optune.runner.heldout.movement) takes the policy's log-probs from greedy generation with the
     default (packed) settings instead of responses_logps' forward pass: the two agree."""
     tok, model, prompts = peaked
     gen = TransformersGenerator(GenerationConfig(max_new_tokens=10, impl="decode"), tok)

@@ -1,6 +1,6 @@
 import pytest
 
-from optune.config import GenerationConfig
+from optune.config.run import GenerationConfig
 from optune.generation import TransformersGenerator, encode_prompt, left_pad, make_generator, split_response
 from optune.models.policy import load_model, load_tokenizer
 from optune.prompt import Prompt

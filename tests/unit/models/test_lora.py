@@ -7,13 +7,13 @@ import torch
 
 pytest.importorskip("peft")
 
-from optune.config import LoraConfig, TrainConfig
+from optune.config.run import LoraConfig, TrainConfig
 from optune.errors import UserError
 from optune.losses import make_loss
 from optune.models import lora
 from optune.models.policy import load_model
 from optune.training import reference_logps, train_iteration
-from optune.training.policy import References, TrainHooks, TrainInputs
+from optune.training.update import References, TrainHooks, TrainInputs
 from tests.unit.training.test_policy import make_pairs
 
 CFG = LoraConfig(r=2, alpha=4.0, target_modules=["q_proj", "v_proj"])

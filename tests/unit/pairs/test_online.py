@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 
 from optune.clock import Clock, progress
-from optune.config import RunConfig
+from optune.config.run import RunConfig
 from optune.generation.base import Sample
 from optune.pairs import Response
 from optune.pairs.online import generate_and_score, select
@@ -67,7 +67,7 @@ class TwoSamples:
 
 
 def scored_ctx(tmp_path, reward_keys: dict):
-    from optune.config import apply_mapping
+    from optune.config.run import apply_mapping
     from optune.distributed import Dist
     from optune.reward.backends import make_reward
 

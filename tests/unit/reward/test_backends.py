@@ -1,6 +1,6 @@
 import pytest
 
-from optune.config import RewardConfig
+from optune.config.run import RewardConfig
 from optune.errors import UserError
 from optune.prompt import Prompt
 from optune.reward.backends import checked_score, load_function, make_reward

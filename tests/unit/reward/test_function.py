@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from optune.config import RewardConfig
+from optune.config.run import RewardConfig
 from optune.errors import UserError
 from optune.prompt import Prompt
 from optune.reward.backends import checked_score, make_reward
@@ -120,7 +120,7 @@ def test_a_hung_function_stops_at_the_timeout():
 
 
 def test_timeout_must_be_positive():
-    from optune.config import load_config
+    from optune.config.run import load_config
 
     with pytest.raises(UserError, match=r"reward.timeout_s must be > 0; got 0"):
         load_config(None, ["reward.backend=callable", "reward.function=optune.tasks.toy:letter_fraction",

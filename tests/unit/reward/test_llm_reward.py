@@ -11,7 +11,7 @@ import socket
 
 import pytest
 
-from optune.config import RewardConfig, load_config
+from optune.config.run import RewardConfig, load_config
 from optune.errors import UserError
 from optune.prompt import Prompt
 from optune.reward.backends import checked_score, make_reward

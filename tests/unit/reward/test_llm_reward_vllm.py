@@ -15,7 +15,7 @@ import re
 import pytest
 
 from optune.cli import main as cli_main
-from optune.config import RewardConfig
+from optune.config.run import RewardConfig
 from optune.errors import UserError
 from optune.prompt import Prompt
 from optune.reward.backends import checked_score, make_reward

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from optune.config import RewardConfig, apply_mapping, load_config, validate_reward
+from optune.config.run import RewardConfig, apply_mapping, load_config, validate_reward
 from optune.data.prompts import load_prompts
 from optune.errors import UserError
 from optune.prompt import Prompt

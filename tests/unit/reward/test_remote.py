@@ -14,12 +14,12 @@ import time
 
 import pytest
 
-from optune.config import RewardConfig, load_config
+from optune.config.run import RewardConfig, load_config
 from optune.errors import UserError
 from optune.prompt import Prompt
 from optune.reward.backends import HFReward, checked_score, make_reward
 from optune.reward.remote import RemoteReward
-from optune.reward.serve import RewardServer
+from optune.rewardmodel.serve import RewardServer
 
 WORDS = ["what is the best way to cook rice ?", "please help me", "is this a good question ?"]
 RECORDS = [Prompt(f"p{i}", WORDS[i % 3]) for i in range(5)]

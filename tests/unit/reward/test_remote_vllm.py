@@ -15,7 +15,7 @@ import json
 import pytest
 
 from optune.cli import main as cli_main
-from optune.config import RewardConfig
+from optune.config.run import RewardConfig
 from optune.data.prompts import load_prompts
 from optune.errors import UserError
 from optune.prompt import Prompt

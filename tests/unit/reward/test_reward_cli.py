@@ -112,7 +112,7 @@ def test_serve_command_answers_the_remote_backend(tiny_bert, tmp_path):
     import subprocess
     import sys
 
-    from optune.config import RewardConfig
+    from optune.config.run import RewardConfig
     from optune.reward.backends import HFReward, make_reward
     from tests.conftest import REPO, interruptible
 

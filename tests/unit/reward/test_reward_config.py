@@ -7,7 +7,7 @@ import os
 import pytest
 
 from optune.errors import UserError
-from optune.reward.config import load_reward_config
+from optune.rewardmodel.config import load_reward_config
 
 REPO = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 
@@ -52,8 +52,8 @@ def test_bad_yaml_file(tmp_path):
 def test_every_key_is_described():
     import dataclasses
 
-    from optune.config import describe
-    from optune.reward.config import RewardTrainConfig
+    from optune.config.run import describe
+    from optune.rewardmodel.config import RewardTrainConfig
 
     lines = describe(RewardTrainConfig)
     assert len(lines) == len(dataclasses.fields(RewardTrainConfig))

@@ -1,6 +1,6 @@
 from types import SimpleNamespace
 
-from optune.config import RunConfig
+from optune.config.run import RunConfig
 from optune.pairs import Pair, Response
 from optune.training.iteration import sampler_reference
 
@@ -36,7 +36,7 @@ def test_training_gives_the_reference_only_where_its_start_is_the_reference():
     import torch
 
     from optune.training.iteration import deferred
-    from optune.training.policy import reference_from_training
+    from optune.training.update import reference_from_training
 
     plain, dropout = torch.nn.Linear(2, 2), torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.1))
     ctx = ctx_with(False)

@@ -5,13 +5,13 @@ import copy
 import pytest
 import torch
 
-from optune.config import TrainConfig
+from optune.config.run import TrainConfig
 from optune.losses import make_loss
 from optune.models.policy import load_model
 from optune.pairs import Pair
 from optune.training import collate, pair_logps, reference_logps, response_logps, train_iteration
 from optune.training.packing import CHOSEN, PAD, PROMPT, REJECTED, pack, packed_logps, rows_for, supports
-from optune.training.policy import References, TrainInputs
+from optune.training.update import References, TrainInputs
 
 
 def varied_pairs(n=9, seed=0, vocab=200):
@@ -128,7 +128,7 @@ def test_every_packed_family_matches_the_plain_path(model_type):
 
 
 def test_lora_wrapped_policy_takes_the_packed_path_alike(tiny_policy):
-    from optune.config import LoraConfig
+    from optune.config.run import LoraConfig
     from optune.models import lora
 
     pytest.importorskip("peft")

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from optune.config import TrainConfig
+from optune.config.run import TrainConfig
 from optune.training.schedule import make_optimizer, steps_on_start_weights
 
 

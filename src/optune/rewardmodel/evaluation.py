@@ -11,7 +11,7 @@ import math
 
 from optune.data.preferences import read_preferences
 from optune.errors import UserError
-from optune.reward.model import check_reward_dir, load_reward_model, model_max_length
+from optune.reward.hf import check_reward_dir, load_reward_model, model_max_length
 
 DEFAULT_EDGES = (0.0, 0.25, 0.5, 1.0, 2.0)
 """Lower edges of the |margin| buckets; the last bucket is open-ended."""
@@ -49,7 +49,7 @@ def pairwise_metrics(chosen: list[float], rejected: list[float], edges=DEFAULT_E
 def evaluate_reward_model(model_dir: str, sources: list[str], batch_size: int = 16,
                           max_pairs: int | None = None) -> dict:
     """Score every held-out pair with the checkpoint (normalised when it has stats) and summarise."""
-    from optune.reward.training import encode_pairs, pair_scores
+    from optune.rewardmodel.train import encode_pairs, pair_scores
 
     check_reward_dir(model_dir)
     data = read_preferences(sources)  # before the model: bad data fails fast

@@ -4,12 +4,12 @@ import math
 import pytest
 import torch
 
-from optune.config import TrainConfig
+from optune.config.run import TrainConfig
 from optune.losses import make_loss, sequence_logps
 from optune.models.policy import load_model
 from optune.pairs import Pair
 from optune.training import collate, reference_logps, response_logps, step_plan, train_iteration
-from optune.training.policy import References, TrainHooks, TrainInputs, has_dropout, reference_from_training
+from optune.training.update import References, TrainHooks, TrainInputs, has_dropout, reference_from_training
 
 
 def make_pairs(n=8, seed=0):

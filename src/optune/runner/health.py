@@ -7,7 +7,7 @@ themselves, each constraint kind's pass rate on the built-in task) and how far t
 log-ratio to the reference and to pi_0 on its own held-out responses), and the run says so in its log when
 length or EOS collapses, or repetition spreads, while the reward rises.
 
-Pure functions of texts and numbers: no model, no I/O (optune.heldout computes the log-probs).
+Pure functions of texts and numbers: no model, no I/O (optune.runner.heldout computes the log-probs).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 
-from optune.words import num
+from optune.formatting import num
 
 WORD_RE = re.compile(r"\w+(?:['\u2019-]\w+)*")
 NGRAM = 4

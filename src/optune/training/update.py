@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from optune.config import TrainConfig
+from optune.config.run import TrainConfig
 from optune.losses import PreferenceLoss
 from optune.pairs import Pair
 from optune.training.logps import pair_logps

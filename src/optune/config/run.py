@@ -2,7 +2,7 @@
 
 Each field carries a docstring (the string literal under it), read for `--help-config` and for the error
 listing valid keys. YAML files mirror the dataclasses; `key.sub=value` overrides apply on top (the machinery
-is optune.configfile's, re-exported here). The defaults are the embedded default run (`optune run` with no
+is optune.config.schema's, re-exported here). The defaults are the embedded default run (`optune run` with no
 arguments); `configs/paper.yaml` holds the paper's 7B settings.
 """
 
@@ -27,7 +27,8 @@ from optune.choices import (
     SelectionStrategy,
     VllmDtype,
 )
-from optune.configfile import (
+from optune.config.keys import Alias, PathKind, alias_override, expand_aliases, mapped, resolve_paths
+from optune.config.schema import (
     Range,
     apply_mapping,
     callable_label,
@@ -42,11 +43,10 @@ from optune.configfile import (
     read_yaml,
     to_dict,
 )
-from optune.configkeys import Alias, PathKind, alias_override, expand_aliases, mapped, resolve_paths
 from optune.errors import UserError
-from optune.rewardconfig import RewardComponent, RewardConfig, RewardSettings, validate_reward
+from optune.reward.config import RewardComponent, RewardConfig, RewardSettings, validate_reward
 
-# The names callers use from optune.config (the machinery lives in optune.configfile).
+# The names callers use from optune.config.run (the machinery lives in optune.config.schema).
 __all__ = ["DEPLOYMENT_KEYS", "PATH_KEYS", "TRL_ALIASES", "EvalConfig", "GenerationConfig", "LoraConfig", "LossConfig",
            "PolicyConfig", "RewardComponent", "RewardConfig", "RewardSettings", "RunConfig", "SelectionConfig",
            "TrainConfig", "apply_mapping", "callable_label", "describe", "field_docs", "is_callable_label",
@@ -274,7 +274,7 @@ DEPLOYMENT_KEYS = (
     "train.gradient_checkpointing",
 )
 """Keys that say where and how a run runs, not what it computes: `--resume DIR key=value` may change these
-(and only these); the run's config.yaml then records the new values, and its fingerprint (optune.resume)
+(and only these); the run's config.yaml then records the new values, and its fingerprint (optune.runner.resume)
 leaves them out. A component's key (reward.components[i].url) counts as its reward.* key.
 
 Not deployment-only, although they look it: generation.batch_size (each generation batch has its own seed,
@@ -315,7 +315,7 @@ PATH_KEYS = {
     "init_from": PathKind.PATH, "output_dir": PathKind.PATH,
 }
 """Keys holding paths: relative ones in a config file are relative to that file's folder (made absolute as it
-loads; optune.configkeys.resolve_paths), the reward keys inside reward.components too. policy.model and
+loads; optune.config.keys.resolve_paths), the reward keys inside reward.components too. policy.model and
 reward.model only where such a path exists (else a hub id or a served model's name)."""
 
 

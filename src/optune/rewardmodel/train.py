@@ -26,21 +26,13 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from optune.config import to_dict
+from optune.config.run import to_dict
 from optune.data.preferences import PreferencePair, read_preferences
 from optune.errors import RunFailed, UserError
 from optune.losses import bradley_terry_loss
-from optune.reward.config import RewardTrainConfig, load_reward_config
-from optune.reward.model import (
-    STATS_FILE,
-    checked_backbone,
-    encode,
-    forward_scores,
-    load_backbone,
-    mean_std,
-    render,
-    score_sequences,
-)
+from optune.reward.hf import STATS_FILE, encode, forward_scores, render, score_sequences
+from optune.rewardmodel.config import RewardTrainConfig, load_reward_config
+from optune.rewardmodel.model import checked_backbone, load_backbone, mean_std
 from optune.store import (
     WriteError,
     atomic_save_files,

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from optune.errors import UserError
-from optune.reward.config import RewardTrainConfig
-from optune.reward.model import load_reward_model, score_texts
-from optune.reward.training import STATE_FILE, config_for_resume, epoch_batches, train_reward_model
+from optune.reward.hf import load_reward_model, score_texts
+from optune.rewardmodel.config import RewardTrainConfig
+from optune.rewardmodel.train import STATE_FILE, config_for_resume, epoch_batches, train_reward_model
 
 
 def _cfg(tiny_bert, pair_files, out, **kw) -> RewardTrainConfig:

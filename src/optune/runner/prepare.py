@@ -1,4 +1,4 @@
-"""Build a run's `Context` (optune.context): `prepare` checks and loads everything before the first iteration.
+"""Build a run's `Context` (optune.runner.context): `prepare` checks and loads everything before the first iteration.
 
 `prepare` first checks everything that needs no model (`preflight`: output directory, device, backend
 names, reward paths), then loads and checks the cheap parts (prompts, reward, policy path, tokenizer,
@@ -21,16 +21,16 @@ from pathlib import Path
 import yaml
 
 from optune.choices import GenerationBackend, RewardBackendName
-from optune.config import RunConfig, load_run_config, to_dict
-from optune.context import Context, PairSource
+from optune.config.run import RunConfig, load_run_config, to_dict
 from optune.distributed import Dist
 from optune.errors import UserError
 from optune.models.policy import check_cache, check_model_dir, check_model_spec
 from optune.prompt import Prompt
-from optune.resume import computing_keys, write_digest
+from optune.runner.context import Context, PairSource
+from optune.runner.resume import computing_keys, write_digest
+from optune.runner.tracking import check_trackers
 from optune.selection import iteration_pool
 from optune.store import RunStore, atomic_save_dir, check_new_dir, read_json
-from optune.tracking import check_trackers
 from optune.version import __version__
 
 
@@ -73,7 +73,7 @@ def _device_type(spec: str) -> str:
 
 
 def _iteration0_settings(cfg: RunConfig, device_type: str) -> dict:
-    """The keys of the sections iteration 0 depends on that decide what it computes (optune.resume: a reward
+    """The keys of the sections iteration 0 depends on that decide what it computes (optune.runner.resume: a reward
     server's URL or a timeout, changed on a resume, does not count), with generation.impl as it resolves on this
     device: a run made with "decode" before "auto" became the default computed what "auto" computes on a CPU."""
     out = {k: v for k, v in computing_keys(cfg).items() if re.split(r"[.\[]", k)[0] in SHARED_ITERATION0}
@@ -207,7 +207,7 @@ def prepare(cfg: RunConfig, store: RunStore | None, prompts: list[Prompt] | None
     from optune.generation import encode_prompt, make_generator
     from optune.models.policy import load_tokenizer
     from optune.reward.backends import checked_score, make_reward
-    from optune.tracking import make_tracker
+    from optune.runner.tracking import make_tracker
 
     if prompts is None:
         prompts = load_prompts(cfg.data.train, cfg.data.max_prompts, field=cfg.data.prompt_field)

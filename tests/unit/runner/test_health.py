@@ -1,8 +1,8 @@
-"""optune.health: held-out statistics, the log-ratio, the warnings, the best iteration and early stopping."""
+"""optune.runner.health: held-out statistics, the log-ratio, the warnings, the best iteration and early stopping."""
 
 import pytest
 
-from optune import health
+from optune.runner import health
 
 
 def test_words_and_repetition():

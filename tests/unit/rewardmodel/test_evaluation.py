@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from optune.errors import UserError
-from optune.reward.evaluation import evaluate_reward_model, format_report, pairwise_metrics
+from optune.rewardmodel.evaluation import evaluate_reward_model, format_report, pairwise_metrics
 
 
 def test_pairwise_metrics_hand_worked():
@@ -33,8 +33,8 @@ def test_empty_scores_are_an_error():
 
 @pytest.mark.slow
 def test_evaluate_saved_model_on_file(tiny_bert, pair_files, tmp_path):
-    from optune.reward.config import RewardTrainConfig
-    from optune.reward.training import train_reward_model
+    from optune.rewardmodel.config import RewardTrainConfig
+    from optune.rewardmodel.train import train_reward_model
 
     train, heldout = pair_files
     out = tmp_path / "rm"

@@ -1,6 +1,6 @@
 """The `Context` every stage of a run reads: what stays fixed from the first iteration to the last.
 
-Built once by optune.prepare. It holds no per-iteration state: the policy being trained and the
+Built once by optune.runner.prepare. It holds no per-iteration state: the policy being trained and the
 iteration's clock are passed to each stage, and a stage returns what it changes (the new policy, the new
 responses), so the loop shows every hand-over.
 """
@@ -11,15 +11,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from optune.clock import Clock, progress
-from optune.config import RunConfig
+from optune.config.run import RunConfig
 from optune.distributed import Dist
 from optune.generation.base import Generator
 from optune.pairs import State
 from optune.prompt import Prompt
 from optune.reward.backends import RewardBackend
+from optune.runner.tracking import Tracker
 from optune.selection import iteration_pool
 from optune.store import RunStore
-from optune.tracking import Tracker
 
 if TYPE_CHECKING:  # transformers is heavy; only its types are named here
     from transformers import PreTrainedTokenizerBase
@@ -42,7 +42,7 @@ class PairSource(Protocol):
 
 @dataclass(frozen=True)
 class Context:
-    """Everything an iteration reads; built once by `optune.prepare.prepare`."""
+    """Everything an iteration reads; built once by `optune.runner.prepare.prepare`."""
 
     cfg: RunConfig
     store: RunStore

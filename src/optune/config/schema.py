@@ -1,7 +1,7 @@
 """Config dataclasses from YAML files and `key.sub=value` overrides, and back to plain data.
 
 Works for any config dataclass whose fields carry docstrings (the string literal under each field):
-optune.config's RunConfig and optune.reward.config's RewardTrainConfig. Unknown keys are one error that lists
+optune.config.run's RunConfig and optune.rewardmodel.config's RewardTrainConfig. Unknown keys are one error that lists
 the valid ones; values are checked and coerced to the field's type (a choice, an optune.choices StrEnum, to
 one of its members). Every config validates the same way: its numeric ranges in a table of `Range`s beside the
 dataclass, checked by `check_ranges`, then its cross-field rules in its module's `validate` function.
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from optune.configkeys import suggest
+from optune.config.keys import suggest
 from optune.errors import UserError
 
 T = typing.TypeVar("T")

@@ -1,7 +1,7 @@
 """Log-line wording: plurals, numbers, progress bars."""
 
 from optune.clock import progress
-from optune.words import num, plural
+from optune.formatting import num, plural
 
 
 def test_plural():
@@ -23,7 +23,7 @@ def test_no_progress_bar_for_nothing(capsys):
 
 
 def test_iteration_line_prints_no_negative_zero():
-    from optune.loop import summary_line
+    from optune.runner.loop import summary_line
 
     m = {"iteration": 0, "selection/n_regenerated": 8, "selection/frac_regenerated": 1.0, "objective/scores": -2e-6,
          "pairs/trained": 7, "pairs/dropped_ties": 1, "loss": 0.5, "rewards/accuracies": 0.5,

@@ -8,8 +8,8 @@ import os
 import pytest
 
 from optune.api import build_config
-from optune.config import PATH_KEYS, TRL_ALIASES, RunConfig, load_config
-from optune.configfile import leaf_keys
+from optune.config.run import PATH_KEYS, TRL_ALIASES, RunConfig, load_config
+from optune.config.schema import leaf_keys
 from optune.errors import UserError
 from tests.conftest import REPO
 

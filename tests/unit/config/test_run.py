@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from optune.config import RunConfig, describe, field_docs, load_config, parse_override, validate
+from optune.config.run import RunConfig, describe, field_docs, load_config, parse_override, validate
 from optune.errors import UserError
 
 
@@ -71,7 +71,7 @@ def test_shipped_yaml_files_load():
 def test_sampler_logprobs_needs_a_backend_that_returns_them():
     import pytest
 
-    from optune.config import load_config
+    from optune.config.run import load_config
     from optune.errors import UserError
 
     with pytest.raises(UserError, match="sampler_logprobs needs generation.backend vllm, or transformers with"):
@@ -85,7 +85,7 @@ def test_sampler_logprobs_needs_a_backend_that_returns_them():
 
 
 def test_generation_impl_auto_is_decode_on_a_cpu_and_generate_on_cuda():
-    from optune.config import GenerationConfig
+    from optune.config.run import GenerationConfig
 
     auto = GenerationConfig()
     assert auto.impl == "auto"
@@ -99,8 +99,8 @@ def test_generation_impl_auto_is_decode_on_a_cpu_and_generate_on_cuda():
 
 def test_init_from_a_decode_run_is_shared_by_an_auto_run_on_a_cpu():
     """A run made when "decode" was the default computed what "auto" computes on a CPU: init_from may share it."""
-    from optune.config import RunConfig
-    from optune.prepare import _iteration0_settings
+    from optune.config.run import RunConfig
+    from optune.runner.prepare import _iteration0_settings
 
     old, new = RunConfig(), RunConfig()
     old.generation.impl = "decode"

@@ -2,22 +2,22 @@
 
 One greedy response per held-out prompt is scored by the run's reward (the curve every benchmark
 compares), and, because a reward can be won without answering better, the same responses give the
-health of optune.health: length, EOS rate, repetition, the built-in task's pass rate per constraint kind,
+health of optune.runner.health: length, EOS rate, repetition, the built-in task's pass rate per constraint kind,
 and how far the policy moved from the reference and from pi_0 (mean log-ratio on these responses).
 Responses and their token ids are stored (iter_t/heldout*.jsonl) in resumable batches.
 """
 
 from __future__ import annotations
 
-from optune import health
 from optune.choices import Reference
 from optune.clock import Clock
-from optune.context import Context
 from optune.distributed import batched
 from optune.models.policy import load_model
 from optune.pairs import parts_at
 from optune.prompt import Prompt
 from optune.reward.backends import scored_parts
+from optune.runner import health
+from optune.runner.context import Context
 from optune.tasks import verifiable
 from optune.training.logps import responses_logps
 
@@ -65,7 +65,7 @@ def quality(ctx: Context, rows: list[dict]) -> dict[str, float]:
 
 def movement(ctx: Context, t: int, model, rows: list[dict]) -> dict[str, float]:
     """Mean log-ratio of pi_{t+1} (`model`) to this iteration's reference and to pi_0, on its held-out responses
-    (optune.health.log_ratio); one forward pass per other policy, loading each from its checkpoint once. The
+    (optune.runner.health.log_ratio); one forward pass per other policy, loading each from its checkpoint once. The
     policy's own log-probs come from generation where the generator gave them (the decode loop's raw log-probs
     of its greedy tokens: the same numbers a forward pass gives, to float rounding), saving that pass."""
     by_id = {p.id: p for p in ctx.heldout}
@@ -84,7 +84,7 @@ def movement(ctx: Context, t: int, model, rows: list[dict]) -> dict[str, float]:
 
 
 def health_warnings(metrics: dict[str, float], previous: dict[str, float] | None) -> list[str]:
-    """optune.health.warnings for an iteration's held-out metrics against the policy it started from: the
+    """optune.runner.health.warnings for an iteration's held-out metrics against the policy it started from: the
     previous iteration's, or (iteration 0) the starting policy's `_start` keys."""
     def plain(source: dict, suffix: str) -> dict[str, float]:
         keys = ("heldout_reward", "length_words", "eos_rate", "repetition_rate")

@@ -9,11 +9,11 @@ import pytest
 import yaml
 
 from optune.cli import main
-from optune.config import DEPLOYMENT_KEYS, RunConfig, load_config, to_dict
-from optune.configfile import leaf_keys
+from optune.config.run import DEPLOYMENT_KEYS, RunConfig, load_config, to_dict
+from optune.config.schema import leaf_keys
 from optune.endpoint import EndpointError
 from optune.errors import RunFailed, UserError
-from optune.resume import computing_keys, digest, record_deployment, resumed_config, write_digest
+from optune.runner.resume import computing_keys, digest, record_deployment, resumed_config, write_digest
 from optune.store import RunStore, WriteError, read_json
 from tests.conftest import REPO
 
@@ -120,23 +120,23 @@ def chained(error: Exception, cause: Exception) -> Exception:
 def fake_prepare(monkeypatch):
     """prepare() without a model: it creates the run directory as the real one does; the loop then fails with
     the error the test sets."""
-    import optune.loop
-    import optune.prepare
+    import optune.runner.loop
+    import optune.runner.prepare
     from optune.distributed import Dist
 
     failure: dict = {}
 
     def prepare(cfg, store, dist=None, **kwargs):
         if store is None:
-            store = optune.prepare.create_store(cfg, Dist())
+            store = optune.runner.prepare.create_store(cfg, Dist())
         return types.SimpleNamespace(cfg=cfg, store=store, dist=Dist(), prompts=[], heldout=[], tracker=None)
 
     def run(ctx, log=print):
         raise failure["error"]
 
-    monkeypatch.setattr(optune.prepare, "prepare", prepare)
-    monkeypatch.setattr(optune.prepare, "versions", lambda: {})
-    monkeypatch.setattr(optune.loop, "run", run)
+    monkeypatch.setattr(optune.runner.prepare, "prepare", prepare)
+    monkeypatch.setattr(optune.runner.prepare, "versions", lambda: {})
+    monkeypatch.setattr(optune.runner.loop, "run", run)
     return failure
 
 

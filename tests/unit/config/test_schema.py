@@ -2,7 +2,7 @@
 
 import pytest
 
-from optune.configfile import read_yaml
+from optune.config.schema import read_yaml
 from optune.errors import UserError
 
 
