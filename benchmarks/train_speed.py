@@ -60,7 +60,8 @@ def train_step(model, pairs, pad_id: int, packing: bool, bf16: bool, seed: int) 
     from optune.config.run import LossConfig, TrainConfig
     from optune.losses import make_loss
     from optune.training import train_iteration
-    from optune.training.update import References, TrainInputs
+    from optune.training.reference import References
+    from optune.training.update import TrainInputs
 
     cfg = TrainConfig(epochs=1, save_steps=0, bf16=bf16, packing=packing)
     lc = LossConfig()

@@ -305,7 +305,8 @@ def dpo_optune_side(out: Path, steps: int) -> dict:
     from optune.pairs import Pair
     from optune.runner.prepare import resolve_policy
     from optune.training import reference_logps, train_iteration
-    from optune.training.update import References, TrainInputs
+    from optune.training.reference import References
+    from optune.training.update import TrainInputs
 
     cfg = base_config(out)
     path = resolve_policy(cfg.policy.model)

@@ -7,7 +7,7 @@
 
     result = optune.run("configs/tiny.yaml", iterations=3, selection={"rho": 0.25},
                         reward={"function": brevity})     # a Python function needs no module:function string
-    result.metrics[-1]["eval/heldout_reward"]             # one dict per iteration, as in metrics.jsonl
+    result.metrics[-1].heldout.reward                     # one IterationMetrics per iteration (.to_log(): TRL names)
     result.checkpoint                                     # the final policy, loadable by transformers
     optune.export(result.run_dir, "prefs/")               # its preference pairs in TRL's format
 
@@ -26,7 +26,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from optune.choices import RewardBackendName
 from optune.config.keys import expand_aliases
@@ -36,8 +36,12 @@ from optune.errors import Damaged, RunFailed, UserError
 from optune.formatting import num, plural
 from optune.report.card import write_run_card
 from optune.runner import health
+from optune.runner.metrics import IterationMetrics, heldout_curve, start_reward
 from optune.runner.resume import failed_midway, flat, leaves, record_deployment, resume_command, resumed_config
 from optune.store import MARKER, RunStore, WriteError
+
+if TYPE_CHECKING:
+    from optune.runner.context import Context
 
 ConfigSource = str | os.PathLike | Mapping | RunConfig | None
 
@@ -50,9 +54,9 @@ class RunResult:
     """The run directory (resume it with optune.run(resume=run_dir) or `optune run --resume`)."""
     config: RunConfig
     """The resolved config the run used (its config.yaml)."""
-    metrics: list[dict]
-    """One dict per iteration, as in metrics.jsonl: TRL's metric names (loss, rewards/chosen, ...),
-    objective/scores, eval/heldout_reward (and eval/heldout_reward_start at iteration 0), the time split."""
+    metrics: list[IterationMetrics]
+    """One record per iteration (optune.runner.metrics); `m.to_log()` is the dict of metrics.jsonl, TRL's names
+    (loss, rewards/chosen, ..., objective/scores, eval/heldout_reward, the time split), and `m[name]` one of them."""
 
     @property
     def checkpoint(self) -> Path:
@@ -62,7 +66,7 @@ class RunResult:
     @property
     def best_iteration(self) -> int | None:
         """The iteration whose trained policy scored the highest held-out reward (None without held-out prompts)."""
-        return health.best_iteration(self.metrics)
+        return health.best_iteration(heldout_curve(self.metrics))
 
     @property
     def best_checkpoint(self) -> Path | None:
@@ -73,8 +77,8 @@ class RunResult:
     @property
     def heldout_rewards(self) -> list[float]:
         """The held-out curve: the starting policy's mean reward, then one per iteration (empty without one)."""
-        start = [self.metrics[0]["eval/heldout_reward_start"]] if "eval/heldout_reward_start" in self.metrics[0] else []
-        return start + [m["eval/heldout_reward"] for m in self.metrics if "eval/heldout_reward" in m]
+        start = start_reward(self.metrics)
+        return ([start] if start is not None else []) + [reward for _, reward in heldout_curve(self.metrics)]
 
 
 def run(config: ConfigSource = None, *, resume: str | os.PathLike | None = None, **overrides: Any) -> RunResult:
@@ -178,7 +182,8 @@ def tune(command: str, config: ConfigSource, overrides: Mapping[str, Any], resum
         if _finished(store, cfg, dist):
             result = RunResult(run_dir=store.root, config=cfg, metrics=_finished_metrics(store, cfg))
             _write_summary(store, result)  # a kill after the last metrics.json came before it
-            write_run_card(store, cfg, result.metrics, if_missing=True)  # ... or before the model card
+            # ... or before the model card
+            write_run_card(store, cfg, [m.to_log() for m in result.metrics], if_missing=True)
             return result
         distributed.check(dist, cfg)
         if store is None:
@@ -208,7 +213,7 @@ def _finished(store: RunStore | None, cfg: RunConfig, dist) -> bool:
     if store is None:
         return False
     done = _finished_metrics(store, cfg)
-    stopped = health.stop_early(done, cfg.eval.early_stop)
+    stopped = health.stop_early(RunResult(store.root, cfg, done).heldout_rewards, cfg.eval.early_stop)
     if len(done) < cfg.iterations and not stopped:
         return False
     store.rebuild_metrics_log()
@@ -218,13 +223,13 @@ def _finished(store: RunStore | None, cfg: RunConfig, dist) -> bool:
     return True
 
 
-def _finished_metrics(store: RunStore, cfg: RunConfig) -> list[dict]:
+def _finished_metrics(store: RunStore, cfg: RunConfig) -> list[IterationMetrics]:
     """The metrics of the finished iterations before the first unfinished one."""
     out = []
     for t in range(cfg.iterations):
         if not store.finished(t):
             break
-        out.append(store.read_finished(t, store.metrics(t)))
+        out.append(IterationMetrics.from_log(store.read_finished(t, store.metrics(t))))
     return out
 
 
@@ -233,7 +238,7 @@ def _online(cfg: RunConfig, store: RunStore | None, dist) -> RunResult:
 
     ctx = prepare(cfg, store, dist=dist)
     _record_deployment(ctx, store)
-    ctx.dist.print(f"optune run: {ctx.store.root} | {len(ctx.prompts)} prompts, {len(ctx.heldout)} held-out | "
+    ctx.dist.print(f"optune run: {ctx.store.root} | {len(ctx.pool.prompts)} prompts, {len(ctx.heldout)} held-out | "
                    f"{cfg.selection.strategy} rho={cfg.selection.rho:g} {cfg.loss.type} | "
                    f"{plural(cfg.iterations, 'iteration')}", flush=True)
     if cfg.reward.function and cfg.reward.backend != RewardBackendName.CALLABLE:  # e.g. a config file's, overridden
@@ -249,9 +254,9 @@ def _record_deployment(ctx, store: RunStore | None) -> None:
             ctx.dist.print(f"resuming with {key}={flat(ctx.cfg)[key]!r} (written to config.yaml)")
 
 
-def _loop(ctx, command: str) -> list[dict]:
+def _loop(ctx: Context, command: str) -> list[IterationMetrics]:
     """The loop; a failure it reports (a server, the disk, a reward function) stops a run that resumes."""
-    from optune import loop
+    from optune.runner import loop
 
     try:
         return loop.run(ctx)
@@ -285,29 +290,28 @@ def _offline(cfg: RunConfig, store: RunStore | None) -> RunResult:
     if len(pairs) < len(data.pairs):
         print(f"optune dpo: training {len(pairs)} of {len(data.pairs)} pairs (data.max_prompts={cfg.data.max_prompts}, "
               "a seeded random sample; data.max_prompts=null trains all)", flush=True)
-    ctx = prepare(cfg, store, prompts=offline.pair_prompts(pairs), source=offline.OfflineSource(pairs))
+    ctx = prepare(cfg, store, prompts=offline.pair_prompts(pairs), offline=pairs)
     _record_deployment(ctx, store)
-    print(f"optune dpo: {ctx.store.root} | {len(ctx.prompts)} pairs, {len(ctx.heldout)} held-out | "
+    print(f"optune dpo: {ctx.store.root} | {len(ctx.pool.prompts)} pairs, {len(ctx.heldout)} held-out | "
           f"{cfg.loss.type}, {plural(cfg.train.epochs, 'epoch')}", flush=True)
     return _finish(ctx, _loop(ctx, "dpo"))
 
 
-def _finish(ctx, results: list[dict]) -> RunResult:
+def _finish(ctx: Context, results: list[IterationMetrics]) -> RunResult:
     """Close trackers and print the before/after summary (main process only)."""
     if ctx.tracker is not None:
         ctx.tracker.close()
-    first, last = results[0], results[-1]
-    if "eval/heldout_reward_start" in first and "eval/heldout_reward" in last:
-        ctx.dist.print(f"held-out reward: {num(first['eval/heldout_reward_start'])} -> "
-                       f"{num(last['eval/heldout_reward'])}")
+    start, last = start_reward(results), results[-1]
+    if start is not None and last.heldout is not None:
+        ctx.dist.print(f"held-out reward: {num(start)} -> {num(last.heldout.reward)}")
     result = RunResult(run_dir=ctx.store.root, config=ctx.cfg, metrics=results)
     best = result.best_iteration
     _write_summary(ctx.store, result)
-    write_run_card(ctx.store, ctx.cfg, results)
+    write_run_card(ctx.store, ctx.cfg, [m.to_log() for m in results])
     work = "generation, scoring and training" if ctx.source.generates else "training"
-    ctx.dist.print(f"done: {ctx.store.root} ({last['time/elapsed_s']:.0f}s of {work})")
+    ctx.dist.print(f"done: {ctx.store.root} ({last.elapsed_s:.0f}s of {work})")
     if best is not None:
-        ctx.dist.print(f"best held-out reward: iteration {best} ({num(results[best]['eval/heldout_reward'])}), "
+        ctx.dist.print(f"best held-out reward: iteration {best} ({num(dict(heldout_curve(results))[best])}), "
                        f"checkpoint {result.best_checkpoint}")
     # the last line says where the policy is and what to do with the run next
     ctx.dist.print(f"final policy: {result.checkpoint} (model card: README.md there) | next: "

@@ -23,6 +23,11 @@ class Reference(StrEnum):
     INITIAL = "initial"
     """pi_0, kept fixed."""
 
+    def is_current(self, t: int) -> bool:
+        """Whether pi_t, the policy iteration t starts from, is the reference at iteration t (always for
+        "previous"; for "initial" only at iteration 0, where pi_t is pi_0)."""
+        return self is Reference.PREVIOUS or t == 0
+
 
 class SelectionStrategy(StrEnum):
     OPTUNE = "optune"

@@ -132,6 +132,11 @@ class PreferenceLoss:
             return pair_weights(chosen_scores, rejected_scores, self.beta2)
         return torch.ones_like(chosen_scores)
 
+    def implicit_margin(self, policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
+                        ref_chosen_logps: torch.Tensor, ref_rejected_logps: torch.Tensor) -> torch.Tensor:
+        """[B] DPO's implicit reward margin beta1 * h: the chosen implicit reward minus the rejected one."""
+        return self.beta1 * dpo_logits(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps)
+
     def __call__(self, policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps,
                  chosen_scores, rejected_scores, chosen_lengths=None) -> LossOutput:
         """All inputs [B]: sequence log-probs under the policy and the reference, the reward-model scores, and

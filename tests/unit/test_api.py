@@ -17,6 +17,7 @@ from optune.config.run import RewardConfig, RunConfig, load_config, to_dict
 from optune.errors import UserError
 from optune.prompt import Prompt
 from optune.reward.backends import make_reward
+from optune.runner.metrics import IterationMetrics
 from optune.store import RunStore
 from tests.conftest import REPO
 
@@ -103,12 +104,13 @@ def test_resume_takes_the_function_again_and_nothing_else(tmp_path, capsys):
 
 
 def test_result_curve_and_checkpoint(tmp_path):
-    metrics = [{"iteration": 0, "eval/heldout_reward_start": 0.1, "eval/heldout_reward": 0.2},
-               {"iteration": 1, "eval/heldout_reward": 0.3}]
-    result = RunResult(run_dir=tmp_path, config=RunConfig(), metrics=metrics)
-    assert result.heldout_rewards == [0.1, 0.2, 0.3]
+    logged = [{"iteration": 0, "eval/heldout_reward_start": 0.1, "eval/heldout_reward": 0.2},
+              {"iteration": 1, "eval/heldout_reward": 0.3}]
+    result = RunResult(run_dir=tmp_path, config=RunConfig(), metrics=[IterationMetrics.from_log(m) for m in logged])
+    assert result.heldout_rewards == [0.1, 0.2, 0.3] and result.best_iteration == 1
     assert result.checkpoint == tmp_path / "iter_001" / "checkpoint"
-    assert RunResult(run_dir=tmp_path, config=RunConfig(), metrics=[{"iteration": 0}]).heldout_rewards == []
+    bare = RunResult(run_dir=tmp_path, config=RunConfig(), metrics=[IterationMetrics.from_log({"iteration": 0})])
+    assert bare.heldout_rewards == [] and bare.best_iteration is None
 
 
 def test_import_optune_stays_light():

@@ -24,10 +24,11 @@ def test_no_progress_bar_for_nothing(capsys):
 
 def test_iteration_line_prints_no_negative_zero():
     from optune.runner.loop import summary_line
+    from optune.runner.metrics import IterationMetrics
 
     m = {"iteration": 0, "selection/n_regenerated": 8, "selection/frac_regenerated": 1.0, "objective/scores": -2e-6,
          "pairs/trained": 7, "pairs/dropped_ties": 1, "loss": 0.5, "rewards/accuracies": 0.5,
          "eval/heldout_reward": -1e-7, "eval/length_words": 3.0, "eval/kl_reference": -0.001,
          "time/generation_s": 1.0, "time/rewarding_s": 0.1, "time/training_s": 1.0, "time/iteration_s": 2.1}
-    line = summary_line(m)
+    line = summary_line(IterationMetrics.from_log(m))
     assert "reward chosen 0.0000" in line and "heldout 0.0000 (3 words, kl 0.00)" in line and "-0.0" not in line

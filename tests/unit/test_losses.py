@@ -122,3 +122,12 @@ def test_nll_term_hand_worked():
     # h = (-6 + 1.5) - (-2 + 1.5) = -4: dpo = log(1 + e^2); plus 0.2 * 6 / 3
     assert plain.losses.item() == pytest.approx(math.log(1 + math.exp(2.0)), rel=1e-6)
     assert rpo.losses.item() == pytest.approx(math.log(1 + math.exp(2.0)) + 0.4, rel=1e-6)
+
+
+def test_implicit_margin_hand_worked_and_the_implicit_rewards_agree():
+    # h = (-1 - -1.5) - (-2 - -1.5) = 1.0, and (-3 - -3) - (-3 - -4) = -1.0; beta1 = 0.5
+    loss = make_loss("wdpo", 0.5, 2.0)
+    args = (t(-1.0, -3.0), t(-2.0, -3.0), t(-1.5, -3.0), t(-1.5, -4.0))
+    assert loss.implicit_margin(*args).tolist() == [0.5, -0.5]
+    out = loss(*args, t(1.0, 1.0), t(0.0, 0.0))
+    assert torch.equal(out.chosen_implicit_rewards - out.rejected_implicit_rewards, loss.implicit_margin(*args))

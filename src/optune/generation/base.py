@@ -25,9 +25,18 @@ class Sample:
 
 
 class Generator(Protocol):
-    def generate(self, model, prompt_ids: list[list[int]], n: int, greedy: bool, seed: int,
+    def generate(self, model, prompt_ids: list[list[int]], n: int, greedy: bool = False, seed: int = 0,
                  path: str | None = None) -> list[list[Sample]]:
+        """`n` responses per prompt (token ids, chat template applied), sampled or `greedy`, seeded; `path` is the
+        checkpoint that holds `model`, for a backend that loads weights itself."""
         ...
+
+
+def release(generator: Generator) -> None:
+    """Free a generation backend's own memory (the vllm engine) before training needs it."""
+    free = getattr(generator, "release", None)
+    if free is not None:
+        free()
 
 
 def encode_prompt(tokenizer, prompt: Prompt, max_tokens: int) -> list[int]:

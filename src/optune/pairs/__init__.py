@@ -2,7 +2,7 @@
 
 A prompt's current two scored responses are `Response`s; `merge` replaces the regenerated prompts'
 responses and keeps everyone else's; `build_pairs` turns them into `Pair`s (chosen = higher reward, ties
-dropped and counted). A pair source (optune.runner.context.PairSource) gives each iteration's responses:
+dropped and counted). A pair source (`source.PairSource`) gives each iteration's responses:
 `online.OnlineSource` (select, generate, score: OPTune's step 2-3) or `offline.OfflineSource` (a fixed
 preference set, `optune dpo`). The loop calls a source without knowing which one it is.
 """

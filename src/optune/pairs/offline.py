@@ -9,13 +9,20 @@ policy as the reference, the same run directory, metrics, checkpoints, held-out 
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from optune.clock import Clock
+from optune.clock import Clock, progress
 from optune.data.preferences import PreferenceData, PreferencePair
-from optune.pairs import Response, State, merge, parts_at, parts_field
+from optune.distributed import Dist
+from optune.pairs import Response, State, merge, parts_at
+from optune.pairs.source import score_pairs
 from optune.prompt import Prompt
-from optune.reward.backends import scored_parts
-from optune.runner.context import Context
+from optune.reward.backends import RewardBackend
+from optune.store import RunStore
+
+if TYPE_CHECKING:  # transformers is heavy; only its types are named here
+    from transformers import PreTrainedTokenizerBase
 
 
 def sample_pairs(data: PreferenceData, limit: int | None, seed: int = 0) -> dict[str, PreferencePair]:
@@ -43,6 +50,7 @@ def response_ids(tokenizer, text: str, max_tokens: int) -> tuple[list[int], bool
     return ids + [tokenizer.eos_token_id], True
 
 
+@dataclass
 class OfflineSource:
     """The fixed pairs of `sample_pairs` as their prompts' responses (the first is the chosen one).
 
@@ -50,31 +58,37 @@ class OfflineSource:
     DPO ignores them).
     """
 
+    pairs: dict[str, PreferencePair]
+    store: RunStore
+    reward: RewardBackend
+    tokenizer: PreTrainedTokenizerBase
+    prompts: list[Prompt]
+    """The pairs' prompts (`pair_prompts`), tokenised."""
+    max_new_tokens: int
+    """An answer longer than this is cut, as the policy's would have been (no EOS)."""
+    reward_batch: int
+    """Pairs per score batch file (reward.batch_size responses)."""
+    dist: Dist = field(default_factory=Dist)
+
     labelled = True
     generates = False
 
-    def __init__(self, pairs: dict[str, PreferencePair]):
-        self.pairs = pairs
-
-    def responses(self, ctx: Context, t: int, state: State, model, clock: Clock) -> tuple[State, int]:
-        missing = [p for p in ctx.prompts if "chosen_reward" not in self.pairs[p.id]]
+    def responses(self, t: int, state: State, model, clock: Clock) -> tuple[State, int]:
+        missing = [p for p in self.prompts if "chosen_reward" not in self.pairs[p.id]]
 
         def score(batch: list[Prompt]) -> list[dict]:
-            texts = [text for p in batch for text in (self.pairs[p.id]["chosen"], self.pairs[p.id]["rejected"])]
-            scores, parts = scored_parts(ctx.reward, [p for p in batch for _ in (0, 1)], texts)
-            return [{"prompt_id": p.id, "rewards": scores[2 * k:2 * k + 2], **parts_field(parts, 2 * k, 2 * k + 2)}
-                    for k, p in enumerate(batch)]
+            texts = [(self.pairs[p.id]["chosen"], self.pairs[p.id]["rejected"]) for p in batch]
+            return score_pairs(self.reward, batch, texts)
 
-        with clock.phase("rewarding"), ctx.progress(f"iter {t} score pairs", len(missing)) as bar:
-            scored = ctx.store.batched(ctx.store.score_dir(t), missing, max(1, ctx.cfg.reward.batch_size // 2),
-                                       score, bar)
+        with clock.phase("rewarding"), progress(f"iter {t} score pairs", len(missing), self.dist.is_main) as bar:
+            scored = self.store.batched(self.store.score_dir(t), missing, self.reward_batch, score, bar)
         rewards = {row["prompt_id"]: row["rewards"] for row in scored}
         parts = {row["prompt_id"]: row.get("parts") for row in scored}
         fresh = {}
-        for p in ctx.prompts:
+        for p in self.prompts:
             pair = self.pairs[p.id]
             pair_rewards = rewards.get(p.id, [pair.get("chosen_reward"), pair.get("rejected_reward")])
-            fresh[p.id] = [Response(text, *response_ids(ctx.tokenizer, text, ctx.cfg.generation.max_new_tokens),
-                                    reward=reward, generated_at=-1, parts=parts_at(parts.get(p.id), j))
+            fresh[p.id] = [Response(text, *response_ids(self.tokenizer, text, self.max_new_tokens), reward=reward,
+                                    generated_at=-1, parts=parts_at(parts.get(p.id), j))
                            for j, (text, reward) in enumerate(zip((pair["chosen"], pair["rejected"]), pair_rewards))]
         return merge(state, fresh), 0

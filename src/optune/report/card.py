@@ -20,6 +20,7 @@ import yaml
 from optune.config.run import RunConfig
 from optune.formatting import num
 from optune.runner.health import best_iteration
+from optune.runner.metrics import IterationMetrics, heldout_curve
 from optune.runner.resume import is_deployment
 from optune.store import RunStore, read_json, read_jsonl
 
@@ -91,8 +92,12 @@ def _curve(metrics: list[dict]) -> list[str]:
     return rows
 
 
+def _best_iteration(metrics: list[dict]) -> int | None:
+    return best_iteration(heldout_curve([IterationMetrics.from_log(m) for m in metrics]))
+
+
 def _best(metrics: list[dict]) -> list[str]:
-    t = best_iteration(metrics)
+    t = _best_iteration(metrics)
     if t is None:
         return []
     return ["", f"Best held-out reward: after iteration {t} (pi_{t + 1}, `iter_{t:03d}/checkpoint`)"
@@ -101,7 +106,7 @@ def _best(metrics: list[dict]) -> list[str]:
 
 def _quick_start(metrics: list[dict]) -> list[str]:
     """Runnable from the run directory: the checkpoint's path relative to it, the same wherever the run lives."""
-    final, best = metrics[-1].get("iteration", len(metrics) - 1), best_iteration(metrics)
+    final, best = metrics[-1].get("iteration", len(metrics) - 1), _best_iteration(metrics)
     lines = ["From the run directory (the folder holding this card's `iter_XXX/` folder):", "", "```python",
              "from transformers import pipeline", "",
              f'generator = pipeline("text-generation", model="iter_{final:03d}/checkpoint")  # the final policy']

@@ -84,24 +84,18 @@ def warnings(before: dict[str, float], after: dict[str, float]) -> list[str]:
     return out
 
 
-def best_iteration(metrics: Sequence[dict]) -> int | None:
-    """The iteration whose trained policy scored the highest held-out reward (the earliest on a tie); None
-    without held-out rewards."""
-    scored = [(m["eval/heldout_reward"], -m["iteration"]) for m in metrics if "eval/heldout_reward" in m]
-    return -max(scored)[1] if scored else None
+def best_iteration(curve: Sequence[tuple[int, float]]) -> int | None:
+    """The iteration whose trained policy scored the highest held-out reward (the earliest on a tie), from
+    (iteration, held-out reward) pairs; None without any."""
+    return -max((reward, -t) for t, reward in curve)[1] if curve else None
 
 
-def stop_early(metrics: Sequence[dict], patience: int) -> bool:
+def stop_early(curve: Sequence[float], patience: int) -> bool:
     """Whether the held-out reward has fallen at each of the last `patience` iterations (0: never stop).
 
-    The first iteration is compared with the starting policy's reward.
+    `curve` is the starting policy's reward (where measured) followed by each iteration's.
     """
-    if patience < 1:
-        return False
-    curve = [m["eval/heldout_reward"] for m in metrics if "eval/heldout_reward" in m]
-    start = metrics[0].get("eval/heldout_reward_start") if metrics else None
-    curve = ([start] if start is not None else []) + curve
-    if len(curve) < patience + 1:
+    if patience < 1 or len(curve) < patience + 1:
         return False
     tail = curve[-(patience + 1):]
     return all(b < a for a, b in zip(tail, tail[1:]))

@@ -9,7 +9,6 @@ Responses and their token ids are stored (iter_t/heldout*.jsonl) in resumable ba
 
 from __future__ import annotations
 
-from optune.choices import Reference
 from optune.clock import Clock
 from optune.distributed import batched
 from optune.models.policy import load_model
@@ -18,16 +17,16 @@ from optune.prompt import Prompt
 from optune.reward.backends import scored_parts
 from optune.runner import health
 from optune.runner.context import Context
+from optune.runner.metrics import Heldout, IterationMetrics
 from optune.tasks import verifiable
 from optune.training.logps import responses_logps
 
 
-def evaluate_heldout(ctx: Context, t: int, model, clock: Clock, start: bool = False) -> dict[str, float]:
-    """The held-out metrics of `model` (pi_t when `start`, else pi_{t+1}): eval/heldout_reward and the health
-    keys (eval/length_words, eval/kl_reference, ...), suffixed _start for the starting policy; {} without
-    held-out prompts."""
+def evaluate_heldout(ctx: Context, t: int, model, clock: Clock, start: bool = False) -> Heldout | None:
+    """The held-out metrics of `model` (pi_t when `start`, else pi_{t+1}): the reward of its greedy answers and
+    their health; None without held-out prompts."""
     if not (ctx.cfg.eval.heldout and ctx.heldout):
-        return {}
+        return None
 
     def work(prompts: list[Prompt]) -> list[dict]:
         out = ctx.generator.generate(model, [p.ids for p in prompts], n=1, greedy=ctx.cfg.generation.eval_greedy,
@@ -45,29 +44,27 @@ def evaluate_heldout(ctx: Context, t: int, model, clock: Clock, start: bool = Fa
                        ctx.cfg.generation.batch_size, work, bar)
         # logp (for the KL) stays in the batch files: its last digits follow the thread count, the answers do not
         ctx.store.write_jsonl(ctx.store.heldout(t, start), [{k: v for k, v in r.items() if k != "logp"} for r in rows])
-        metrics = {"eval/heldout_reward": sum(r["reward"] for r in rows) / len(rows), **quality(ctx, rows)}
+        texts = [r["response"] for r in rows]
+        stats = health.response_stats(texts, [len(r.get("ids", [])) for r in rows], [r["eos"] for r in rows])
+        kl = {}
         if not start and ctx.cfg.eval.kl and all("ids" in r for r in rows) and not ctx.dist.active:
-            metrics.update(movement(ctx, t, model, rows))
-    return {f"{k}_start" if start else k: v for k, v in metrics.items()}
+            kl = movement(ctx, t, model, rows)
+    return Heldout(sum(r["reward"] for r in rows) / len(rows), stats, constraint_pass(ctx.heldout, rows), kl)
 
 
-def quality(ctx: Context, rows: list[dict]) -> dict[str, float]:
-    """Length, EOS, repetition and, on the built-in task, each constraint kind's pass rate."""
-    texts = [r["response"] for r in rows]
-    stats = health.response_stats(texts, [len(r.get("ids", [])) for r in rows], [r["eos"] for r in rows])
-    out = {f"eval/{k}": v for k, v in stats.items()}
-    if all("constraints" in p.fields for p in ctx.heldout):
-        records = {p.id: p.record() for p in ctx.heldout}
-        rates = verifiable.pass_rates([records[r["prompt_id"]] for r in rows], texts)
-        out.update({f"eval/constraint_pass/{kind}": rate for kind, rate in rates.items()})
-    return out
+def constraint_pass(prompts: list[Prompt], rows: list[dict]) -> dict[str, float]:
+    """On the built-in task, each constraint kind's pass rate on the answers of `rows`; {} elsewhere."""
+    if not all("constraints" in p.fields for p in prompts):
+        return {}
+    records = {p.id: p.record() for p in prompts}
+    return verifiable.pass_rates([records[r["prompt_id"]] for r in rows], [r["response"] for r in rows])
 
 
 def movement(ctx: Context, t: int, model, rows: list[dict]) -> dict[str, float]:
     """Mean log-ratio of pi_{t+1} (`model`) to this iteration's reference and to pi_0, on its held-out responses
-    (optune.runner.health.log_ratio); one forward pass per other policy, loading each from its checkpoint once. The
-    policy's own log-probs come from generation where the generator gave them (the decode loop's raw log-probs
-    of its greedy tokens: the same numbers a forward pass gives, to float rounding), saving that pass."""
+    (optune.runner.health.log_ratio); one forward pass per other policy, loading each from its checkpoint once.
+    The policy's own log-probs come from generation where the generator gave them (the decode loop's raw
+    log-probs of its greedy tokens: the same numbers a forward pass gives, to float rounding), saving that pass."""
     by_id = {p.id: p for p in ctx.heldout}
     prompts, responses = [by_id[r["prompt_id"]].ids for r in rows], [r["ids"] for r in rows]
     pad, size = ctx.tokenizer.pad_token_id, ctx.cfg.train.batch_size * 2
@@ -76,22 +73,17 @@ def movement(ctx: Context, t: int, model, rows: list[dict]) -> dict[str, float]:
         return responses_logps(m, prompts, responses, pad, size)
 
     mine = [r["logp"] for r in rows] if all("logp" in r for r in rows) else logps(model)
-    reference = ctx.initial_model_path if ctx.cfg.loss.reference == Reference.INITIAL else ctx.policy_path(t)
+    reference = ctx.policy_path(t) if ctx.cfg.loss.reference.is_current(t) else ctx.initial_model_path
     paths = {"reference": reference, "initial": ctx.initial_model_path}
     theirs = {path: logps(load_model(path, ctx.cfg.policy.dtype, ctx.cfg.policy.device))
               for path in set(paths.values())}
-    return {f"eval/kl_{name}": health.log_ratio(mine, theirs[path]) for name, path in paths.items()}
+    return {f"kl_{name}": health.log_ratio(mine, theirs[path]) for name, path in paths.items()}
 
 
-def health_warnings(metrics: dict[str, float], previous: dict[str, float] | None) -> list[str]:
+def health_warnings(metrics: IterationMetrics, previous: IterationMetrics | None) -> list[str]:
     """optune.runner.health.warnings for an iteration's held-out metrics against the policy it started from: the
-    previous iteration's, or (iteration 0) the starting policy's `_start` keys."""
-    def plain(source: dict, suffix: str) -> dict[str, float]:
-        keys = ("heldout_reward", "length_words", "eos_rate", "repetition_rate")
-        out = {k: source[f"eval/{k}{suffix}"] for k in keys if f"eval/{k}{suffix}" in source}
-        if "heldout_reward" in out:  # health.warnings' name for it
-            out["reward"] = out.pop("heldout_reward")
-        return out
-
-    before = plain(metrics, "_start") if previous is None else plain(previous, "")
-    return health.warnings(before, plain(metrics, ""))
+    previous iteration's, or (iteration 0) the starting policy's."""
+    before = metrics.start if previous is None else previous.heldout
+    if metrics.heldout is None:
+        return []
+    return health.warnings(before.health() if before is not None else {}, metrics.heldout.health())

@@ -16,34 +16,34 @@
    has fallen for that many iterations; the best iteration is named at the end.
 
 Steps 2-3 are the context's pair source (optune.pairs.online); offline DPO swaps in a fixed set of pairs
-(optune.pairs.offline) and the rest is the same. Every step writes its results atomically to the run
-directory (optune.store) before the next one starts, so a run killed at any moment resumes where it
-stopped without redoing finished batches.
+(optune.pairs.offline) and the rest is the same. Step 5 is the context's trainer (optune.training.iteration),
+with the loss the run built once and the reference log-probs of optune.training.reference. Every step writes
+its results atomically to the run directory (optune.store) before the next one starts, so a run killed at any
+moment resumes where it stopped without redoing finished batches.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 
 from optune.clock import Clock
 from optune.errors import UserError
 from optune.formatting import num, plural
-from optune.losses import make_loss
+from optune.generation.base import release
 from optune.models.policy import load_model
 from optune.pairs import Pair, State, build_pairs, chosen_reward, state_from_rows, state_rows
 from optune.runner import health
 from optune.runner.context import Context
 from optune.runner.heldout import evaluate_heldout, health_warnings
+from optune.runner.metrics import PHASES, IterationMetrics, heldout_curve, start_reward
 from optune.store import WriteError, damage, read_json, read_jsonl
-from optune.training.iteration import load_checkpoint, release_generator, train
-
-PHASES = ("generation", "rewarding", "training", "bookkeeping", "eval")
+from optune.training.iteration import load_checkpoint
 
 
 def pairs_for(ctx: Context, t: int, state: State) -> tuple[list[Pair], int]:
     """Step 4: this iteration's pairs (and the number of ties), recorded in iter_t/pairs.jsonl."""
-    loss = make_loss(ctx.cfg.loss.type, ctx.cfg.loss.beta1, ctx.cfg.loss.beta2)
-    pairs, rows, ties = build_pairs(ctx.iteration_prompts(t), state, loss.weights, labelled=ctx.source.labelled,
+    pairs, rows, ties = build_pairs(ctx.pool.at(t), state, ctx.loss.weights, labelled=ctx.source.labelled,
                                     drop_ties=ctx.cfg.loss.drop_ties)
     ctx.store.write_jsonl(ctx.store.pairs(t), rows)
     return pairs, ties
@@ -55,31 +55,21 @@ def _mean(values) -> float:
 
 
 def iteration_metrics(ctx: Context, t: int, state: State, pairs: list[Pair], ties: int, n_picked: int,
-                      train_metrics: dict) -> dict:
-    prompts = ctx.iteration_prompts(t)
+                      train: dict, clock: Clock) -> IterationMetrics:
+    """The iteration's record without its held-out metrics: what it trained on, and its time split (elapsed
+    counts every earlier iteration's work, read from its metrics.json)."""
+    prompts = ctx.pool.at(t)
     chosen = [chosen_reward(state[p.id]) for p in prompts]
     rejected = [min(r.reward for r in state[p.id]) for p in prompts]
-    eos = [r.eos for p in prompts for r in state[p.id]]
-    return {"iteration": t, **train_metrics, "objective/scores": _mean(chosen),
-            "objective/scores_margin": _mean(c - r for c, r in zip(chosen, rejected)),
-            "objective/scores_all": _mean(chosen + rejected), "val/contain_eos_token": _mean(eos),
-            "pairs/trained": len(pairs), "pairs/dropped_ties": ties if ctx.cfg.loss.drop_ties else 0,
-            "pairs/ties": ties, "selection/n_regenerated": n_picked,
-            "selection/frac_regenerated": n_picked / len(prompts)}
-
-
-def time_metrics(ctx: Context, t: int, clock: Clock) -> dict:
-    """The time split of the iteration (the paper's Table 1): seconds and share of each phase."""
-    times = {k: clock.seconds.get(k, 0.0) for k in PHASES}
-    work = sum(v for k, v in times.items() if k != "eval")
-    out = {}
-    for key, value in times.items():
-        out[f"time/{key}_s"] = value
-        out[f"time/{key}_frac"] = value / work if key != "eval" and work else None
-    out["time/iteration_s"] = work
+    seconds = {k: clock.seconds.get(k, 0.0) for k in PHASES}
+    work = sum(v for k, v in seconds.items() if k != "eval")
     previous = read_json(ctx.store.metrics(t - 1))["time/elapsed_s"] if t else 0.0
-    out["time/elapsed_s"] = previous + work
-    return out
+    return IterationMetrics(
+        iteration=t, train=train, scores_chosen=_mean(chosen),
+        scores_margin=_mean(c - r for c, r in zip(chosen, rejected)), scores_all=_mean(chosen + rejected),
+        contain_eos=_mean(r.eos for p in prompts for r in state[p.id]),
+        pairs_trained=len(pairs), ties=ties, dropped_ties=ties if ctx.cfg.loss.drop_ties else 0,
+        n_regenerated=n_picked, frac_regenerated=n_picked / len(prompts), seconds=seconds, elapsed_s=previous + work)
 
 
 def start_policy(ctx: Context, t: int):
@@ -106,62 +96,60 @@ def saved_times(ctx: Context, t: int) -> dict | None:
         return None
 
 
-def run_iteration(ctx: Context, t: int, state: State, model) -> tuple[State, object, dict]:
+def run_iteration(ctx: Context, t: int, state: State, model) -> tuple[State, object, IterationMetrics]:
     """Steps 2-6 of iteration t on pi_t (`model`): the new state, pi_{t+1} and the iteration's metrics.
 
     Its metrics.json, written last, marks the iteration finished.
     """
     clock = Clock(saved_times(ctx, t))
-    state, n_picked = ctx.source.responses(ctx, t, state, model, clock)
-    prompts = ctx.iteration_prompts(t)
+    state, n_picked = ctx.source.responses(t, state, model, clock)
+    prompts = ctx.pool.at(t)
     # only this iteration's prompts carry over: what a resumed run reads back from responses.jsonl
     state = {p.id: state[p.id] for p in prompts}
     with clock.phase("bookkeeping"):
         ctx.store.write_jsonl(ctx.store.responses(t), state_rows(prompts, state))
         pairs, ties = pairs_for(ctx, t, state)
         ctx.store.write_json(ctx.store.times(t), clock.seconds)
-    start = evaluate_heldout(ctx, t, model, clock, start=True) if t == 0 else {}
-    model, train_metrics = train(ctx, t, pairs, model, clock)
+    start = evaluate_heldout(ctx, t, model, clock, start=True) if t == 0 else None
+    release(ctx.generator)  # sampling and training never hold memory at once
+    model, train = ctx.trainer(t, pairs, model, clock)
     ctx.store.write_json(ctx.store.times(t), clock.seconds)
     heldout = evaluate_heldout(ctx, t, model, clock)
-    metrics = iteration_metrics(ctx, t, state, pairs, ties, n_picked, train_metrics)
-    metrics.update(heldout)
-    metrics.update(start)
-    metrics.update(time_metrics(ctx, t, clock))
-    metrics = {k: v for k, v in metrics.items() if v is not None}
-    ctx.store.write_metrics(t, metrics)
+    metrics = dataclasses.replace(iteration_metrics(ctx, t, state, pairs, ties, n_picked, train, clock),
+                                  heldout=heldout, start=start)
+    ctx.store.write_metrics(t, metrics.to_log())
     return state, model, metrics
 
 
-def all_tied(m: dict) -> bool:
-    """Whether every pair of the iteration of metrics `m` tied and was dropped (loss.drop_ties), so nothing was
-    trained: one iteration may show that by chance, two in a row mean a reward that cannot tell answers apart."""
-    return m["pairs/trained"] == 0 and m["pairs/ties"] > 0
-
-
-def tie_warning(ctx: Context, m: dict) -> str:
-    return (f"every pair tied (all {m['pairs/ties']} dropped: nothing trained); does the "
+def tie_warning(ctx: Context, m: IterationMetrics) -> str:
+    return (f"every pair tied (all {m.ties} dropped: nothing trained); does the "
             f"reward ({ctx.cfg.reward.backend}) give every response the same score? A second such iteration in a "
             "row stops the run")
 
 
-def summary_line(m: dict, generated: bool = True) -> str:
+def summary_line(m: IterationMetrics, generated: bool = True) -> str:
     """The iteration's log line; `generated`: False for fixed pairs (optune dpo), which regenerate nothing."""
-    heldout = f" heldout {num(m['eval/heldout_reward'])}" if "eval/heldout_reward" in m else ""
-    if "eval/length_words" in m:
-        heldout += f" ({plural(round(m['eval/length_words']), 'word')}"
-        heldout += f", kl {num(m['eval/kl_reference'], 2)})" if "eval/kl_reference" in m else ")"
+    heldout = f" heldout {num(m.heldout.reward)}" if m.heldout is not None else ""
+    if m.heldout is not None and "length_words" in m.heldout.stats:
+        heldout += f" ({plural(round(m.heldout.stats['length_words']), 'word')}"
+        heldout += f", kl {num(m.heldout.kl['kl_reference'], 2)})" if "kl_reference" in m.heldout.kl else ")"
     # an iteration whose pairs were all ties trains nothing, so it has no loss
-    loss = f" | loss {num(m['loss'])} acc {m['rewards/accuracies']:.2f}" if "loss" in m else " | no training"
-    regenerated = (f" regenerated {m['selection/n_regenerated']} ({m['selection/frac_regenerated']:.0%}) |"
-                   if generated else "")
-    gen = f" gen {m['time/generation_s']:.0f}s" if generated else ""
-    return (f"iter {m['iteration']}:{regenerated} reward chosen {num(m['objective/scores'])} | pairs "
-            f"{m['pairs/trained']} (ties dropped {m['pairs/dropped_ties']}){loss}{heldout} |{gen} reward "
-            f"{m['time/rewarding_s']:.1f}s train {m['time/training_s']:.0f}s ({m['time/iteration_s']:.0f}s)")
+    loss = (f" | loss {num(m.train['loss'])} acc {m.train['rewards/accuracies']:.2f}" if m.pairs_trained
+            else " | no training")
+    regenerated = f" regenerated {m.n_regenerated} ({m.frac_regenerated:.0%}) |" if generated else ""
+    gen = f" gen {m.seconds.get('generation', 0.0):.0f}s" if generated else ""
+    return (f"iter {m.iteration}:{regenerated} reward chosen {num(m.scores_chosen)} | pairs "
+            f"{m.pairs_trained} (ties dropped {m.dropped_ties}){loss}{heldout} |{gen} reward "
+            f"{m.seconds.get('rewarding', 0.0):.1f}s train {m.seconds.get('training', 0.0):.0f}s ({m.work_s:.0f}s)")
 
 
-def run(ctx: Context, log=print) -> list[dict]:
+def curve_with_start(results: list[IterationMetrics]) -> list[float]:
+    """pi_0's held-out reward (where measured) and each finished iteration's: what early stop watches."""
+    start = start_reward(results)
+    return ([start] if start is not None else []) + [reward for _, reward in heldout_curve(results)]
+
+
+def run(ctx: Context, log=print) -> list[IterationMetrics]:
     """Run (or resume) every unfinished iteration; returns all iterations' metrics.
 
     A write the file system refuses (disk full, read-only) stops the run with one line: every file written
@@ -174,13 +162,14 @@ def run(ctx: Context, log=print) -> list[dict]:
                          f"{ctx.store.root} once that is fixed") from err
 
 
-def _run(ctx: Context, log) -> list[dict]:
+def _run(ctx: Context, log) -> list[IterationMetrics]:
     ctx.store.rebuild_metrics_log()  # a kill after an iteration's metrics.json may have cut this short
     state: State = {}
-    results: list[dict] = []
+    results: list[IterationMetrics] = []
     model = None
     for t in range(ctx.cfg.iterations):
-        if health.stop_early(results, ctx.cfg.eval.early_stop):  # a function of finished iterations: resumes agree
+        # a function of finished iterations, so a resumed run stops where the uninterrupted one did
+        if health.stop_early(curve_with_start(results), ctx.cfg.eval.early_stop):
             if ctx.dist.is_main:
                 log(f"early stop: the held-out reward fell at each of the last "
                     f"{plural(ctx.cfg.eval.early_stop, 'iteration')} (eval.early_stop); "
@@ -188,7 +177,7 @@ def _run(ctx: Context, log) -> list[dict]:
             break
         if ctx.store.finished(t):
             state = ctx.store.read_finished(t, ctx.store.responses(t), lambda p: state_from_rows(read_jsonl(p)))
-            results.append(ctx.store.read_finished(t, ctx.store.metrics(t), read_json))
+            results.append(IterationMetrics.from_log(ctx.store.read_finished(t, ctx.store.metrics(t), read_json)))
             continue
         if model is None:  # the first unfinished iteration: later ones continue from what it trained
             model = start_policy(ctx, t)
@@ -198,16 +187,16 @@ def _run(ctx: Context, log) -> list[dict]:
             log(summary_line(metrics, ctx.source.generates))
             for warning in health_warnings(metrics, previous):
                 log(f"iter {t} warning: {warning}")
-            if all_tied(metrics):
+            if metrics.all_tied:
                 log(f"iter {t} warning: {tie_warning(ctx, metrics)}")
         results.append(metrics)
         if ctx.tracker is not None:
-            ctx.tracker.log(metrics, step=t)
-        if previous is not None and all_tied(previous) and all_tied(metrics):
-            release_generator(ctx)
+            ctx.tracker.log(metrics.to_log(), step=t)
+        if previous is not None and previous.all_tied and metrics.all_tied:
+            release(ctx.generator)
             raise UserError(f"stopped after iteration {t}: every pair tied in iterations {t - 1} and {t}, so "
                             "nothing was trained; the reward gives both responses of a prompt the same score "
                             "(fix the reward, then resume the run)")
         gc.collect()
-    release_generator(ctx)
+    release(ctx.generator)
     return results

@@ -16,21 +16,35 @@ import platform
 import re
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from optune.choices import GenerationBackend, RewardBackendName
 from optune.config.run import RunConfig, load_run_config, to_dict
+from optune.data.preferences import PreferencePair
 from optune.distributed import Dist
 from optune.errors import UserError
+from optune.generation.base import Generator
+from optune.losses import make_loss
 from optune.models.policy import check_cache, check_model_dir, check_model_spec
+from optune.pairs.offline import OfflineSource
+from optune.pairs.online import OnlineSource
+from optune.pairs.source import PairSource, PromptPool
 from optune.prompt import Prompt
-from optune.runner.context import Context, PairSource
+from optune.reward.backends import RewardBackend
+from optune.runner.context import Context
 from optune.runner.resume import computing_keys, write_digest
 from optune.runner.tracking import check_trackers
 from optune.selection import iteration_pool
 from optune.store import RunStore, atomic_save_dir, check_new_dir, read_json
+from optune.training.iteration import Trainer
+from optune.training.reference import ReferenceSource
+
+if TYPE_CHECKING:  # transformers is heavy; only its types are named here
+    from transformers import PreTrainedTokenizerBase
 from optune.version import __version__
 
 
@@ -197,14 +211,15 @@ def create_store(cfg: RunConfig, dist: Dist) -> RunStore:
 
 
 def prepare(cfg: RunConfig, store: RunStore | None, prompts: list[Prompt] | None = None, dist: Dist | None = None,
-            source: PairSource | None = None) -> Context:
-    """Load and check everything (prompts, reward, tokenizer) before a new run directory is created."""
+            offline: dict[str, PreferencePair] | None = None) -> Context:
+    """Load and check everything (prompts, reward, tokenizer) before a new run directory is created, then build
+    the stages; `offline`: the fixed pairs of `optune dpo` (their prompts are `prompts`) in place of sampling."""
     dist = dist or Dist()
     if store is None:
         cfg = name_output_dir(cfg, dist)
     preflight(cfg, store)
     from optune.data.prompts import load_prompts
-    from optune.generation import encode_prompt, make_generator
+    from optune.generation import make_generator
     from optune.models.policy import load_tokenizer
     from optune.reward.backends import checked_score, make_reward
     from optune.runner.tracking import make_tracker
@@ -212,7 +227,7 @@ def prepare(cfg: RunConfig, store: RunStore | None, prompts: list[Prompt] | None
     if prompts is None:
         prompts = load_prompts(cfg.data.train, cfg.data.max_prompts, field=cfg.data.prompt_field)
     if cfg.data.prompts_per_iteration is not None:
-        if source is not None and not source.generates:
+        if offline is not None:
             raise UserError("data.prompts_per_iteration applies to optune run (fresh prompts to sample); "
                             "optune dpo trains on its pairs: leave it null")
         iteration_pool(len(prompts), cfg.data.prompts_per_iteration, 0, cfg.seed)  # in range, before any model
@@ -238,14 +253,50 @@ def prepare(cfg: RunConfig, store: RunStore | None, prompts: list[Prompt] | None
     if not store.prompts.is_file():  # the prompt texts, so that `optune export` needs no access to data.train
         store.write_jsonl(store.prompts, [{"id": p.id, "prompt": p.text, "history": p.history} for p in prompts])
     dist.barrier()  # the other processes read what the main process wrote
+    stages = Stages(cfg, store, tokenizer, generator, reward, initial, dist)
+    pool = PromptPool(stages.encoded(prompts), cfg.data.prompts_per_iteration, cfg.seed)
+    return Context(cfg=cfg, store=store, tokenizer=tokenizer, generator=generator, reward=reward, pool=pool,
+                   heldout=stages.encoded(heldout), initial_model_path=initial, source=stages.source(pool, offline),
+                   loss=stages.loss, trainer=stages.trainer(), tracker=tracker, dist=dist)
 
-    def encoded(ps: list[Prompt]) -> list[Prompt]:
-        return [dataclasses.replace(p, ids=encode_prompt(tokenizer, p, cfg.policy.max_prompt_tokens)) for p in ps]
 
-    if source is None:
-        from optune.pairs.online import OnlineSource
+@dataclass
+class Stages:
+    """What `prepare` loaded, and the stages built from it, each given what it uses."""
 
-        source = OnlineSource()
-    return Context(cfg=cfg, store=store, tokenizer=tokenizer, generator=generator, reward=reward,
-                   prompts=encoded(prompts), heldout=encoded(heldout), initial_model_path=initial, source=source,
-                   tracker=tracker, dist=dist)
+    cfg: RunConfig
+    store: RunStore
+    tokenizer: PreTrainedTokenizerBase
+    generator: Generator
+    reward: RewardBackend
+    initial_model_path: str
+    dist: Dist
+
+    def __post_init__(self):
+        loss = self.cfg.loss
+        self.loss = make_loss(loss.type, loss.beta1, loss.beta2, loss.nll_weight)
+
+    def encoded(self, prompts: list[Prompt]) -> list[Prompt]:
+        """`prompts` with their chat-template token ids (`Prompt.ids`)."""
+        from optune.generation import encode_prompt
+
+        limit = self.cfg.policy.max_prompt_tokens
+        return [dataclasses.replace(p, ids=encode_prompt(self.tokenizer, p, limit)) for p in prompts]
+
+    def source(self, pool: PromptPool, offline: dict[str, PreferencePair] | None) -> PairSource:
+        """Online sampling, or the fixed pairs of `optune dpo`."""
+        cfg = self.cfg
+        reward_batch = max(1, cfg.reward.batch_size // 2)  # two responses per prompt
+        if offline is not None:
+            return OfflineSource(offline, self.store, self.reward, self.tokenizer, pool.prompts,
+                                 cfg.generation.max_new_tokens, reward_batch, self.dist)
+        return OnlineSource(self.store, self.generator, self.reward, pool, cfg.selection, self.initial_model_path,
+                            max(1, cfg.generation.batch_size // 2), reward_batch, cfg.reward.missing_eos_penalty,
+                            cfg.seed, self.dist)
+
+    def trainer(self) -> Trainer:
+        cfg = self.cfg
+        references = ReferenceSource(self.store, cfg.loss.reference, self.initial_model_path, cfg.policy, cfg.train,
+                                     self.tokenizer.pad_token_id, cfg.generation.sampler_logprobs, cfg.seed, self.dist)
+        return Trainer(self.store, self.loss, cfg.train, cfg.policy, cfg.lora, self.tokenizer, references, cfg.seed,
+                       self.dist)

@@ -217,6 +217,15 @@ class RunStore:
     def checkpoint(self, t: int) -> Path:
         return self.iter_dir(t) / "checkpoint"
 
+    def policy_path(self, t: int, initial: str, trained: bool = False) -> str:
+        """The checkpoint that holds pi_t at iteration t, or pi_{t+1} once `trained`; `initial` is pi_0's.
+
+        Backends that load weights themselves (vllm) sample from it; the loop writes pi_{t+1} before using it.
+        """
+        if trained:
+            return str(self.checkpoint(t))
+        return str(self.checkpoint(t - 1)) if t > 0 else initial
+
     def train_metrics(self, t: int) -> Path:
         return self.checkpoint(t) / "train_metrics.json"
 

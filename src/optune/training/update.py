@@ -11,7 +11,6 @@ no reference pass: its reference log-probs are this forward's, detached (`refere
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,34 +22,9 @@ from optune.config.run import TrainConfig
 from optune.losses import PreferenceLoss
 from optune.pairs import Pair
 from optune.training.logps import pair_logps
-from optune.training.schedule import make_optimizer, rank_share, step_plan, steps_on_start_weights
+from optune.training.reference import References, reference_from_training
+from optune.training.schedule import make_optimizer, rank_share, step_plan
 from optune.training.state import resume, save_train_state
-
-
-@dataclass
-class References:
-    """Each pair's reference log-probs (chosen, rejected), [N] float32 each.
-
-    NaN marks a pair whose reference training's own forward gives (`reference_from_training`): the one
-    encoding of "not yet computed" in memory; the run store writes it as JSON null.
-    """
-
-    chosen: torch.Tensor
-    rejected: torch.Tensor
-
-    @classmethod
-    def of(cls, chosen: list[float], rejected: list[float], device=None) -> References:
-        """From two lists of floats (NaN, or None as read from JSON, where still to come)."""
-        def tensor(values: list) -> torch.Tensor:
-            return torch.tensor([math.nan if v is None else v for v in values], dtype=torch.float32, device=device)
-
-        return cls(tensor(chosen), tensor(rejected))
-
-    def missing(self) -> set[int]:
-        return set((self.chosen.isnan() | self.rejected.isnan()).nonzero().flatten().tolist())
-
-    def to(self, device) -> References:
-        return References(self.chosen.to(device), self.rejected.to(device))
 
 
 @dataclass
@@ -66,13 +40,11 @@ class TrainInputs:
 
 @dataclass
 class TrainHooks:
-    """What training reports to, all optional: a progress bar, each step's metrics row, the references as
-    training fills them in (after each step that filled some, before any training state is saved), and the
-    file of the mid-iteration training state (single process)."""
+    """What training reports to, all optional: a progress bar, each step's metrics row, and the file of the
+    mid-iteration training state (single process)."""
 
     progress: Any = None
     log: Callable[[dict], None] | None = None
-    on_reference: Callable[[References], None] | None = None
     state_path: Path | None = None
 
 
@@ -80,18 +52,13 @@ def micro_batch(model, inputs: TrainInputs, mb: list[int], scale: float, cfg: Tr
                 dist) -> dict[str, float]:
     """Forward/backward of one micro-batch with loss = scale x sum of per-pair losses; summed stats x scale.
 
-    A reference still NaN is filled from this forward (train_iteration allows it only on the starting
-    weights, where pi_t's forward is this one).
+    A reference still missing is filled from this forward (`References.take`; train_iteration allows it only on
+    the starting weights, where pi_t's forward is this one).
     """
-    ref = inputs.reference
-    idx = torch.tensor(mb, device=ref.chosen.device)
+    idx = torch.tensor(mb, device=inputs.reference.chosen.device)
     pairs = [inputs.pairs[i] for i in mb]
     pol_c, pol_r = pair_logps(model, pairs, inputs.pad_id, cfg.bf16, cfg.packing)
-    ref_c, ref_r = ref.chosen[idx], ref.rejected[idx]
-    missing = ref_c.isnan() | ref_r.isnan()
-    if missing.any():
-        ref_c, ref_r = torch.where(missing, pol_c.detach(), ref_c), torch.where(missing, pol_r.detach(), ref_r)
-        ref.chosen[idx], ref.rejected[idx] = ref_c, ref_r
+    ref_c, ref_r = inputs.reference.take(idx, pol_c, pol_r)
     scores = [torch.tensor([getattr(p, side).reward for p in pairs], dtype=torch.float32, device=idx.device)
               for side in ("chosen", "rejected")]
     lengths = torch.tensor([len(p.chosen.ids) for p in pairs], device=idx.device) if loss.nll_weight else None
@@ -105,31 +72,13 @@ def micro_batch(model, inputs: TrainInputs, mb: list[int], scale: float, cfg: Tr
     return {key: float(value.sum()) * scale for key, value in stats.items()}
 
 
-def reference_from_training(n_pairs: int, cfg: TrainConfig, seed: int) -> set[int]:
-    """Indices of the pairs that single-process training meets while its weights are still the starting ones.
-
-    Where the starting policy is the reference, those pairs need no reference pass: train_iteration takes
-    their reference log-probs from its own forward (None in its `ref`).
-    """
-    plan = step_plan(n_pairs, cfg, seed)
-    return {i for step in plan[:steps_on_start_weights(cfg, len(plan))] for mb in step for i in mb}
-
-
-def has_dropout(model) -> bool:
-    """Whether a training-mode forward can differ from an evaluation one: a dropout layer or setting above 0."""
-    if any("Dropout" in type(m).__name__ and getattr(m, "p", 0) > 0 for m in model.modules()):
-        return True
-    config = getattr(model, "config", None)
-    settings = config.to_dict() if hasattr(config, "to_dict") else {}
-    return any(("dropout" in k or "pdrop" in k) and isinstance(v, (int, float)) and v > 0 for k, v in settings.items())
-
-
 def train_iteration(model, inputs: TrainInputs, cfg: TrainConfig, loss: PreferenceLoss,
                     hooks: TrainHooks | None = None, dist=None) -> dict:
     """Train in place on `inputs.pairs`; returns the iteration's mean metrics (TRL names).
 
-    A NaN reference is allowed only for a pair in `reference_from_training`: the caller guarantees that the
-    starting weights are the reference (no dropout either); training fills it in from its own forward.
+    A missing reference is allowed only for a pair in `reference_from_training`: the caller guarantees that the
+    starting weights are the reference (no dropout either); training fills it in from its own forward and the
+    record writes itself after that step (`References.flush`).
     With an active `dist` (optune.distributed) each step's pairs are split over processes; the loss is
     multiplied by the world size because DDP/FSDP average the processes' gradients.
     With `hooks.state_path` (single process), the training state is saved there every `cfg.save_steps` steps
@@ -157,11 +106,7 @@ def train_iteration(model, inputs: TrainInputs, cfg: TrainConfig, loss: Preferen
         stats = train_step(model, inputs, micro_batches, optimizer, cfg, loss, dist)
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        filled = pending.intersection(i for mb in micro_batches for i in mb)
-        if filled:
-            pending -= filled
-            if hooks.on_reference is not None:
-                hooks.on_reference(inputs.reference)
+        inputs.reference.flush()
         stats["rewards/margins"] = stats["rewards/chosen"] - stats["rewards/rejected"]
         stats["lr"] = scheduler.get_last_lr()[0]
         rows.append({"step": step, **stats})

@@ -62,7 +62,7 @@ def test_parse_override_nesting():
 def test_shipped_yaml_files_load():
     from pathlib import Path
 
-    for path in sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml")):
+    for path in sorted((Path(__file__).resolve().parents[3] / "configs").glob("*.yaml")):
         if path.name.startswith("reward"):
             continue
         load_config(str(path))
@@ -111,7 +111,7 @@ def test_init_from_a_decode_run_is_shared_by_an_auto_run_on_a_cpu():
 def test_default_yaml_mirrors_the_dataclasses():
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
+    path = Path(__file__).resolve().parents[3] / "configs" / "default.yaml"
     assert load_config(str(path)) == RunConfig()
 
 
@@ -179,7 +179,7 @@ def test_help_config_lists_the_mix_keys():
 
 
 def test_one_component_key_is_overridden_by_its_index():
-    path = Path(__file__).resolve().parents[2] / "configs" / "mix.yaml"
+    path = Path(__file__).resolve().parents[3] / "configs" / "mix.yaml"
     cfg = load_config(str(path), ["reward.components[1].weight=2", "reward.components[0].standardize=true"])
     assert cfg.reward.components[1].weight == 2.0 and cfg.reward.components[0].standardize
     with pytest.raises(UserError, match=r"reward.components\[2\]: reward.components has 2 items"):
@@ -191,7 +191,7 @@ def test_one_component_key_is_overridden_by_its_index():
 def test_index_override_leaves_a_copied_configs_original_alone():
     from optune.api import build_config
 
-    original = build_config(str(Path(__file__).resolve().parents[2] / "configs" / "mix.yaml"))
+    original = build_config(str(Path(__file__).resolve().parents[3] / "configs" / "mix.yaml"))
     changed = build_config(original, {"reward.components[1].weight": 3})
     assert (changed.reward.components[1].weight, original.reward.components[1].weight) == (3.0, 0.5)
 

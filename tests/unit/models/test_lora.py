@@ -13,8 +13,9 @@ from optune.losses import make_loss
 from optune.models import lora
 from optune.models.policy import load_model
 from optune.training import reference_logps, train_iteration
-from optune.training.update import References, TrainHooks, TrainInputs
-from tests.unit.training.test_policy import make_pairs
+from optune.training.reference import References
+from optune.training.update import TrainHooks, TrainInputs
+from tests.unit.training.test_update import make_pairs
 
 CFG = LoraConfig(r=2, alpha=4.0, target_modules=["q_proj", "v_proj"])
 TRAIN = TrainConfig(optimizer="adamw", lr=5e-2, warmup_ratio=0.0, lr_schedule="constant", batch_size=4,

@@ -87,3 +87,25 @@ def test_component_scores_round_trip_and_are_stored_only_when_present():
     assert Response.from_row(plain.to_row()).parts is None
     assert parts_at({"a": [1.0, 2.0], "b": [3.0, 4.0]}, 1) == {"a": 2.0, "b": 4.0} and parts_at(None, 0) is None
     assert parts_field({"a": [1.0, 2.0, 3.0]}, 1, 3) == {"parts": {"a": [2.0, 3.0]}} and parts_field(None, 0, 2) == {}
+
+
+def test_prompt_pool_is_every_prompt_or_the_seeded_draw():
+    from optune.pairs.source import PromptPool
+    from optune.selection import iteration_pool
+
+    prompts = [Prompt(f"p{i}", "") for i in range(6)]
+    assert PromptPool(prompts).at(3) == prompts
+    assert [p.id for p in PromptPool(prompts, 4, seed=1).at(2)] == [f"p{i}" for i in iteration_pool(6, 4, 2, 1)]
+
+
+def test_score_pairs_is_one_row_per_prompt_with_its_two_rewards():
+    from optune.pairs.source import score_pairs
+
+    class Words:
+        def score(self, prompts, responses):
+            return [float(len(r.split())) for r in responses]
+
+    prompts = [Prompt("a", ""), Prompt("b", "")]
+    rows = score_pairs(Words(), prompts, [("one two", "one"), ("x", "x y z")], [(True, False), (True, True)], 0.5)
+    assert rows == [{"prompt_id": "a", "rewards": [2.0, 0.5]}, {"prompt_id": "b", "rewards": [1.0, 3.0]}]
+    assert score_pairs(Words(), prompts[:1], [("one", "")])[0]["rewards"] == [1.0, 0.0]

@@ -42,14 +42,11 @@ def test_warnings_name_a_shrinking_answer_only_while_the_reward_rises():
 
 
 def test_best_iteration_and_early_stop():
-    curve = [{"iteration": 0, "eval/heldout_reward_start": 0.5, "eval/heldout_reward": 0.6},
-             {"iteration": 1, "eval/heldout_reward": 0.7}, {"iteration": 2, "eval/heldout_reward": 0.65},
-             {"iteration": 3, "eval/heldout_reward": 0.7}]
+    curve = [(0, 0.6), (1, 0.7), (2, 0.65), (3, 0.7)]
     assert health.best_iteration(curve) == 1  # the earliest of the two 0.7s
-    assert health.best_iteration([{"iteration": 0}]) is None
-    assert not health.stop_early(curve[:3], 0)  # off
-    assert health.stop_early(curve[:3], 1) and not health.stop_early(curve[:3], 2)
-    falling = [{"iteration": 0, "eval/heldout_reward_start": 0.5, "eval/heldout_reward": 0.4},
-               {"iteration": 1, "eval/heldout_reward": 0.3}]
-    assert health.stop_early(falling, 2)  # start 0.5 -> 0.4 -> 0.3
-    assert not health.stop_early(falling[:1], 2)
+    assert health.best_iteration([]) is None
+    with_start = [0.5, 0.6, 0.7, 0.65]  # pi_0, then after iterations 0-2
+    assert not health.stop_early(with_start, 0)  # off
+    assert health.stop_early(with_start, 1) and not health.stop_early(with_start, 2)
+    assert health.stop_early([0.5, 0.4, 0.3], 2)  # start 0.5 -> 0.4 -> 0.3
+    assert not health.stop_early([0.5, 0.4], 2)

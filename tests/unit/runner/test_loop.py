@@ -7,16 +7,16 @@ from types import SimpleNamespace
 
 import pytest
 
-from optune import loop
 from optune.errors import UserError
-
-PROMPTS = ["p0", "p1", "p2"]
+from optune.runner import loop
+from optune.runner.metrics import IterationMetrics
 
 
 def metrics(t: int, ties: int, trained: int) -> dict:
     return {"iteration": t, "pairs/ties": ties, "pairs/trained": trained, "pairs/dropped_ties": ties,
             "selection/n_regenerated": 3, "selection/frac_regenerated": 1.0, "objective/scores": 0.5,
-            "time/generation_s": 2.0, "time/rewarding_s": 0.25, "time/training_s": 3.0, "time/iteration_s": 6.0}
+            "time/generation_s": 2.0, "time/rewarding_s": 0.25, "time/training_s": 3.0, "time/bookkeeping_s": 0.75,
+            "time/iteration_s": 6.0, **({"loss": 0.6931, "rewards/accuracies": 0.5} if trained else {})}
 
 
 class Store:
@@ -49,16 +49,15 @@ def run(monkeypatch, ties_per_iteration, iterations=4, finished=0):
 
     def iteration(ctx, t, state, model):
         ran.append(t)
-        return state, model, plan[t]
+        return state, model, IterationMetrics.from_log(plan[t])
 
     monkeypatch.setattr(loop, "run_iteration", iteration)
     monkeypatch.setattr(loop, "start_policy", lambda ctx, t: "model")
-    monkeypatch.setattr(loop, "release_generator", lambda ctx: None)
     monkeypatch.setattr(loop, "read_json", lambda t: plan[t])
     monkeypatch.setattr(loop, "read_jsonl", lambda t: [])
     ctx = SimpleNamespace(cfg=SimpleNamespace(iterations=iterations, eval=SimpleNamespace(early_stop=0),
                                               reward=SimpleNamespace(backend="callable")),
-                          store=Store(finished), dist=SimpleNamespace(is_main=True), tracker=None, prompts=PROMPTS,
+                          store=Store(finished), dist=SimpleNamespace(is_main=True), tracker=None, generator=None,
                           source=SimpleNamespace(generates=True))
     log: list[str] = []
     try:
@@ -97,7 +96,7 @@ def test_some_ties_are_no_warning(monkeypatch):
 
 
 def test_summary_line_online_and_offline():
-    m = {**metrics(0, 1, 2), "loss": 0.6931, "rewards/accuracies": 0.5}
+    m = IterationMetrics.from_log(metrics(0, 1, 2))
     assert loop.summary_line(m) == ("iter 0: regenerated 3 (100%) | reward chosen 0.5000 | pairs 2 (ties dropped 1) "
                                     "| loss 0.6931 acc 0.50 | gen 2s reward 0.2s train 3s (6s)")
     offline = loop.summary_line(m, generated=False)
@@ -109,4 +108,4 @@ def test_summary_line_online_and_offline():
 @pytest.mark.parametrize("ties,trained,expected", [(0, 3, False), (2, 1, False), (3, 0, True),
                                                     (3, 3, False)])  # loss.drop_ties=false: ties are trained on
 def test_all_tied(ties, trained, expected):
-    assert loop.all_tied(metrics(0, ties, trained)) is expected
+    assert IterationMetrics.from_log(metrics(0, ties, trained)).all_tied is expected

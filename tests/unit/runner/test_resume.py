@@ -129,7 +129,8 @@ def fake_prepare(monkeypatch):
     def prepare(cfg, store, dist=None, **kwargs):
         if store is None:
             store = optune.runner.prepare.create_store(cfg, Dist())
-        return types.SimpleNamespace(cfg=cfg, store=store, dist=Dist(), prompts=[], heldout=[], tracker=None)
+        return types.SimpleNamespace(cfg=cfg, store=store, dist=Dist(), pool=types.SimpleNamespace(prompts=[]),
+                                     heldout=[], tracker=None)
 
     def run(ctx, log=print):
         raise failure["error"]

@@ -11,7 +11,8 @@ from optune.models.policy import load_model
 from optune.pairs import Pair
 from optune.training import collate, pair_logps, reference_logps, response_logps, train_iteration
 from optune.training.packing import CHOSEN, PAD, PROMPT, REJECTED, pack, packed_logps, rows_for, supports
-from optune.training.update import References, TrainInputs
+from optune.training.reference import References
+from optune.training.update import TrainInputs
 
 
 def varied_pairs(n=9, seed=0, vocab=200):

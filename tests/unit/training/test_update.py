@@ -9,7 +9,8 @@ from optune.losses import make_loss, sequence_logps
 from optune.models.policy import load_model
 from optune.pairs import Pair
 from optune.training import collate, reference_logps, response_logps, step_plan, train_iteration
-from optune.training.update import References, TrainHooks, TrainInputs, has_dropout, reference_from_training
+from optune.training.reference import References, has_dropout, reference_from_training
+from optune.training.update import TrainHooks, TrainInputs
 
 
 def make_pairs(n=8, seed=0):
@@ -114,8 +115,8 @@ def test_reference_from_the_first_forward_equals_the_reference_pass(tiny_policy)
 
     for ref, hook in ((full, None), (partial, on_ref)):
         model, log = copy.deepcopy(base), []
-        train_iteration(model, TrainInputs(pairs, References.of(*ref), 0, seed=5), cfg, make_loss("wdpo", 0.5, 2.0),
-                        TrainHooks(log=log.append, on_reference=hook))
+        train_iteration(model, TrainInputs(pairs, References.of(*ref, record=hook), 0, seed=5), cfg,
+                        make_loss("wdpo", 0.5, 2.0), TrainHooks(log=log.append))
         runs.append((model, log))
     assert len(stored) == 2  # after each of the two steps that filled some
     assert sum(map(math.isnan, stored[0][0])) == 2 and not any(map(math.isnan, stored[1][0] + stored[1][1]))
