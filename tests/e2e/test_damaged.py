@@ -68,7 +68,7 @@ def test_a_damaged_file_of_an_unfinished_step_is_redone(reference, tmp_path, cap
     how(path)
     capsys.readouterr()
     assert main(["run", "--resume", str(run)]) == 0
-    said = [line for line in capsys.readouterr().out.splitlines() if "is damaged" in line]
+    said = [line for line in capsys.readouterr().err.splitlines() if "is damaged" in line]
     named = run / "iter_001" / ("checkpoint" if damaged.startswith("checkpoint") else damaged)
     assert len(said) == 1 and said[0].startswith(f"{named} is damaged ("), said
     compare_trees(run, reference, RUN_RULES)
