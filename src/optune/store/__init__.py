@@ -72,7 +72,16 @@ from optune.store.lock import DirLock
 
 __all__ = ["KEEP", "damage", "MARKER", "RunStore", "WriteError", "atomic_save_dir", "atomic_save_files", "atomic_write",
            "atomic_write_text", "check_new_dir", "clean_temporaries", "create_dir", "read_json", "read_jsonl",
-           "write_json", "write_jsonl"]
+           "warn", "write_json", "write_jsonl"]
+
+def warn(line: str) -> None:
+    """One line on stderr, on a line of its own even while a progress bar is drawn there (tqdm clears the bar,
+    writes the line and draws the bar again)."""
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stderr)
+    sys.stderr.flush()
+
 
 def damage(err: BaseException) -> str:
     """What is wrong with a file that failed to read, in a few words."""
@@ -359,7 +368,7 @@ class RunStore:
         """Remove a damaged file of an unfinished step that will be recomputed (the writer says so on stderr, once:
         a warning, apart from the run's progress on stdout)."""
         if self.writer:
-            print(f"{self.rel(path)} is damaged ({problem}): removed it, {then}", file=sys.stderr, flush=True)
+            warn(f"{self.rel(path)} is damaged ({problem}): removed it, {then}")
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
     def rel(self, path: Path) -> str:
