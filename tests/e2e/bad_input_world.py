@@ -157,6 +157,7 @@ def make_world(root: Path) -> dict[str, str]:
     _write(root / "full" / "notes.txt", "mine")
     _write(root / "rw.py", REWARDS)
     _write(root / "broken.py", "x = 1 / 0\n")
+    _write(root / "leaves.py", "import sys\nsys.exit(4)\n\ndef f(p, r):\n    return [0.0] * len(r)\n")
     _write(root / "policy" / "config.json", '{"model_type": "lla')  # cut short
     _write(root / "listpolicy" / "config.json", "[1, 2]")
     _write(root / "fakemodel" / "config.json", '{"model_type": "llama"}')  # reads as a checkpoint; no weights

@@ -43,13 +43,14 @@ def guarded(monkeypatch):
 
     import optune.models.policy
     import optune.reward.hf
+    import optune.rewardmodel.model
     import optune.runner.prepare
     import optune.study.server
 
     monkeypatch.setattr(transformers.PreTrainedModel, "from_pretrained", classmethod(_forbid))
     monkeypatch.setattr(auto_factory._BaseAutoModelClass, "from_pretrained", classmethod(_forbid))
     for module, name in ((optune.runner.prepare, "resolve_policy"), (optune.models.policy, "load_model"),
-                         (optune.models.policy, "convert_gguf"), (optune.reward.hf, "load_backbone"),
+                         (optune.models.policy, "convert_gguf"), (optune.rewardmodel.model, "load_backbone"),
                          (optune.reward.hf, "load_reward_model"), (optune.study.server, "run")):
         monkeypatch.setattr(module, name, _forbid)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -4,6 +4,7 @@ stops the resume with one line (exit 2) naming it and the way out."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -68,7 +69,7 @@ def test_a_damaged_file_of_an_unfinished_step_is_redone(reference, tmp_path, cap
     how(path)
     capsys.readouterr()
     assert main(["run", "--resume", str(run)]) == 0
-    said = [line for line in capsys.readouterr().out.splitlines() if "is damaged" in line]
+    said = [line for line in capsys.readouterr().err.splitlines() if "is damaged" in line]
     named = run / "iter_001" / ("checkpoint" if damaged.startswith("checkpoint") else damaged)
     assert len(said) == 1 and said[0].startswith(f"{named} is damaged ("), said
     compare_trees(run, reference, RUN_RULES)
@@ -90,3 +91,41 @@ def test_a_damaged_file_of_a_finished_iteration_stops_with_one_line(reference, t
     assert err[0].endswith(f"iteration 0 is finished, so it cannot be redone in place: remove {run / 'iter_000'} "
                            "and later iterations to redo them, or start a new run")
     assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damaged, how", [("prompts.jsonl", cut), ("versions.json", garbage)])
+def test_a_damaged_run_wide_file_is_named_and_the_result_unchanged(reference, tmp_path, capsys, damaged, how):
+    """prompts.jsonl is written again from data.train (byte for byte the same); versions.json cannot be, so it is
+    left out (and the model card lists no versions); every checkpoint is the undamaged run's."""
+    run = unfinished(reference, tmp_path, AFTER_SCORING)
+    how(run / damaged)
+    capsys.readouterr()
+    assert main(["run", "--resume", str(run)]) == 0
+    said = [line for line in capsys.readouterr().err.splitlines() if "is damaged" in line]
+    assert len(said) == 1 and said[0].startswith(f"{run / damaged} is damaged ("), said
+    rules = RUN_RULES
+    if damaged == "versions.json":
+        assert not (run / damaged).exists()
+        shutil.copy(reference / damaged, run / damaged)
+        rules = dataclasses.replace(RUN_RULES, skip=(*RUN_RULES.skip, "README.md"))
+    compare_trees(run, reference, rules)
+
+
+@pytest.mark.slow
+def test_a_damaged_config_digest_is_refused_with_the_way_out(reference, tmp_path, capsys):
+    """config_digest.json is what config.yaml is checked against: rewriting it could accept a changed config."""
+    run = unfinished(reference, tmp_path, AFTER_SCORING)
+    cut(run / "config_digest.json")
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    capsys.readouterr()
+    assert main(["run", "--resume", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"optune run: error: {run / 'config_digest.json'} is damaged ("), err
+    assert err[0].endswith("restore it, or remove it to resume with config.yaml as it is, unchecked")
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
+    (run / "config_digest.json").unlink()  # the way out it names
+    assert main(["run", "--resume", str(run)]) == 0
+    assert not (run / "config_digest.json").exists()  # not rewritten from a config.yaml it could not check
+    shutil.copy(reference / "config_digest.json", run / "config_digest.json")
+    compare_trees(run, reference, RUN_RULES)

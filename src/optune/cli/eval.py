@@ -109,6 +109,9 @@ def _stored(args, side: str, prompts: list[Prompt]) -> tuple[list[str], dict] | 
         return read_outputs(outputs, prompts), {"outputs": str(Path(outputs).resolve())}
     if not (Path(model) / "config.json").is_file():
         raise UserError(f"not a model checkpoint (no config.json): {model}")
+    from optune.models.policy import check_model_dir
+
+    check_model_dir(Path(model), f"{'--model' if side == 'a' else '--baseline-model'} {model}")
     return None
 
 

@@ -16,13 +16,16 @@ iteration that trained on it (the same texts with a higher `iteration`); `dedupe
 (prompt, chosen, rejected), the first iteration's, so that a data set made from the export does not weigh
 reused pairs by how long they were kept. Prompt texts come from RUN/prompts.jsonl,
 written when the run starts; for a run made before that file existed they are re-read from its config's
-data.train (the same reader and limit the run used). Every file is written through optune.store's atomic writer.
+data.train (the same reader and limit the run used), as they are when prompts.jsonl is damaged (said in one line).
+A damaged responses.jsonl, pairs.jsonl or metrics.json of a finished iteration stops the export with one line
+naming it (exit 2). Every file is written through optune.store's atomic writer.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +34,7 @@ from optune.config.run import RunConfig, load_run_config
 from optune.data import tables
 from optune.errors import UserError
 from optune.prompt import Prompt
-from optune.store import RunStore, atomic_write, atomic_write_text, read_json, read_jsonl, write_jsonl
+from optune.store import RunStore, atomic_write, atomic_write_text, damage, read_jsonl, write_jsonl
 
 COLUMNS = ("prompt", "chosen", "rejected", "score_chosen", "score_rejected", "iteration", "prompt_id")
 PARQUET, JSONL = "preferences.parquet", "preferences.jsonl"
@@ -60,9 +63,45 @@ def _stored_prompts(store: RunStore) -> dict[str, list[dict]]:
     return {p.id: p.messages() for p in map(Prompt.from_record, read_jsonl(store.prompts))}
 
 
+def _checked_rows(path: Path, keys: tuple[str, ...], inner: str | None = None,
+                  inner_keys: tuple[str, ...] = ()) -> list[dict]:
+    """read_jsonl(path), every row an object with `keys` (and, under `inner`, a list of objects with
+    `inner_keys`); a row that is not raises ValueError naming its line (the file is damaged)."""
+    rows = read_jsonl(path)
+    for i, row in enumerate(rows, 1):
+        if not isinstance(row, dict) or any(k not in row for k in keys):
+            raise ValueError(f"line {i} is not a record of this file")
+        if inner is not None and not (isinstance(row[inner], list) and all(
+                isinstance(r, dict) and all(k in r for k in inner_keys) for r in row[inner])):
+            raise ValueError(f"line {i} is not a record of this file")
+    return rows
+
+
+def _responses(store: RunStore, t: int) -> list[dict]:
+    return store.read_finished(t, store.responses(t), lambda p: _checked_rows(
+        p, ("prompt_id", "responses"), "responses", ("text", "reward", "generated_at")))
+
+
+def _pairs(store: RunStore, t: int) -> list[dict]:
+    return store.read_finished(t, store.pairs(t), lambda p: _checked_rows(
+        p, ("prompt_id", "trained", "chosen_reward")))
+
+
+def _prompts(store: RunStore, cfg: RunConfig) -> tuple[dict[str, list[dict]], str]:
+    """The prompt texts and where they came from: RUN/prompts.jsonl, else (an older run, or a damaged file,
+    said in one line) data.train read again, as the run read it."""
+    if store.prompts.is_file():
+        try:
+            return _stored_prompts(store), str(store.prompts)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            print(f"{store.prompts} is damaged ({damage(err)}): reading the prompts from data.train "
+                  f"({cfg.data.train}) instead", file=sys.stderr, flush=True)
+    return _reread_prompts(store, cfg), f"data.train ({cfg.data.train}), re-read"
+
+
 def _reread_prompts(store: RunStore, cfg: RunConfig) -> dict[str, list[dict]]:
     """The run's prompt records read again from data.train, as the run read them (older runs)."""
-    first = read_jsonl(store.responses(store.finished_iterations()[0]))
+    first = _responses(store, store.finished_iterations()[0])
     offline = all(r["generated_at"] == -1 for row in first for r in row["responses"])
     if offline:
         from optune.data.preferences import read_preferences
@@ -87,9 +126,9 @@ def pair_rows(store: RunStore, t: int, prompts: dict[str, list[dict]]) -> list[d
     The chosen response is the one with the pair's chosen reward (the first of two equal ones, as
     optune.pairs.order picks it), so labelled offline pairs whose reward disagrees with the label stay as labelled.
     """
-    responses = {row["prompt_id"]: row["responses"] for row in read_jsonl(store.responses(t))}
+    responses = {row["prompt_id"]: row["responses"] for row in _responses(store, t)}
     rows = []
-    for pair in read_jsonl(store.pairs(t)):
+    for pair in _pairs(store, t):
         if not pair["trained"]:
             continue
         pid = pair["prompt_id"]
@@ -166,19 +205,16 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None,
     # the one optional package this needs, checked before anything is written
     tables.require_pyarrow("optune export (Parquet)")
     cfg = load_run_config(str(store.config))
-    if store.prompts.is_file():
-        prompts, source = _stored_prompts(store), str(store.prompts)
-    else:
-        prompts, source = _reread_prompts(store, cfg), f"data.train ({cfg.data.train}), re-read"
+    prompts, source = _prompts(store, cfg)
     all_rows = [row for t in finished for row in pair_rows(store, t, prompts)]
     rows = dedupe_rows(all_rows) if dedupe else all_rows
     out = Path(out) if out is not None else store.export_dir
     write_parquet(out / PARQUET, rows, part_columns(rows))
     write_jsonl(out / JSONL, rows)
-    from optune.report.card import model_card
+    from optune.report.card import model_card, read_versions
 
-    metrics = [read_json(store.metrics(t)) for t in finished]
-    versions = read_json(store.versions) if store.versions.is_file() else {}
+    metrics = [store.read_finished(t, store.metrics(t)) for t in finished]
+    versions = read_versions(store)
     result = ExportResult(out=out, parquet=out / PARQUET, jsonl=out / JSONL,
                           model_card=store.model_card(finished[-1]),
                           pairs_per_iteration={t: sum(r["iteration"] == t for r in rows) for t in finished},

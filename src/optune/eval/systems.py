@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from optune.data.readers import is_json_list, parse_records, read_text
 from optune.errors import UserError
 from optune.eval.export import write_json_atomic
 from optune.prompt import Prompt
+from optune.store import damage
 
 
 def read_outputs(path: str | Path, prompts: list[Prompt]) -> list[str]:
@@ -75,11 +77,23 @@ def generated_outputs(out_path: Path, source: dict, prompts: list[Prompt],
     """Responses from `make_generator()`, cached in `out_path` under `source` (model + settings); a saved file
     for other settings, other prompts or of another shape is regenerated and replaced."""
     ids = [p.id for p in prompts]
-    saved = read_saved(out_path.read_text(encoding="utf-8", errors="replace")) if out_path.is_file() else None
-    if (saved is not None and saved.source == source and len(saved.rows) == len(ids)
-            and all(isinstance(r, dict) and r.get("id") == i and isinstance(r.get("response"), str)
-                    for r, i in zip(saved.rows, ids))):
-        return [r["response"] for r in saved.rows]
+    saved, problem = None, None
+    if out_path.is_file():
+        try:
+            saved = read_saved(out_path.read_text(encoding="utf-8"))
+            problem = None if saved is not None else "not a saved responses file"
+        except (OSError, ValueError) as err:  # ValueError: not UTF-8
+            problem = damage(err)
+    if saved is not None and saved.source == source:
+        if (len(saved.rows) == len(ids) and all(isinstance(r, dict) and r.get("id") == i
+                                                and isinstance(r.get("response"), str)
+                                                for r, i in zip(saved.rows, ids))):
+            return [r["response"] for r in saved.rows]
+        if len(saved.rows) == len(ids):  # the same model, settings and number of prompts: rows that do not read
+            problem = "rows that are not this prompt set's responses"
+    if problem is not None:  # for other settings or prompts it is simply replaced, as asked
+        print(f"{out_path} is damaged ({problem}): generating the responses again (the same seed and settings)",
+              file=sys.stderr, flush=True)
     responses = make_generator()([p.text for p in prompts])
     if len(responses) != len(prompts):
         raise UserError(f"generator returned {len(responses)} responses for {len(prompts)} prompts")

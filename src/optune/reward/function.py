@@ -40,6 +40,9 @@ def load_function(spec: str):
             module = importlib.import_module(target)
     except ImportError as err:
         raise UserError(f"reward.function: cannot import {target}: {err}") from None
+    except SystemExit as err:  # left alone, it would end optune with the module's exit code and no word
+        raise UserError(f"reward.function: importing {target} called sys.exit({err.code!r}); a reward module must "
+                        "define its function without exiting") from err
     except Exception as err:  # the user's module failed while running its top level
         raise UserError(f"reward.function: importing {target} raised {describe(err)}") from err
     fn = getattr(module, name, None)

@@ -11,7 +11,7 @@ directory's lock (optune.store.lock) for the run's life.
 A run directory either does not exist or is resumable: `create_dir` fills it under a hidden temp name
 beside its final path and renames it into place. A file damaged afterwards (a disk error, a hand edit) is
 diagnosed on resume: one of an unfinished step (a batch file, selection.json, times.json, ref_logps.json,
-train_state.pt, an unfinished iteration's checkpoint) is removed and recomputed with one log line; one of a
+train_state.pt, an unfinished iteration's checkpoint) is removed and recomputed with one line on stderr; one of a
 finished iteration stops the resume with one line (`Damaged`, exit 2) naming it and what to remove.
 
 Layout (RUN = the run directory, t = iteration, zero-padded to 3 digits):
@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO
@@ -71,7 +72,16 @@ from optune.store.lock import DirLock
 
 __all__ = ["KEEP", "damage", "MARKER", "RunStore", "WriteError", "atomic_save_dir", "atomic_save_files", "atomic_write",
            "atomic_write_text", "check_new_dir", "clean_temporaries", "create_dir", "read_json", "read_jsonl",
-           "write_json", "write_jsonl"]
+           "warn", "write_json", "write_jsonl"]
+
+def warn(line: str) -> None:
+    """One line on stderr, on a line of its own even while a progress bar is drawn there (tqdm clears the bar,
+    writes the line and draws the bar again)."""
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stderr)
+    sys.stderr.flush()
+
 
 def damage(err: BaseException) -> str:
     """What is wrong with a file that failed to read, in a few words."""
@@ -84,6 +94,22 @@ def damage(err: BaseException) -> str:
     if isinstance(err, KeyError):
         return f"no {err.args[0]!r} in it"
     return str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+
+
+def _read_object(path: Path) -> dict:
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    return data
+
+
+def _read_prompt_rows(path: Path) -> list[dict]:
+    """RUN/prompts.jsonl's rows, each an object with an id and a prompt (raises where one is not)."""
+    rows = read_jsonl(path)
+    for i, row in enumerate(rows, 1):
+        if not (isinstance(row, dict) and "id" in row and "prompt" in row):
+            raise ValueError(f"line {i} is not a prompt record")
+    return rows
 
 
 class RunStore:
@@ -112,7 +138,31 @@ class RunStore:
             if not store.marker.is_file():  # made by an older optune, killed before its marker: finish it
                 atomic_write_text(store.marker, "optune run directory\n")
             clean_temporaries(path)
+            store.check_own_files()
         return store
+
+    def check_own_files(self) -> None:
+        """The run-wide files a resume reads back, checked first. config_digest.json is what config.yaml is
+        checked against: a damaged one is refused (exit 2), since rewriting it from config.yaml would accept a
+        config.yaml that no longer gives what the run computed. versions.json and prompts.jsonl are removed
+        with one line: prompts.jsonl is written again from data.train as the run prepares (the same texts: data.train
+        is a key the resume keeps); versions.json cannot be, so the model card then lists no versions."""
+        try:
+            if self.config_digest.is_file() and not isinstance(read_json(self.config_digest).get("keys"), dict):
+                raise ValueError("no 'keys' mapping in it")
+        except (OSError, ValueError, AttributeError) as err:
+            problem = damage(err) if not isinstance(err, AttributeError) else "not a JSON object"
+            raise Damaged(f"{self.rel(self.config_digest)} is damaged ({problem}); it records what the run "
+                          "computes, to check config.yaml against: restore it, or remove it to resume with "
+                          "config.yaml as it is, unchecked") from None
+        for path, read, then in (
+                (self.versions, _read_object, "the model card will list no package versions"),
+                (self.prompts, _read_prompt_rows, "writing it again from data.train")):
+            try:
+                if path.is_file():
+                    read(path)
+            except (OSError, ValueError, KeyError, TypeError) as err:
+                self.discard(path, damage(err), then)
 
     def _half_made(self) -> bool:
         """What older versions left when killed while creating a run: an optune config.yaml (and perhaps
@@ -324,9 +374,10 @@ class RunStore:
         return None
 
     def discard(self, path: Path, problem: str, then: str) -> None:
-        """Remove a damaged file of an unfinished step that will be recomputed (the writer logs it, once)."""
+        """Remove a damaged file of an unfinished step that will be recomputed (the writer says so on stderr, once:
+        a warning, apart from the run's progress on stdout)."""
         if self.writer:
-            print(f"{self.rel(path)} is damaged ({problem}): removed it, {then}", flush=True)
+            warn(f"{self.rel(path)} is damaged ({problem}): removed it, {then}")
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
     def rel(self, path: Path) -> str:

@@ -44,8 +44,9 @@ def load_train_state(path: Path | None, model, optimizer, scheduler) -> tuple[in
         step, totals, rows = state["step"], state["totals"], state["rows"]
     except Exception as err:  # unpickling garbage raises anything; the state is only a shortcut
         # training from step 0 reproduces what the saved state would have continued, so drop it and say so
-        print(f"{path} is damaged ({type(err).__name__}): removed it, training this iteration from its start",
-              flush=True)
+        from optune.store import warn
+
+        warn(f"{path} is damaged ({type(err).__name__}): removed it, training this iteration from its start")
         path.unlink(missing_ok=True)
         return 0, {}, []
     model.load_state_dict(state["model"])

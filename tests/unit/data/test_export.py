@@ -8,6 +8,7 @@ import json
 import pytest
 import yaml
 
+from optune.cli import main as cli_main
 from optune.config.run import RunConfig, load_dataclass, to_dict
 from optune.data.export import export_run
 from optune.data.preferences import read_preferences
@@ -219,3 +220,41 @@ def test_dedupe_keeps_one_row_per_distinct_pair(tmp_path, capsys):
     assert pq.read_table(result.parquet).num_rows == 2
     assert main(["export", str(store.root), "--out", str(tmp_path / "cli"), "--dedupe"]) == 0
     assert "2 pairs (iteration 0: 1, iteration 1: 1; 1 repeat of an earlier pair left out)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name, damage", [
+    ("pairs.jsonl", b'{"prompt_id": "p0", "trai'), ("responses.jsonl", b"\xff\xfe"),
+    ("pairs.jsonl", b'{"prompt_id": "p0"}\n'), ("responses.jsonl", b'{"prompt_id": "p0", "responses": [1]}\n'),
+    ("metrics.json", b"[1, 2"),
+])
+def test_a_damaged_file_of_a_finished_iteration_is_one_line(tmp_path, capsys, name, damage):
+    """Cut short, not UTF-8, JSON of the wrong shape: `optune export` names the file (exit 2), no traceback."""
+    store = make_run(tmp_path / "run", online_states())
+    store.iter_dir(1).joinpath(name).write_bytes(damage)
+    assert cli_main(["export", str(store.root), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"optune export: error: {store.iter_dir(1) / name} is damaged ("), err
+    assert err[0].endswith(f"remove {store.iter_dir(1)} and later iterations to redo them, or start a new run")
+
+
+def test_a_damaged_prompts_file_is_named_and_data_train_read_instead(tmp_path, capsys):
+    train = tmp_path / "prompts.jsonl"
+    write_jsonl(train, PROMPTS)
+    reference = export_run(make_run(tmp_path / "a", online_states(), data__train=train).root, tmp_path / "ref")
+    store = make_run(tmp_path / "run", online_states(), data__train=train)
+    store.prompts.write_bytes(store.prompts.read_bytes()[:30])
+    capsys.readouterr()
+    result = export_run(store.root, tmp_path / "out")
+    assert capsys.readouterr().err.splitlines() == [
+        f"{store.prompts} is damaged (not valid JSON at line 1): reading the prompts from data.train ({train}) instead"]
+    assert result.jsonl.read_text() == reference.jsonl.read_text()
+
+
+def test_a_damaged_versions_file_is_named_and_left_out_of_the_card(tmp_path, capsys):
+    store = make_run(tmp_path / "run", online_states())
+    store.versions.write_text("{not json")
+    capsys.readouterr()
+    result = export_run(store.root, tmp_path / "out")
+    assert capsys.readouterr().err.splitlines() == [
+        f"{store.versions} is damaged (not valid JSON at line 1): the model card lists no package versions"]
+    assert result.model_card.is_file()

@@ -149,11 +149,27 @@ def test_bad_config_is_a_user_error(tmp_path, kw, match):
         LLMJudge(LLMJudgeConfig(**cfg), JudgmentCache(tmp_path / "c.jsonl"))
 
 
-def test_cache_skips_torn_line(tmp_path):
+def test_cache_skips_torn_line_names_it_and_keeps_the_next_reply(tmp_path, capsys):
     path = tmp_path / "c.jsonl"
     cache = JudgmentCache(path)
     cache.put("k1", "8 7", "j")
     with open(path, "a") as fh:
         fh.write('{"key": "k2", "rep')  # a crash mid-write
+    capsys.readouterr()
     reread = JudgmentCache(path)
     assert reread.get("k1") == "8 7" and reread.get("k2") is None and len(reread) == 1
+    assert capsys.readouterr().err.splitlines() == [f"judge cache {path} is damaged (line 2 does not read): kept its "
+                                                    "1 readable replies, asking the judge again for the rest"]
+    reread.put("k2", "6 5", "j")  # on a line of its own, not glued to the torn one
+    again = JudgmentCache(path)
+    assert again.get("k2") == "6 5" and len(again) == 2
+    assert capsys.readouterr().err.count("is damaged") == 1  # the torn line is still there, named again
+
+
+def test_cache_with_bytes_that_are_not_utf8_is_one_line(tmp_path, capsys):
+    path = tmp_path / "c.jsonl"
+    JudgmentCache(path).put("k1", "8 7", "j")
+    path.write_bytes(path.read_bytes() + b"\xff\xfe\x00\n")
+    assert JudgmentCache(path).get("k1") == "8 7"
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"judge cache {path} is damaged (line 2 does not read)")

@@ -31,12 +31,24 @@ def test_saved_responses_are_reused_for_the_same_source_and_prompts(tmp_path):
 @pytest.mark.parametrize("text", ["", "not json", "[1, 2]", '{"source": {"model": "m"}}',
                                   '{"source": {"model": "m"}, "rows": [1, 2]}',
                                   '{"source": {"model": "m"}, "rows": [{"id": "1", "response": 3}, '
-                                  '{"id": "2", "response": "b"}]}', '{"source": {"model": "m"}, "rows": [{'])
-def test_a_damaged_saved_file_is_regenerated_not_a_traceback(tmp_path, text):
+                                  '{"id": "2", "response": "b"}]}', '{"source": {"model": "m"}, "rows": [{',
+                                  b'{"source": {"model": "m"}, "rows": [\xff]}'])
+def test_a_damaged_saved_file_is_regenerated_and_named(tmp_path, capsys, text):
     calls, path = [], tmp_path / "responses_a.json"
-    path.write_text(text)
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
     assert generated_outputs(path, {"model": "m"}, PROMPTS, generator(calls)) == ["answer 1 to Hi?", "answer 1 to Why?"]
     assert read_saved(path.read_text()).rows[1]["response"] == "answer 1 to Why?"
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"{path} is damaged (") and err[0].endswith(
+        "generating the responses again (the same seed and settings)"), err
+
+
+def test_responses_for_other_settings_are_replaced_without_a_word(tmp_path, capsys):
+    calls, path = [], tmp_path / "responses_a.json"
+    generated_outputs(path, {"model": "m"}, PROMPTS, generator(calls))
+    generated_outputs(path, {"model": "m", "seed": 1}, PROMPTS, generator(calls))
+    generated_outputs(path, {"model": "m", "seed": 1}, PROMPTS[:1], generator(calls))
+    assert len(calls) == 3 and capsys.readouterr().err == ""
 
 
 def test_read_saved_tells_the_format_from_jsonl():

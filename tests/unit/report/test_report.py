@@ -236,3 +236,32 @@ def test_model_card_curve_never_reads_minus_zero():
     rows = _curve([{"iteration": 0, "eval/heldout_reward_start": 0.0, "eval/heldout_reward": -1e-6,
                     "objective/scores": 0.1}])
     assert "-0.0000" not in "\n".join(rows) and "| after iteration 0 (pi_1) | 0.0000 |" in "\n".join(rows)
+
+
+def test_a_damaged_responses_file_is_named_and_its_readable_lines_used(tmp_path, capsys):
+    root = write_run(tmp_path / "run", 0.5)
+    path = root / "iter_001" / "responses.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:5]) + b"\xff\xfe garbage\n" + b"".join(lines[6:]))
+    capsys.readouterr()
+    run = load_run(root)
+    assert capsys.readouterr().err.splitlines() == [
+        f"{path} is damaged (line 6 is not a JSON record): the report leaves those lines out"]
+    assert len(run.responses[1]) == len(lines) - 1
+
+
+def test_a_damaged_metrics_log_is_read_from_the_iterations_metrics(tmp_path, capsys):
+    root = write_run(tmp_path / "run", 0.5)
+    rows = [json.loads(line) for line in (root / "metrics.jsonl").read_text().splitlines()]
+    for row in rows:
+        (root / f"iter_{row['iteration']:03d}" / "metrics.json").write_text(json.dumps(row))
+    (root / "metrics.jsonl").write_bytes((root / "metrics.jsonl").read_bytes()[:50])
+    capsys.readouterr()
+    run = load_run(root)
+    assert capsys.readouterr().err.splitlines() == [f"{root / 'metrics.jsonl'} is damaged (line 1 is not a JSON "
+                                                    "record): reading each iteration's metrics.json instead"]
+    assert run.metrics == rows
+    (root / "iter_001" / "metrics.json").write_text("{")
+    assert cli_main(["report", str(root)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1].startswith(f"optune report: error: {root / 'iter_001' / 'metrics.json'} is damaged (")

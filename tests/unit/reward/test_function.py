@@ -125,3 +125,17 @@ def test_timeout_must_be_positive():
     with pytest.raises(UserError, match=r"reward.timeout_s must be > 0; got 0"):
         load_config(None, ["reward.backend=callable", "reward.function=optune.tasks.toy:letter_fraction",
                            "reward.timeout_s=0"])
+
+
+@pytest.mark.parametrize("code, shown", [("4", "4"), ("", "None"), ("'bye'", "'bye'")])
+def test_a_module_that_exits_as_it_is_imported_is_named(tmp_path, code, shown):
+    """sys.exit at a reward module's top level would end optune with that code and no word: one line instead."""
+    from optune.reward.function import load_function
+
+    module = tmp_path / "leaving.py"
+    module.write_text(f"import sys\nsys.exit({code})\n\n"
+                      "def f(prompts, responses):\n    return [0.0] * len(responses)\n")
+    with pytest.raises(UserError) as err:
+        load_function(f"{module}:f")
+    assert str(err.value) == (f"reward.function: importing {module} called sys.exit({shown}); a reward module must "
+                              "define its function without exiting")

@@ -19,6 +19,7 @@ from optune.store import (
     read_json,
     read_jsonl,
     write_json,
+    write_jsonl,
 )
 from optune.store.lock import LOCK, DirLock, is_locked
 
@@ -55,7 +56,7 @@ def test_batched_redoes_a_damaged_batch_and_says_so(tmp_path, capsys, damage):
     rows = store.batched(tmp_path / "b", list(range(7)), 3, work)
     assert [r["x"] for r in rows] == [0, 10, 20, 30, 40, 50, 60]
     assert read_jsonl(tmp_path / "b" / "batch_00001.jsonl") == [{"x": 30}, {"x": 40}, {"x": 50}]
-    lines = capsys.readouterr().out.splitlines()
+    lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"{tmp_path / 'b' / 'batch_00001.jsonl'} is damaged (")
     assert lines[0].endswith("removed it, redoing that batch")
 
@@ -265,3 +266,37 @@ def test_resume_finishes_a_run_an_older_version_left_without_its_marker(tmp_path
     with pytest.raises(UserError, match="not an optune run directory"):
         RunStore.open_existing(str(tmp_path))
     assert not (tmp_path / MARKER).exists()
+
+
+def _resumable(tmp_path):
+    store = RunStore.create(tmp_path / "run", "iterations: 2\n", {"optune": "test"})
+    write_json(store.config_digest, {"sha256": "x", "keys": {"seed": 0}})
+    write_jsonl(store.prompts, [{"id": "p0", "prompt": "Hi.", "history": []}])
+    store.close()
+    return store
+
+
+@pytest.mark.parametrize("name, damage", [("versions.json", b"\xff"), ("versions.json", b"[1]"),
+                                          ("prompts.jsonl", b'{"id": "p0", "pro'), ("prompts.jsonl", b"[1]\n")])
+def test_resume_removes_a_damaged_versions_or_prompts_file_and_says_so(tmp_path, capsys, name, damage):
+    """Neither is an input of any step: prompts.jsonl is written again from data.train, versions.json is left out."""
+    store = _resumable(tmp_path)
+    (store.root / name).write_bytes(damage)
+    capsys.readouterr()
+    RunStore.open_existing(str(store.root)).close()
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{store.root / name} is damaged ("), lines
+    assert not (store.root / name).exists()
+
+
+@pytest.mark.parametrize("damage", [b'{"sha256": "x", "ke', b'{"sha256": "x"}', b"[]", b"\x00\xff"])
+def test_resume_refuses_a_damaged_config_digest(tmp_path, damage):
+    """It is what config.yaml is checked against: rewriting it could accept a config.yaml that changed."""
+    store = _resumable(tmp_path)
+    store.config_digest.write_bytes(damage)
+    with pytest.raises(UserError) as err:
+        RunStore.open_existing(str(store.root))
+    assert str(err.value).startswith(f"{store.config_digest} is damaged (")
+    assert str(err.value).endswith("restore it, or remove it to resume with config.yaml as it is, unchecked")
+    assert store.config_digest.read_bytes() == damage
+    RunStore.open_existing(str(store.root), writer=False)  # a reader (export, report) does not check it
