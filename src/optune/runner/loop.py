@@ -63,7 +63,8 @@ def iteration_metrics(ctx: Context, t: int, state: State, pairs: list[Pair], tie
     rejected = [min(r.reward for r in state[p.id]) for p in prompts]
     seconds = {k: clock.seconds.get(k, 0.0) for k in PHASES}
     work = sum(v for k, v in seconds.items() if k != "eval")
-    previous = read_json(ctx.store.metrics(t - 1))["time/elapsed_s"] if t else 0.0
+    before = ctx.store.read_finished(t - 1, ctx.store.metrics(t - 1), read_json) if t else {}
+    previous = before.get("time/elapsed_s", 0.0)
     return IterationMetrics(
         iteration=t, train=train, scores_chosen=_mean(chosen),
         scores_margin=_mean(c - r for c, r in zip(chosen, rejected)), scores_all=_mean(chosen + rejected),

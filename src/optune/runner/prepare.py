@@ -39,7 +39,7 @@ from optune.runner.context import Context
 from optune.runner.resume import computing_keys, write_digest
 from optune.runner.tracking import check_trackers
 from optune.selection import iteration_pool
-from optune.store import RunStore, atomic_save_dir, check_new_dir, read_json
+from optune.store import RunStore, atomic_save_dir, check_new_dir
 from optune.training.iteration import Trainer
 from optune.training.reference import ReferenceSource
 
@@ -108,11 +108,13 @@ def adopt_iteration0(cfg: RunConfig, store: RunStore) -> None:
     if differ:
         raise UserError(f"init_from {cfg.init_from}: its iteration 0 used different settings for {', '.join(differ)}")
 
+    metrics = source.read_finished(0, source.metrics(0))  # a damaged one is named before anything is copied
+
     def copy(tmp: Path) -> None:
         shutil.copytree(source.iter_dir(0), tmp, dirs_exist_ok=True, copy_function=_link_or_copy)
 
     store.save_dir(store.iter_dir(0), copy)
-    store.write_metrics(0, read_json(store.metrics(0)))
+    store.write_metrics(0, metrics)
 
 
 def _link_or_copy(src: str, dst: str) -> None:
