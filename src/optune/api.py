@@ -41,6 +41,7 @@ from optune.runner.resume import failed_midway, flat, leaves, record_deployment,
 from optune.store import MARKER, RunStore, WriteError
 
 if TYPE_CHECKING:
+    from optune.distributed import Dist
     from optune.runner.context import Context
 
 ConfigSource = str | os.PathLike | Mapping | RunConfig | None
@@ -142,7 +143,7 @@ def build_config(config: ConfigSource = None, overrides: Mapping[str, Any] | Non
     for key, value in overrides.items():
         apply_mapping(cfg, override_mapping(key, value))
     if callable(cfg.reward.function) and "reward.backend" not in leaves(overrides):
-        cfg.reward.backend = "callable"
+        cfg.reward.backend = RewardBackendName.CALLABLE
     validate(cfg)
     return cfg
 
@@ -179,7 +180,7 @@ def tune(command: str, config: ConfigSource, overrides: Mapping[str, Any], resum
             cfg = build_config(config, overrides, command)
         if command == "dpo":
             cfg = offline_config(cfg, store)
-        if _finished(store, cfg, dist):
+        if store is not None and _finished(store, cfg, dist):
             result = RunResult(run_dir=store.root, config=cfg, metrics=_finished_metrics(store, cfg))
             _write_summary(store, result)  # a kill after the last metrics.json came before it
             # ... or before the model card
@@ -190,7 +191,7 @@ def tune(command: str, config: ConfigSource, overrides: Mapping[str, Any], resum
             from optune.runner.prepare import name_output_dir
 
             cfg = name_output_dir(cfg, dist)
-            root = Path(cfg.output_dir)
+            root = cfg.run_dir
             made = not (root / MARKER).exists()
         return _offline(cfg, store) if command == "dpo" else _online(cfg, store, dist)
     except RunFailed:
@@ -201,17 +202,15 @@ def tune(command: str, config: ConfigSource, overrides: Mapping[str, Any], resum
         raise
     except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM (optune.cli): the CLI prints how to resume
         if root is not None and (store is not None or made) and (root / MARKER).is_file():
-            err.resume_command = resume_command(command, root, cfg)
+            err.resume_command = resume_command(command, root, cfg)  # type: ignore[attr-defined]
         raise
     finally:
         release_all()  # one run at a time per process: every lock held now is this run's
 
 
-def _finished(store: RunStore | None, cfg: RunConfig, dist) -> bool:
+def _finished(store: RunStore, cfg: RunConfig, dist: Dist) -> bool:
     """A resumed run with nothing left says so, without loading anything (metrics.jsonl is rebuilt: a kill
     after the last iteration's metrics.json may have cut it short)."""
-    if store is None:
-        return False
     done = _finished_metrics(store, cfg)
     stopped = health.stop_early(RunResult(store.root, cfg, done).heldout_rewards, cfg.eval.early_stop)
     if len(done) < cfg.iterations and not stopped:
@@ -328,5 +327,5 @@ def _write_summary(store: RunStore, result: RunResult) -> None:
         "iterations_run": len(result.metrics), "iterations": result.config.iterations,
         "stopped_early": len(result.metrics) < result.config.iterations, "heldout_rewards": result.heldout_rewards,
         "best_iteration": best,
-        "best_checkpoint": str(result.best_checkpoint.relative_to(root)) if best is not None else None,
+        "best_checkpoint": str(result.best_checkpoint.relative_to(root)) if result.best_checkpoint else None,
         "final_checkpoint": str(result.checkpoint.relative_to(root))})

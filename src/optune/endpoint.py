@@ -23,7 +23,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import TypeVar
 
@@ -60,7 +60,7 @@ def check_url(url: str | None, setting: str) -> str:
         parsed.port  # noqa: B018 - raises on a malformed port
     except ValueError:
         raise UserError(f"{setting} has a malformed port: {url!r}") from None
-    return url.rstrip("/")
+    return (url or "").rstrip("/")
 
 
 def check_key_env(api_key_env: str | None, setting: str) -> None:
@@ -168,7 +168,7 @@ def chat_content(endpoint: Endpoint, base_url: str, body: dict) -> str:
     return content or ""
 
 
-def run_bounded(calls: list[Callable[[], T]], concurrency: int,
+def run_bounded(calls: Sequence[Callable[[], T]], concurrency: int,
                 progress: Callable[[int, int], None] | None = None) -> tuple[dict[int, T], BaseException | None]:
     """Run `calls` with at most `concurrency` in flight -> ({index: result}, first error or None).
 

@@ -55,10 +55,11 @@ def online() -> bool:
     os.environ["HF_HUB_OFFLINE"] = "1"
     hub = sys.modules.get("huggingface_hub.constants")
     if hub is not None:
-        hub.HF_HUB_OFFLINE = True
+        setattr(hub, "HF_HUB_OFFLINE", True)  # noqa: B010 - a module attribute its stubs do not declare
     datasets = sys.modules.get("datasets.config")
     if datasets is not None:
-        datasets.HF_HUB_OFFLINE = datasets.HF_DATASETS_OFFLINE = True
+        for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+            setattr(datasets, name, True)
     return False
 
 

@@ -26,6 +26,12 @@ class Prompt:
     ids: list[int] | None = None
     """Chat-template token ids of the whole prompt, once encoded for the policy (optune.runner.prepare)."""
 
+    def token_ids(self) -> list[int]:
+        """`ids`, which optune.runner.prepare sets before any stage reads them."""
+        if self.ids is None:
+            raise ValueError(f"prompt {self.id} has not been encoded for the policy")
+        return self.ids
+
     def messages(self) -> list[Message]:
         """The conversation the policy answers: history, then the request as a user turn."""
         return [*self.history, {"role": "user", "content": self.text}]

@@ -13,10 +13,11 @@ import yaml
 
 from optune.api import RunResult, build_config, resumed_config
 from optune.cli.run import overrides as cli_overrides
-from optune.config.run import RewardConfig, RunConfig, load_config, to_dict
+from optune.config.run import RunConfig, load_config, to_dict
 from optune.errors import UserError
 from optune.prompt import Prompt
 from optune.reward.backends import make_reward
+from optune.reward.config import RewardConfig
 from optune.runner.metrics import IterationMetrics
 from optune.store import RunStore
 from tests.conftest import REPO

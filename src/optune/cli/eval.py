@@ -63,17 +63,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def reward_config(spec: str):
     """--reward as a RewardConfig: "verifiable", "hf:PATH" (a reward model), "MODULE:FUNCTION" /
     "FILE.py:FUNCTION", or "FILE.yaml" / "FILE.yml" holding the fields of a run config's `reward:` section."""
-    from optune.config.run import RewardConfig, load_dataclass, validate_reward
+    from optune.choices import RewardBackendName
+    from optune.config.run import load_dataclass
+    from optune.reward.config import RewardConfig, validate_reward
 
     if spec.endswith((".yaml", ".yml")):
         cfg = load_dataclass(RewardConfig, spec)
         validate_reward(cfg)
         return cfg
     if spec == "verifiable":
-        return RewardConfig(backend="verifiable")
+        return RewardConfig(backend=RewardBackendName.VERIFIABLE)
     if spec.startswith("hf:"):
-        return RewardConfig(backend="hf", model=spec[3:])
-    return RewardConfig(backend="callable", function=spec)
+        return RewardConfig(backend=RewardBackendName.HF, model=spec[3:])
+    return RewardConfig(backend=RewardBackendName.CALLABLE, function=spec)
 
 
 def _build_judge(args, out: Path):

@@ -85,8 +85,9 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from optune.config.run import RewardConfig
+    from optune.choices import RewardBackendName
     from optune.reward.backends import HFReward
+    from optune.reward.config import RewardConfig
     from optune.rewardmodel.serve import RewardServer
 
     if args.batch_size <= 0:
@@ -95,7 +96,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise UserError(f"--port must be in 0..65535; got {args.port}")
     if args.api_key_env and not os.environ.get(args.api_key_env):
         raise UserError(f"--api-key-env names {args.api_key_env}, which is not set in the environment")
-    backend = HFReward(RewardConfig(backend="hf", model=args.model, batch_size=args.batch_size))
+    backend = HFReward(RewardConfig(backend=RewardBackendName.HF, model=args.model, batch_size=args.batch_size))
     server = RewardServer(backend, args.host, args.port, args.api_key_env)
     print(f"serving {args.model} at {server.url} (POST /rewards, GET /health); Ctrl-C stops", flush=True)
     try:

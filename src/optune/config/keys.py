@@ -121,7 +121,7 @@ def resolve_paths(data: dict, folder: Path, keys: dict[str, PathKind], sections:
         *parents, leaf = path.split(".")
         node = _section(out, parents)
         items = node.get(leaf) if node is not None else None
-        if not isinstance(items, list):
+        if node is None or not isinstance(items, list):
             continue
         prefix = ".".join(parents) + "."
         own = {k[len(prefix):]: kind for k, kind in keys.items() if k.startswith(prefix) and "." not in k[len(prefix):]}

@@ -229,6 +229,14 @@ class EvalConfig:
 class RunConfig:
     output_dir: str | None = None
     """Run directory; null: runs/<timestamp>-<strategy>-rho<rho>."""
+
+    @property
+    def run_dir(self) -> Path:
+        """output_dir as a path, once named (optune.runner.prepare names the default before anything is made)."""
+        if self.output_dir is None:
+            raise ValueError("output_dir is not named yet")
+        return Path(self.output_dir)
+
     iterations: int = 3
     """Number of iterations T (iteration 0 included)."""
     seed: int = 0

@@ -43,10 +43,13 @@ def field_docs(cls: type) -> dict[str, str]:
 def _own_field_docs(cls: type) -> dict[str, str]:
     """The docstrings of the fields written in `cls`'s own body."""
     tree = ast.parse(inspect.getsource(cls))
-    body = tree.body[0].body
+    klass = tree.body[0]
+    assert isinstance(klass, ast.ClassDef)
+    body = klass.body
     docs = {}
     for node, nxt in zip(body, body[1:]):
-        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(nxt, ast.Expr)
+                and isinstance(nxt.value, ast.Constant)):
             docs[node.target.id] = " ".join(str(nxt.value.value).split())
     return docs
 
@@ -69,7 +72,7 @@ def _coerce(value, tp, key: str):
             value = [value]
         elif not isinstance(value, list):
             _fail(value, f"a list of {args[0].__name__}", key)
-        if dataclasses.is_dataclass(args[0]):
+        if isinstance(args[0], type) and dataclasses.is_dataclass(args[0]):
             return [_section(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
         return [_coerce(v, args[0], key) for v in value]
     if tp is bool:
@@ -159,7 +162,7 @@ def _list_item(obj, key: str, full: str):
     first, so a config copied shallowly (optune.api.build_config) does not change its original's."""
     match = re.fullmatch(r"(\w+)\[(\d+)\]", key)
     hint = typing.get_type_hints(type(obj)).get(match.group(1)) if match else None
-    if not (typing.get_origin(hint) is list and dataclasses.is_dataclass(typing.get_args(hint)[0])):
+    if match is None or not (typing.get_origin(hint) is list and dataclasses.is_dataclass(typing.get_args(hint)[0])):
         return None
     items, index = getattr(obj, match.group(1)), int(match.group(2))
     if index >= len(items):
@@ -272,7 +275,7 @@ def label_name(label: str) -> str:
     return label[len(CALLABLE_PREFIX):-1]
 
 
-def to_dict(cfg) -> dict:
+def to_dict(cfg) -> typing.Any:
     """A config dataclass as plain data (what its YAML file holds); Python functions become their labels.
 
     Not dataclasses.asdict: that deep-copies every value, and a callable object may hold a whole model.

@@ -35,11 +35,12 @@ def read_outputs(path: str | Path, prompts: list[Prompt]) -> list[str]:
     else:
         by_key = {str(r.get("id", r.get("prompt_id"))): r.get("response", r.get("output")) for r in rows}
         keys = [p.id for p in prompts]
-    missing = [k for k in keys if not isinstance(by_key.get(k), str)]
+    texts = {k: v for k, v in by_key.items() if isinstance(v, str)}
+    missing = [k for k in keys if k not in texts]
     if missing:
         raise UserError(f"{path}: no output for {len(missing)} of {len(keys)} prompts "
                         f"(first: {str(missing[0])[:60]!r})")
-    return [by_key[k] for k in keys]
+    return [texts[k] for k in keys]
 
 
 @dataclass

@@ -68,6 +68,7 @@ def resolve_model_path(spec: str) -> str:
     """
     if spec == EMBEDDED:
         out = cached_model(spec)
+        assert out is not None  # the embedded model's cache folder
         if not (out / "config.json").is_file():
             print(f"converting the embedded SmolLM2-135M-Instruct GGUF once into {out} ...", flush=True)
             convert_gguf(embedded_gguf_path(), out)
@@ -135,7 +136,7 @@ def check_cache(spec: str) -> None:
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".optune-probe-", dir=node))
     except OSError as err:
-        raise UserError(f"{where}: cannot write to {node} ({os.strerror(err.errno)}); {fix}") from None
+        raise UserError(f"{where}: cannot write to {node} ({os.strerror(err.errno or 0)}); {fix}") from None
 
 
 def load_tokenizer(path: str):
@@ -185,7 +186,8 @@ def load_model(path: str, dtype: str = "float32", device: str = "cpu"):
                         ) from None
     except (OSError, ValueError, KeyError) as err:  # ValueError: a config.json or weights file that is not UTF-8
         raise UserError(f"cannot load model {path}: {_first_line(err)}") from None
-    return model.to(resolve_device(device)) if device != "cpu" else model
+    # transformers' stubs give the decorated `to` the wrong signature
+    return model.to(resolve_device(device)) if device != "cpu" else model  # type: ignore[arg-type]
 
 
 def _first_line(err: BaseException) -> str:

@@ -9,6 +9,7 @@ policy as the reference, the same run directory, metrics, checkpoints, held-out 
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -31,7 +32,7 @@ def sample_pairs(data: PreferenceData, limit: int | None, seed: int = 0) -> dict
     With a limit, a seeded uniform sample of the pairs: preference files are often grouped by source, so
     their first N pairs would not be representative.
     """
-    keep = range(len(data.pairs))
+    keep: Sequence[int] = range(len(data.pairs))
     if limit and limit < len(data.pairs):
         keep = sorted(random.Random(seed).sample(keep, limit))
     return {f"pair-{i:06d}": data.pairs[i] for i in keep}

@@ -74,7 +74,7 @@ class OnlineSource:
 
         def generate(indices: list[int]) -> list[dict]:
             seed = self.seed * 1_000_003 + t * 10_007 + indices[0]
-            out = self.generator.generate(model, [prompts[i].ids for i in indices], n=2, seed=seed,
+            out = self.generator.generate(model, [prompts[i].token_ids() for i in indices], n=2, seed=seed,
                                           path=self.store.policy_path(t, self.initial_model_path))
             return [{"prompt_id": prompts[i].id, "samples": [sample_row(s) for s in samples]}
                     for i, samples in zip(indices, out)]

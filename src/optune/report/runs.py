@@ -111,8 +111,8 @@ def chosen_rewards(rows: list[dict]) -> dict[str, float]:
     """prompt_id -> reward of the chosen (higher-reward) response; rows without rewards are skipped."""
     out = {}
     for row in rows:
-        rewards = [r.get("reward") for r in row.get("responses", []) if isinstance(r, dict)]
-        rewards = [float(r) for r in rewards if isinstance(r, (int, float)) and math.isfinite(r)]
+        raw = [r.get("reward") for r in row.get("responses", []) if isinstance(r, dict)]
+        rewards = [float(r) for r in raw if isinstance(r, (int, float)) and math.isfinite(r)]
         if rewards and "prompt_id" in row:
             out[str(row["prompt_id"])] = max(rewards)
     return out

@@ -10,12 +10,13 @@ reward/function.py; every score is checked by reward/scores.py. A backend may al
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from optune.choices import LengthPenalty, RewardBackendName
-from optune.config.run import RewardConfig
 from optune.errors import UserError
 from optune.prompt import Prompt
+from optune.reward.config import RewardConfig
 from optune.reward.function import CallableReward
 from optune.reward.function import load_function as load_function  # re-exported: its home before function.py
 from optune.reward.scores import check_scores, eos_penalized
@@ -49,8 +50,8 @@ class HFReward:
         from optune.reward import hf as reward_model
 
         self.cfg = cfg
-        reward_model.check_reward_dir(cfg.model)  # the folder, before torch and the model load
-        self.model, self.tokenizer, self.stats = reward_model.load_reward_model(cfg.model)
+        reward_model.check_reward_dir(str(cfg.model))  # the folder, before torch and the model load
+        self.model, self.tokenizer, self.stats = reward_model.load_reward_model(str(cfg.model))
         self._score_texts = reward_model.score_texts
 
     def score(self, prompts: list[Prompt], responses: list[str]) -> list[float]:
@@ -100,9 +101,10 @@ def llm_reward(cfg: RewardConfig) -> RewardBackend:
 
 
 # reward.backend -> factory(reward config)
-BACKENDS = {RewardBackendName.VERIFIABLE: VerifiableReward, RewardBackendName.CALLABLE: CallableReward,
-            RewardBackendName.HF: HFReward, RewardBackendName.REMOTE: remote_reward, RewardBackendName.LLM: llm_reward,
-            RewardBackendName.LENGTH: LengthReward, RewardBackendName.MIX: mix_reward}
+BACKENDS: dict[RewardBackendName, Callable[[RewardConfig], RewardBackend]] = {
+    RewardBackendName.VERIFIABLE: VerifiableReward, RewardBackendName.CALLABLE: CallableReward,
+    RewardBackendName.HF: HFReward, RewardBackendName.REMOTE: remote_reward, RewardBackendName.LLM: llm_reward,
+    RewardBackendName.LENGTH: LengthReward, RewardBackendName.MIX: mix_reward}
 
 
 def make_reward(cfg: RewardConfig) -> RewardBackend:

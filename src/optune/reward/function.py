@@ -17,9 +17,10 @@ import inspect
 import threading
 from pathlib import Path
 
-from optune.config.run import RewardSettings, callable_label, is_callable_label, label_name
+from optune.config.run import callable_label, is_callable_label, label_name
 from optune.errors import UserError
 from optune.prompt import Prompt
+from optune.reward.config import RewardSettings
 from optune.reward.scores import check_scores, describe
 
 
@@ -34,6 +35,8 @@ def load_function(spec: str):
     try:
         if target.endswith(".py"):
             spec_obj = importlib.util.spec_from_file_location(Path(target).stem, target)
+            if spec_obj is None or spec_obj.loader is None:
+                raise UserError(f"reward.function: {target} cannot be loaded as a Python module")
             module = importlib.util.module_from_spec(spec_obj)
             spec_obj.loader.exec_module(module)
         else:
@@ -76,6 +79,8 @@ class CallableReward:
     def __init__(self, cfg: RewardSettings):
         if callable(cfg.function):
             self.name, self.fn = label_name(callable_label(cfg.function)), cfg.function
+        elif cfg.function is None:
+            raise UserError("reward.function is needed for the callable backend (module:function or file.py:function)")
         elif is_callable_label(cfg.function):
             raise UserError(f"reward.function: this run's reward was the Python function {label_name(cfg.function)}, "
                             "which config.yaml cannot hold; resume it from Python and pass the function again: "

@@ -19,11 +19,12 @@ import re
 import time
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
-from optune.config.run import RewardConfig
 from optune.endpoint import Endpoint, chat_content, check_key_env, check_url, run_bounded
 from optune.errors import UserError
 from optune.prompt import Prompt
+from optune.reward.config import RewardConfig
 from optune.store.judge_cache import JudgmentCache, cache_key
 
 # Bump when the prompt text changes, so cached ratings of the old prompt are not reused.
@@ -118,7 +119,7 @@ class LLMReward:
         if cached is not None:
             return cached
         temperature = self.cfg.temperature if attempt == 0 else max(self.cfg.temperature, RETRY_TEMPERATURE)
-        body = {"model": self.cfg.model, "messages": chat, "max_tokens": self.cfg.max_tokens,
+        body: dict[str, Any] = {"model": self.cfg.model, "messages": chat, "max_tokens": self.cfg.max_tokens,
                 "temperature": temperature}
         if self.cfg.constrained == "structured_outputs":
             body["structured_outputs"] = {"regex": RATING_LINE_REGEX}

@@ -18,9 +18,10 @@ import math
 from collections.abc import Callable
 
 from optune.choices import RewardBackendName
-from optune.config.run import RewardComponent, RewardConfig, is_callable_label, label_name
+from optune.config.run import is_callable_label, label_name
 from optune.errors import UserError
 from optune.prompt import Prompt
+from optune.reward.config import RewardComponent, RewardConfig
 
 
 class MixReward:
@@ -63,7 +64,7 @@ def _build(comp: RewardComponent, i: int, make: Callable):
     """Component i's backend; a Python function that config.yaml recorded only by name is one clear error."""
     if comp.backend == RewardBackendName.CALLABLE and is_callable_label(comp.function):
         raise UserError(f"reward.components[{i}] ({comp.name}): its function was the Python function "
-                        f"{label_name(comp.function)}, which config.yaml cannot hold; give a mix's functions as "
+                        f"{label_name(str(comp.function))}, which config.yaml cannot hold; give a mix's functions as "
                         "module:function or file.py:function to resume it")
     backend = make(comp)
     if hasattr(backend, "who"):  # a backend that checks its own scores (callable): its errors name the component

@@ -22,12 +22,13 @@ import math
 import time
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 from optune.choices import RewardRoute
-from optune.config.run import RewardConfig
 from optune.endpoint import Endpoint, check_key_env, check_url, run_bounded
 from optune.errors import UserError
 from optune.prompt import Prompt
+from optune.reward.config import RewardConfig
 
 ROUTES = {RewardRoute.CLASSIFY: "/classify", RewardRoute.POOLING: "/pooling", RewardRoute.OPTUNE: "/rewards"}
 
@@ -70,7 +71,7 @@ class RemoteReward:
         body = self._body({"messages": conversation(prompt, response), "use_activation": False})
         if self.cfg.route == "pooling":
             body["task"] = "classify"
-        reply = self.endpoint.post_json(self.url, body, expected="JSON")
+        reply: Any = self.endpoint.post_json(self.url, body, expected="JSON")  # its shape is checked as it is read
         field = "probs" if self.cfg.route == "classify" else "data"
         try:
             value = reply["data"][0][field]

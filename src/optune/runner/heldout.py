@@ -29,8 +29,9 @@ def evaluate_heldout(ctx: Context, t: int, model, clock: Clock, start: bool = Fa
         return None
 
     def work(prompts: list[Prompt]) -> list[dict]:
-        out = ctx.generator.generate(model, [p.ids for p in prompts], n=1, greedy=ctx.cfg.generation.eval_greedy,
-                                     seed=ctx.cfg.seed, path=ctx.policy_path(t, trained=not start))
+        out = ctx.generator.generate(model, [p.token_ids() for p in prompts], n=1,
+                                     greedy=ctx.cfg.generation.eval_greedy, seed=ctx.cfg.seed,
+                                     path=ctx.policy_path(t, trained=not start))
         texts = [s[0].text for s in out]
         scores, parts = scored_parts(ctx.reward, prompts, texts, [s[0].eos for s in out],
                                      ctx.cfg.reward.missing_eos_penalty)
@@ -66,7 +67,7 @@ def movement(ctx: Context, t: int, model, rows: list[dict]) -> dict[str, float]:
     The policy's own log-probs come from generation where the generator gave them (the decode loop's raw
     log-probs of its greedy tokens: the same numbers a forward pass gives, to float rounding), saving that pass."""
     by_id = {p.id: p for p in ctx.heldout}
-    prompts, responses = [by_id[r["prompt_id"]].ids for r in rows], [r["ids"] for r in rows]
+    prompts, responses = [by_id[r["prompt_id"]].token_ids() for r in rows], [r["ids"] for r in rows]
     pad, size = ctx.tokenizer.pad_token_id, ctx.cfg.train.batch_size * 2
 
     def logps(m) -> list[float]:

@@ -65,6 +65,7 @@ def resolve_policy(spec: str) -> str:
         from optune.models.tiny import build_tiny_policy
 
         out = cached_model(spec)
+        assert out is not None  # a built-in name has its cache folder
         if not (out / "config.json").is_file():
             atomic_save_dir(out, build_tiny_policy)
         return str(out)
@@ -97,7 +98,7 @@ def _iteration0_settings(cfg: RunConfig, device_type: str) -> dict:
 
 def adopt_iteration0(cfg: RunConfig, store: RunStore) -> None:
     """Start from another run's finished iteration 0 (checkpoint, responses, metrics), hard-linked."""
-    source = RunStore.open_existing(cfg.init_from, writer=False)
+    source = RunStore.open_existing(str(cfg.init_from), writer=False)
     if not source.finished(0):
         raise UserError(f"init_from {cfg.init_from}: iteration 0 is not finished there")
     # through the dataclasses, so keys added since that run was made compare as the values it ran with
@@ -155,14 +156,15 @@ def preflight(cfg: RunConfig, store: RunStore | None) -> None:
     name must exist (names of choices were checked as the config loaded).
     """
     if store is None:
-        check_new_dir(Path(cfg.output_dir))  # first: the commonest mistake, found before torch is imported
+        check_new_dir(cfg.run_dir)  # first: the commonest mistake, found before torch is imported
     check_trackers(cfg.report_to)
     check_device(cfg.policy.device)
     check_policy(cfg.policy.model)
     if cfg.reward.backend == RewardBackendName.HF:
-        if not Path(cfg.reward.model).expanduser().is_dir():
+        model = Path(cfg.reward.model or "").expanduser()
+        if not model.is_dir():
             raise UserError(f"reward.model {cfg.reward.model}: no such directory")
-        check_model_dir(Path(cfg.reward.model).expanduser(), f"reward.model {cfg.reward.model}")
+        check_model_dir(model, f"reward.model {cfg.reward.model}")
     if cfg.init_from:
         check_init_from(cfg.init_from)
     check_packages(cfg)
@@ -202,13 +204,14 @@ def check_policy(spec: str) -> None:
 def create_store(cfg: RunConfig, dist: Dist) -> RunStore:
     """The new run directory, made by the main process all at once (the others only read it)."""
     if not dist.is_main:
-        return RunStore(Path(cfg.output_dir), writer=False)
+        return RunStore(cfg.run_dir, writer=False)
+
     def fill(store: RunStore) -> None:
         write_digest(store, cfg)
         if cfg.init_from:
             adopt_iteration0(cfg, store)
 
-    return RunStore.create(Path(cfg.output_dir), yaml.safe_dump(to_dict(cfg), sort_keys=False),
+    return RunStore.create(cfg.run_dir, yaml.safe_dump(to_dict(cfg), sort_keys=False),
                            {**versions(), "processes": dist.world}, fill)
 
 
@@ -233,8 +236,8 @@ def prepare(cfg: RunConfig, store: RunStore | None, prompts: list[Prompt] | None
             raise UserError("data.prompts_per_iteration applies to optune run (fresh prompts to sample); "
                             "optune dpo trains on its pairs: leave it null")
         iteration_pool(len(prompts), cfg.data.prompts_per_iteration, 0, cfg.seed)  # in range, before any model
-    use_heldout = cfg.eval.heldout and cfg.data.heldout
-    heldout = load_prompts(cfg.data.heldout, cfg.data.max_heldout, field=cfg.data.prompt_field) if use_heldout else []
+    use_heldout = cfg.data.heldout if cfg.eval.heldout else None
+    heldout = load_prompts(use_heldout, cfg.data.max_heldout, field=cfg.data.prompt_field) if use_heldout else []
     reward = make_reward(cfg.reward)
     checked_score(reward, prompts[:2], ["", "A short answer."][: len(prompts[:2])])
     initial = resolve_policy(cfg.policy.model) if dist.is_main else None
@@ -243,7 +246,7 @@ def prepare(cfg: RunConfig, store: RunStore | None, prompts: list[Prompt] | None
     tokenizer = load_tokenizer(initial)
     generator = make_generator(cfg.generation, tokenizer, cfg.policy)
     created = store is None
-    if created:
+    if store is None:
         store = create_store(cfg, dist)
     try:
         tracker = make_tracker(cfg.report_to, str(store.root), to_dict(cfg)) if dist.is_main else None

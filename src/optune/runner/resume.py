@@ -141,7 +141,7 @@ def _take_function(cfg: RunConfig, function) -> None:
                         "not a Python function; pass no reward function")
     if callable_label(function) != cfg.reward.function:
         print(f"optune: note: resuming with {label_name(callable_label(function))}; the run started with "
-              f"{label_name(cfg.reward.function)}", file=sys.stderr)
+              f"{label_name(str(cfg.reward.function))}", file=sys.stderr)
     cfg.reward.function = function
 
 

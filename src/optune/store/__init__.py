@@ -330,12 +330,12 @@ class RunStore:
         if self.writer:
             write_jsonl(path, rows)
 
-    def write_file(self, path: Path, write: Callable[[IO], None]) -> None:
+    def write_file(self, path: Path, write: Callable[[IO], object]) -> None:
         """A binary file through `write(f)` (e.g. torch.save), atomically."""
         if self.writer:
             atomic_write(path, write)
 
-    def save_dir(self, target: Path, save: Callable[[Path], None]) -> None:
+    def save_dir(self, target: Path, save: Callable[[Path], object]) -> None:
         if self.writer:
             atomic_save_dir(target, save)
 

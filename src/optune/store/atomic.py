@@ -72,7 +72,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, write: Callable[[IO], None], text: bool = False, mode: int | None = None) -> None:
+def atomic_write(path: Path, write: Callable[[IO], object], text: bool = False, mode: int | None = None) -> None:
     """`write(f)` into a temp file in the same directory (binary, or UTF-8 text), fsync, then rename over the target.
 
     `mode` (e.g. 0o600) is set on the temp file before anything is written, so the content is never readable
@@ -117,7 +117,7 @@ def read_jsonl(path: Path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def atomic_save_dir(target: Path, save: Callable[[Path], None]) -> None:
+def atomic_save_dir(target: Path, save: Callable[[Path], object]) -> None:
     """Fill a temp directory with `save(tmp)`, fsync it, and rename it to target: never a partial directory."""
     target = Path(target)
     tmp = None
@@ -148,7 +148,7 @@ def _replace_dir(src: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def atomic_save_files(folder: Path, save: Callable[[Path], None]) -> None:
+def atomic_save_files(folder: Path, save: Callable[[Path], object]) -> None:
     """`save(tmp)` into a temp directory inside `folder`, fsync, then move each entry into `folder` (each
     move atomic). For a directory whose own rename cannot be the commit because its files sit beside
     others: the caller writes its commit file after this returns."""
@@ -216,7 +216,7 @@ def check_new_dir(root: Path, what: str = "output_dir") -> None:
         # named like a creation's temp directory, so one left by a kill right here is cleaned up the same way
         os.rmdir(tempfile.mkdtemp(prefix=f".{root.name}{STAGING}{os.getpid()}-", dir=parent))
     except OSError as err:
-        raise UserError(f"{what} {root}: cannot write to {parent}: {os.strerror(err.errno)}") from None
+        raise UserError(f"{what} {root}: cannot write to {parent}: {os.strerror(err.errno or 0)}") from None
 
 
 def _existing_ancestor(root: Path, what: str) -> Path:
@@ -229,7 +229,7 @@ def _existing_ancestor(root: Path, what: str) -> Path:
     return node
 
 
-def create_dir(root: Path, fill: Callable[[Path], None], what: str = "output_dir") -> DirLock:
+def create_dir(root: Path, fill: Callable[[Path], object], what: str = "output_dir") -> DirLock:
     """Create root with `fill(tmp)` all at once: it either does not exist or is complete. Returns its lock.
 
     The directory is filled under a locked temp name beside root and renamed into place (onto nothing or an

@@ -35,7 +35,7 @@ class DirLock:
         try:
             fd = _locked_fd(root / LOCK)
         except OSError as err:  # e.g. a read-only file system
-            raise UserError(f"cannot lock {what} {root}: {os.strerror(err.errno)}") from err
+            raise UserError(f"cannot lock {what} {root}: {os.strerror(err.errno or 0)}") from err
         if fd is None:
             raise UserError(f"{what} {root} is in use by another optune process (PID {holder(root)}); "
                             "wait for it to finish or stop it")

@@ -68,8 +68,7 @@ def pair_logps(model, pairs: list[Pair], pad_id: int, bf16: bool,
     device = next(model.parameters()).device
     with _autocast(model, bf16):
         if packing and packed.supports(model, pairs):
-            batch = packed.pack(pairs, pad_id, packed.attention_cost(model)).to(device)
-            logps = packed.packed_logps(model, batch)
+            logps = packed.packed_logps(model, packed.pack(pairs, pad_id, packed.attention_cost(model)).to(device))
         else:
             batch = {k: v.to(device) for k, v in collate(pairs, pad_id).items()}
             logps = response_logps(model, batch["input_ids"], batch["attention_mask"], batch["loss_mask"])

@@ -43,8 +43,9 @@ class PackedBatch:
     n_pairs: int
 
     def to(self, device) -> PackedBatch:
-        moved = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in vars(self).items()}
-        return PackedBatch(**moved)
+        return PackedBatch(self.input_ids.to(device), self.position_ids.to(device), self.block.to(device),
+                           self.part.to(device), self.predict_at.to(device), self.targets.to(device),
+                           self.sequence.to(device), self.n_pairs)
 
     def attention_mask(self, kind: str, dtype: torch.dtype) -> torch.Tensor:
         """[R, 1, W, W]: causal within a block, rejected tokens blind to chosen ones, nothing across blocks.
@@ -74,7 +75,8 @@ def _block(pair: Pair) -> tuple[list[int], list[int], list[int]]:
 
 def _first_fit(lengths: list[int], capacity: int) -> list[list[int]]:
     """First-fit decreasing into rows of `capacity` tokens: block indices per row."""
-    rows, room = [], []
+    rows: list[list[int]] = []
+    room: list[int] = []
     for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
         j = next((j for j, free in enumerate(room) if free >= lengths[i]), None)
         if j is None:
@@ -93,13 +95,14 @@ def rows_for(lengths: list[int], attention_weight: float) -> list[list[int]]:
     or not; `attention_weight` is that cost per token and unit of width relative to the rest of the layer.
     """
     longest, total = max(lengths), sum(lengths)
-    best = None
+    best: tuple[float, list[list[int]]] | None = None
     for capacity in sorted({*range(longest, total, max(1, longest // 16)), total}):
         rows = _first_fit(lengths, capacity)
         width = max(sum(lengths[i] for i in row) for row in rows)
         cost = len(rows) * width * (1 + attention_weight * width)
         if best is None or cost < best[0]:
             best = (cost, rows)
+    assert best is not None  # the loop meets `total` at least
     return best[1]
 
 
@@ -180,7 +183,8 @@ def supports(model, pairs: list[Pair]) -> bool:
     if getattr(config, "_attn_implementation", None) not in PACKED_ATTENTION:
         return False
     window = getattr(config, "sliding_window", None)
-    if window is not None and (config.model_type == "mistral" or getattr(config, "use_sliding_window", False)):
+    mistral = getattr(config, "model_type", None) == "mistral"
+    if window is not None and (mistral or getattr(config, "use_sliding_window", False)):
         longest = max(len(p.prompt_ids) + max(len(p.chosen.ids), len(p.rejected.ids)) for p in pairs)
         return longest <= window
     return True

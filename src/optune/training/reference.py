@@ -96,8 +96,8 @@ def has_dropout(model) -> bool:
     """Whether a training-mode forward can differ from an evaluation one: a dropout layer or setting above 0."""
     if any("Dropout" in type(m).__name__ and getattr(m, "p", 0) > 0 for m in model.modules()):
         return True
-    config = getattr(model, "config", None)
-    settings = config.to_dict() if hasattr(config, "to_dict") else {}
+    to_dict = getattr(getattr(model, "config", None), "to_dict", None)
+    settings = to_dict() if to_dict is not None else {}
     return any(("dropout" in k or "pdrop" in k) and isinstance(v, (int, float)) and v > 0 for k, v in settings.items())
 
 

@@ -15,16 +15,21 @@ class OptimizerSettings(Protocol):
     """What `make_optimizer` reads: the policy's TrainConfig and the reward model's RewardTrainConfig both
     have these. A `weight_decay` attribute (AdamW only) is used where present; the policy has none (0)."""
 
-    optimizer: str
-    lr: float
-    lr_schedule: str
-    warmup_ratio: float
+    @property
+    def optimizer(self) -> str: ...
+    @property
+    def lr(self) -> float: ...
+    @property
+    def lr_schedule(self) -> str: ...
+    @property
+    def warmup_ratio(self) -> float: ...
 
 
 def make_optimizer(model, cfg: OptimizerSettings, total_steps: int):
     """Optimizer over the trainable parameters and its schedule: warmup over ceil(warmup_ratio x total_steps)
     steps, then linear/cosine decay to 0 at total_steps, or constant."""
     params = [p for p in model.parameters() if p.requires_grad]
+    optimizer: torch.optim.Optimizer
     if cfg.optimizer == "rmsprop":
         optimizer = torch.optim.RMSprop(params, lr=cfg.lr)
     elif cfg.optimizer == "adamw":

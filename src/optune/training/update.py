@@ -62,7 +62,7 @@ def micro_batch(model, inputs: TrainInputs, mb: list[int], scale: float, cfg: Tr
     scores = [torch.tensor([getattr(p, side).reward for p in pairs], dtype=torch.float32, device=idx.device)
               for side in ("chosen", "rejected")]
     lengths = torch.tensor([len(p.chosen.ids) for p in pairs], device=idx.device) if loss.nll_weight else None
-    out = loss(pol_c, pol_r, ref_c, ref_r, *scores, chosen_lengths=lengths)
+    out = loss(pol_c, pol_r, ref_c, ref_r, scores[0], scores[1], chosen_lengths=lengths)
     dist.backward(out.losses.sum() * scale)
     stats = {"loss": out.losses.detach(), "rewards/chosen": out.chosen_implicit_rewards,
              "rewards/rejected": out.rejected_implicit_rewards,

@@ -163,8 +163,8 @@ def test_out_is_created_only_after_the_inputs_are_checked(tmp_path, capsys):
 def test_reward_judge_from_a_yaml_reward_section_served_over_http(tmp_path):
     """--reward FILE.yaml takes any reward backend with its settings: here `remote`, against optune's own
     reward server (real HTTP) wrapping the word-count reward."""
-    from optune.config.run import RewardConfig
     from optune.reward.backends import make_reward
+    from optune.reward.config import RewardConfig
     from optune.rewardmodel.serve import RewardServer
 
     side_a, side_b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"

@@ -1,9 +1,9 @@
 import pytest
 
-from optune.config.run import RewardConfig
 from optune.errors import UserError
 from optune.prompt import Prompt
 from optune.reward.backends import checked_score, load_function, make_reward
+from optune.reward.config import RewardConfig
 
 
 class Fixed:

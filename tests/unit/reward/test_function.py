@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from optune.config.run import RewardConfig
 from optune.errors import UserError
 from optune.prompt import Prompt
 from optune.reward.backends import checked_score, make_reward
+from optune.reward.config import RewardConfig
 from optune.reward.function import takes_histories
 
 HISTORY = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},

@@ -11,10 +11,11 @@ import socket
 
 import pytest
 
-from optune.config.run import RewardConfig, load_config
+from optune.config.run import load_config
 from optune.errors import UserError
 from optune.prompt import Prompt
 from optune.reward.backends import checked_score, make_reward
+from optune.reward.config import RewardConfig
 from optune.reward.llm import RATING_LINE_REGEX, LLMReward, messages, parse_rating
 
 RECORDS = [Prompt(f"p{i}", f"question {i}") for i in range(3)]

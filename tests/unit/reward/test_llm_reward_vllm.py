@@ -15,10 +15,10 @@ import re
 import pytest
 
 from optune.cli import main as cli_main
-from optune.config.run import RewardConfig
 from optune.errors import UserError
 from optune.prompt import Prompt
 from optune.reward.backends import checked_score, make_reward
+from optune.reward.config import RewardConfig
 from tests.conftest import REPO
 from tests.unit.conftest import VLLM_KEY as KEY
 from tests.unit.conftest import VLLM_KEY_ENV as KEY_ENV

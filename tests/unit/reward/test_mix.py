@@ -5,11 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from optune.config.run import RewardConfig, apply_mapping, load_config, validate_reward
+from optune.config.run import apply_mapping, load_config
 from optune.data.prompts import load_prompts
 from optune.errors import UserError
 from optune.prompt import Prompt
 from optune.reward.backends import checked_score, make_reward, scored_parts
+from optune.reward.config import RewardConfig, validate_reward
 from optune.reward.mix import standardized
 
 

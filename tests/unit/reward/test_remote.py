@@ -14,10 +14,11 @@ import time
 
 import pytest
 
-from optune.config.run import RewardConfig, load_config
+from optune.config.run import load_config
 from optune.errors import UserError
 from optune.prompt import Prompt
 from optune.reward.backends import HFReward, checked_score, make_reward
+from optune.reward.config import RewardConfig
 from optune.reward.remote import RemoteReward
 from optune.rewardmodel.serve import RewardServer
 

@@ -15,11 +15,11 @@ import json
 import pytest
 
 from optune.cli import main as cli_main
-from optune.config.run import RewardConfig
 from optune.data.prompts import load_prompts
 from optune.errors import UserError
 from optune.prompt import Prompt
 from optune.reward.backends import HFReward, make_reward
+from optune.reward.config import RewardConfig
 from tests.conftest import REPO
 from tests.unit.conftest import VLLM_KEY as KEY
 from tests.unit.conftest import VLLM_KEY_ENV as KEY_ENV

@@ -112,8 +112,8 @@ def test_serve_command_answers_the_remote_backend(tiny_bert, tmp_path):
     import subprocess
     import sys
 
-    from optune.config.run import RewardConfig
     from optune.reward.backends import HFReward, make_reward
+    from optune.reward.config import RewardConfig
     from tests.conftest import REPO, interruptible
 
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}

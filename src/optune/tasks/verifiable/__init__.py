@@ -137,7 +137,7 @@ def constraint_score(record: dict, response: str) -> float:
 def _check_record(record: object, response: object) -> None:
     """Raise UserError on a record the reward cannot read, before any text is scored."""
     constraints = record.get("constraints") if isinstance(record, dict) else None
-    if not isinstance(constraints, list) or not constraints:
+    if not isinstance(record, dict) or not isinstance(constraints, list) or not constraints:
         raise UserError(f"record {_record_id(record)} has no list of constraints")
     for field in ("prompt", "topic"):  # optional, but read as text by the answer factor
         if field in record and not isinstance(record[field], str):

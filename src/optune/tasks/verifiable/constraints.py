@@ -23,6 +23,7 @@ import json
 import math
 import re
 import unicodedata
+from collections.abc import Callable
 
 _JOINER = r"(?:[-\u2010\u2011'\u2019]|(?<=\d)[.,](?=\d))"
 WORD_RE = re.compile(rf"[^\W_]+(?:{_JOINER}[^\W_]+)*")
@@ -238,7 +239,7 @@ def title(response: str) -> float:
 
 
 # kind -> (checker, parameter names): a constraint record is {"kind": kind, **params}.
-CHECKERS = {
+CHECKERS: dict[str, tuple[Callable[..., float], tuple[str, ...]]] = {
     "word_count": (word_count, ("min_words", "max_words")),
     "bullets": (bullets, ("count",)),
     "numbered": (numbered, ("count",)),
