@@ -8,6 +8,7 @@ reproduces the uninterrupted run.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -35,25 +36,30 @@ def resume(state_path: Path | None, model, optimizer, scheduler, plan: list, pro
     return start, totals, rows
 
 
-def load_train_state(path: Path | None, model, optimizer, scheduler) -> tuple[int, dict, list[dict]]:
+def load_train_state(path: Path | None, model, optimizer, scheduler,
+                     then: str = "training this iteration from its start",
+                     fits: Callable[[dict], str | None] | None = None) -> tuple[int, dict, list[dict]]:
     """(finished steps, metric sums, log rows) from a saved state, loaded into the objects; (0, {}, []) if none.
 
     A state that does not read, or does not fit these objects (another shape or set of weights, another
     optimizer), is removed with one line and training starts from step 0, which reproduces what the state would
-    have continued. It is checked whole before any of it is applied, so nothing is loaded half-way.
+    have continued. It is checked whole before any of it is applied, so nothing is loaded half-way; `fits(state)`
+    adds the caller's own checks (what is wrong, or None), `then` says what happens next.
     """
     if path is None or not path.is_file():  # a save cut short by a kill left only a temp file (store cleans it)
         return 0, {}, []
     try:
         state = torch.load(path, map_location=next(model.parameters()).device, weights_only=False)
         problem = mismatch(state, model, optimizer, scheduler)
+        if problem is None and fits is not None:
+            problem = fits(state)
     except Exception as err:  # unpickling garbage raises anything; the state is only a shortcut
         problem = type(err).__name__
     if problem is not None:
         # training from step 0 reproduces what the saved state would have continued, so drop it and say so
         from optune.store import warn
 
-        warn(f"{path} is damaged ({problem}): removed it, training this iteration from its start")
+        warn(f"{path} is damaged ({problem}): removed it, {then}")
         path.unlink(missing_ok=True)
         return 0, {}, []
     model.load_state_dict(state["model"])
