@@ -166,6 +166,11 @@ def dpo_unfinished(reference: Path, root: Path, remove: tuple[str, ...]) -> Path
     return run
 
 
+def foreign_rows(path: Path) -> None:
+    """Rows that read as JSON, with the batch's prompt ids, but not what a score batch holds."""
+    path.write_text("".join(json.dumps({"prompt_id": f"pair-00000{i}", "reward": 1.0}) + "\n" for i in range(2)))
+
+
 def another_state(path: Path) -> None:
     """A training state that reads, but of another model: its weights do not fit the policy's."""
     import torch
@@ -182,6 +187,7 @@ def checkpoint_digest(run: Path) -> str:
 @pytest.mark.parametrize("remove, damaged, how", [
     (DPO_AFTER_SCORING, "score/batch_00000.jsonl", garbage),
     (DPO_AFTER_SCORING, "score/batch_00001.jsonl", cut),
+    (DPO_AFTER_SCORING, "score/batch_00000.jsonl", foreign_rows),
     (DPO_AFTER_SCORING, "times.json", cut),
     (DPO_AFTER_REFERENCE, "ref_logps.json", cut),
     (DPO_AFTER_REFERENCE, "train_state.pt", garbage),
