@@ -23,9 +23,13 @@ def save_train_state(path: Path, model, optimizer, scheduler, step: int, totals:
     atomic_write(path, lambda f: torch.save(state, f))
 
 
-def resume(state_path: Path | None, model, optimizer, scheduler, plan: list, progress, log):
-    """(finished steps, metric sums, log rows) of a saved training state, replayed into progress and log."""
-    start, totals, rows = load_train_state(state_path, model, optimizer, scheduler)
+def resume(state_path: Path | None, model, optimizer, scheduler, plan: list, progress, log,
+           then: str = "training this iteration from its start"):
+    """(finished steps, metric sums, log rows) of a saved training state, replayed into progress and log; `then`:
+    what a damaged state's line says happens instead (`load_train_state`)."""
+    start, totals, rows = load_train_state(state_path, model, optimizer, scheduler, then,
+                                           lambda state: None if state["step"] <= len(plan) else
+                                           f"it is at step {state['step']} of a plan of {len(plan)}")
     if log is not None:
         for row in rows:
             log(row)

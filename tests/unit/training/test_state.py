@@ -102,3 +102,17 @@ def test_a_state_that_does_not_read_is_named(tmp_path, capsys, content):
     assert load_train_state(path, *trained(8, steps=0)) == (0, {}, [])
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith(f"{path} is damaged (") and not path.exists(), err
+
+
+def test_resume_refuses_a_state_past_its_plan(tmp_path, capsys):
+    from optune.training.state import resume
+
+    path = tmp_path / "train_state.pt"
+    save_train_state(path, *trained(8), step=5, totals={}, rows=[])
+    fresh = trained(8, steps=0, seed=1)
+    before = snapshot(*fresh)
+    assert resume(path, *fresh, plan=[[[0]]] * 3, progress=None, log=None, then="training iteration 1 from its "
+                  "start") == (0, {}, [])
+    assert capsys.readouterr().err.splitlines() == [
+        f"{path} is damaged (it is at step 5 of a plan of 3): removed it, training iteration 1 from its start"]
+    assert same(snapshot(*fresh), before)
