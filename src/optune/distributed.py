@@ -130,7 +130,8 @@ def batched(dist: Dist, store: RunStore, folder: Path, items: list, batch_size: 
     paths = [store.batch_path(folder, k) for k in range(len(starts))]
     # a damaged file reads as missing on every process (the writer removes it, after which it is missing)
     have = {k: saved for k, (path, start) in enumerate(zip(paths, starts))
-            if (saved := store.read_batch(path, len(items[start:start + batch_size]))) is not None}
+            if (saved := store.read_batch(path, len(items[start:start + batch_size]),
+                                          items[start:start + batch_size])) is not None}
     todo = [k for k in range(len(starts)) if k not in have]
     mine = {k: work(items[starts[k]:starts[k] + batch_size]) for k in todo[dist.rank::dist.world]}
     done: dict[int, list[dict]] = {}

@@ -137,9 +137,10 @@ def _results(args: argparse.Namespace) -> int:
     _check_out_file(args.table_csv, "--table-csv")
     conn = storage.connect(args.db)
     try:
-        ratings = storage.rating_rows(conn)
-        table = results.summarise(storage.comparison_rows(conn), ratings)
-        progress = storage.rater_progress(conn)
+        with storage.reading(args.db):  # checked by connect; a page damaged since is one line too
+            ratings = storage.rating_rows(conn)
+            table = results.summarise(storage.comparison_rows(conn), ratings)
+            progress = storage.rater_progress(conn)
     finally:
         conn.close()
     if args.csv:

@@ -96,9 +96,16 @@ def read_stats(path: str) -> RewardStats | None:
     file = os.path.join(path, STATS_FILE)
     if not os.path.isfile(file):
         return None
-    with open(file, encoding="utf-8") as fh:
-        raw = json.load(fh)
-    return RewardStats(mean=float(raw["mean"]), std=float(raw["std"]))
+    try:
+        with open(file, encoding="utf-8") as fh:
+            raw = json.load(fh)
+        return RewardStats(mean=float(raw["mean"]), std=float(raw["std"]))
+    except (OSError, ValueError, KeyError, TypeError) as err:  # scores would be normalised by what it held
+        from optune.store import damage
+
+        problem = "not a JSON object" if isinstance(err, TypeError) else damage(err)
+        raise UserError(f"{file} is damaged ({problem}); it holds the reward model's score mean and std, which "
+                        "its scores are normalised by: restore it, or train the model again") from None
 
 
 def render(tokenizer, prompt: str, response: str, history: list[dict] | None = None) -> str:

@@ -10,6 +10,10 @@ written, the latter last, so its presence means "finished"; `train_state.pt` is 
 The optimizer and learning-rate schedule are the policy trainer's (optune.training.schedule). Data order
 is a pure function of (seed, epoch), so a resumed run skips the batches already done and continues
 exactly as the uninterrupted run would have. Every file goes through optune.store's atomic writers.
+
+Damaged from outside, a resume's files are named in one line: a train_state.pt that does not read or does not
+fit is removed and training starts from step 0 (the same result); a damaged reward_config.yaml, or the
+reward_stats.json of a finished run, stops with exit 2 and the way out (neither can be redone in place).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from tqdm import tqdm
 
 from optune.config.run import to_dict
 from optune.data.preferences import PreferencePair, read_preferences
-from optune.errors import RunFailed, UserError
+from optune.errors import Damaged, RunFailed, UserError
 from optune.losses import bradley_terry_loss
 from optune.reward.hf import STATS_FILE, encode, forward_scores, render, score_sequences
 from optune.rewardmodel.config import RewardTrainConfig, load_reward_config
@@ -40,6 +44,7 @@ from optune.store import (
     check_new_dir,
     clean_temporaries,
     create_dir,
+    damage,
     read_json,
     write_json,
     write_jsonl,
@@ -130,9 +135,50 @@ def config_for_resume(output_dir: str) -> RewardTrainConfig:
     path = os.path.join(output_dir, CONFIG_FILE)
     if not os.path.isfile(path):
         raise UserError(f"{output_dir} has no {CONFIG_FILE}; it is not a reward training directory")
+    check_saved_config(Path(path))
     cfg = load_reward_config(path)
     cfg.output_dir = output_dir
     return cfg
+
+
+def check_saved_config(path: Path) -> None:
+    """The run's own reward_config.yaml (all of its keys, as the run wrote it), readable; a damaged one stops with
+    one line (`Damaged`, exit 2): filled in with defaults, it would continue another training than the one saved."""
+    try:
+        saved = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if not isinstance(saved, dict):
+            raise ValueError("not a YAML mapping")
+        for key in ("backbone", "train_files"):  # written by every version; no default stands in for them
+            if key not in saved:
+                raise KeyError(key)
+    except yaml.MarkedYAMLError as err:
+        problem = f"not valid YAML at line {err.problem_mark.line + 1}" if err.problem_mark else "not valid YAML"
+    except yaml.YAMLError:
+        problem = "not valid YAML"
+    except (OSError, ValueError, KeyError) as err:
+        problem = damage(err)
+    else:
+        return
+    raise Damaged(f"{path} is damaged ({problem}); it is the config the run was started with, which a resume "
+                  "continues: restore it, or train again into a new output_dir") from None
+
+
+def finished_stats(out: Path) -> dict:
+    """A finished run's reward_stats.json; a damaged one stops with one line (`Damaged`, exit 2): it is the trained
+    model's score mean and std, so it is not rewritten without the training that gave it."""
+    path = out / STATS_FILE
+    try:
+        stats = read_json(path)
+        if not isinstance(stats, dict):
+            raise ValueError("not a JSON object")
+        for key in ("mean", "std"):
+            if not isinstance(stats.get(key), int | float) or isinstance(stats[key], bool):
+                raise ValueError(f"no number {key!r} in it")
+        return stats
+    except (OSError, ValueError) as err:
+        raise Damaged(f"{path} is damaged ({damage(err)}); it marks the reward model finished and holds its score "
+                      f"mean and std: restore it, or remove it and run optune reward train --resume "
+                      f"{shlex.quote(str(out))} to train the model again from step 0") from None
 
 
 def _read_data(cfg: RewardTrainConfig, log: Callable[[str], None]):
@@ -161,9 +207,10 @@ def train_reward_model(
     try:
         out = Path(cfg.output_dir)
         if resume and (out / STATS_FILE).is_file():
+            result = finished_stats(out)
             (out / STATE_FILE).unlink(missing_ok=True)  # a kill after the stats, before this unlink
             log(f"{out} is finished already ({STATS_FILE}); nothing left to do")
-            return read_json(out / STATS_FILE)
+            return result
         checked_backbone(cfg.backbone, cfg.gguf_file)  # a missing path fails before the data is read
         train_pairs, eval_pairs = _read_data(cfg, log)
         torch.manual_seed(cfg.seed)
@@ -187,7 +234,8 @@ def _train(cfg, model, tokenizer, train_pairs, eval_pairs, log, on_step) -> dict
     plan = step_plan(enc_train, cfg)
     optimizer, scheduler = make_optimizer(model, cfg, len(plan))
     state_path = Path(cfg.output_dir) / STATE_FILE
-    step, totals, rows = load_train_state(state_path, model, optimizer, scheduler)
+    step, totals, rows = load_train_state(state_path, model, optimizer, scheduler, "training from step 0",
+                                          lambda state: state_problem(state, len(plan)))
     totals = totals or {"elapsed_s": 0.0, "loss_sum": 0.0, "loss_n": 0}
     if step:
         log(f"resumed at step {step} of {len(plan)}")
@@ -198,6 +246,19 @@ def _train(cfg, model, tokenizer, train_pairs, eval_pairs, log, on_step) -> dict
     run = _Run(cfg, model, tokenizer, optimizer, scheduler, totals, rows, state_path)
     run.steps(plan, step, enc_train, eval_sample, on_step)
     return _finish(run, enc_train, enc_eval, len(plan), log)
+
+
+def state_problem(state: dict, steps: int) -> str | None:
+    """What in a saved state (checked by optune.training.state) this trainer cannot continue from: a step past
+    its plan, running sums or log rows that are not its own."""
+    if not state["step"] <= steps:
+        return f"it is at step {state['step']} of a plan of {steps}"
+    totals = state["totals"]
+    if totals and not all(isinstance(totals.get(k), int | float) for k in ("elapsed_s", "loss_sum", "loss_n")):
+        return "its running sums are not this trainer's"
+    if not all(isinstance(row, dict) and isinstance(row.get("step"), int) for row in state["rows"]):
+        return "its log rows are not this trainer's"
+    return None
 
 
 def step_plan(encoded: list[EncodedPair], cfg: RewardTrainConfig) -> list[list[int]]:

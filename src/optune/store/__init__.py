@@ -112,6 +112,56 @@ def _read_prompt_rows(path: Path) -> list[dict]:
     return rows
 
 
+def _number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _pair_of(value, kind) -> bool:
+    return isinstance(value, list) and len(value) == 2 and all(kind(v) for v in value)
+
+
+def _sample(value) -> bool:
+    return (isinstance(value, dict) and isinstance(value.get("text"), str) and isinstance(value.get("ids"), list)
+            and isinstance(value.get("eos"), bool))
+
+
+BATCH_ROWS: dict[str, dict[str, Callable[[object], bool]]] = {
+    "gen": {"samples": lambda v: _pair_of(v, _sample)},
+    "score": {"rewards": lambda v: _pair_of(v, _number)},
+    "heldout": {"response": lambda v: isinstance(v, str), "eos": lambda v: isinstance(v, bool), "reward": _number},
+}
+"""What each row of a batch folder of the layout holds besides its prompt_id (gen: the two samples, score: their
+rewards, heldout and heldout_start: the greedy answer and its reward)."""
+BATCH_ROWS["heldout_start"] = BATCH_ROWS["heldout"]
+
+
+def _item_id(item) -> str | None:
+    """The prompt id of a batch's item where it has one (a Prompt, or a gen row being scored)."""
+    if isinstance(item, dict):
+        return item.get("prompt_id")
+    return getattr(item, "id", None)
+
+
+def batch_rows_problem(folder: str, rows: list, items: list | None = None) -> str | None:
+    """What is wrong with a batch file's rows that read as JSON: not objects, without what their folder's rows
+    hold (`BATCH_ROWS`), or for other prompts than the batch's `items`; None if nothing."""
+    checks = BATCH_ROWS.get(folder)
+    ids = [_item_id(x) for x in items] if items is not None else [None] * len(rows)
+    for i, (row, expected) in enumerate(zip(rows, ids), 1):
+        if not isinstance(row, dict):
+            return f"line {i} is not a JSON object"
+        if checks is None:
+            continue
+        if not isinstance(row.get("prompt_id"), str):
+            return f"line {i} has no prompt_id"
+        if expected is not None and row["prompt_id"] != expected:
+            return f"line {i} is for prompt {row['prompt_id']!r}, not {expected!r}"
+        for key, fits in checks.items():
+            if not fits(row.get(key)):
+                return f"line {i} has no {key!r}" if key not in row else f"line {i}'s {key!r} is not one"
+    return None
+
+
 class RunStore:
     """Named paths and atomic writes of one run directory; `writer=False` makes every write a no-op.
 
@@ -348,7 +398,7 @@ class RunStore:
         rows: list[dict] = []
         for k, start in enumerate(range(0, len(items), batch_size)):
             path = self.batch_path(folder, k)
-            out = self.read_batch(path, len(items[start:start + batch_size]))
+            out = self.read_batch(path, len(items[start:start + batch_size]), items[start:start + batch_size])
             if out is None:
                 out = work(items[start:start + batch_size])
                 self.write_jsonl(path, out)
@@ -357,13 +407,15 @@ class RunStore:
                 progress.update(len(items[start:start + batch_size]))
         return rows
 
-    def read_batch(self, path: Path, n: int) -> list[dict] | None:
+    def read_batch(self, path: Path, n: int, items: list | None = None) -> list[dict] | None:
         """A finished batch file's rows (one per item, n of them), or None to (re)compute it: absent, or
-        damaged (unreadable, cut short), in which case it is removed with one log line. A batch is a function
-        of its items and the run's seed, so redoing it gives the same rows."""
+        damaged (unreadable, cut short, rows that are not what its folder holds or not for its `items`), in which
+        case it is removed with one log line. A batch is a function of its items and the run's seed, so redoing
+        it gives the same rows."""
         try:
             rows = read_jsonl(path)
             problem = None if len(rows) == n else f"{len(rows)} rows where {n} were expected"
+            problem = problem or batch_rows_problem(path.parent.name, rows, items)
         except FileNotFoundError:  # not done yet (or removed by the writer process just now)
             return None
         except (OSError, ValueError) as err:  # ValueError: not JSON, or not UTF-8

@@ -8,7 +8,15 @@ import pytest
 import torch
 
 from optune.errors import UserError
-from optune.reward.hf import PLAIN_CHAT_TEMPLATE, RewardStats, encode, load_reward_model, render, score_texts
+from optune.reward.hf import (
+    PLAIN_CHAT_TEMPLATE,
+    RewardStats,
+    encode,
+    load_reward_model,
+    read_stats,
+    render,
+    score_texts,
+)
 from optune.rewardmodel.model import load_backbone, mean_std
 from tests.unit.reward.conftest import make_bert, make_causal
 
@@ -120,3 +128,17 @@ def test_embedded_minilm_backbone_loads_offline(monkeypatch):
     assert model.config.num_labels == 1 and tok.chat_template == PLAIN_CHAT_TEMPLATE
     scores = score_texts(model.eval(), tok, ["hi"], ["hello"], stats=RewardStats(0.0, 1.0))
     assert len(scores) == 1
+
+
+@pytest.mark.parametrize("content, problem", [
+    (b"\x00\xff", "not UTF-8 text"), (b'{"mean": 0.5', "not valid JSON at line 1"),
+    (b'{"mean": 0.5}', "no 'std' in it"), (b"[1, 2]", "not a JSON object"),
+])
+def test_a_damaged_stats_file_is_one_line(tmp_path, content, problem):
+    """A reward model's scores are normalised by its reward_stats.json: a damaged one is named, not a traceback."""
+    (tmp_path / "reward_stats.json").write_bytes(content)
+    with pytest.raises(UserError) as err:
+        read_stats(str(tmp_path))
+    assert str(err.value) == (f"{tmp_path / 'reward_stats.json'} is damaged ({problem}); it holds the reward model's "
+                              "score mean and std, which its scores are normalised by: restore it, or train the model "
+                              "again")

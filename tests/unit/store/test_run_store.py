@@ -1,4 +1,5 @@
 import errno
+import json
 import os
 import subprocess
 import sys
@@ -300,3 +301,50 @@ def test_resume_refuses_a_damaged_config_digest(tmp_path, damage):
     assert str(err.value).endswith("restore it, or remove it to resume with config.yaml as it is, unchecked")
     assert store.config_digest.read_bytes() == damage
     RunStore.open_existing(str(store.root), writer=False)  # a reader (export, report) does not check it
+
+
+@pytest.mark.parametrize("folder, rows, problem", [
+    ("score", [{"prompt_id": "a", "rewards": [1.0, 0.0]}, [1]], "line 2 is not a JSON object"),
+    ("score", [{"prompt_id": "a", "rewards": [1.0, 0.0]}, {}], "line 2 has no prompt_id"),
+    ("score", [{"prompt_id": "a"}, {"prompt_id": "b", "rewards": [1.0, 0.0]}], "line 1 has no 'rewards'"),
+    ("score", [{"prompt_id": "a", "rewards": [1.0]}, {"prompt_id": "b", "rewards": [1, 0]}],
+     "line 1's 'rewards' is not one"),
+    ("score", [{"prompt_id": "b", "rewards": [1.0, 0.0]}, {"prompt_id": "a", "rewards": [1.0, 0.0]}],
+     "line 1 is for prompt 'b', not 'a'"),
+    ("gen", [{"prompt_id": "a", "samples": [{"text": "x", "ids": [1], "eos": True}, {"text": "y"}]},
+             {"prompt_id": "b", "samples": []}], "line 1's 'samples' is not one"),
+    ("heldout", [{"prompt_id": "a", "response": "x", "eos": True, "reward": "high"},
+                 {"prompt_id": "b", "response": "y", "eos": False, "reward": 0}], "line 1's 'reward' is not one"),
+])
+def test_a_batch_whose_rows_read_but_are_not_its_folders_is_redone(tmp_path, capsys, folder, rows, problem):
+    """Rows that are JSON but not what the folder holds (a hand edit, another file copied in) are named and
+    redone, not a KeyError later."""
+    from optune.prompt import Prompt
+
+    store = RunStore(tmp_path)
+    items = [Prompt(id="a", text="A?"), Prompt(id="b", text="B?")]
+    path = store.batch_path(tmp_path / "iter_000" / folder, 0)
+    path.parent.mkdir(parents=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    redone = []
+
+    def work(batch):
+        redone.append([p.id for p in batch])
+        return [{"prompt_id": p.id, "fresh": True} for p in batch]
+
+    assert store.batched(path.parent, items, 2, work) == [{"prompt_id": "a", "fresh": True},
+                                                         {"prompt_id": "b", "fresh": True}]
+    assert redone == [["a", "b"]]
+    assert capsys.readouterr().err.splitlines() == [f"{path} is damaged ({problem}): removed it, redoing that batch"]
+
+
+def test_a_batch_of_the_layout_that_fits_is_kept(tmp_path):
+    from optune.prompt import Prompt
+
+    store = RunStore(tmp_path)
+    rows = [{"prompt_id": "a", "rewards": [0.5, 0], "parts": None}]
+    path = store.batch_path(store.score_dir(0), 0)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(rows[0]) + "\n")
+    assert store.batched(path.parent, [Prompt(id="a", text="A?")], 2, lambda b: pytest.fail("redone")) == rows
+    assert store.batched(path.parent, [{"prompt_id": "a", "samples": []}], 2, lambda b: pytest.fail("redone")) == rows

@@ -2,6 +2,8 @@ import json
 import socket
 import stat
 
+import pytest
+
 from optune.cli import main
 from optune.study import storage
 
@@ -121,3 +123,48 @@ def test_serve_on_a_taken_port_is_one_line(tmp_path, capsys):
         assert main(["study", "serve", str(tmp_path / "s.db"), "--port", str(port)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"optune study: error: cannot listen on 127.0.0.1:{port}") and "\n" not in err, err
+
+
+def _cut(db):
+    data = db.read_bytes()
+    db.write_bytes(data[:len(data) // 2])
+
+
+def _spoil_last_page(db):
+    data = db.read_bytes()
+    db.write_bytes(data[:-4096] + b"\x11" * 4096)  # a page only a query that reaches it would meet
+
+
+def _bad_choice(db):
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA ignore_check_constraints=ON")  # as an edit by hand would
+    conn.execute("INSERT INTO ratings VALUES (1, 'maybe', '2026-01-01')")
+    conn.commit()
+    conn.close()
+
+
+@pytest.mark.parametrize("spoil, problem", [
+    (_cut, "database disk image is malformed"), (_spoil_last_page, "database disk image is malformed"),
+    (_bad_choice, "SQLite's check finds a problem: CHECK constraint failed in ratings"),
+])
+def test_serve_and_results_name_a_damaged_study_file_in_one_line(tmp_path, capsys, spoil, problem):
+    assert _create(tmp_path) == 0
+    db = tmp_path / "s.db"
+    assert main(["study", "results", str(db)]) == 0
+    spoil(db)
+    capsys.readouterr()
+    message = (f"{db}: a damaged optune study file ({problem}); restore it from a copy, or make a new study with "
+               "`optune study create`")
+    for command in ("results", "serve"):
+        assert main(["study", command, str(db), "--port", "0"][:3 if command == "results" else 5]) == 2
+        assert capsys.readouterr().err.strip() == f"optune study: error: {message}"
+
+
+def test_a_file_that_is_no_database_is_not_a_study(tmp_path, capsys):
+    db = tmp_path / "s.db"
+    db.write_bytes(b"\x00\xffnot what was written\x80" * 100)
+    assert main(["study", "results", str(db)]) == 2
+    assert capsys.readouterr().err.strip() == (f"optune study: error: {db}: not an optune study file (file is not a "
+                                               "database)")

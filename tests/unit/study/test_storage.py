@@ -136,3 +136,22 @@ def test_plan_round_trip_counts(tmp_path):
     item = storage.next_item(conn, 1)
     assert (item["prompt"], item["a"], item["b"]) == ("p", "rb", "ra")
     assert [tuple(r) for r in storage.comparison_rows(conn)] == [(1, "a", "b", 1, 1)]
+
+
+def test_a_page_damaged_after_the_check_is_one_line_while_reading(study):
+    """connect checks every page; `reading` names a page damaged afterwards (the server checks only at start)."""
+    db, _ = study
+    conn = storage.connect(db)
+    conn.close()
+    data = db.read_bytes()
+    db.write_bytes(data[:-4096] + b"\x11" * 4096)
+    conn = storage.connect(db, check=False)
+    try:
+        with pytest.raises(UserError) as err, storage.reading(db):
+            storage.rating_rows(conn)
+            storage.rater_progress(conn)
+            storage.comparison_rows(conn)
+    finally:
+        conn.close()
+    assert str(err.value) == (f"{db}: a damaged optune study file (database disk image is malformed); restore it "
+                              "from a copy, or make a new study with `optune study create`")
