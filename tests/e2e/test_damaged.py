@@ -245,9 +245,13 @@ def test_dpo_damaged_reference_log_probs_take_the_training_state_with_them(dpo_r
 def test_dpo_an_unfinished_iterations_pairs_and_responses_are_written_again(dpo_reference, tmp_path, capsys,
                                                                             damaged):
     """Both are what the iteration writes before it trains, never read back while it is unfinished: a resume
-    writes them again from the pairs and their score batches (so there is nothing to say)."""
+    writes them again from the pairs and their score batches, and says so."""
     run = dpo_unfinished(dpo_reference, tmp_path, DPO_AFTER_REFERENCE)
-    cut(run / "iter_000" / damaged)
+    garbage(run / "iter_000" / damaged)
+    capsys.readouterr()
     assert main(["dpo", "--resume", str(run)]) == 0
+    said = [line for line in capsys.readouterr().err.splitlines() if "is damaged" in line]
+    assert len(said) == 1 and said[0].startswith(str(run / "iter_000" / damaged)), said
+    assert said[0].endswith("removed it, writing it again")
     assert checkpoint_digest(run) == checkpoint_digest(dpo_reference)
     compare_trees(run, dpo_reference, RUN_RULES)

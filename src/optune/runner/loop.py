@@ -108,6 +108,8 @@ def run_iteration(ctx: Context, t: int, state: State, model) -> tuple[State, obj
     # only this iteration's prompts carry over: what a resumed run reads back from responses.jsonl
     state = {p.id: state[p.id] for p in prompts}
     with clock.phase("bookkeeping"):
+        for path in (ctx.store.responses(t), ctx.store.pairs(t)):
+            ctx.store.check_rewritten(path)
         ctx.store.write_jsonl(ctx.store.responses(t), state_rows(prompts, state))
         pairs, ties = pairs_for(ctx, t, state)
         ctx.store.write_json(ctx.store.times(t), clock.seconds)

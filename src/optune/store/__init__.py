@@ -425,6 +425,16 @@ class RunStore:
         self.discard(path, problem, "redoing that batch")
         return None
 
+    def check_rewritten(self, path: Path) -> None:
+        """A JSONL file of an unfinished step that is about to be written again in full: if damaged, say so (the
+        write replaces it; nothing read it)."""
+        try:
+            read_jsonl(path)
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError) as err:
+            self.discard(path, damage(err), "writing it again")
+
     def discard(self, path: Path, problem: str, then: str) -> None:
         """Remove a damaged file of an unfinished step that will be recomputed (the writer says so on stderr, once:
         a warning, apart from the run's progress on stdout)."""

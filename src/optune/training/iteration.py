@@ -70,7 +70,8 @@ class Trainer:
             log_rows: list[dict] = []
             with progress(f"iter {t} train", len(pairs) * self.train.epochs, self.dist.is_main) as bar:
                 hooks = TrainHooks(progress=bar, log=log_rows.append,
-                                   state_path=store.train_state(t) if store.writer else None)
+                                   state_path=store.train_state(t) if store.writer else None,
+                                   state_then=f"training iteration {t} from its start")
                 metrics = train_iteration(model, inputs, self.train, self.loss, hooks, self.dist)
             if pairs and not self.dist.active:
                 metrics.update(self.pair_movement(t, pairs, model))

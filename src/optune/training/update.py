@@ -46,6 +46,8 @@ class TrainHooks:
     progress: Any = None
     log: Callable[[dict], None] | None = None
     state_path: Path | None = None
+    state_then: str = "training this iteration from its start"
+    """What the line about a damaged training state says happens instead."""
 
 
 def micro_batch(model, inputs: TrainInputs, mb: list[int], scale: float, cfg: TrainConfig, loss: PreferenceLoss,
@@ -99,7 +101,8 @@ def train_iteration(model, inputs: TrainInputs, cfg: TrainConfig, loss: Preferen
     model, optimizer = dist.prepare(model, optimizer)
     model.train()
     state_path = None if dist.active or not cfg.save_steps else hooks.state_path
-    start, totals, rows = resume(state_path, model, optimizer, scheduler, plan, hooks.progress, hooks.log)
+    start, totals, rows = resume(state_path, model, optimizer, scheduler, plan, hooks.progress, hooks.log,
+                                 hooks.state_then)
     for step, micro_batches in enumerate(plan):
         if step < start:
             continue
