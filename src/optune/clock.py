@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Protocol
 
 
 class Clock:
@@ -28,6 +29,14 @@ class Clock:
             yield
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+
+class Progress(Protocol):
+    """What a stage reports its progress to (a tqdm bar)."""
+
+    def update(self, n: float = 1) -> object: ...
+
+    def set_postfix(self, ordered_dict=None, refresh: bool = True, **kwargs) -> object: ...
 
 
 def progress(desc: str, total: int, enabled: bool = True):

@@ -21,6 +21,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from optune.clock import Progress
 from optune.errors import UserError
 from optune.store import RunStore
 
@@ -122,7 +123,7 @@ def check(dist: Dist, cfg) -> None:
 
 
 def batched(dist: Dist, store: RunStore, folder: Path, items: list, batch_size: int,
-            work: Callable[[list], list[dict]], progress=None) -> list[dict]:
+            work: Callable[[list], list[dict]], progress: Progress | None = None) -> list[dict]:
     """`RunStore.batched` with the unfinished batches dealt round-robin to processes."""
     if not dist.active:
         return store.batched(folder, items, batch_size, work, progress)

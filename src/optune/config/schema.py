@@ -218,7 +218,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     """The safe loader, refusing a key given twice in one mapping: PyYAML keeps the last silently, so a second
     `lr:` further down a file would win unnoticed. Keys a merge (`<<: *base`) brings may still be overridden."""
 
-    def construct_mapping(self, node, deep=False):
+    def construct_mapping(self, node, deep: bool = False):
         if isinstance(node, yaml.MappingNode):
             first: dict = {}
             for key_node, _ in node.value:

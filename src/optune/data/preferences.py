@@ -20,7 +20,7 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from optune.data import tables
 from optune.data.readers import read_records
@@ -38,6 +38,9 @@ class PreferencePair(TypedDict):
     history: list[dict[str, str]]
     chosen: str
     rejected: str
+    chosen_reward: NotRequired[float]
+    """The source's reward of the chosen answer, where it has one (both or neither); offline wDPO weighs by them."""
+    rejected_reward: NotRequired[float]
 
 
 @dataclass
@@ -140,7 +143,9 @@ def record_to_pair(record: Any) -> PreferencePair:
         raise _BadRecord("record has neither 'chosen' nor 'rejected'")
     chosen, rejected = record["chosen"], record["rejected"]
     if "prompt" not in record and isinstance(chosen, str) and isinstance(rejected, str):
-        return {**split_hh_transcripts(chosen, rejected), **_rewards(record)}
+        hh = split_hh_transcripts(chosen, rejected)
+        hh.update(_rewards(record))
+        return hh
     c_text, c_ctx = _answer_and_context(chosen, "chosen")
     r_text, r_ctx = _answer_and_context(rejected, "rejected")
     if "prompt" in record:
@@ -151,15 +156,21 @@ def record_to_pair(record: Any) -> PreferencePair:
         if not c_ctx or c_ctx[-1]["role"] != "user":
             raise _BadRecord("no 'prompt' and no user turn before the answers")
         prompt, history = c_ctx[-1]["content"], c_ctx[:-1]
-    pair = {"prompt": prompt, "history": history, "chosen": c_text, "rejected": r_text}
-    return {**pair, **_rewards(record)}
+    pair = PreferencePair(prompt=prompt, history=history, chosen=c_text, rejected=r_text)
+    pair.update(_rewards(record))
+    return pair
 
 
 # Reward fields kept when a source has them (ours, and UltraFeedback-binarized's names); offline wDPO uses them.
 _REWARD_KEYS = (("chosen_reward", "rejected_reward"), ("score_chosen", "score_rejected"))
 
 
-def _rewards(record: dict) -> dict:
+class _Rewards(TypedDict, total=False):
+    chosen_reward: float
+    rejected_reward: float
+
+
+def _rewards(record: dict) -> _Rewards:
     """The record's two rewards, where it has them; a value that is there must be a finite number (a NaN would
     train an all-NaN checkpoint), and one without the other is no reward gap."""
     for c_key, r_key in _REWARD_KEYS:
@@ -169,8 +180,8 @@ def _rewards(record: dict) -> dict:
         if c is None or r is None:
             present, missing = (c_key, r_key) if r is None else (r_key, c_key)
             raise _BadRecord(f"record has {present!r} but no {missing!r} (a reward needs both)")
-        return {"chosen_reward": _reward(c, c_key), "rejected_reward": _reward(r, r_key)}
-    return {}
+        return _Rewards(chosen_reward=_reward(c, c_key), rejected_reward=_reward(r, r_key))
+    return _Rewards()
 
 
 def _reward(value: Any, key: str) -> float:

@@ -18,7 +18,7 @@ from pathlib import Path
 from optune.data import tables
 from optune.data.readers import Located, is_json_list, parse_records, read_records, read_text
 from optune.errors import UserError
-from optune.prompt import Prompt
+from optune.prompt import Message, Prompt
 
 BUILTIN = ("verifiable:train", "verifiable:heldout")
 
@@ -130,6 +130,7 @@ def prompt_record(row: dict, index: int, field: str | None = None, extras: bool 
     """
     column = _prompt_column(row, field)
     value = row[column]
+    history: list[Message]
     if isinstance(value, str):
         if not value.strip():
             raise _BadPrompt(f"no prompt text (an empty {column!r} field)")
@@ -180,19 +181,19 @@ def detect_format(path: Path) -> str:
     first = next(parse_records(text, path), None)
     if first is None:
         raise UserError(f"prompt set {path} is empty")
-    where, first = first
+    where, record = first
     if is_json_list(text):  # AlpacaEval's and Dolly's sets come as JSON lists; any other shape reads as in JSONL
-        if "category" in first and "instruction" in first and "generator" not in first:
+        if "category" in record and "instruction" in record and "generator" not in record:
             return "dolly"
-        if "instruction" in first:
+        if "instruction" in record:
             return "alpaca_eval"
     for key, fmt in _SIGNATURES:
-        if key in first:
-            if fmt == "prompt" and str(first.get("id", "")).startswith("koala"):
+        if key in record:
+            if fmt == "prompt" and str(record.get("id", "")).startswith("koala"):
                 return "koala"
             return fmt
     raise UserError(f"{where}: no prompt text: records need a 'prompt' or 'messages' field or one of the known "
-                    f"formats (first record keys: {sorted(first)}); or name the field with data.prompt_field")
+                    f"formats (first record keys: {sorted(record)}); or name the field with data.prompt_field")
 
 
 def _checked(records: list[dict], source) -> list[Prompt]:
@@ -217,14 +218,14 @@ def read_prompts(path: str | Path, fmt: str = "auto", limit: int | None = None,
     if not path.is_file():
         raise UserError(f"prompt file {path} " + ("is a folder, not a file" if path.is_dir() else "does not exist"))
     if field is not None:
-        records = _records(read_records(path, KIND), field)
+        rows = _records(read_records(path, KIND), field)
     else:
         if fmt == "auto":
             fmt = detect_format(path)
         if fmt not in _READERS:
             raise UserError(f"unknown prompt format {fmt!r}; choose one of {', '.join(FORMATS)} or auto")
-        records = _READERS[fmt](read_records(path, KIND))
-    records = _checked(records, path)
+        rows = _READERS[fmt](read_records(path, KIND))
+    records = _checked(rows, path)
     return records[:limit] if limit else records
 
 

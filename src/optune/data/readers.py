@@ -27,6 +27,12 @@ Located = tuple[str, dict]
 """A record and where it is: ("data/a.jsonl:12", {...})."""
 
 _WS = re.compile(r"[ \t\n\r]*")  # JSON's own white space (str.isspace knows more)
+
+
+def _past_ws(text: str, pos: int = 0) -> int:
+    """The first position at or after `pos` that is not JSON white space."""
+    match = _WS.match(text, pos)
+    return match.end() if match else pos
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # how an unpaired surrogate gets into JSON text
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -47,7 +53,7 @@ def read_text(path: str | Path, kind: str = "file") -> str:
 
 def is_json_list(text: str) -> bool:
     """Whether the text is one JSON list rather than JSON lines."""
-    return text.startswith("[", _WS.match(text).end())
+    return text.startswith("[", _past_ws(text))
 
 
 def parse_records(text: str, path: str | Path) -> Iterator[Located]:
@@ -91,7 +97,7 @@ def _list_items(text: str, path: str | Path) -> Iterator[tuple[str, Any]]:
     the checks between items are JSON's grammar for a list.
     """
     decoder = json.JSONDecoder()
-    pos = _WS.match(text, _WS.match(text).end() + 1).end()  # past "[" and any white space
+    pos = _past_ws(text, _past_ws(text) + 1)  # past "[" and any white space
     line, counted = 1, 0
     while not text.startswith("]", pos):
         line, counted = line + text.count("\n", counted, pos), pos
@@ -102,14 +108,14 @@ def _list_items(text: str, path: str | Path) -> Iterator[tuple[str, Any]]:
         except (ValueError, RecursionError) as err:
             raise UserError(f"{path}:{line}: {_unreadable(err)}") from None
         yield f"{path}:{line}", _checked_text(value, text[pos:end], f"{path}:{line}")
-        pos = _WS.match(text, end).end()
+        pos = _past_ws(text, end)
         if text.startswith(",", pos):
-            pos = _WS.match(text, pos + 1).end()
+            pos = _past_ws(text, pos + 1)
             if text.startswith("]", pos):
                 _syntax_error(text, path, pos, "a list item after ','")
         elif not text.startswith("]", pos):
             _syntax_error(text, path, pos, "',' or ']'")
-    rest = _WS.match(text, pos + 1).end()
+    rest = _past_ws(text, pos + 1)
     if rest != len(text):
         _syntax_error(text, path, rest, "nothing after the list")
 
@@ -130,8 +136,9 @@ def _checked_text(value: Any, raw: str, where: str) -> Any:
     stack = [value]
     while stack:
         item = stack.pop()
-        if isinstance(item, str) and _SURROGATE.search(item):
-            bad = _SURROGATE.search(item).group()
+        found = _SURROGATE.search(item) if isinstance(item, str) else None
+        if found:
+            bad = found.group()
             raise UserError(f"{where}: text with an unpaired surrogate (\\u{ord(bad):04x}), which is not a "
                             "character; fix the file's encoding")
         if isinstance(item, dict):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+from optune.clock import Progress
 from optune.errors import UserError
 from optune.eval.pairwise import outcome_from_scores
 from optune.prompt import Prompt
@@ -30,7 +31,8 @@ class RewardJudge:
         """One finite number per answer (the run's own check: no dict keys, bools or NaN as scores)."""
         return check_scores(self.backend.score(prompts, answers), len(answers), who="the judge's reward backend")
 
-    def compare(self, prompts: list[Prompt], answers_a: list[str], answers_b: list[str], progress=None) -> list[dict]:
+    def compare(self, prompts: list[Prompt], answers_a: list[str], answers_b: list[str],
+                progress: Progress | None = None) -> list[dict]:
         scores_a = self._scores(prompts, answers_a)
         scores_b = self._scores(prompts, answers_b)
         out = []

@@ -48,7 +48,8 @@ class SavedResponses:
     """`optune eval`'s responses_<side>.json: the model and settings that produced the rows, and the rows
     ({"id", "prompt", "response"} each, unchecked: readers check what they use)."""
 
-    source: object
+    source: dict | None
+    """The model and generation settings that produced the rows (None where the file names none: never reused)."""
     rows: list
 
 
@@ -62,7 +63,8 @@ def read_saved(text: str) -> SavedResponses | None:
         return None
     if not (isinstance(saved, dict) and isinstance(saved.get("rows"), list)):
         return None
-    return SavedResponses(saved.get("source"), saved["rows"])
+    source = saved.get("source")
+    return SavedResponses(source if isinstance(source, dict) else None, saved["rows"])
 
 
 def weights_fingerprint(model_dir: Path) -> str:

@@ -60,8 +60,9 @@ class TransformersGenerator:
             impl = self.cfg.resolved_impl(model.device.type)
             if impl == "generate" or self._falls_back(model):
                 stop_set = set(stop)
-                rows = [(*split_response(tokens, stop_set), None)
-                        for tokens in self._model_generate(model, prompt_ids, n, greedy, seed, stop)]
+                generated = self._model_generate(model, prompt_ids, n, greedy, seed, stop)
+                rows: list[tuple[list[int], bool, float | None]] = [(*split_response(tokens, stop_set), None)
+                                                                     for tokens in generated]
             else:
                 rows = self._decode(model, prompt_ids, n, greedy, seed, stop)
         finally:
@@ -87,7 +88,7 @@ class TransformersGenerator:
                   "model.generate, which applies it (generation.impl=generate)", file=sys.stderr)
         return True
 
-    def _decode(self, model, prompt_ids, n, greedy, seed, stop) -> list[tuple[list[int], bool, float]]:
+    def _decode(self, model, prompt_ids, n, greedy, seed, stop) -> list[tuple[list[int], bool, float | None]]:
         from optune.generation.decode import DecodeSettings, decode  # imports transformers
 
         cfg = self.cfg

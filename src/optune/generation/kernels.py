@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from transformers import AttentionInterface
@@ -58,6 +59,7 @@ def cascade_step(query: torch.Tensor, gen_keys: torch.Tensor, gen_values: torch.
     g, slots = heads // kv_heads, prompts * n
     q = query.view(rows_, kv_heads, g, dim)
     every = rows is None or len(rows) == slots
+    rows = cast(torch.Tensor, rows)  # read only where not `every`, and then it is given
     full = q if every else q.new_zeros(slots, kv_heads, g, dim).index_copy_(0, rows, q)
     qp = full.view(prompts, n, kv_heads, g, dim).transpose(1, 2).reshape(prompts, kv_heads, n * g, dim)
     scores = torch.matmul(qp, prompt_keys.transpose(-1, -2)).mul_(scale).add_(bias)  # [P, H, n * g, W]
@@ -136,7 +138,7 @@ def packed_linears(model, enabled: bool = True, rows: int = 64):
     try:
         for module in model.modules():
             if type(module) is torch.nn.Linear and module.weight.dtype == torch.float32:
-                module.forward = pack_linear(module, rows)  # an instance attribute shadows Linear.forward
+                setattr(module, "forward", pack_linear(module, rows))  # noqa: B010 - an instance attribute shadows Linear.forward
                 patched.append(module)
         yield
     finally:

@@ -24,12 +24,16 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
 from optune.generation.base import left_pad
 from optune.generation.kernels import Cascade
+
+if TYPE_CHECKING:  # the layer kinds transformers' Cache takes (names of recent releases)
+    from transformers.cache_utils import CacheLayerMixin, LinearAttentionCacheLayerMixin
 
 PREFILL_CHUNK = 8
 """Prompts per prefill forward: enough rows for the matmuls to run at full speed on a CPU, few enough
@@ -98,6 +102,8 @@ class Prefilled:
         """The model's extra inputs at decode step `step` for the rows `live` (original row indices)."""
         if self.cascade is not None:
             return {"optune_cascade": dataclasses.replace(self.cascade, rows=live)}
+        if self.mask is None:
+            raise ValueError("a prefill has either its cascade or its mask")
         return {"attention_mask": self.mask[live, :self.width + step + 1]}
 
 
@@ -140,7 +146,8 @@ def prefill(model, prompts: list[list[int]], pad_id: int, n: int, steps: int, ca
     prefix = _run_prefix(model, prompts[0][:shared], device) if shared else []
     visible = torch.zeros(len(prompts), width, dtype=torch.bool, device=device)
     visible[:, :shared] = True
-    logits, buffers = None, None
+    logits: torch.Tensor | None = None
+    buffers: list[tuple[torch.Tensor, torch.Tensor]] | None = None
     order = sorted(range(len(prompts)), key=lambda i: len(rests[i]))
     for start in range(0, len(order), PREFILL_CHUNK):
         chunk = order[start:start + PREFILL_CHUNK]
@@ -152,21 +159,23 @@ def prefill(model, prompts: list[list[int]], pad_id: int, n: int, steps: int, ca
         positions = shared + (chunk_mask.cumsum(-1) - 1).clamp(min=0)
         out = model(input_ids=ids, attention_mask=attention, position_ids=positions, past_key_values=cache,
                     use_cache=True, logits_to_keep=1)
-        if buffers is None:
+        if logits is None or buffers is None:
             buffers = _prompt_buffers(cache, len(prompts), width, prefix)
             logits = out.logits.new_empty(len(prompts), out.logits.shape[-1], dtype=torch.float32)
         rows, columns = torch.tensor(chunk, device=device), slice(width - ids.shape[1], width)
         logits[rows] = out.logits[:, -1].float()
         visible[rows, columns] = chunk_mask.bool()
-        for (keys, values), layer in zip(buffers, cache.layers):
-            keys[rows, :, columns] = layer.keys[:, :, shared:]
-            values[rows, :, columns] = layer.values[:, :, shared:]
+        for (keys, values), (layer_keys, layer_values) in zip(buffers, map(_kv, cache.layers)):
+            keys[rows, :, columns] = layer_keys[:, :, shared:]
+            values[rows, :, columns] = layer_values[:, :, shared:]
+    assert logits is not None and buffers is not None  # at least one chunk: there is at least one prompt
     layers = [CascadeLayer(k, v, len(prompts) * n, steps) for k, v in buffers]
     bias = torch.zeros(len(prompts), 1, 1, width, device=device, dtype=buffers[0][0].dtype)
     bias.masked_fill_(~visible.view(len(prompts), 1, 1, width), float("-inf"))
-    cascade = Cascade(prompts=[(layer.prompt_keys, layer.prompt_values) for layer in layers], bias=bias, n=n)
+    joined = Cascade(prompts=[(layer.prompt_keys, layer.prompt_values) for layer in layers], bias=bias, n=n)
     position = torch.tensor([len(p) for p in prompts for _ in range(n)], device=device)
-    return Prefilled(logits.repeat_interleave(n, 0), Cache(layers=layers), position, cascade=cascade)
+    cache_layers: list[CacheLayerMixin | LinearAttentionCacheLayerMixin] = list(layers)
+    return Prefilled(logits.repeat_interleave(n, 0), Cache(layers=cache_layers), position, cascade=joined)
 
 
 def _run_prefix(model, prefix: list[int], device) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -175,7 +184,12 @@ def _run_prefix(model, prefix: list[int], device) -> list[tuple[torch.Tensor, to
     ids = torch.tensor([prefix], device=device)
     model(input_ids=ids, position_ids=torch.arange(len(prefix), device=device).unsqueeze(0), past_key_values=cache,
           use_cache=True, logits_to_keep=1)
-    return [(layer.keys, layer.values) for layer in cache.layers]
+    return [_kv(layer) for layer in cache.layers]
+
+
+def _kv(layer) -> tuple[torch.Tensor, torch.Tensor]:
+    """A full-attention cache layer's keys and values (`cascade_ready` admits no other kind of layer)."""
+    return layer.keys, layer.values
 
 
 def _prompt_buffers(cache, prompts: int, width: int, prefix) -> list[tuple[torch.Tensor, torch.Tensor]]:

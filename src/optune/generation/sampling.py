@@ -91,6 +91,8 @@ def choose(logits: torch.Tensor, suppressed: list[int], greedy: bool, temperatur
     ids = torch.tensor(suppressed, dtype=torch.long, device=logits.device)
     if greedy:
         tokens = (logits.index_fill(1, ids, float("-inf")) if suppressed else logits).argmax(-1)
+    elif u is None:
+        raise ValueError("sampling needs one uniform per row (u)")
     elif temperature == 1.0:
         total = None
         if suppressed:  # zeroed in place: no copy of the vocabulary; the chosen token is never one of them

@@ -127,7 +127,8 @@ def build_pairs(prompts: list[Prompt], state: State, weights, labelled: bool = F
         rows.append({"prompt_id": p.id, "chosen_reward": chosen.reward, "rejected_reward": rejected.reward,
                      "chosen_generated_at": chosen.generated_at, "tie": tie, "trained": trained})
         if trained:
-            pairs.append(Pair(p.id, p.token_ids(), chosen, rejected))
+            # a prompt not encoded (optune export pairs texts) has no token ids to train on
+            pairs.append(Pair(p.id, p.ids or [], chosen, rejected))
     if rows:
         w = weights(torch.tensor([r["chosen_reward"] for r in rows], dtype=torch.float32),
                     torch.tensor([r["rejected_reward"] for r in rows], dtype=torch.float32))

@@ -61,7 +61,7 @@ class RewardServer:
     @property
     def url(self) -> str:
         host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> RewardServer:
         """Serve in a background thread (tests, notebooks); `close` stops it."""

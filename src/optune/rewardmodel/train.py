@@ -79,7 +79,7 @@ def epoch_batches(encoded: list[EncodedPair], batch_size: int, seed: int, epoch:
     order = list(range(len(encoded)))
     rng.shuffle(order)
     chunk = batch_size * 32
-    batches = []
+    batches: list[list[int]] = []
     for start in range(0, len(order), chunk):
         group = sorted(order[start : start + chunk], key=lambda i: max(len(encoded[i][0]), len(encoded[i][1])))
         batches.extend(group[k : k + batch_size] for k in range(0, len(group), batch_size))

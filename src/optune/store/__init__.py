@@ -51,6 +51,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO
 
+from optune.clock import Progress
 from optune.errors import Damaged, UserError
 from optune.store.atomic import (
     KEEP,
@@ -390,7 +391,7 @@ class RunStore:
             atomic_save_dir(target, save)
 
     def batched(self, folder: Path, items: list, batch_size: int, work: Callable[[list], list[dict]],
-                progress=None) -> list[dict]:
+                progress: Progress | None = None) -> list[dict]:
         """Run `work` over items in fixed batches, one atomic file per finished batch; skip finished ones.
 
         The batch boundaries depend only on (items, batch_size), so a resumed run finds the same batches.

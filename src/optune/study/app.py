@@ -154,7 +154,8 @@ def _message_page(code: int):
 def _database_error(err: sqlite3.OperationalError):
     """Locked past the busy timeout: 503 with a way to retry. Any other database error: a logged 500."""
     if not storage.is_busy(err):
-        current_app.log_exception((type(err), err, err.__traceback__))
+        tb = err.__traceback__
+        current_app.log_exception((type(err), err, tb) if tb is not None else (None, None, None))
         return _message_page(500)(err)
     return _busy_page()
 

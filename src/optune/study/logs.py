@@ -62,11 +62,13 @@ def request_line(environ: dict) -> str:
 
 def safe_traceback(exc: BaseException) -> str:
     """The traceback of `exc` (and what caused it): code locations as they are, messages scrubbed."""
-    chain, seen = [], set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        chain.append(exc)
-        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    chain: list[BaseException] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        chain.append(current)
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
     parts = []
     for e in reversed(chain):
         frames = "".join(traceback.format_tb(e.__traceback__))

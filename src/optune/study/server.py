@@ -33,7 +33,7 @@ def make_server(db_path: str | Path, host: str = "127.0.0.1", port: int = 8000, 
     Port 0 picks a free port; `urls(server)` says where it listens. Raises OSError when the address
     cannot be bound.
     """
-    from waitress import create_server
+    from waitress import create_server  # type: ignore[import-untyped]  # waitress ships no type information
 
     app = logs.AccessLog(create_app(db_path, busy_timeout=busy_timeout))
     return create_server(

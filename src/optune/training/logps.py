@@ -12,6 +12,7 @@ import contextlib
 
 import torch
 
+from optune.clock import Progress
 from optune.losses import sequence_logps, summed_token_logps
 from optune.pairs import Pair
 from optune.training import packing as packed
@@ -76,8 +77,8 @@ def pair_logps(model, pairs: list[Pair], pad_id: int, bf16: bool,
 
 
 @torch.no_grad()
-def reference_logps(model, pairs: list[Pair], pad_id: int, batch_size: int, bf16: bool, progress=None,
-                    packing: bool = True):
+def reference_logps(model, pairs: list[Pair], pad_id: int, batch_size: int, bf16: bool,
+                    progress: Progress | None = None, packing: bool = True):
     """Log-probs of every pair under the frozen reference, as two lists of floats (`packing` as in pair_logps)."""
     was_training = model.training
     model.eval()

@@ -33,7 +33,7 @@ def resume(state_path: Path | None, model, optimizer, scheduler, plan: list, pro
     if log is not None:
         for row in rows:
             log(row)
-    if start:
+    if start and state_path is not None:
         print(f"training resumes after step {start} of {len(plan)} ({state_path.name})", flush=True)
         if progress is not None:
             progress.update(sum(len(mb) for step in plan[:start] for mb in step))

@@ -14,11 +14,12 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
+from optune.clock import Progress
 from optune.config.run import TrainConfig
+from optune.distributed import Dist
 from optune.losses import PreferenceLoss
 from optune.pairs import Pair
 from optune.training.logps import pair_logps
@@ -43,7 +44,7 @@ class TrainHooks:
     """What training reports to, all optional: a progress bar, each step's metrics row, and the file of the
     mid-iteration training state (single process)."""
 
-    progress: Any = None
+    progress: Progress | None = None
     log: Callable[[dict], None] | None = None
     state_path: Path | None = None
     state_then: str = "training this iteration from its start"
@@ -75,7 +76,7 @@ def micro_batch(model, inputs: TrainInputs, mb: list[int], scale: float, cfg: Tr
 
 
 def train_iteration(model, inputs: TrainInputs, cfg: TrainConfig, loss: PreferenceLoss,
-                    hooks: TrainHooks | None = None, dist=None) -> dict:
+                    hooks: TrainHooks | None = None, dist: Dist | None = None) -> dict:
     """Train in place on `inputs.pairs`; returns the iteration's mean metrics (TRL names).
 
     A missing reference is allowed only for a pair in `reference_from_training`: the caller guarantees that the
@@ -87,8 +88,6 @@ def train_iteration(model, inputs: TrainInputs, cfg: TrainConfig, loss: Preferen
     and, if present, training continues from it: the step plan is a function of the seed, so skipping
     the finished steps reproduces the uninterrupted run.
     """
-    from optune.distributed import Dist
-
     dist, hooks = dist or Dist(), hooks or TrainHooks()
     plan = step_plan(len(inputs.pairs), cfg, inputs.seed, dist.world)
     pending = inputs.reference.missing()
