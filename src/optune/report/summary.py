@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from optune.formatting import num
+from optune.report.components import component_means
 from optune.report.runs import REUSED_NOTE, Run, gain_note, gain_splits, reused_top
 
 
@@ -74,6 +75,26 @@ def _health_rows(runs: list[Run]) -> list[str]:
     return rows if len(rows) > 2 else []
 
 
+def _component_rows(runs: list[Run]) -> list[str]:
+    """Per run and iteration, each reward component's mean raw score over the chosen responses (a mix only)."""
+    means = {}
+    for run in runs:
+        for t, rows in sorted(run.responses.items()):
+            # fixed pairs (optune dpo, generated_at -1) are labelled: the first response is the chosen one
+            labelled = all(r.get("generated_at") == -1 for row in rows for r in row.get("responses", [])
+                           if isinstance(r, dict))
+            found = component_means(rows, labelled)
+            if found:
+                means[(run.name, t)] = found
+    names = sorted({name for found in means.values() for name in found})
+    if not names:
+        return []
+    rows = ["| run | iteration | " + " | ".join(names) + " |", "|---|---" + "|---" * len(names) + "|"]
+    rows += [f"| {run} | {t} | " + " | ".join(_fmt(found.get(n)) for n in names) + " |"
+             for (run, t), found in means.items()]
+    return rows
+
+
 def _gain_rows(runs: list[Run]) -> list[str]:
     rows = ["| run | iteration | prompts | regenerated bottom / top | gain bottom half | gain top half | share bottom "
             "| share top | note |", "|---|---|---|---|---|---|---|---|---|"]
@@ -101,6 +122,10 @@ def markdown(runs: list[Run], images: dict[str, Path | None], out_dir: Path) -> 
     health = _health_rows(runs)
     if health:
         lines += ["## Health (held-out responses: is the policy still answering?)", "", *health, ""]
+    components = _component_rows(runs)
+    if components:
+        lines += ["## Reward components (mean raw score of the chosen responses, before weights and standardising)",
+                  "", *components, ""]
     gain = _gain_rows(runs)
     if gain:
         lines += ["## Reward gain by half (prompts ranked by chosen reward at t-1, split at the median)", "",

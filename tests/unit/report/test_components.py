@@ -25,3 +25,20 @@ def test_means_over_the_chosen_responses():
 def test_no_components_no_means():
     rows = state_rows([Prompt("a", "")], {"a": [response(0.2), response(0.9)]})
     assert component_means(rows) == {} and component_means([]) == {}
+
+
+def test_the_report_shows_each_components_means_per_iteration(tmp_path):
+    from optune.report.runs import Run
+    from optune.report.summary import markdown
+
+    state = {"a": [response(0.2, {"task": 0.0, "length": -1.0}), response(0.9, {"task": 1.0, "length": -0.5})]}
+    rows = state_rows([Prompt("a", "")], state)
+    mixed = Run("mix", tmp_path, [{"iteration": 0}, {"iteration": 1}], responses={0: rows, 1: rows})
+    plain = Run("plain", tmp_path, [{"iteration": 0}],
+                responses={0: state_rows([Prompt("a", "")], {"a": [response(0.2), response(0.9)]})})
+    text = markdown([mixed, plain], {}, tmp_path)
+    assert "## Reward components" in text
+    assert "| run | iteration | length | task |" in text
+    assert "| mix | 0 | -0.500 | 1.000 |" in text and "| mix | 1 | -0.500 | 1.000 |" in text
+    assert "| plain |" not in text.split("## Reward components")[1].split("##")[0]
+    assert "## Reward components" not in markdown([plain], {}, tmp_path)
