@@ -102,9 +102,9 @@ def export(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, ded
     """A run's trained preference pairs in TRL's format, and a model card beside its final checkpoint;
     `dedupe`: one row per distinct (prompt, chosen, rejected), as `optune export --dedupe`.
 
-    Returns an optune.data.export.ExportResult (the paths written, pairs per iteration).
+    Returns an optune.report.export.ExportResult (the paths written, pairs per iteration).
     """
-    from optune.data.export import export_run
+    from optune.report.export import export_run
 
     return export_run(run_dir, out, dedupe=dedupe)
 

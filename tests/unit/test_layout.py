@@ -84,3 +84,42 @@ def test_no_lower_layer_imports_the_loop_or_the_context_builder():
             continue
         upward = {e for e in edges if e.startswith(TOP)}
         assert not upward, f"{name} imports {upward}"
+
+
+def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """optune.X.y -> optune.X: which top-level packages and modules import which."""
+    def top(name: str) -> str:
+        return ".".join(name.split(".")[:2])
+
+    out: dict[str, set[str]] = {}
+    for name, edges in graph.items():
+        out.setdefault(top(name), set()).update(top(e) for e in edges if top(e) != top(name))
+    return out
+
+
+def test_no_two_packages_import_each_other():
+    """The one pair allowed is config and reward, layered by module: config.schema and config.keys (the YAML and
+    override machinery) sit below reward.config (the run's reward section), which sits below config.run."""
+    graph = import_graph()
+    packages = package_graph(graph)
+    ties = {(a, b) for a, deps in packages.items() for b in deps if a in packages.get(b, ()) and a < b}
+    assert ties <= {("optune.config", "optune.reward")}, ties
+    into_config = {e for name, edges in graph.items() if name.startswith("optune.reward.") for e in edges
+                   if e.startswith("optune.config")}
+    assert into_config <= {"optune.config.schema", "optune.config.keys"}, into_config
+    for low in into_config:
+        assert not {e for e in graph[low] if e.startswith("optune.reward")}, low
+
+
+def test_what_scores_or_stores_imports_no_stage():
+    packages = package_graph(import_graph())
+    stages = {"optune.pairs", "optune.training", "optune.runner", "optune.generation", "optune.eval",
+              "optune.rewardmodel", "optune.api", "optune.cli"}
+    for low in ("optune.reward", "optune.store", "optune.losses", "optune.selection", "optune.clock"):
+        assert not packages.get(low, set()) & stages, (low, packages[low] & stages)
+
+
+def test_at_most_twelve_top_level_modules():
+    """Concepts get a subpackage; the top level keeps the few modules every layer shares."""
+    top = sorted(p.stem for p in (SRC / "optune").glob("*.py") if not p.stem.startswith("__"))
+    assert len(top) <= 12, top

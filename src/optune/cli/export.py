@@ -1,5 +1,5 @@
 """`optune export RUN_DIR [--out DIR] [--dedupe]`: a run's preference pairs in TRL's format and a model card
-(optune.data.export)."""
+(optune.report.export)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from optune.data.export import export_run
+    from optune.report.export import export_run
 
     if args.out is None:  # RUN_DIR/export: inside the run, so optune's own
         result = export_run(args.run_dir, None, dedupe=args.dedupe)

@@ -1,3 +1,3 @@
-"""Data that goes into and out of a run: prompt sets (`prompts`), preference pairs (`preferences`), the JSON/JSONL
-reader both use (`readers`: plain or gzip, every record with its file:line for errors), tabular sources (`tables`:
-Parquet, Arrow, `datasets` folders, hf:NAME[:SPLIT]) and the export in TRL's preference format (`export`)."""
+"""Data that goes into a run: prompt sets (`prompts`), preference pairs (`preferences`), the JSON/JSONL reader both
+use (`readers`: plain or gzip, every record with its file:line for errors) and tabular sources (`tables`: Parquet,
+Arrow, `datasets` folders, hf:NAME[:SPLIT]; `optune export` writes them too, optune.report.export)."""

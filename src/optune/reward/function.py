@@ -17,7 +17,7 @@ import inspect
 import threading
 from pathlib import Path
 
-from optune.config.run import callable_label, is_callable_label, label_name
+from optune.config.schema import callable_label, is_callable_label, label_name
 from optune.errors import UserError
 from optune.prompt import Prompt
 from optune.reward.config import RewardSettings

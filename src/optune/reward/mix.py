@@ -18,7 +18,7 @@ import math
 from collections.abc import Callable
 
 from optune.choices import RewardBackendName
-from optune.config.run import is_callable_label, label_name
+from optune.config.schema import is_callable_label, label_name
 from optune.errors import UserError
 from optune.prompt import Prompt
 from optune.reward.config import RewardComponent, RewardConfig

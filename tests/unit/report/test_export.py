@@ -10,12 +10,12 @@ import yaml
 
 from optune.cli import main as cli_main
 from optune.config.run import RunConfig, load_dataclass, to_dict
-from optune.data.export import export_run
 from optune.data.preferences import read_preferences
 from optune.errors import UserError
 from optune.losses import make_loss
 from optune.pairs import Response, build_pairs, state_rows
 from optune.prompt import Prompt
+from optune.report.export import export_run
 from optune.store import RunStore, write_jsonl
 
 PROMPTS = [{"id": "p0", "prompt": "Name a colour.", "history": []},
