@@ -79,11 +79,11 @@ def _component_rows(runs: list[Run]) -> list[str]:
     """Per run and iteration, each reward component's mean raw score over the chosen responses (a mix only)."""
     means = {}
     for run in runs:
-        for t, rows in sorted(run.responses.items()):
+        for t, responses in sorted(run.responses.items()):
             # fixed pairs (optune dpo, generated_at -1) are labelled: the first response is the chosen one
-            labelled = all(r.get("generated_at") == -1 for row in rows for r in row.get("responses", [])
+            labelled = all(r.get("generated_at") == -1 for row in responses for r in row.get("responses", [])
                            if isinstance(r, dict))
-            found = component_means(rows, labelled)
+            found = component_means(responses, labelled)
             if found:
                 means[(run.name, t)] = found
     names = sorted({name for found in means.values() for name in found})

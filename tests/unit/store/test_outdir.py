@@ -8,7 +8,7 @@ import pytest
 from optune.cli import main
 from optune.errors import UserError
 from optune.store.outdir import OUT_MARKER, check_out_dir, check_out_file, out_dir, written_by
-from tests.unit.data.test_export import make_run, online_states
+from tests.unit.report.test_export import make_run, online_states
 
 
 def listing(folder):
