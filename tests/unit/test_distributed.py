@@ -41,13 +41,13 @@ def test_batches_dealt_round_robin_and_written_once(tmp_path):
         return [{"x": i * 10} for i in batch]
 
     other = {1: [{"x": i * 10} for i in (3, 4, 5)], 3: [{"x": 90}]}  # what rank 1 computed
-    rows = batched(TwoRanks(0, other), RunStore(tmp_path), tmp_path / "gen", items, 3, work)
+    rows = batched(TwoRanks(0, other), RunStore(tmp_path), tmp_path / "batches", items, 3, work)
     assert calls == [[0, 1, 2], [6, 7, 8]]  # rank 0 computed batches 0 and 2 only
     assert [r["x"] for r in rows] == [i * 10 for i in items]
-    assert sorted(p.name for p in (tmp_path / "gen").iterdir()) == [f"batch_0000{k}.jsonl" for k in range(4)]
+    assert sorted(p.name for p in (tmp_path / "batches").iterdir()) == [f"batch_0000{k}.jsonl" for k in range(4)]
     # a resumed run finds the files and computes nothing
     calls.clear()
-    again = batched(TwoRanks(1, {}), RunStore(tmp_path), tmp_path / "gen", items, 3, work)
+    again = batched(TwoRanks(1, {}), RunStore(tmp_path), tmp_path / "batches", items, 3, work)
     assert calls == [] and again == rows
 
 

@@ -16,7 +16,7 @@ from optune.store import RunStore, read_json, read_jsonl
 def source_for(tmp_path, rho=0.5, strategy="optune", per_iteration=None, **kw) -> OnlineSource:
     cfg = RunConfig()
     cfg.selection.rho, cfg.selection.strategy = rho, strategy
-    pool = PromptPool([Prompt(f"p{i}", "") for i in range(6)], per_iteration, cfg.seed)
+    pool = PromptPool([Prompt(f"p{i}", "", ids=[i]) for i in range(6)], per_iteration, cfg.seed)
     return OnlineSource(RunStore(tmp_path), kw.pop("generator", None), kw.pop("reward", None), pool, cfg.selection,
                         "", generation_batch=1, reward_batch=kw.pop("reward_batch", 1), seed=cfg.seed)
 
