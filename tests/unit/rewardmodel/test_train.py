@@ -49,13 +49,10 @@ class _Interrupt(Exception):
     pass
 
 
-@pytest.mark.slow
-def test_resume_after_interruption_matches_uninterrupted_run(tiny_bert, pair_files, tmp_path):
-    kw = dict(max_steps=7, eval_every=100, save_every=3)
-    full = tmp_path / "full"
+def full_and_cut_at_5(tiny_bert, pair_files, tmp_path, **kw):
+    """(an uninterrupted run's folder, the same run's folder stopped at step 5)."""
+    full, cut = tmp_path / "full", tmp_path / "cut"
     train_reward_model(_cfg(tiny_bert, pair_files, full, **kw), log=lambda s: None)
-
-    cut = tmp_path / "cut"
 
     def stop_at_5(step):
         if step == 5:
@@ -63,6 +60,13 @@ def test_resume_after_interruption_matches_uninterrupted_run(tiny_bert, pair_fil
 
     with pytest.raises(_Interrupt):
         train_reward_model(_cfg(tiny_bert, pair_files, cut, **kw), log=lambda s: None, on_step=stop_at_5)
+    return full, cut
+
+
+@pytest.mark.slow
+def test_resume_after_interruption_matches_uninterrupted_run(tiny_bert, pair_files, tmp_path):
+    kw = dict(max_steps=7, eval_every=100, save_every=3)
+    full, cut = full_and_cut_at_5(tiny_bert, pair_files, tmp_path, **kw)
     assert (cut / STATE_FILE).exists()
     assert torch.load(cut / STATE_FILE, weights_only=False)["step"] == 3
     with pytest.raises(UserError, match="unfinished run; resume it"):
@@ -111,17 +115,7 @@ def test_unfinished_run_of_an_older_version_is_refused_with_one_line(tiny_bert, 
 def test_a_killed_eval_line_is_not_doubled(tiny_bert, pair_files, tmp_path):
     """train_log.jsonl is rewritten from the saved state: an evaluation logged after the last save and
     redone on resume appears once (here: eval at step 4, last save at step 3, stop at step 5)."""
-    kw = dict(max_steps=7, eval_every=4, save_every=3)
-    full = tmp_path / "full"
-    train_reward_model(_cfg(tiny_bert, pair_files, full, **kw), log=lambda s: None)
-    cut = tmp_path / "cut"
-
-    def stop_at_5(step):
-        if step == 5:
-            raise _Interrupt
-
-    with pytest.raises(_Interrupt):
-        train_reward_model(_cfg(tiny_bert, pair_files, cut, **kw), log=lambda s: None, on_step=stop_at_5)
+    full, cut = full_and_cut_at_5(tiny_bert, pair_files, tmp_path, max_steps=7, eval_every=4, save_every=3)
     assert [row["step"] for row in _log(cut)] == [4]
     train_reward_model(config_for_resume(str(cut)), resume=True, log=lambda s: None)
     strip = [[{k: v for k, v in row.items() if not k.startswith("time/")} for row in _log(d)] for d in (cut, full)]
@@ -132,17 +126,7 @@ def test_a_killed_eval_line_is_not_doubled(tiny_bert, pair_files, tmp_path):
 @pytest.fixture
 def trained_and_cut(tiny_bert, pair_files, tmp_path):
     """A finished run, and the same run stopped at step 5 (its state saved at step 3)."""
-    kw = dict(max_steps=7, eval_every=4, save_every=3)
-    full, cut = tmp_path / "full", tmp_path / "cut"
-    train_reward_model(_cfg(tiny_bert, pair_files, full, **kw), log=lambda s: None)
-
-    def stop_at_5(step):
-        if step == 5:
-            raise _Interrupt
-
-    with pytest.raises(_Interrupt):
-        train_reward_model(_cfg(tiny_bert, pair_files, cut, **kw), log=lambda s: None, on_step=stop_at_5)
-    return full, cut
+    return full_and_cut_at_5(tiny_bert, pair_files, tmp_path, max_steps=7, eval_every=4, save_every=3)
 
 
 def _garbage(path):
