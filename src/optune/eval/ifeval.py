@@ -11,6 +11,7 @@ is reachable, from the hub dataset `google/IFEval` (needs the hf-datasets extra)
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,12 +128,22 @@ def check_instructions(items: Sequence[IFEvalItem]) -> None:
 
 
 def score_response(item: IFEvalItem, response: str) -> PromptScore:
-    """Strict and loose results of one response, by lm-eval's test_instruction_following_strict/_loose."""
+    """Strict and loose results of one response, by lm-eval's test_instruction_following_strict/_loose.
+
+    A checker whose arguments are missing or invalid draws them at random (IFEval's prompt 1129 asks for the
+    "letter" "!", so a random letter is counted): Python's `random` is seeded with the prompt's key for the
+    call, so a response scores the same on every run (the caller's random state is restored)."""
     utils = checkers()
     inp = utils.InputExample(key=item.key, instruction_id_list=list(item.instruction_id_list), prompt=item.prompt,
                              kwargs=[dict(k) for k in item.kwargs])
-    strict = utils.test_instruction_following_strict(inp, response).follow_instruction_list
-    loose = utils.test_instruction_following_loose(inp, response).follow_instruction_list
+    state = random.getstate()
+    try:
+        random.seed(item.key)
+        strict = utils.test_instruction_following_strict(inp, response).follow_instruction_list
+        random.seed(item.key)
+        loose = utils.test_instruction_following_loose(inp, response).follow_instruction_list
+    finally:
+        random.setstate(state)
     return PromptScore(item.key, tuple(bool(x) for x in strict), tuple(bool(x) for x in loose))
 
 

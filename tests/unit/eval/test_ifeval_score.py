@@ -177,3 +177,19 @@ def test_published_gpt4_responses_score_as_in_the_paper():
     got = accuracies(score(items, read_responses(IFEVAL / GPT4, items)))
     for metric, published in PUBLISHED_GPT4.items():
         assert abs(got[metric] - published) <= 0.5, (metric, got[metric], published)
+
+
+def test_random_checker_arguments_are_seeded_by_the_key():
+    """IFEval's prompt 1129 asks for the letter "!": lm-eval's checker then counts a random letter. The score
+    is the same on every call, and the caller's random state is left as it was."""
+    import random
+
+    odd = item(["keywords:letter_frequency"], [{"let_relation": "at least", "letter": "!", "let_frequency": 6}],
+               key=1129)
+    response = "".join(chr(c) * 7 for c in range(ord("a"), ord("n")))  # half the letters, 7 times each
+    random.seed(5)
+    expected_next = random.random()
+    random.seed(5)
+    first = score_response(odd, response)
+    assert random.random() == expected_next
+    assert all(score_response(odd, response) == first for _ in range(5))
