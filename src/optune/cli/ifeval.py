@@ -22,7 +22,8 @@ ROW = "{:<28}" + "{:>21}" * 4 + "{:>6}"
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", action="append", default=[], metavar="CKPT",
-                        help="checkpoint folder to evaluate (repeat for several; each is compared with the first)")
+                        help="checkpoint folder to evaluate, or a built-in policy (embedded:smollm2-135m-instruct, "
+                        "the default run's pi_0); repeat for several; each is compared with the first")
     parser.add_argument("--responses", action="append", default=[], metavar="FILE",
                         help="stored responses to score (JSONL rows with prompt or key, and response; repeatable)")
     parser.add_argument("--data", default=HUB_ID,
@@ -48,12 +49,22 @@ def _check_args(args) -> None:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out must be a folder, and {out} is a file")
+    # a built-in policy (the embedded SmolLM2, pi_0 of the default run) is its cached checkpoint, made once
+    args.model = [_builtin(m) if m.startswith(("embedded:", "tiny:")) else m for m in args.model]
     for model in args.model:
         if not Path(model).is_dir():
             raise UserError(f"--model {model}: no such folder")
         from optune.models.policy import check_model_dir
 
         check_model_dir(Path(model), f"--model {model}")
+
+
+def _builtin(spec: str) -> str:
+    from optune.models.policy import check_model_spec
+    from optune.runner.prepare import resolve_policy
+
+    check_model_spec(spec, "--model")
+    return resolve_policy(spec)
 
 
 def system_names(paths: list[str]) -> list[str]:

@@ -133,6 +133,7 @@ def test_stored_responses(tmp_path, capsys):
     ("limit", "--limit must be >= 1"),
     ("short-responses", "no response for 4 of 5 prompts"),
     ("unknown-instruction", "unknown instruction id"),
+    ("unknown-builtin", "unknown built-in model"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case, message):
     data = _data(tmp_path)
@@ -150,9 +151,17 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case, message):
             "not-a-model": ["--model", str(tmp_path / "empty"), "--data", str(data)],
             "limit": ["--responses", str(short), "--data", str(data), "--limit", "0"],
             "short-responses": ["--responses", str(short), "--data", str(data)],
-            "unknown-instruction": ["--responses", str(short), "--data", str(unknown)]}[case]
+            "unknown-instruction": ["--responses", str(short), "--data", str(unknown)],
+            "unknown-builtin": ["--model", "embedded:nope", "--data", str(data)]}[case]
     capsys.readouterr()
     assert cli_main(["ifeval", *args, "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not out.exists()
+
+
+def test_a_built_in_policy_is_its_cached_checkpoint():
+    from optune.cli.ifeval import _builtin
+
+    folder = Path(_builtin("tiny:llama"))
+    assert (folder / "config.json").is_file()
