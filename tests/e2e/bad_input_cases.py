@@ -487,6 +487,15 @@ STUDY = [
     ("study results {tmp}/study.db --table-csv {file}/out.csv", "the folder {file} is a file, not a folder"),
 ]
 
+IFEVAL = [  # optune ifeval: what to score, the data, the models
+    ("ifeval --out {new} --data {tmp}/prompts.jsonl", "give at least one --model or --responses"),
+    ("ifeval --out {new} --responses {tmp}/sys_a.jsonl --data {missing}", "does not exist"),
+    ("ifeval --out {new} --model {tmp}/emptydir --data {tmp}/prompts.jsonl", "has no config.json"),
+    ("ifeval --out {new} --model embedded:nope --data {tmp}/prompts.jsonl", "unknown built-in model"),
+    ("ifeval --out {new} --responses {tmp}/sys_a.jsonl --data {tmp}/prompts.jsonl --limit 0",
+     "--limit must be >= 1"),
+]
+
 USAGE = [  # mistakes argparse finds: one line too, naming the command's --help
     ("export", "the following arguments are required: RUN_DIR (see optune export --help)"),
     ("report", "the following arguments are required: RUN_DIR (see optune report --help)"),
@@ -500,4 +509,5 @@ USAGE = [  # mistakes argparse finds: one line too, naming the command's --help
     ("study", "the following arguments are required: ACTION (see optune study --help)"),
 ]
 
-CASES = RUN_NUMBERS + RUN_KEYS + RUN_FILES + ENVIRONMENT + RESUME + DPO + REWARD + EVAL + EXPORT_REPORT + STUDY + USAGE
+CASES = (RUN_NUMBERS + RUN_KEYS + RUN_FILES + ENVIRONMENT + RESUME + DPO + REWARD + EVAL + EXPORT_REPORT + STUDY
+         + IFEVAL + USAGE)
