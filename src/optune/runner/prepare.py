@@ -16,7 +16,7 @@ import platform
 import re
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,7 +28,7 @@ from optune.data.preferences import PreferencePair
 from optune.distributed import Dist
 from optune.errors import UserError
 from optune.generation.base import Generator
-from optune.losses import make_loss
+from optune.losses import PreferenceLoss, make_loss
 from optune.models.policy import check_cache, check_model_dir, check_model_spec
 from optune.pairs.offline import OfflineSource
 from optune.pairs.online import OnlineSource
@@ -276,8 +276,10 @@ class Stages:
     reward: RewardBackend
     initial_model_path: str
     dist: Dist
+    loss: PreferenceLoss = field(init=False)
+    """The run's loss, built once: the pairs record its weights, the trainer minimises it."""
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         loss = self.cfg.loss
         self.loss = make_loss(loss.type, loss.beta1, loss.beta2, loss.nll_weight)
 
