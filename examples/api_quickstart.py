@@ -37,9 +37,9 @@ def main() -> None:
                         data={"train": PROMPTS, "heldout": PROMPTS},  # absolute: the script may run from anywhere
                         reward={"function": lowercase_share},
                         selection__rho=0.5)
-    for m in result.metrics:
-        print(f"iteration {m['iteration']}: regenerated {m['selection/n_regenerated']} prompts, "
-              f"trained on {m['pairs/trained']} pairs, loss {m.get('loss', float('nan')):.4f}")
+    for m in result.metrics:  # optune.runner.metrics.IterationMetrics; m.to_log() is the row of metrics.jsonl
+        print(f"iteration {m.iteration}: regenerated {m.n_regenerated} prompts, "
+              f"trained on {m.pairs_trained} pairs, loss {m.train.get('loss', float('nan')):.4f}")
     print("held-out reward, start then after each iteration:", [round(r, 4) for r in result.heldout_rewards])
     print("final policy:", result.checkpoint)
 

@@ -46,7 +46,7 @@ def test_api_run_export_and_dpo_round_trip(tmp_path, capsys):
     result = optune.run(TINY, output_dir=str(tmp_path / "run"), data={"train": prompts, "heldout": prompts},
                         reward={"function": lowercase_share})
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
-    assert result.metrics == [json.loads(line) for line in lines] and len(result.metrics) == 2
+    assert [m.to_log() for m in result.metrics] == [json.loads(line) for line in lines] and len(result.metrics) == 2
     assert (result.checkpoint / "model.safetensors").is_file()
     assert ("function: <python callable tests.e2e.test_api.lowercase_share>"
             in (result.run_dir / "config.yaml").read_text())
@@ -62,7 +62,7 @@ def test_api_run_export_and_dpo_round_trip(tmp_path, capsys):
     assert 'model="iter_001/checkpoint")' in card.read_text() and str(result.run_dir) not in card.read_text()
 
     exported = optune.export(result.run_dir, tmp_path / "prefs")
-    trained = [m["pairs/trained"] for m in result.metrics]
+    trained = [m.pairs_trained for m in result.metrics]
     assert list(exported.pairs_per_iteration.values()) == trained
     rows = list(datasets.load_dataset("parquet", data_files=str(exported.parquet), split="train"))
     assert len(rows) == sum(trained) and all(r["score_chosen"] >= r["score_rejected"] for r in rows)
@@ -72,7 +72,7 @@ def test_api_run_export_and_dpo_round_trip(tmp_path, capsys):
 
     again = optune.dpo(TINY, output_dir=str(tmp_path / "dpo"), data={"train": str(exported.parquet),
                                                                       "heldout": prompts, "max_prompts": None})
-    assert again.metrics[0]["pairs/trained"] == sum(trained)
+    assert again.metrics[0].pairs_trained == sum(trained) == again.metrics[0]["pairs/trained"]
     assert not (again.run_dir / "iter_000" / "score").exists()  # the exported scores were used, not re-scored
     assert f"{sum(trained)} pairs from {exported.parquet}" in capsys.readouterr().out
 
