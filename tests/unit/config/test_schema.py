@@ -1,4 +1,4 @@
-"""configfile.read_yaml: a config file's mapping, and one line for what PyYAML would let pass (a key twice)."""
+"""config.schema.read_yaml: a config file's mapping, and one line for what PyYAML would let pass (a key twice)."""
 
 import pytest
 
