@@ -60,10 +60,11 @@ def _check_args(args) -> None:
 
 
 def _builtin(spec: str) -> str:
-    from optune.models.policy import check_model_spec
+    from optune.models.policy import check_cache, check_model_spec
     from optune.runner.prepare import resolve_policy
 
     check_model_spec(spec, "--model")
+    check_cache(spec)  # a built-in model not yet built needs a writable cache, said before it is tried
     return resolve_policy(spec)
 
 

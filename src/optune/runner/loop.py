@@ -36,7 +36,7 @@ from optune.pairs import Pair, State, build_pairs, chosen_reward, state_from_row
 from optune.runner import health
 from optune.runner.context import Context
 from optune.runner.heldout import evaluate_heldout, health_warnings
-from optune.runner.metrics import PHASES, IterationMetrics, heldout_curve, start_reward
+from optune.runner.metrics import PHASES, IterationMetrics, heldout_curve, start_reward, work_seconds
 from optune.store import WriteError, damage, read_json, read_jsonl
 from optune.training.iteration import load_checkpoint
 
@@ -62,7 +62,6 @@ def iteration_metrics(ctx: Context, t: int, state: State, pairs: list[Pair], tie
     chosen = [chosen_reward(state[p.id]) for p in prompts]
     rejected = [min(r.reward for r in state[p.id]) for p in prompts]
     seconds = {k: clock.seconds.get(k, 0.0) for k in PHASES}
-    work = sum(v for k, v in seconds.items() if k != "eval")
     before = ctx.store.read_finished(t - 1, ctx.store.metrics(t - 1), read_json) if t else {}
     previous = before.get("time/elapsed_s", 0.0)
     return IterationMetrics(
@@ -70,7 +69,7 @@ def iteration_metrics(ctx: Context, t: int, state: State, pairs: list[Pair], tie
         scores_margin=_mean(c - r for c, r in zip(chosen, rejected)), scores_all=_mean(chosen + rejected),
         contain_eos=_mean(r.eos for p in prompts for r in state[p.id]),
         pairs_trained=len(pairs), ties=ties, dropped_ties=ties if ctx.cfg.loss.drop_ties else 0,
-        n_regenerated=n_picked, frac_regenerated=n_picked / len(prompts), seconds=seconds, elapsed_s=previous + work)
+        n_regenerated=n_picked, frac_regenerated=n_picked / len(prompts), seconds=seconds, elapsed_s=previous + work_seconds(seconds))
 
 
 def start_policy(ctx: Context, t: int):

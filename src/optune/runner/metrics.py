@@ -84,7 +84,7 @@ class IterationMetrics:
     @property
     def work_s(self) -> float:
         """The iteration's seconds without the held-out evaluation."""
-        return sum(v for k, v in self.seconds.items() if k != "eval")
+        return work_seconds(self.seconds)
 
     @property
     def all_tied(self) -> bool:
@@ -139,6 +139,11 @@ class IterationMetrics:
                    heldout=Heldout.from_log(log), start=Heldout.from_log(log, "_start"),
                    seconds={p: log[f"time/{p}_s"] for p in PHASES if f"time/{p}_s" in log},
                    elapsed_s=log.get("time/elapsed_s", 0.0))
+
+
+def work_seconds(seconds: dict[str, float]) -> float:
+    """An iteration's work: the seconds of every phase but the held-out evaluation."""
+    return sum(v for k, v in seconds.items() if k != "eval")
 
 
 def heldout_curve(metrics: list[IterationMetrics]) -> list[tuple[int, float]]:
