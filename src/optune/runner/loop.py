@@ -69,7 +69,8 @@ def iteration_metrics(ctx: Context, t: int, state: State, pairs: list[Pair], tie
         scores_margin=_mean(c - r for c, r in zip(chosen, rejected)), scores_all=_mean(chosen + rejected),
         contain_eos=_mean(r.eos for p in prompts for r in state[p.id]),
         pairs_trained=len(pairs), ties=ties, dropped_ties=ties if ctx.cfg.loss.drop_ties else 0,
-        n_regenerated=n_picked, frac_regenerated=n_picked / len(prompts), seconds=seconds, elapsed_s=previous + work_seconds(seconds))
+        n_regenerated=n_picked, frac_regenerated=n_picked / len(prompts), seconds=seconds,
+        elapsed_s=previous + work_seconds(seconds))
 
 
 def start_policy(ctx: Context, t: int):
