@@ -55,6 +55,11 @@ VARIANTS: dict[str, dict] = {
     "beta0.2": {"overrides": ["loss.beta1=0.2"]},
     "ref-initial": {"overrides": ["loss.reference=initial"]},
     "eos0.25": {"overrides": ["reward.missing_eos_penalty=0.25"]},
+    # issue 32: an answer factor that saturates, so the constraints decide between substantive answers, and a
+    # cut answer is not a finished one
+    "full0.6-eos0.1": {"overrides": ["reward.answer_full_at=0.6", "reward.missing_eos_penalty=0.1"]},
+    "full0.6-eos0.1-bf16": {"overrides": ["reward.answer_full_at=0.6", "reward.missing_eos_penalty=0.1",
+                                          "train.bf16=true"]},
     # the paper's open claims (issue 23 item 6); their KL passes are skipped (eval.kl=false): they compare rewards
     "random": {"overrides": ["selection.strategy=random", "eval.kl=false"], "base": "default"},
     "middle": {"overrides": ["selection.strategy=middle", "eval.kl=false"], "base": "default"},

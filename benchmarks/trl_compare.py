@@ -220,7 +220,7 @@ def online_config(cfg, out: Path):
 
     gen, train = cfg.generation, cfg.train
     return OnlineDPOConfig(
-        output_dir=str(out / "trl-online"), use_cpu=resolve_device(cfg.policy.device) == "cpu", bf16=train.bf16,
+        output_dir=str(out / "trl-online"), use_cpu=resolve_device(cfg.policy.device) == "cpu", bf16=train.use_bf16,
         gradient_checkpointing=train.gradient_checkpointing, per_device_train_batch_size=train.batch_size,
         gradient_accumulation_steps=train.grad_accum, num_train_epochs=cfg.iterations, learning_rate=train.lr,
         optim=OPTIM[train.optimizer], lr_scheduler_type=SCHEDULE[train.lr_schedule], warmup_steps=train.warmup_ratio,
@@ -319,7 +319,7 @@ def dpo_optune_side(out: Path, steps: int) -> dict:
     before, seconds = peak_memory_mb(), []
     for k in range(steps):
         start = time.perf_counter()
-        ref = reference_logps(model, typed, tokenizer.pad_token_id, train_cfg.batch_size * 2, train_cfg.bf16)
+        ref = reference_logps(model, typed, tokenizer.pad_token_id, train_cfg.batch_size * 2, train_cfg.use_bf16)
         train_iteration(model, TrainInputs(typed, References.of(*ref), tokenizer.pad_token_id, seed=k), train_cfg, loss)
         seconds.append(time.perf_counter() - start)
     return {"side": "dpo-optune", "step_s": seconds, "pairs": len(pairs), "tokens": pair_tokens(pairs),
@@ -362,7 +362,7 @@ def dpo_trl_side(out: Path, steps: int) -> dict:
     pairs = dpo_batch(out, cfg, tokenizer)
     train = cfg.train
     args = DPOConfig(
-        output_dir=str(out / "dpo-trl"), use_cpu=resolve_device(cfg.policy.device) == "cpu", bf16=train.bf16,
+        output_dir=str(out / "dpo-trl"), use_cpu=resolve_device(cfg.policy.device) == "cpu", bf16=train.use_bf16,
         gradient_checkpointing=train.gradient_checkpointing, per_device_train_batch_size=train.batch_size,
         gradient_accumulation_steps=train.grad_accum, max_steps=steps, learning_rate=train.lr,
         optim=OPTIM[train.optimizer], lr_scheduler_type="constant", max_grad_norm=train.max_grad_norm or 0.0,

@@ -102,6 +102,14 @@ class LrSchedule(StrEnum):
     CONSTANT = "constant"
 
 
+class Bf16(StrEnum):
+    """train.bf16: "auto" is resolved to "true" or "false" when a run starts (optune.training.precision)."""
+
+    AUTO = "auto"
+    TRUE = "true"
+    FALSE = "false"
+
+
 class Dtype(StrEnum):
     FLOAT32 = "float32"
     BFLOAT16 = "bfloat16"

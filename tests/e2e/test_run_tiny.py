@@ -74,6 +74,7 @@ def test_tiny_run_end_to_end(tmp_path, capsys):
     assert "iter 1: regenerated 4 (50%)" in out
     check_complete(run)
     check_layout(run)
+    assert json.loads((run / "versions.json").read_text())["precision"] == "train.bf16=false as set"
     metrics = rows(run / "metrics.jsonl")
     assert metrics[0]["selection/frac_regenerated"] == 1.0 and metrics[1]["selection/frac_regenerated"] == 0.5
     for key in ("loss", "rewards/chosen", "rewards/margins", "rewards/accuracies", "weights/mean",

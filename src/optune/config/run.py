@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from optune.choices import (
+    Bf16,
     Dtype,
     GenerationBackend,
     GenerationImpl,
@@ -186,9 +187,10 @@ class TrainConfig:
     """Passes over the iteration's pairs."""
     max_grad_norm: float | None = 10.0
     """Gradient clipping (null: none)."""
-    bf16: bool = False
-    """bfloat16 autocast for forward/backward; weights stay float32. On GPUs it is faster; on the 2-core CPU
-    here it was 1.6x slower for SmolLM2-135M (docs/benchmarks.md)."""
+    bf16: Bf16 = Bf16.AUTO
+    """bfloat16 autocast for forward/backward; weights and optimizer state stay float32. "auto": true where the
+    hardware has bf16 matrix units (a bf16 GPU, a CPU with amx_bf16 or avx512_bf16), false elsewhere (AVX2 only:
+    emulated, slower); resolved when the run starts, so config.yaml records true or false and a resume keeps it."""
     gradient_checkpointing: bool = False
     """Trade compute for activation memory."""
     packing: bool = True
@@ -200,6 +202,17 @@ class TrainConfig:
     save_steps: int = 10
     """Save the training state (weights, optimizer, step) every N optimizer steps, so a killed run resumes
     mid-iteration instead of redoing the iteration's training; 0: never (single-process runs only)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.bf16, bool):  # TrainConfig(bf16=True) from Python, as YAML's true/false read
+            self.bf16 = Bf16.TRUE if self.bf16 else Bf16.FALSE
+
+    @property
+    def use_bf16(self) -> bool:
+        """bf16 autocast on; "auto" must have been resolved (optune.runner.prepare) before training reads it."""
+        if self.bf16 == Bf16.AUTO:
+            raise ValueError("train.bf16 is still auto: resolve it before training (prepare does)")
+        return self.bf16 == Bf16.TRUE
 
 
 @dataclass

@@ -109,6 +109,8 @@ def _section(value, cls: type, key: str):
 
 def choice(value, kind: type[E], key: str) -> E:
     """`value` as a member of the StrEnum `kind`, else one line naming `key` and the members."""
+    if isinstance(value, bool) and str(value).lower() in kind._value2member_map_:
+        value = str(value).lower()  # YAML's true/false for a choice that has them (train.bf16)
     if isinstance(value, str) and value in kind._value2member_map_:
         return kind(value)
     raise UserError(f"{key} must be one of {', '.join(m.value for m in kind)}; got {value!r}")

@@ -35,12 +35,13 @@ class VerifiableReward:
         from optune.tasks import verifiable
 
         self._reward = verifiable.reward
+        self.answer_full_at = cfg.answer_full_at
 
     def score(self, prompts: list[Prompt], responses: list[str]) -> list[float]:
         for p in prompts:
             if "constraints" not in p.fields:
                 raise UserError(f"reward verifiable: prompt {p.id!r} has no constraints; use the built-in prompts")
-        return [float(self._reward(p.record(), text)) for p, text in zip(prompts, responses)]
+        return [float(self._reward(p.record(), text, self.answer_full_at)) for p, text in zip(prompts, responses)]
 
 
 class HFReward:

@@ -75,6 +75,10 @@ class RewardSettings:
     reruns so nothing is asked twice; null: kept in memory for this run only."""
     target_words: int = 50
     """For "length": the response length in words (whitespace-separated) that scores 0; see length_penalty."""
+    answer_full_at: float = 1.0
+    """For "verifiable": the answer factor (substance x freshness x topic, docs/verifiable-task.md) at which an
+    answer counts as complete; the task reward uses min(1, answer / answer_full_at). Below 1, substance beyond
+    that level earns nothing, so the constraints decide between two substantive answers; 1: the raw factor."""
     length_penalty: LengthPenalty = LengthPenalty.BOTH
     """For "length": which lengths lose reward, by their distance from target_words over target_words: "short"
     (a floor: -max(0, target - words) / target, in [-1, 0]), "long" (a ceiling: -max(0, words - target) / target)
@@ -121,7 +125,8 @@ def validate_reward(reward: RewardConfig, prefix: str = "reward.") -> None:
                         "to score with the components")
 
 
-REWARD_RANGES = {"batch_size": Range(1), "target_words": Range(1), "timeout_s": Range(0, low_open=True)}
+REWARD_RANGES = {"batch_size": Range(1), "target_words": Range(1), "timeout_s": Range(0, low_open=True),
+                 "answer_full_at": Range(0, 1, low_open=True)}
 """Every reward backend's numeric keys, under reward (and under each of a mix's components)."""
 
 

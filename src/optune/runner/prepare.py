@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from optune.choices import GenerationBackend, RewardBackendName
+from optune.choices import Bf16, GenerationBackend, RewardBackendName
 from optune.config.run import RunConfig, load_run_config, to_dict
 from optune.data.preferences import PreferencePair
 from optune.distributed import Dist
@@ -125,6 +125,21 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
+def resolve_bf16(cfg: RunConfig) -> tuple[RunConfig, str]:
+    """cfg with train.bf16 "auto" made true or false for this machine, and why (versions.json keeps the why)."""
+    from optune.models.policy import resolve_device
+    from optune.training.precision import bf16_pays
+
+    if cfg.train.bf16 != Bf16.AUTO:
+        return cfg, f"train.bf16={cfg.train.bf16} as set"
+    if cfg.generation.sampler_logprobs:  # the sampler's float32 log-probs must match training's forward
+        use, why = False, "generation.sampler_logprobs needs float32 training log-probs"
+    else:
+        use, why = bf16_pays(resolve_device(cfg.policy.device))
+    train = dataclasses.replace(cfg.train, bf16=Bf16.TRUE if use else Bf16.FALSE)
+    return dataclasses.replace(cfg, train=train), f"train.bf16=auto -> {str(use).lower()}: {why}"
+
+
 def name_output_dir(cfg: RunConfig, dist: Dist) -> RunConfig:
     """cfg with the new run's directory set (the default is timestamped: the main process names it)."""
     out = Path(cfg.output_dir) if cfg.output_dir else default_output_dir(cfg)
@@ -201,7 +216,7 @@ def check_policy(spec: str) -> None:
     check_cache(spec)
 
 
-def create_store(cfg: RunConfig, dist: Dist) -> RunStore:
+def create_store(cfg: RunConfig, dist: Dist, precision: str = "") -> RunStore:
     """The new run directory, made by the main process all at once (the others only read it)."""
     if not dist.is_main:
         return RunStore(cfg.run_dir, writer=False)
@@ -212,7 +227,7 @@ def create_store(cfg: RunConfig, dist: Dist) -> RunStore:
             adopt_iteration0(cfg, store)
 
     return RunStore.create(cfg.run_dir, yaml.safe_dump(to_dict(cfg), sort_keys=False),
-                           {**versions(), "processes": dist.world}, fill)
+                           {**versions(), "processes": dist.world, "precision": precision}, fill)
 
 
 def prepare(cfg: RunConfig, store: RunStore | None, prompts: list[Prompt] | None = None, dist: Dist | None = None,
@@ -220,6 +235,7 @@ def prepare(cfg: RunConfig, store: RunStore | None, prompts: list[Prompt] | None
     """Load and check everything (prompts, reward, tokenizer) before a new run directory is created, then build
     the stages; `offline`: the fixed pairs of `optune dpo` (their prompts are `prompts`) in place of sampling."""
     dist = dist or Dist()
+    cfg, precision = resolve_bf16(cfg)
     if store is None:
         cfg = name_output_dir(cfg, dist)
     preflight(cfg, store)
@@ -247,7 +263,7 @@ def prepare(cfg: RunConfig, store: RunStore | None, prompts: list[Prompt] | None
     generator = make_generator(cfg.generation, tokenizer, cfg.policy)
     created = store is None
     if store is None:
-        store = create_store(cfg, dist)
+        store = create_store(cfg, dist, precision)
     try:
         tracker = make_tracker(cfg.report_to, str(store.root), to_dict(cfg)) if dist.is_main else None
     except UserError:

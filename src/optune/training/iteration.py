@@ -115,7 +115,7 @@ class Trainer:
         chosen responses or only lowered the rejected ones more (both can fall: a known DPO failure)."""
         tc = self.train
         before = self.references.stored(t)  # with the references training filled in
-        chosen, rejected = reference_logps(model, pairs, self.tokenizer.pad_token_id, tc.batch_size * 2, tc.bf16,
+        chosen, rejected = reference_logps(model, pairs, self.tokenizer.pad_token_id, tc.batch_size * 2, tc.use_bf16,
                                            packing=tc.packing)
         after = References.of(chosen, rejected)
         margin = self.loss.implicit_margin(after.chosen, after.rejected, before.chosen, before.rejected)

@@ -134,7 +134,7 @@ class ReferenceSource:
             ref_model = load_model(self.initial_model_path, self.policy.dtype, self.policy.device)
         tc = self.train
         with progress(f"iter {t} reference", len(todo), self.dist.is_main) as bar, lora.adapter_disabled(ref_model):
-            mine = reference_logps(ref_model, self.dist.split(todo), self.pad_id, tc.batch_size * 2, tc.bf16, bar,
+            mine = reference_logps(ref_model, self.dist.split(todo), self.pad_id, tc.batch_size * 2, tc.use_bf16, bar,
                                    tc.packing)
         del ref_model
         shares = self.dist.gather(mine)  # each process scored a contiguous share of the pairs

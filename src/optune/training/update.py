@@ -60,7 +60,7 @@ def micro_batch(model, inputs: TrainInputs, mb: list[int], scale: float, cfg: Tr
     """
     idx = torch.tensor(mb, device=inputs.reference.chosen.device)
     pairs = [inputs.pairs[i] for i in mb]
-    pol_c, pol_r = pair_logps(model, pairs, inputs.pad_id, cfg.bf16, cfg.packing)
+    pol_c, pol_r = pair_logps(model, pairs, inputs.pad_id, cfg.use_bf16, cfg.packing)
     ref_c, ref_r = inputs.reference.take(idx, pol_c, pol_r)
     scores = [torch.tensor([getattr(p, side).reward for p in pairs], dtype=torch.float32, device=idx.device)
               for side in ("chosen", "rejected")]

@@ -110,6 +110,28 @@ def test_reward_many_and_length_mismatch():
         verifiable.reward_many(recs, ["x"])
 
 
+def test_answer_full_at_saturates_the_answer_factor_hand_worked():
+    rec = {"id": "a", "topic": "tides", "prompt": "Explain tides.",
+           "constraints": [MAX50, {"kind": "no_commas"}]}
+    text = "Tides rise and fall because the Moon pulls the oceans, and the Sun adds a weaker pull."
+    answer = verifiable.answer_score(rec, text)
+    constraints = verifiable.constraint_score(rec, text)  # one comma: (1 + 0.5 * exp(-1)) / 2
+    assert constraints == pytest.approx((1 + 0.5 * math.exp(-1)) / 2)
+    assert 0.4 < answer < 1.0
+    base = 0.25 + 0.75 * constraints
+    assert verifiable.reward(rec, text) == pytest.approx(base * answer)
+    assert verifiable.reward(rec, text, answer_full_at=answer / 2) == pytest.approx(base)  # saturated
+    assert verifiable.reward(rec, text, answer_full_at=1.0) == verifiable.reward(rec, text)
+    assert verifiable.reward(rec, text, 0.9) == pytest.approx(base * min(1.0, answer / 0.9))
+    # saturated, the constraints alone order two answers: the comma-free one wins even with less substance
+    plain = "Tides rise and fall because the Moon pulls the oceans."
+    assert verifiable.reward(rec, plain, 0.3) > verifiable.reward(rec, text, 0.3)
+    assert verifiable.reward(rec, "", 0.3) == 0.0
+    for bad in (0.0, -0.1, 1.5, math.nan):
+        with pytest.raises(UserError, match="answer_full_at"):
+            verifiable.reward(rec, text, bad)
+
+
 @pytest.mark.parametrize(
     "record, message",
     [

@@ -197,7 +197,7 @@ def test_a_training_step_is_the_same_with_and_without_packing(tiny_policy, check
     for packing in (False, True):
         model = copy.deepcopy(base)
         cfg = TrainConfig(optimizer="sgd", lr=1.0, warmup_ratio=0.0, lr_schedule="constant", batch_size=5,
-                          grad_accum=2, epochs=1, max_grad_norm=None, packing=packing, save_steps=0,
+                          grad_accum=2, epochs=1, max_grad_norm=None, packing=packing, save_steps=0, bf16=False,
                           gradient_checkpointing=checkpointing and packing)
         train_iteration(model, TrainInputs(PAIRS, References.of(*ref), 0, seed=1), cfg, make_loss("wdpo", 0.5, 2.0))
         models.append(model)

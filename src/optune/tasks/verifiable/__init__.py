@@ -114,12 +114,17 @@ def check(constraint: dict, response: str) -> float:
     return checker(response, **{k: v for k, v in constraint.items() if k != "kind"})
 
 
-def reward(record: dict, response: str) -> float:
-    """Reward in [0, 1] of `response` to `record` (formula in the module docstring)."""
+def reward(record: dict, response: str, answer_full_at: float = 1.0) -> float:
+    """Reward in [0, 1] of `response` to `record` (formula in the module docstring). With `answer_full_at` below
+    1 the answer factor saturates: min(1, answer / answer_full_at), so above that level of substance only the
+    constraints order two responses."""
+    if not 0.0 < answer_full_at <= 1.0:
+        raise UserError(f"answer_full_at must be in (0, 1], got {answer_full_at!r}")
     constraints = constraint_score(record, response)
     if not response.strip():
         return 0.0
-    return (CONSTRAINT_FLOOR + (1.0 - CONSTRAINT_FLOOR) * constraints) * answer_score(record, response)
+    answer = min(1.0, answer_score(record, response) / answer_full_at)
+    return (CONSTRAINT_FLOOR + (1.0 - CONSTRAINT_FLOOR) * constraints) * answer
 
 
 def constraint_score(record: dict, response: str) -> float:
@@ -146,11 +151,11 @@ def _check_record(record: object, response: object) -> None:
         raise UserError(f"response to record {_record_id(record)} is not text")
 
 
-def reward_many(records: list[dict], responses: list[str]) -> list[float]:
+def reward_many(records: list[dict], responses: list[str], answer_full_at: float = 1.0) -> list[float]:
     """Rewards of responses[i] to records[i]; the two lists must have the same length."""
     if len(records) != len(responses):
         raise UserError(f"{len(records)} records but {len(responses)} responses")
-    return [reward(rec, resp) for rec, resp in zip(records, responses)]
+    return [reward(rec, resp, answer_full_at) for rec, resp in zip(records, responses)]
 
 
 def pass_rates(records: list[dict], responses: list[str]) -> dict[str, float]:
