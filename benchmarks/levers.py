@@ -16,6 +16,7 @@ Usage (repo root):
     python benchmarks/levers.py --out runs/levers --grid-links runs/claims  # then: grid.py --out runs/claims --summary
     python benchmarks/levers.py --out runs/levers --targets --seeds 0 1 2  # issue 23 item 5's checks
     python benchmarks/levers.py --out runs/levers --compare --variants epochs1 default --seeds 0 1  # A minus B
+    python benchmarks/levers.py --out runs/levers --instructions --variants default --seeds 0 1 2  # issue 32's checks
 --jobs N runs N runs at once with OMP_NUM_THREADS=1 each (2 on the 2-core CPU); timings are not comparable
 across --jobs settings, curves are (kernels round the same way at a fixed thread count).
 """
@@ -257,6 +258,61 @@ def targets(out: Path, seeds: list[int], variants: tuple[str, str] = ("default",
     return lines
 
 
+def all_met(rows: dict[str, dict], records: dict[str, dict]) -> np.ndarray:
+    """Per prompt (sorted ids), 1 where the answer meets every one of its constraints."""
+    from optune.tasks import verifiable
+
+    return np.array([all(verifiable.check(c, rows[i]["response"]) == 1.0 for c in records[i]["constraints"])
+                     for i in sorted(rows)], dtype=float)
+
+
+def instructions(out: Path, seeds: list[int], variant: str) -> list[str]:
+    """Issue 32 items 2-3 on the task's held-out prompts over `seeds`: the share of answers meeting every
+    constraint (final minus pi_0, two-level bootstrap), each kind's pass rate, the EOS rate, words, relevance and
+    whether the mean composite reward (as the run scored it) rises at every iteration."""
+    from grid import fmt_ci, hier_bootstrap
+
+    from optune.tasks import verifiable
+
+    records = {r["id"]: r for r in verifiable.load("heldout")}
+    requests = {i: r.get("request") or r["prompt"] for i, r in records.items()}
+    runs = [run_dir(out, variant, s) for s in seeds]
+    if not all(finished(r) for r in runs):
+        return [f"{variant}: unfinished runs for seeds {seeds}"]
+    pairs = [(rows_of(r / "iter_000" / "heldout_start.jsonl"),
+              rows_of(sorted(r.glob("iter_[0-9][0-9][0-9]"))[-1] / "heldout.jsonl")) for r in runs]
+    met = np.stack([all_met(f, records) - all_met(s, records) for s, f in pairs])
+    curves = [[json.loads(x) for x in (r / "metrics.jsonl").read_text().splitlines()] for r in runs]
+    composite = np.mean([[m[0]["eval/heldout_reward_start"]] + [x["eval/heldout_reward"] for x in m]
+                         for m in curves], axis=0)
+    embed = make_embedder()
+    sims = np.stack([similarities(f, requests, embed) - similarities(s, requests, embed) for s, f in pairs])
+    lines = [f"{variant}, seeds {seeds}, {met.shape[1]} held-out prompts",
+             f"every constraint met: pi_0 {np.mean([all_met(s, records).mean() for s, _ in pairs]):.3f} -> final "
+             f"{np.mean([all_met(f, records).mean() for _, f in pairs]):.3f}; final minus pi_0 "
+             f"{fmt_ci(hier_bootstrap(met))} (target >= +0.10)",
+             f"composite reward (the run's, penalty included): {', '.join(f'{c:.4f}' for c in composite)} (rises at "
+             f"every iteration: {'yes' if all(b > a for a, b in zip(composite, composite[1:])) else 'NO'})",
+             f"relevance final minus pi_0: {fmt_ci(hier_bootstrap(sims))} (target: not below 0)"]
+    eos = [np.mean([[r["eos"] for r in x.values()] for x in pair], axis=1) for pair in pairs]
+    words = [[np.mean([len(r["response"].split()) for r in x.values()]) for x in pair] for pair in pairs]
+    lines.append(f"EOS rate pi_0 -> final: {np.mean([e[0] for e in eos]):.3f} -> {np.mean([e[1] for e in eos]):.3f} "
+                 f"(target: final >= pi_0); words {np.mean([w[0] for w in words]):.1f} -> "
+                 f"{np.mean([w[1] for w in words]):.1f} ({np.mean([w[1] / w[0] for w in words]):.0%}, target >= 70%)")
+    lines += ["", "| constraint kind | n per seed | pi_0 | final | change |", "|---|---:|---:|---:|---:|"]
+    rates = [[verifiable.pass_rates([records[i] for i in sorted(x)], [x[i]["response"] for i in sorted(x)])
+              for x in pair] for pair in pairs]
+    counts: dict[str, int] = {}
+    for i in sorted(pairs[0][0]):
+        for c in records[i]["constraints"]:
+            counts[c["kind"]] = counts.get(c["kind"], 0) + 1
+    for kind in sorted(rates[0][0]):
+        a, b = np.mean([r[0][kind] for r in rates]), np.mean([r[1][kind] for r in rates])
+        flag = " (falls > 0.10)" if b - a < -0.10 else ""
+        lines.append(f"| {kind} | {counts[kind]} | {a:.2f} | {b:.2f} | {b - a:+.2f}{flag} |")
+    return lines
+
+
 def compare(out: Path, seeds: list[int], variants: tuple[str, str]) -> list[str]:
     """Held-out reward of variant A minus variant B after each iteration, per prompt and seed, with the two-level
     bootstrap (seeds, then prompts): does a lever change what the run reaches?"""
@@ -315,6 +371,9 @@ def main() -> None:
     parser.add_argument("--compare", action="store_true",
                         help="held-out reward of the first of two --variants minus the second, per iteration (finished "
                              "runs of --seeds)")
+    parser.add_argument("--instructions", action="store_true",
+                        help="issue 32's checks (every constraint met, per-kind table, EOS, words, relevance) for each "
+                             "of --variants over --seeds (finished runs)")
     parser.add_argument("overrides", nargs="*", help="key.sub=value for every new run")
     args = parser.parse_args()
     shown = args.variants
@@ -322,7 +381,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     if (args.targets or args.compare) and len(args.variants) != 2:
         parser.error("--targets and --compare take two --variants")
-    if not (args.summary or args.grid_links or args.targets or args.compare or args.plot):
+    if not (args.summary or args.grid_links or args.targets or args.compare or args.plot or args.instructions):
         # a variant and its base share a job, so that the base finishes before the variant starts from it
         jobs = [(v, s) for s in args.seeds for v in args.variants
                 if v not in (VARIANTS[w].get("base") for w in args.variants)]
@@ -341,6 +400,9 @@ def main() -> None:
         return
     if args.targets:
         print("\n".join(targets(args.out, args.seeds, tuple(args.variants))))
+        return
+    if args.instructions:
+        print("\n\n".join("\n".join(instructions(args.out, args.seeds, v)) for v in args.variants))
         return
     print("\n".join(summarize(args.out, shown)))
 
