@@ -95,8 +95,9 @@ def reference_logps(model, pairs: list[Pair], pad_id: int, batch_size: int, bf16
 
 @torch.no_grad()
 def responses_logps(model, prompts: list[list[int]], responses: list[list[int]], pad_id: int,
-                    batch_size: int) -> list[float]:
-    """Summed log-probs of each response (its tokens only) after its prompt, in evaluation mode."""
+                    batch_size: int, bf16: bool = False) -> list[float]:
+    """Summed log-probs of each response (its tokens only) after its prompt, in evaluation mode (`bf16`: under
+    bf16 autocast, as training computes them)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -104,6 +105,8 @@ def responses_logps(model, prompts: list[list[int]], responses: list[list[int]],
     for start in range(0, len(prompts), batch_size):
         seqs = list(zip(prompts[start:start + batch_size], responses[start:start + batch_size]))
         batch = {k: v.to(device) for k, v in collate_sequences(seqs, pad_id).items()}
-        out += response_logps(model, batch["input_ids"], batch["attention_mask"], batch["loss_mask"]).tolist()
+        with _autocast(model, bf16):
+            logps = response_logps(model, batch["input_ids"], batch["attention_mask"], batch["loss_mask"])
+        out += logps.float().tolist()
     model.train(was_training)
     return out
