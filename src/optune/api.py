@@ -200,6 +200,13 @@ def tune(command: str, config: ConfigSource, overrides: Mapping[str, Any], resum
         if root is not None and (store is not None or made) and (root / MARKER).is_file():
             raise failed_midway(command, err, root, cfg) from err
         raise
+    except RuntimeError as err:  # a collective failed: another process died or hung (several processes only)
+        lost = distributed.lost_process(dist, err)
+        if lost is None:
+            raise
+        if root is not None and (store is not None or made) and (root / MARKER).is_file():
+            raise failed_midway(command, lost, root, cfg) from err
+        raise lost from err
     except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM (optune.cli): the CLI prints how to resume
         if root is not None and (store is not None or made) and (root / MARKER).is_file():
             err.resume_command = resume_command(command, root, cfg)  # type: ignore[attr-defined]

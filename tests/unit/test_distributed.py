@@ -56,3 +56,39 @@ def test_only_the_main_process_writes(tmp_path):
     assert not (tmp_path / "a.json").exists()
     RunStore(tmp_path).write_json(tmp_path / "a.json", {"a": 1})
     assert json.loads((tmp_path / "a.json").read_text()) == {"a": 1}
+
+
+def test_a_failed_collective_becomes_one_line_naming_the_other_process():
+    from optune.distributed import ProcessLost, lost_process
+
+    gloo = RuntimeError("[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:537] Read error "
+                        "[127.0.0.1]:24207: Connection reset by peer. This is typically caused by a remote worker "
+                        "hanging or bugs in the application. GLHF!")
+    lost = lost_process(TwoRanks(1, None), gloo)
+    assert isinstance(lost, ProcessLost) and str(lost) == (
+        "process 1 of 2: another process of this run died or stopped answering (Read error [127.0.0.1]:24207: "
+        "Connection reset by peer)")
+    assert lost_process(Dist(), gloo) is None  # one process: no other process to lose
+    assert lost_process(TwoRanks(0, None), RuntimeError("shape mismatch")) is None  # a bug stays a traceback
+    assert lost_process(TwoRanks(0, None), ValueError("gloo")) is None
+
+
+def test_fsdp_refuses_an_accelerate_strategy_that_already_distributes():
+    import types
+
+    import pytest
+
+    from optune.config.run import RunConfig
+    from optune.distributed import check
+    from optune.errors import UserError
+
+    cfg = RunConfig()
+    cfg.train.fsdp = True
+    for kind, refused in (("MULTI_CPU", False), ("MULTI_GPU", False), ("FSDP", True), ("DEEPSPEED", True)):
+        dist = TwoRanks(0, None)
+        dist.accelerator = types.SimpleNamespace(distributed_type=types.SimpleNamespace(name=kind))
+        if refused:
+            with pytest.raises(UserError, match=f"with {kind}: launch with a DDP config"):
+                check(dist, cfg)
+        else:
+            check(dist, cfg)

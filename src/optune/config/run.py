@@ -202,6 +202,10 @@ class TrainConfig:
     save_steps: int = 10
     """Save the training state (weights, optimizer, step) every N optimizer steps, so a killed run resumes
     mid-iteration instead of redoing the iteration's training; 0: never (single-process runs only)."""
+    fsdp: bool = False
+    """With several processes (torchrun / accelerate launch with a DDP config), shard the policy with torch's
+    FSDP2: each process holds 1/N of the parameters, gradients and optimizer state (docs/scaling.md). One
+    process: no effect. Not with LoRA."""
 
     def __post_init__(self) -> None:
         if isinstance(self.bf16, bool):  # TrainConfig(bf16=True) from Python, as YAML's true/false read
@@ -429,6 +433,9 @@ def validate(cfg: RunConfig) -> None:
                         "generation.impl decode or auto (the paths that return them)")
     if cfg.lora.r > 0 and not cfg.lora.target_modules:
         raise UserError("with lora.r > 0, lora.target_modules must be non-empty")
+    if cfg.lora.r > 0 and cfg.train.fsdp:
+        raise UserError("train.fsdp does not shard LoRA runs (untested: the adapter is merged on the whole model); "
+                        "set train.fsdp=false or lora.r=0")
     if cfg.data.prompt_field is not None and not cfg.data.prompt_field.strip():
         raise UserError("data.prompt_field must name a field, or be null for prompt/messages")
     validate_reward(cfg.reward)

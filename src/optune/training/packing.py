@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from optune.distributed.sharding import is_sharded
 from optune.losses import summed_token_logps
 from optune.pairs import Pair
 
@@ -163,10 +164,13 @@ def pack(pairs: list[Pair], pad_id: int, attention_weight: float = 0.0) -> Packe
 def head_apart(model) -> bool:
     """Whether the decoder and the output projection may run apart (logits only where they are needed).
 
-    Not for a DDP/FSDP/DeepSpeed wrapper (optune.distributed), which has neither method: its gradient
-    synchronisation and parameter gathering run in its own forward, which running the parts would skip. Not
-    for models whose logits are post-processed (soft-capping, scaling).
+    Not for a DDP/FSDP/DeepSpeed wrapper (optune.distributed), which has neither method, nor for a model sharded
+    with FSDP2 (optune.distributed.sharding), which has them: gradient synchronisation and parameter gathering
+    run in the model's own forward, which running the parts would skip. Not for models whose logits are
+    post-processed (soft-capping, scaling).
     """
+    if is_sharded(model):
+        return False
     decoder = getattr(model, "get_decoder", lambda: None)()
     head = getattr(model, "get_output_embeddings", lambda: None)()
     post = any(getattr(getattr(model, "config", None), k, None) for k in ("final_logit_softcapping", "logit_scale"))

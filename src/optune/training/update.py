@@ -83,7 +83,8 @@ def train_iteration(model, inputs: TrainInputs, cfg: TrainConfig, loss: Preferen
     starting weights are the reference (no dropout either); training fills it in from its own forward and the
     record writes itself after that step (`References.flush`).
     With an active `dist` (optune.distributed) each step's pairs are split over processes; the loss is
-    multiplied by the world size because DDP/FSDP average the processes' gradients.
+    multiplied by the world size because DDP/FSDP average the processes' gradients. With `cfg.fsdp` the model is
+    sharded (optune.distributed.sharding) before its optimizer is built.
     With `hooks.state_path` (single process), the training state is saved there every `cfg.save_steps` steps
     and, if present, training continues from it: the step plan is a function of the seed, so skipping
     the finished steps reproduces the uninterrupted run.
@@ -93,11 +94,13 @@ def train_iteration(model, inputs: TrainInputs, cfg: TrainConfig, loss: Preferen
     pending = inputs.reference.missing()
     if pending and (dist.active or pending - reference_from_training(len(inputs.pairs), cfg, inputs.seed)):
         raise ValueError("reference log-probs missing for pairs trained after the first update")
-    inputs = dataclasses.replace(inputs, reference=inputs.reference.to(next(model.parameters()).device))
-    optimizer, scheduler = make_optimizer(model, cfg, len(plan))
     if cfg.gradient_checkpointing:
         dist.unwrap(model).gradient_checkpointing_enable()
-    model, optimizer = dist.prepare(model, optimizer)
+    if cfg.fsdp:
+        model = dist.shard(model)  # before the optimizer: it is built on the shards, and keeps state for them only
+    optimizer, scheduler = make_optimizer(model, cfg, len(plan))
+    model, optimizer = dist.prepare(model, optimizer, cfg.batch_size)
+    inputs = dataclasses.replace(inputs, reference=inputs.reference.to(next(model.parameters()).device))
     model.train()
     state_path = None if dist.active or not cfg.save_steps else hooks.state_path
     start, totals, rows = resume(state_path, model, optimizer, scheduler, plan, hooks.progress, hooks.log,
@@ -141,9 +144,8 @@ def train_step(model, inputs: TrainInputs, micro_batches: list[list[int]], optim
         sums = {key: sums.get(key, 0.0) + value / dist.world for key, value in part.items()}
     stats = dict(zip(sums, dist.sum(list(sums.values()))))
     if cfg.max_grad_norm is not None:
-        clip = dist.accelerator.clip_grad_norm_ if dist.active else torch.nn.utils.clip_grad_norm_
-        norm = clip(model.parameters(), cfg.max_grad_norm)  # None under DeepSpeed (its config clips)
+        norm = dist.clip_grad_norm(model, cfg.max_grad_norm)  # None under DeepSpeed (its config clips)
         if norm is not None:
-            stats["grad_norm"] = float(norm)
+            stats["grad_norm"] = norm
     optimizer.step()
     return stats

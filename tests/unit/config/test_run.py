@@ -202,3 +202,10 @@ def test_a_python_function_with_another_reward_backend_is_refused_by_name():
     with pytest.raises(UserError, match=r"^reward.function is a Python function; it needs reward.backend callable, "
                                         r"not 'verifiable'$"):
         validate(cfg)
+
+
+def test_fsdp_with_lora_is_refused_in_one_line():
+    with pytest.raises(UserError, match="train.fsdp does not shard LoRA runs") as err:
+        load_config(None, ["train.fsdp=true", "lora.r=4"])
+    assert "\n" not in str(err.value)
+    assert load_config(None, ["train.fsdp=true"]).train.fsdp

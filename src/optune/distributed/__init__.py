@@ -1,7 +1,8 @@
 """Several processes through accelerate: `accelerate launch [--config_file configs/accelerate/X.yaml] -m optune run`.
 
 No home-made distributed layer: accelerate builds the process group and wraps the model (DDP, FSDP or
-DeepSpeed, whichever its config file names). optune only decides who does what:
+DeepSpeed, whichever its config file names), or, with `train.fsdp=true`, torch's FSDP2 shards it (`sharding`:
+parameters, gradients and optimizer state, 1/N per process). optune only decides who does what:
 - generation, scoring and held-out evaluation: batches are dealt round-robin to processes, and the
   results gathered to every process (`batched`), so each process sees the whole iteration;
 - reference log-probs: each process computes a contiguous slice of the pairs (`split` + `gather`);
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -69,21 +71,61 @@ class Dist:
         size = -(-len(items) // self.world)
         return items[self.rank * size:(self.rank + 1) * size]
 
-    def prepare(self, model, optimizer):
-        """Wrap for the configured strategy (DDP/FSDP/DeepSpeed); remembered for `full_state_dict`."""
+    def shard(self, model):
+        """FSDP2 (`train.fsdp`): `model` fully sharded over the processes, before its optimizer is built (one
+        process: unchanged, there is nothing to shard); remembered for `full_state_dict`."""
         if not self.active:
+            return model
+        from optune.distributed import sharding
+
+        self.accelerator.free_memory()  # drop the previous iteration's wrappers
+        self.wrapped = sharding.shard(model, self.accelerator.device, self.world)
+        return self.wrapped
+
+    def sharded(self, model) -> bool:
+        """Whether `model` is sharded with FSDP2 (by `shard`, or by accelerate's FSDP2 plugin)."""
+        if not self.active:
+            return False
+        from optune.distributed import sharding
+
+        return sharding.is_sharded(model)
+
+    def prepare(self, model, optimizer, micro_batch: int = 1):
+        """Wrap for the configured strategy (DDP/FSDP/DeepSpeed); remembered for `full_state_dict`. A model that
+        `shard` sharded is already distributed: it and its optimizer are returned as they are. `micro_batch`:
+        the pairs per micro-batch, which DeepSpeed's config must name when no dataloader is prepared."""
+        if not self.active or self.sharded(model):
             return model, optimizer
         self.accelerator.free_memory()  # drop the previous iteration's wrappers
+        plugin = getattr(self.accelerator.state, "deepspeed_plugin", None)
+        if plugin is not None:
+            plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = micro_batch
         model, optimizer = self.accelerator.prepare(model, optimizer)
         self.wrapped = model
         return model, optimizer
 
     def no_sync(self, model, sync: bool):
-        """Skip the gradient all-reduce on micro-batches before the last one of an optimizer step."""
-        return contextlib.nullcontext() if sync or not self.active else self.accelerator.no_sync(model)
+        """Skip the gradient all-reduce on micro-batches before the last one of an optimizer step. A sharded
+        model reduce-scatters every micro-batch's gradients: they accumulate in the shards, never whole."""
+        if sync or not self.active or self.sharded(model):
+            return contextlib.nullcontext()
+        return self.accelerator.no_sync(model)
 
     def backward(self, loss) -> None:
         self.accelerator.backward(loss) if self.active else loss.backward()
+
+    def clip_grad_norm(self, model, max_norm: float) -> float | None:
+        """Clip the whole gradient (every process's part) to `max_norm`; its norm before clipping, or None under
+        DeepSpeed (its config clips)."""
+        import torch
+
+        if self.sharded(model):
+            from optune.distributed import sharding
+
+            return sharding.clip_grad_norm(model.parameters(), max_norm)
+        clip = self.accelerator.clip_grad_norm_ if self.active else torch.nn.utils.clip_grad_norm_
+        norm = clip(model.parameters(), max_norm)
+        return None if norm is None else float(norm)
 
     def sum(self, values: list[float]) -> list[float]:
         if not self.active:
@@ -96,10 +138,40 @@ class Dist:
         """Unsharded weights of the last wrapped model (a collective: every process must call it)."""
         if not self.active or self.wrapped is None:
             return None
+        if self.sharded(self.wrapped):
+            from optune.distributed import sharding
+
+            return sharding.full_state_dict(self.wrapped)  # whole on the main process, {} on the others
         return self.accelerator.get_state_dict(self.wrapped)
 
     def unwrap(self, model):
         return self.accelerator.unwrap_model(model) if self.active else model
+
+
+class ProcessLost(UserError):
+    """Another process of the run died, or stopped answering for longer than the process group's timeout: a
+    collective of this process failed. Every surviving process raises it and stops with one line (the CLI's),
+    instead of a traceback per process or a hang; the run resumes from its files."""
+
+
+COLLECTIVE_FAILURE = re.compile(r"gloo|NCCL|ProcessGroup|Connection (reset|closed)|Broken pipe|timed out|Timeout")
+"""What the RuntimeError of a failed collective says (torch raises gloo's and NCCL's errors as plain ones)."""
+
+
+def lost_process(dist: Dist, err: BaseException) -> ProcessLost | None:
+    """`err` as a ProcessLost where it is a collective's failure (gloo's closed or reset connection, NCCL's
+    error, a timeout: torch raises RuntimeError or DistError for these), else None."""
+    if not dist.active or not isinstance(err, RuntimeError):
+        return None
+    import torch.distributed
+
+    text = str(err).strip()
+    if not (isinstance(err, torch.distributed.DistError) or COLLECTIVE_FAILURE.search(text)):
+        return None
+    line = text.splitlines()[0] if text else type(err).__name__
+    reason = re.sub(r"^\[[^\]]*\]\s*", "", line).split(". This is typically")[0]  # gloo's source position, advice
+    return ProcessLost(f"process {dist.rank} of {dist.world}: another process of this run died or stopped answering "
+                       f"({reason})")
 
 
 def init() -> Dist:
@@ -117,6 +189,10 @@ def check(dist: Dist, cfg) -> None:
     if not dist.active:
         return
     kind = dist.accelerator.distributed_type.name
+    if cfg.train.fsdp and kind in ("DEEPSPEED", "FSDP", "MEGATRON_LM", "XLA"):
+        raise UserError(f"train.fsdp shards the policy itself (torch FSDP2), but accelerate's config already "
+                        f"distributes it with {kind}: launch with a DDP config (configs/accelerate/ddp.yaml) or "
+                        "set train.fsdp=false")
     if kind == "DEEPSPEED" and cfg.train.grad_accum != 1:
         raise UserError("DeepSpeed accumulates gradients itself: run with train.grad_accum=1 (raise "
                         "train.batch_size instead)")
