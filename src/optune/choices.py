@@ -115,6 +115,15 @@ class Dtype(StrEnum):
     BFLOAT16 = "bfloat16"
 
 
+class VllmUpdate(StrEnum):
+    AUTO = "auto"
+    """inplace on the CPU (tested there), restart on GPUs (until a GPU runs the in-place path)."""
+    INPLACE = "inplace"
+    """One engine per run; each new checkpoint is loaded into it in place (optune.generation.vllm_update)."""
+    RESTART = "restart"
+    """A new engine for each checkpoint, shut down before training."""
+
+
 class VllmDtype(StrEnum):
     POLICY = "policy"
     AUTO = "auto"

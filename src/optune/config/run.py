@@ -27,6 +27,7 @@ from optune.choices import (
     Reference,
     SelectionStrategy,
     VllmDtype,
+    VllmUpdate,
 )
 from optune.config.keys import Alias, PathKind, alias_override, expand_aliases, mapped, resolve_paths
 from optune.config.schema import (
@@ -138,9 +139,13 @@ class GenerationConfig:
     vllm_memory_fraction: float = 0.3
     """vllm: fraction of GPU memory (on CPU: of RAM) the engine reserves; 0.3 works on CPU, 0.92 fails there."""
     vllm_enforce_eager: bool = True
-    """vllm: skip graph capture/compilation (saves about a minute per engine start; the engine restarts
-    every iteration); set false on GPUs for long generations."""
-
+    """vllm: skip graph capture/compilation (saves about a minute per engine start); set false on GPUs for
+    long generations."""
+    vllm_update: VllmUpdate = VllmUpdate.AUTO
+    """vllm: how the engine gets the next policy: "inplace" (started once, each new checkpoint loaded into it:
+    the weights of a fresh engine, about 30 s less per iteration on a CPU; on the CPU it keeps its memory
+    through training, on GPUs it sleeps then), "restart" (a new engine per checkpoint, shut down before
+    training), or "auto": inplace on the CPU, restart on GPUs (in-place has not run on a GPU; docs/scaling.md)."""
 
 @dataclass
 class SelectionConfig:
@@ -306,8 +311,9 @@ Not deployment-only, although they look it: generation.batch_size (each generati
 and finished batches are files: optune.store.RunStore.batched), reward.batch_size (scoring batches are files
 too, and a mix's standardize works per batch), generation.tensor_parallel_size and
 generation.vllm_enforce_eager (another split of the matmuls or compiled kernels round differently, so
-samples change), generation.vllm_memory_fraction (a smaller KV cache makes vLLM preempt and schedule
-sequences differently)."""
+samples change), generation.vllm_update (the same weights either way, but vLLM's CPU sampler may draw
+differently in an engine with another history), generation.vllm_memory_fraction (a smaller KV cache makes
+vLLM preempt and schedule sequences differently)."""
 
 
 def _optim(value):

@@ -4,8 +4,8 @@ A backend is anything with `generate(model, prompt_ids, n, greedy, seed, path) -
 (`base.Generator`), chosen by name from `BACKENDS`; `path` is the checkpoint on disk holding the same
 weights as `model`. The transformers backend (`hf`) samples from the in-memory policy, so no checkpoint
 round trip is needed between training and sampling; the vllm backend (`vllm`, imported only when chosen)
-loads `path`. A backend that holds memory of its own also has `release()`, which the loop calls before
-training.
+loads `path`. A backend that holds memory of its own also has `pause()`, which the loop calls before
+training, and `release()`, called at the end of a run.
 """
 
 from __future__ import annotations

