@@ -1,5 +1,5 @@
 """Key-level rewrites of a config mapping before it is applied; the tables they read are beside the
-dataclasses (optune.config.run: TRL_ALIASES, PATH_KEYS).
+dataclasses (optune.config.names: TRL_ALIASES, PATH_KEYS).
 
 - `expand_aliases`: other tools' names for a key (TRL's `beta`, `learning_rate` ...) as the key they mean,
   with their values mapped where the two differ (`optim=adamw_torch` is `train.optimizer=adamw`).
