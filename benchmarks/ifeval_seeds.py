@@ -55,13 +55,31 @@ def table(base: dict[int, dict], seeds: list[dict[int, dict]]) -> list[str]:
     return lines
 
 
+def ended_share(responses: Path, tokenizer_dir: str, budget: int) -> float:
+    """Share of a responses_<name>.json's answers that ended before the token budget: re-tokenized, fewer tokens
+    than the budget (a cut answer has exactly the budget; the decode round trip can move a count by a token)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    rows = json.loads(responses.read_text())["rows"]
+    return float(np.mean([len(tok(r["response"], add_special_tokens=False)["input_ids"]) < budget - 1
+                          for r in rows]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", type=Path, required=True, help="pi_0's scores_<name>.jsonl")
     parser.add_argument("--seed-scores", type=Path, nargs="+", required=True,
                         help="each seed's final model's scores_<name>.jsonl")
+    parser.add_argument("--ended", type=Path, nargs="*", default=[],
+                        help="responses_<name>.json files: print the share of answers that ended within --budget")
+    parser.add_argument("--budget", type=int, default=256, help="the --max-new-tokens they were generated with")
+    parser.add_argument("--tokenizer", default=str(Path.home() / ".cache/optune/models/smollm2-135m-instruct"))
     args = parser.parse_args()
     print("\n".join(table(read_scores(args.base), [read_scores(p) for p in args.seed_scores])))
+    for path in args.ended:
+        print(f"{path}: {ended_share(path, args.tokenizer, args.budget):.3f} of answers ended within {args.budget} "
+              "tokens")
 
 
 if __name__ == "__main__":
