@@ -100,11 +100,17 @@ def check_digest(store: RunStore, cfg: RunConfig) -> None:
         return
     recorded = read_json(store.config_digest).get("keys", {})
     now = computing_keys(cfg)
-    changed = [k for k in recorded if k in now and now[k] != recorded[k]]
+    changed = [k for k in recorded if k in now and not _same(recorded[k], now[k])]
     if changed:
         what = ", ".join(f"{k} ({recorded[k]!r} -> {now[k]!r})" for k in changed)
         raise UserError(f"cannot resume {store.root}: its config.yaml no longer matches what the run computed: "
                         f"{what}; restore {'it' if len(changed) == 1 else 'them'}, or start a new run")
+
+
+def _same(recorded: Any, now: Any) -> bool:
+    """A recorded value equals today's, also where the key's type became a choice with the same meaning (train.bf16
+    was a bool before "auto": a run recorded false, its config.yaml now loads as the choice "false")."""
+    return now == recorded or (isinstance(recorded, bool) and now == str(recorded).lower())
 
 
 def resumed_config(store: RunStore, overrides: Mapping[str, Any]) -> RunConfig:

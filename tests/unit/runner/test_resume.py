@@ -170,3 +170,17 @@ def test_exit_codes_differ(tmp_path, capsys, fake_prepare):
     assert main(["run", "-c", TINY, "selection.rho=7"]) == 2  # a usage error: nothing started
     assert not list(tmp_path.iterdir())
     assert issubclass(RunFailed, UserError) and (UserError.exit_code, RunFailed.exit_code) == (2, 3)
+
+
+def test_a_run_made_when_bf16_was_a_bool_resumes(tmp_path):
+    """train.bf16 was true/false before "auto": such a run's digest recorded a bool, and resuming it is no edit."""
+    store = make_run(tmp_path / "run")
+    recorded = read_json(store.config_digest)
+    assert recorded["keys"]["train.bf16"] == "false"  # tiny.yaml sets false
+    recorded["keys"]["train.bf16"] = False
+    store.config_digest.write_text(__import__("json").dumps(recorded))
+    assert resumed_config(store, {}).train.use_bf16 is False
+    recorded["keys"]["train.bf16"] = True  # but a recorded true against a config.yaml's false is a change
+    store.config_digest.write_text(__import__("json").dumps(recorded))
+    with pytest.raises(UserError, match=r"train.bf16 \(True -> 'false'\)"):
+        resumed_config(store, {})
