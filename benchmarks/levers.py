@@ -61,6 +61,7 @@ VARIANTS: dict[str, dict] = {
     "full0.6-eos0.1": {"overrides": ["reward.answer_full_at=0.6", "reward.missing_eos_penalty=0.1"]},
     "full0.6-eos0.1-bf16": {"overrides": ["reward.answer_full_at=0.6", "reward.missing_eos_penalty=0.1",
                                           "train.bf16=true"]},
+    "eos0.1-bf16": {"overrides": ["reward.missing_eos_penalty=0.1", "train.bf16=true"]},
     "tok128-full0.5-eos0.1": {"overrides": ["generation.max_new_tokens=128", "reward.answer_full_at=0.5",
                                             "reward.missing_eos_penalty=0.1", "train.bf16=true"]},
     # the paper's open claims (issue 23 item 6); their KL passes are skipped (eval.kl=false): they compare rewards
